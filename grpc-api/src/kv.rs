@@ -1,0 +1,124 @@
+//! The KV service: etcd's Range, Put, DeleteRange, Txn and Compact.
+
+use hub_proto::etcdserverpb::{
+    kv_server::Kv, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
+    InternalRaftRequest, PutRequest, PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+    request_op::Request, response_op,
+};
+use hub_store::{validate, Response};
+use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status};
+
+use crate::{status, Context};
+
+pub struct KvService {
+    ctx: Context,
+}
+
+impl KvService {
+    pub fn new(ctx: Context) -> Self {
+        KvService { ctx }
+    }
+
+    /// Fills the headers of a txn response and of every nested response.
+    fn fill_txn(&self, resp: &mut TxnResponse) {
+        resp.header = self.ctx.fill(resp.header.take());
+        for op in &mut resp.responses {
+            match &mut op.response {
+                Some(response_op::Response::ResponseRange(r)) => r.header = self.ctx.fill(r.header.take()),
+                Some(response_op::Response::ResponsePut(r)) => r.header = self.ctx.fill(r.header.take()),
+                Some(response_op::Response::ResponseDeleteRange(r)) => r.header = self.ctx.fill(r.header.take()),
+                Some(response_op::Response::ResponseTxn(r)) => self.fill_txn(r),
+                None => {}
+            }
+        }
+    }
+}
+
+fn unexpected(r: Response) -> Status {
+    Status::internal(format!("unexpected apply result {r:?}"))
+}
+
+/// etcd answers a txn whose ops are all serializable ranges locally.
+fn is_read_only(r: &TxnRequest) -> bool {
+    r.success.iter().chain(&r.failure).all(|op| matches!(op.request, Some(Request::RequestRange(_))))
+}
+
+fn is_serializable(r: &TxnRequest) -> bool {
+    r.success
+        .iter()
+        .chain(&r.failure)
+        .all(|op| matches!(&op.request, Some(Request::RequestRange(q)) if q.serializable))
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn range(&self, req: GrpcRequest<RangeRequest>) -> Result<GrpcResponse<RangeResponse>, Status> {
+        let r = req.into_inner();
+        validate::check_range(&r).map_err(status::from_etcd)?;
+        if !r.serializable {
+            self.ctx.node.read_index().await.map_err(status::from_store)?;
+        }
+        let mut resp = self.ctx.node.state().lock().range(&r).map_err(status::from_store)?;
+        resp.header = self.ctx.fill(resp.header);
+        Ok(GrpcResponse::new(resp))
+    }
+
+    async fn put(&self, req: GrpcRequest<PutRequest>) -> Result<GrpcResponse<PutResponse>, Status> {
+        let r = req.into_inner();
+        validate::check_put(&r).map_err(status::from_etcd)?;
+        let applied = self.ctx.propose(InternalRaftRequest { put: Some(r), ..Default::default() }).await?;
+        match applied.response {
+            Response::Put(mut resp) => {
+                resp.header = self.ctx.fill(resp.header);
+                Ok(GrpcResponse::new(resp))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn delete_range(
+        &self,
+        req: GrpcRequest<DeleteRangeRequest>,
+    ) -> Result<GrpcResponse<DeleteRangeResponse>, Status> {
+        let r = req.into_inner();
+        validate::check_delete(&r).map_err(status::from_etcd)?;
+        let applied = self.ctx.propose(InternalRaftRequest { delete_range: Some(r), ..Default::default() }).await?;
+        match applied.response {
+            Response::DeleteRange(mut resp) => {
+                resp.header = self.ctx.fill(resp.header);
+                Ok(GrpcResponse::new(resp))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn txn(&self, req: GrpcRequest<TxnRequest>) -> Result<GrpcResponse<TxnResponse>, Status> {
+        let r = req.into_inner();
+        validate::check_txn(&r, self.ctx.config.max_txn_ops).map_err(status::from_etcd)?;
+        let mut resp = if is_read_only(&r) {
+            if !is_serializable(&r) {
+                self.ctx.node.read_index().await.map_err(status::from_store)?;
+            }
+            self.ctx.node.state().lock().read_only_txn(&r).map_err(status::from_store)?
+        } else {
+            match self.ctx.propose(InternalRaftRequest { txn: Some(r), ..Default::default() }).await?.response {
+                Response::Txn(resp) => resp,
+                other => return Err(unexpected(other)),
+            }
+        };
+        self.fill_txn(&mut resp);
+        Ok(GrpcResponse::new(resp))
+    }
+
+    async fn compact(&self, req: GrpcRequest<CompactionRequest>) -> Result<GrpcResponse<CompactionResponse>, Status> {
+        let r = req.into_inner();
+        let applied = self.ctx.propose(InternalRaftRequest { compaction: Some(r), ..Default::default() }).await?;
+        match applied.response {
+            Response::Compaction(mut resp) => {
+                resp.header = self.ctx.fill(resp.header);
+                Ok(GrpcResponse::new(resp))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+}

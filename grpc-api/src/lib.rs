@@ -1,0 +1,106 @@
+//! etcd's v3 gRPC API served over hub's raft node.
+//!
+//! Place in the request path: first thing after the socket. Each service checks a
+//! request as etcd's `v3rpc` does, proposes writes to [`hub_raft::Node`] (reads go
+//! to the state machine, after a ReadIndex when linearizable) and fills response
+//! headers. No service implements storage semantics; those live in `hub-store`.
+//!
+//! - [`kv`]: Range, Put, DeleteRange, Txn, Compact.
+//! - [`watch`]: the Watch stream.
+//! - [`lease`]: Lease grant, revoke, keep-alive, time-to-live, list; expiry.
+//! - [`maintenance`]: Status, Alarm, Defragment, Hash.
+//! - [`cluster`]: MemberList.
+//! - [`status`]: the one mapping from hub errors to gRPC statuses.
+
+pub mod cluster;
+pub mod kv;
+pub mod lease;
+pub mod maintenance;
+pub mod status;
+pub mod watch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hub_proto::etcdserverpb::{
+    cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
+    maintenance_server::MaintenanceServer, watch_server::WatchServer, InternalRaftRequest, ResponseHeader,
+};
+use hub_raft::Node;
+use hub_store::{Applied, EtcdError};
+use prost::Message;
+use tonic::Status;
+
+/// Limits and intervals the services enforce, from hubd's flags.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// `--max-request-bytes`: the largest command a client may propose.
+    pub max_request_bytes: usize,
+    /// `--max-txn-ops`.
+    pub max_txn_ops: usize,
+    /// `--experimental-watch-progress-notify-interval`.
+    pub watch_progress_notify_interval: Duration,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            max_request_bytes: 1536 * 1024,
+            max_txn_ops: 128,
+            watch_progress_notify_interval: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What every service holds: the raft node and the limits.
+#[derive(Clone)]
+pub struct Context {
+    node: Arc<Node>,
+    config: Arc<ServiceConfig>,
+}
+
+/// gRPC adds this much around a request; etcd allows it on top of
+/// `--max-request-bytes` before the transport itself refuses a message.
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+impl Context {
+    pub fn new(node: Arc<Node>, config: ServiceConfig) -> Self {
+        Context { node, config: Arc::new(config) }
+    }
+
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+
+    /// A response header as etcd fills it: a zero revision becomes the current one.
+    pub fn header(&self, revision: i64) -> Option<ResponseHeader> {
+        let revision = if revision == 0 { self.node.state().lock().current_revision() } else { revision };
+        let m = self.node.membership();
+        Some(ResponseHeader { cluster_id: m.cluster_id, member_id: m.member_id, revision, raft_term: self.node.term() })
+    }
+
+    /// Completes a header the store filled with a revision.
+    fn fill(&self, h: Option<ResponseHeader>) -> Option<ResponseHeader> {
+        self.header(h.map_or(0, |h| h.revision))
+    }
+
+    /// Proposes a command after etcd's size check; returns what applying it gave.
+    async fn propose(&self, req: InternalRaftRequest) -> Result<Applied, Status> {
+        if req.encoded_len() > self.config.max_request_bytes {
+            return Err(status::from_etcd(EtcdError::RequestTooLarge));
+        }
+        self.node.propose(req).await.map_err(status::from_store)
+    }
+
+    /// Every service of the API, ready to mount on a tonic server.
+    pub fn routes(&self) -> tonic::service::Routes {
+        let max = self.config.max_request_bytes + GRPC_OVERHEAD_BYTES;
+        tonic::service::Routes::new(KvServer::new(kv::KvService::new(self.clone())).max_decoding_message_size(max))
+            .add_service(WatchServer::new(watch::WatchService::new(self.clone())).max_decoding_message_size(max))
+            .add_service(LeaseServer::new(lease::LeaseService::new(self.clone())).max_decoding_message_size(max))
+            .add_service(
+                MaintenanceServer::new(maintenance::MaintenanceService::new(self.clone())).max_decoding_message_size(max),
+            )
+            .add_service(ClusterServer::new(cluster::ClusterService::new(self.clone())).max_decoding_message_size(max))
+    }
+}

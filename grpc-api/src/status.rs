@@ -1,0 +1,30 @@
+//! The one place where hub's errors become gRPC statuses, with etcd's codes.
+
+use hub_store::{EtcdError, StoreError};
+use tonic::{Code, Status};
+
+pub fn from_etcd(e: EtcdError) -> Status {
+    use EtcdError::*;
+    let code = match e {
+        EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey | RequestTooLarge => {
+            Code::InvalidArgument
+        }
+        Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
+        NoSpace => Code::ResourceExhausted,
+        LeaseNotFound | MemberNotFound => Code::NotFound,
+        LeaseExist => Code::FailedPrecondition,
+        Stopped | Timeout => Code::Unavailable,
+        Corrupt => Code::DataLoss,
+    };
+    Status::new(code, e.to_string())
+}
+
+pub fn from_store(e: StoreError) -> Status {
+    match e {
+        StoreError::Etcd(e) => from_etcd(e),
+        other => {
+            tracing::error!(error = %other, "storage failure");
+            Status::new(Code::Internal, other.to_string())
+        }
+    }
+}

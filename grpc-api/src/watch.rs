@@ -1,0 +1,354 @@
+//! The Watch service: one task per client stream serves all of its watchers.
+//!
+//! A watcher is *synced* once it has seen every change up to the store's current
+//! revision; from then on it takes changes from the node's commit feed as they
+//! are applied. A new watcher whose start revision is in the past, or a stream
+//! that fell behind the feed, catches up from the store first, under the same
+//! lock that reads the current revision, so no change is missed or repeated.
+//! Responses follow etcd's `v3rpc/watch.go`: a `created` response first, events
+//! of one revision never split (unless the client asked for fragments), a
+//! compacted start revision answered with `compact_revision` and a cancel.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use hub_proto::etcdserverpb::{
+    watch_create_request::FilterType, watch_request::RequestUnion, watch_server::Watch, WatchCreateRequest,
+    WatchRequest, WatchResponse,
+};
+use hub_proto::mvccpb::{event::EventType, Event};
+use hub_raft::Committed;
+use prost::Message;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::Context;
+
+/// The watch ID etcd uses in responses that belong to no watcher.
+const INVALID_WATCH_ID: i64 = -1;
+
+pub struct WatchService {
+    ctx: Context,
+}
+
+impl WatchService {
+    pub fn new(ctx: Context) -> Self {
+        WatchService { ctx }
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Watch for WatchService {
+    type WatchStream = WatchStream;
+
+    async fn watch(&self, req: Request<Streaming<WatchRequest>>) -> Result<Response<Self::WatchStream>, Status> {
+        let (tx, rx) = mpsc::channel(256);
+        let stream = WatchStreamTask {
+            ctx: self.ctx.clone(),
+            out: tx,
+            watchers: BTreeMap::new(),
+            next_id: 0,
+        };
+        let committed = self.ctx.node.subscribe();
+        tokio::spawn(stream.run(req.into_inner(), committed));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+#[derive(Debug)]
+struct Watcher {
+    id: i64,
+    key: Vec<u8>,
+    /// None: the key alone; Some(empty): every key from `key` on; else `[key, end)`.
+    end: Option<Vec<u8>>,
+    /// The first revision this watcher has not seen yet.
+    next_rev: i64,
+    no_put: bool,
+    no_delete: bool,
+    prev_kv: bool,
+    progress_notify: bool,
+    fragment: bool,
+    /// Whether anything was sent since the last progress tick.
+    sent_since_tick: bool,
+}
+
+impl Watcher {
+    fn wants(&self, e: &Event) -> bool {
+        let Some(kv) = &e.kv else { return false };
+        let in_range = match &self.end {
+            None => kv.key == self.key,
+            Some(end) if end.is_empty() => kv.key >= self.key,
+            Some(end) => kv.key >= self.key && kv.key < *end,
+        };
+        let filtered = if e.r#type == EventType::Delete as i32 { self.no_delete } else { self.no_put };
+        in_range && !filtered
+    }
+}
+
+struct WatchStreamTask {
+    ctx: Context,
+    out: mpsc::Sender<Result<WatchResponse, Status>>,
+    watchers: BTreeMap<i64, Watcher>,
+    next_id: i64,
+}
+
+/// The stream's client went away; stop serving it.
+struct Gone;
+
+impl WatchStreamTask {
+    async fn run(mut self, mut incoming: Streaming<WatchRequest>, mut committed: broadcast::Receiver<Arc<Committed>>) {
+        let period = self.ctx.config.watch_progress_notify_interval;
+        let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        loop {
+            let step = tokio::select! {
+                msg = incoming.message() => match msg {
+                    Ok(Some(req)) => self.handle_request(req).await,
+                    _ => Err(Gone),
+                },
+                batch = committed.recv() => match batch {
+                    Ok(batch) => self.deliver(&batch).await,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::debug!(missed = n, "watch stream fell behind; catching up from the store");
+                        self.catch_up_all().await
+                    }
+                    Err(broadcast::error::RecvError::Closed) => Err(Gone),
+                },
+                _ = progress.tick() => self.notify_progress().await,
+            };
+            if step.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn send(&self, resp: WatchResponse) -> Result<(), Gone> {
+        self.out.send(Ok(resp)).await.map_err(|_| Gone)
+    }
+
+    async fn handle_request(&mut self, req: WatchRequest) -> Result<(), Gone> {
+        match req.request_union {
+            Some(RequestUnion::CreateRequest(c)) => self.create(c).await,
+            Some(RequestUnion::CancelRequest(c)) => {
+                if self.watchers.remove(&c.watch_id).is_some() {
+                    let header = self.ctx.header(0);
+                    self.send(WatchResponse { header, watch_id: c.watch_id, canceled: true, ..Default::default() })
+                        .await?;
+                }
+                Ok(())
+            }
+            Some(RequestUnion::ProgressRequest(_)) => {
+                let header = self.ctx.header(0);
+                self.send(WatchResponse { header, watch_id: INVALID_WATCH_ID, ..Default::default() }).await
+            }
+            None => Ok(()),
+        }
+    }
+
+    async fn create(&mut self, c: WatchCreateRequest) -> Result<(), Gone> {
+        // etcd: an empty key means the smallest key; range_end "\0" means "and every key after".
+        let key = if c.key.is_empty() { vec![0] } else { c.key };
+        let end = match c.range_end.as_slice() {
+            [] => None,
+            [0] => Some(Vec::new()),
+            e => Some(e.to_vec()),
+        };
+        let current = self.ctx.node.state().lock().current_revision();
+        let refuse = |reason: &str| WatchResponse {
+            header: self.ctx.header(current),
+            watch_id: INVALID_WATCH_ID,
+            created: true,
+            canceled: true,
+            cancel_reason: reason.to_string(),
+            ..Default::default()
+        };
+        if matches!(&end, Some(e) if !e.is_empty() && key >= *e) {
+            return self.send(refuse("mvcc: watcher range is empty")).await;
+        }
+        let id = if c.watch_id == 0 {
+            while self.watchers.contains_key(&self.next_id) {
+                self.next_id += 1;
+            }
+            self.next_id += 1;
+            self.next_id - 1
+        } else if self.watchers.contains_key(&c.watch_id) {
+            return self.send(refuse("mvcc: duplicate watch ID provided on the WatchStream")).await;
+        } else {
+            c.watch_id
+        };
+        let filters = |f: FilterType| c.filters.contains(&(f as i32));
+        let watcher = Watcher {
+            id,
+            key,
+            end,
+            next_rev: if c.start_revision == 0 { current + 1 } else { c.start_revision },
+            no_put: filters(FilterType::Noput),
+            no_delete: filters(FilterType::Nodelete),
+            prev_kv: c.prev_kv,
+            progress_notify: c.progress_notify,
+            fragment: c.fragment,
+            sent_since_tick: false,
+        };
+        self.send(WatchResponse { header: self.ctx.header(current), watch_id: id, created: true, ..Default::default() })
+            .await?;
+        self.watchers.insert(id, watcher);
+        self.catch_up(id).await
+    }
+
+    /// Brings one watcher up to the store's current revision.
+    async fn catch_up(&mut self, id: i64) -> Result<(), Gone> {
+        let Some(w) = self.watchers.get_mut(&id) else { return Ok(()) };
+        let (current, outcome) = {
+            let sm = self.ctx.node.state().lock();
+            let current = sm.current_revision();
+            let compacted = sm.compact_revision();
+            if w.next_rev > current {
+                return Ok(());
+            }
+            if w.next_rev < compacted {
+                (current, Err(compacted))
+            } else {
+                let events = sm
+                    .events(w.next_rev, current)
+                    .map(|all| all.into_iter().filter(|e| w.wants(e)).collect::<Vec<_>>())
+                    .and_then(|mut events| {
+                        if w.prev_kv {
+                            attach_prev_kvs(&sm, &mut events)?;
+                        }
+                        Ok(events)
+                    });
+                (current, Ok(events))
+            }
+        };
+        match outcome {
+            Err(compact_revision) => {
+                self.watchers.remove(&id);
+                let header = self.ctx.header(0);
+                self.send(WatchResponse { header, watch_id: id, compact_revision, canceled: true, ..Default::default() })
+                    .await
+            }
+            Ok(Ok(events)) => {
+                w.next_rev = current + 1;
+                self.send_events(id, current, events).await
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "watch catch-up failed to read the store");
+                self.watchers.remove(&id);
+                let header = self.ctx.header(0);
+                self.send(WatchResponse {
+                    header,
+                    watch_id: id,
+                    canceled: true,
+                    cancel_reason: e.to_string(),
+                    ..Default::default()
+                })
+                .await
+            }
+        }
+    }
+
+    async fn catch_up_all(&mut self) -> Result<(), Gone> {
+        let ids: Vec<i64> = self.watchers.keys().copied().collect();
+        for id in ids {
+            self.catch_up(id).await?;
+        }
+        Ok(())
+    }
+
+    /// Hands one applied command's events to every synced watcher that wants them.
+    async fn deliver(&mut self, batch: &Committed) -> Result<(), Gone> {
+        let mut out = Vec::new();
+        for w in self.watchers.values_mut() {
+            if batch.revision < w.next_rev {
+                continue;
+            }
+            w.next_rev = batch.revision + 1;
+            let events: Vec<Event> = batch.events.iter().filter(|e| w.wants(e)).cloned().collect();
+            if !events.is_empty() {
+                out.push((w.id, w.prev_kv, events));
+            }
+        }
+        for (id, prev_kv, mut events) in out {
+            if prev_kv {
+                let sm = self.ctx.node.state().lock();
+                if let Err(e) = attach_prev_kvs(&sm, &mut events) {
+                    tracing::error!(error = %e, "watch failed to read previous values");
+                }
+            }
+            self.send_events(id, batch.revision, events).await?;
+        }
+        Ok(())
+    }
+
+    async fn send_events(&mut self, id: i64, revision: i64, events: Vec<Event>) -> Result<(), Gone> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let Some(w) = self.watchers.get_mut(&id) else { return Ok(()) };
+        w.sent_since_tick = true;
+        let fragment = w.fragment;
+        let header = self.ctx.header(revision);
+        let limit = self.ctx.config.max_request_bytes;
+        let whole = WatchResponse { header, watch_id: id, events, ..Default::default() };
+        if !fragment || whole.encoded_len() <= limit {
+            return self.send(whole).await;
+        }
+        // Split into responses under the limit; all but the last say `fragment`.
+        let mut chunks: Vec<Vec<Event>> = vec![Vec::new()];
+        let mut size = 0;
+        for e in whole.events {
+            let len = e.encoded_len();
+            if size + len > limit && chunks.last().is_some_and(|c| !c.is_empty()) {
+                chunks.push(Vec::new());
+                size = 0;
+            }
+            size += len;
+            if let Some(c) = chunks.last_mut() {
+                c.push(e);
+            }
+        }
+        let n = chunks.len();
+        for (i, events) in chunks.into_iter().enumerate() {
+            self.send(WatchResponse {
+                header: whole.header,
+                watch_id: id,
+                events,
+                fragment: i + 1 < n,
+                ..Default::default()
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// etcd's progress notification: an empty response carrying the current
+    /// revision, to synced watchers that asked for it and got nothing lately.
+    async fn notify_progress(&mut self) -> Result<(), Gone> {
+        let current = self.ctx.node.state().lock().current_revision();
+        let mut due = Vec::new();
+        for w in self.watchers.values_mut() {
+            if w.progress_notify && !w.sent_since_tick && w.next_rev > current {
+                due.push(w.id);
+            }
+            w.sent_since_tick = false;
+        }
+        for id in due {
+            self.send(WatchResponse { header: self.ctx.header(current), watch_id: id, ..Default::default() }).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Sets each event's `prev_kv`: the key's value just before the event.
+fn attach_prev_kvs(sm: &hub_store::StateMachine, events: &mut [Event]) -> Result<(), hub_store::StoreError> {
+    for e in events {
+        if let Some(kv) = &e.kv {
+            e.prev_kv = sm.prev_kv(&kv.key, kv.mod_revision)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,24 @@
+//! Compiles etcd's .proto files with protox (a protobuf compiler in Rust), so no
+//! system `protoc` is needed.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = [
+        "kv.proto",
+        "auth.proto",
+        "rpc.proto",
+        "etcdserver.proto",
+        "raft_internal.proto",
+        "lease.proto",
+        "v3election.proto",
+        "v3lock.proto",
+    ];
+    for f in files {
+        println!("cargo:rerun-if-changed=proto/{f}");
+    }
+    let descriptors = protox::compile(files, ["proto"])?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(descriptors)?;
+    Ok(())
+}

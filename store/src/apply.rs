@@ -1,0 +1,494 @@
+//! The state machine: `apply(index, command)` is the one path by which the key
+//! space and the leases change. Raft drives it in log order on every member.
+//!
+//! The semantics are etcd 3.4's `etcdserver/apply.go`: a Txn's compares pick a
+//! branch, every check that can refuse the request runs before the first write
+//! (so a Txn is applied whole or not at all), and a Txn is one revision. The
+//! consistent index (the log index last applied) is committed in the same backend
+//! transaction as the changes it covers.
+
+use std::cmp::Ordering;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hub_proto::etcdserverpb::{
+    compare::{CompareResult, CompareTarget, TargetUnion},
+    range_request::{SortOrder, SortTarget},
+    request_op::Request,
+    response_op, CompactionRequest, CompactionResponse, Compare, DeleteRangeRequest, DeleteRangeResponse,
+    InternalRaftRequest, LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse,
+    PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+};
+use hub_proto::mvccpb::{Event, KeyValue};
+
+use crate::backend::{Backend, RedbBackend, Table};
+use crate::error::{EtcdError, StoreError};
+use crate::key_index::RangeEnd;
+use crate::lease::{Lease, Lessor};
+use crate::mvcc::{Mvcc, RangeResult, WriteTxn};
+
+/// What applying one command produced.
+#[derive(Debug)]
+pub struct Applied {
+    pub response: Response,
+    /// The changes, in revision order, for watchers.
+    pub events: Vec<Event>,
+}
+
+/// The reply to one applied command; headers carry only the revision, the
+/// service layer adds cluster, member and term.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Response {
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    Compaction(CompactionResponse),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
+    Range(RangeResponse),
+    /// A command this member already applied (replayed after a restart).
+    AlreadyApplied,
+}
+
+fn header(revision: i64) -> Option<ResponseHeader> {
+    Some(ResponseHeader { revision, ..Default::default() })
+}
+
+/// Where a read runs: the committed store, or a write txn that sees its own changes.
+trait ReadView {
+    fn range_kvs(&self, key: &[u8], end: RangeEnd<'_>, rev: i64, limit: usize, count_only: bool)
+        -> Result<RangeResult, StoreError>;
+    fn rev(&self) -> i64;
+}
+
+impl ReadView for Mvcc {
+    fn range_kvs(&self, key: &[u8], end: RangeEnd<'_>, rev: i64, limit: usize, count_only: bool)
+        -> Result<RangeResult, StoreError> {
+        self.range(key, end, rev, limit, count_only)
+    }
+    fn rev(&self) -> i64 {
+        self.current_revision()
+    }
+}
+
+impl ReadView for WriteTxn<'_> {
+    fn range_kvs(&self, key: &[u8], end: RangeEnd<'_>, rev: i64, limit: usize, count_only: bool)
+        -> Result<RangeResult, StoreError> {
+        self.range(key, end, rev, limit, count_only)
+    }
+    fn rev(&self) -> i64 {
+        self.revision()
+    }
+}
+
+pub struct StateMachine {
+    mvcc: Mvcc,
+    lessor: Lessor,
+    applied_index: u64,
+    min_lease_ttl: i64,
+}
+
+/// The backend file inside a member's data directory.
+pub const BACKEND_FILE: &str = "db";
+
+impl StateMachine {
+    /// Opens (or creates) the backend in `dir` and rebuilds the index and leases.
+    pub fn open(dir: &Path, min_lease_ttl: i64) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Corrupt(format!("create {}: {e}", dir.display())))?;
+        let backend: Arc<dyn Backend> = Arc::new(RedbBackend::open(&dir.join(BACKEND_FILE))?);
+        Self::from_backend(backend, min_lease_ttl)
+    }
+
+    fn from_backend(backend: Arc<dyn Backend>, min_lease_ttl: i64) -> Result<Self, StoreError> {
+        let restored = Mvcc::restore(backend.clone())?;
+        let mut records = Vec::new();
+        backend.scan(Table::Lease, &[], None, &mut |k, v| {
+            records.push((k.to_vec(), v.to_vec()));
+            true
+        })?;
+        let mut lessor = Lessor::new(min_lease_ttl);
+        lessor.restore(&records, restored.leased_keys, Instant::now())?;
+        Ok(StateMachine { mvcc: restored.mvcc, lessor, applied_index: restored.consistent_index, min_lease_ttl })
+    }
+
+    /// Throws away in-memory state and reloads it from the backend: used when a
+    /// command failed after it had started changing the index, so that nothing
+    /// of it survives.
+    fn reload(&mut self) -> Result<(), StoreError> {
+        let backend = self.mvcc.backend().clone();
+        *self = Self::from_backend(backend, self.min_lease_ttl)?;
+        Ok(())
+    }
+
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+
+    pub fn current_revision(&self) -> i64 {
+        self.mvcc.current_revision()
+    }
+
+    pub fn compact_revision(&self) -> i64 {
+        self.mvcc.compact_revision()
+    }
+
+    pub fn db_size(&self) -> u64 {
+        self.mvcc.backend().size()
+    }
+
+    pub fn mvcc(&self) -> &Mvcc {
+        &self.mvcc
+    }
+
+    /// Applies the command at log `index`. An `Err(StoreError::Etcd)` is the
+    /// request's answer and changed nothing; any other error is fatal.
+    pub fn apply(&mut self, index: u64, req: &InternalRaftRequest, now: Instant) -> Result<Applied, StoreError> {
+        if index != 0 && index <= self.applied_index {
+            return Ok(Applied { response: Response::AlreadyApplied, events: Vec::new() });
+        }
+        let result = self.apply_command(index, req, now);
+        if index != 0 {
+            self.applied_index = index;
+        }
+        match result {
+            Err(StoreError::Etcd(e)) => Err(e.into()),
+            Err(fatal) => {
+                tracing::error!(index, error = %fatal, "apply failed; reloading state from the backend");
+                self.reload()?;
+                Err(fatal)
+            }
+            ok => ok,
+        }
+    }
+
+    fn apply_command(&mut self, index: u64, req: &InternalRaftRequest, now: Instant) -> Result<Applied, StoreError> {
+        if let Some(r) = &req.put {
+            return self.apply_put(index, r);
+        }
+        if let Some(r) = &req.delete_range {
+            return self.apply_delete_range(index, r);
+        }
+        if let Some(r) = &req.txn {
+            return self.apply_txn(index, r);
+        }
+        if let Some(r) = &req.compaction {
+            return self.apply_compaction(index, r);
+        }
+        if let Some(r) = &req.lease_grant {
+            return self.apply_lease_grant(index, r, now);
+        }
+        if let Some(r) = &req.lease_revoke {
+            return self.apply_lease_revoke(index, r);
+        }
+        if let Some(r) = &req.range {
+            let response = Response::Range(self.range(r)?);
+            return Ok(Applied { response, events: Vec::new() });
+        }
+        // Commands of later features (auth, alarms) are not produced yet.
+        Ok(Applied { response: Response::AlreadyApplied, events: Vec::new() })
+    }
+
+    fn check_lease(&self, lease: i64) -> Result<(), EtcdError> {
+        if lease != 0 && self.lessor.lookup(lease).is_none() {
+            return Err(EtcdError::LeaseNotFound);
+        }
+        Ok(())
+    }
+
+    fn apply_put(&mut self, index: u64, r: &PutRequest) -> Result<Applied, StoreError> {
+        self.check_lease(r.lease)?;
+        if r.ignore_value || r.ignore_lease {
+            self.mvcc.get_at(&r.key, self.mvcc.current_revision())?.ok_or(EtcdError::KeyNotFound)?;
+        }
+        let mut txn = self.mvcc.write();
+        let resp = put(&mut txn, &mut self.lessor, r)?;
+        let events = txn.commit(index)?;
+        Ok(Applied { response: Response::Put(resp), events })
+    }
+
+    fn apply_delete_range(&mut self, index: u64, r: &DeleteRangeRequest) -> Result<Applied, StoreError> {
+        let mut txn = self.mvcc.write();
+        let resp = delete_range(&mut txn, &mut self.lessor, r)?;
+        let events = txn.commit(index)?;
+        Ok(Applied { response: Response::DeleteRange(resp), events })
+    }
+
+    fn apply_txn(&mut self, index: u64, r: &TxnRequest) -> Result<Applied, StoreError> {
+        let path = compare_path(&self.mvcc, r)?;
+        self.check_txn_ops(r, &path)?;
+        let mut txn = self.mvcc.write();
+        let mut path_iter = path.iter().copied();
+        let mut resp = apply_txn_ops(&mut txn, &mut self.lessor, r, &mut path_iter)?;
+        resp.header = header(txn.revision());
+        let events = txn.commit(index)?;
+        Ok(Applied { response: Response::Txn(resp), events })
+    }
+
+    /// etcd's `checkRequests` with `checkPut` and `checkRange`, over the ops the
+    /// compares selected, against the state before the txn.
+    fn check_txn_ops(&self, r: &TxnRequest, path: &[bool]) -> Result<(), StoreError> {
+        fn walk(sm: &StateMachine, r: &TxnRequest, path: &mut impl Iterator<Item = bool>) -> Result<(), StoreError> {
+            let ops = if path.next().unwrap_or(false) { &r.success } else { &r.failure };
+            for op in ops {
+                match &op.request {
+                    Some(Request::RequestTxn(t)) => walk(sm, t, path)?,
+                    Some(Request::RequestPut(p)) => {
+                        if p.ignore_value || p.ignore_lease {
+                            sm.mvcc.get_at(&p.key, sm.mvcc.current_revision())?.ok_or(EtcdError::KeyNotFound)?;
+                        }
+                        sm.check_lease(p.lease)?;
+                    }
+                    Some(Request::RequestRange(q)) if q.revision != 0 => {
+                        sm.mvcc.check_read_revision(q.revision)?;
+                    }
+                    _ => {}
+                }
+            }
+            Ok(())
+        }
+        walk(self, r, &mut path.iter().copied())
+    }
+
+    fn apply_compaction(&mut self, index: u64, r: &CompactionRequest) -> Result<Applied, StoreError> {
+        let mut batch = self.mvcc.compact(r.revision)?;
+        batch.put(Table::Meta, crate::mvcc::META_CONSISTENT_INDEX.to_vec(), index.to_be_bytes().to_vec());
+        self.mvcc.backend().commit(batch)?;
+        tracing::info!(revision = r.revision, "compacted");
+        let resp = CompactionResponse { header: header(self.mvcc.current_revision()) };
+        Ok(Applied { response: Response::Compaction(resp), events: Vec::new() })
+    }
+
+    fn apply_lease_grant(&mut self, index: u64, r: &LeaseGrantRequest, now: Instant) -> Result<Applied, StoreError> {
+        let mut txn = self.mvcc.write();
+        let ttl = self.lessor.grant(r.id, r.ttl, now, txn.batch_mut())?;
+        let rev = txn.revision();
+        txn.commit(index)?;
+        let resp = LeaseGrantResponse { header: header(rev), id: r.id, ttl, error: String::new() };
+        Ok(Applied { response: Response::LeaseGrant(resp), events: Vec::new() })
+    }
+
+    fn apply_lease_revoke(&mut self, index: u64, r: &LeaseRevokeRequest) -> Result<Applied, StoreError> {
+        let mut txn = self.mvcc.write();
+        let keys = self.lessor.revoke(r.id, txn.batch_mut())?;
+        for key in &keys {
+            txn.delete_range(key, RangeEnd::Single);
+        }
+        let rev = txn.revision();
+        let events = txn.commit(index)?;
+        let resp = LeaseRevokeResponse { header: header(rev) };
+        Ok(Applied { response: Response::LeaseRevoke(resp), events })
+    }
+
+    /// A Range outside raft (serializable, or after a ReadIndex).
+    pub fn range(&self, r: &RangeRequest) -> Result<RangeResponse, StoreError> {
+        range(&self.mvcc, r)
+    }
+
+    /// A Txn without writes, answered from local state without a log entry.
+    pub fn read_only_txn(&self, r: &TxnRequest) -> Result<TxnResponse, StoreError> {
+        let path = compare_path(&self.mvcc, r)?;
+        self.check_txn_ops(r, &path)?;
+        let ops = if path.first().copied().unwrap_or(false) { &r.success } else { &r.failure };
+        let responses = ops
+            .iter()
+            .map(|op| match &op.request {
+                Some(Request::RequestRange(q)) => Ok(ResponseOp {
+                    response: Some(response_op::Response::ResponseRange(range(&self.mvcc, q)?)),
+                }),
+                _ => Ok(ResponseOp { response: None }),
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(TxnResponse { header: header(self.mvcc.current_revision()), succeeded: path.first().copied().unwrap_or(false), responses })
+    }
+
+    pub fn lease(&self, id: i64) -> Option<&Lease> {
+        self.lessor.lookup(id)
+    }
+
+    pub fn leases(&self) -> impl Iterator<Item = &Lease> {
+        self.lessor.leases()
+    }
+
+    /// Renews a lease (not a log entry: leases are kept alive by the leader).
+    pub fn lease_renew(&mut self, id: i64, now: Instant) -> Result<i64, EtcdError> {
+        self.lessor.renew(id, now)
+    }
+
+    pub fn expired_leases(&self, now: Instant) -> Vec<i64> {
+        self.lessor.expired(now)
+    }
+
+    pub fn check_lease_grant(&self, id: i64, ttl: i64) -> Result<(), EtcdError> {
+        self.lessor.check_grant(id, ttl)
+    }
+
+    /// Every change in `[from, to]`, for watchers catching up.
+    pub fn events(&self, from: i64, to: i64) -> Result<Vec<Event>, StoreError> {
+        self.mvcc.events(from, to)
+    }
+
+    /// The value of `key` just before revision `rev`, for watch `prev_kv`.
+    pub fn prev_kv(&self, key: &[u8], rev: i64) -> Result<Option<KeyValue>, StoreError> {
+        self.mvcc.get_at(key, rev - 1)
+    }
+}
+
+fn put(txn: &mut WriteTxn<'_>, lessor: &mut Lessor, r: &PutRequest) -> Result<PutResponse, StoreError> {
+    let mut prev = None;
+    if r.ignore_value || r.ignore_lease || r.prev_kv {
+        prev = txn.range(&r.key, RangeEnd::Single, 0, 0, false)?.kvs.pop();
+    }
+    let (value, lease) = match &prev {
+        Some(p) => (
+            if r.ignore_value { p.value.clone() } else { r.value.clone() },
+            if r.ignore_lease { p.lease } else { r.lease },
+        ),
+        None if r.ignore_value || r.ignore_lease => return Err(EtcdError::KeyNotFound.into()),
+        None => (r.value.clone(), r.lease),
+    };
+    txn.put(&r.key, value, lease);
+    if lease != 0 {
+        lessor.attach(lease, &r.key);
+    } else {
+        lessor.detach(&r.key);
+    }
+    Ok(PutResponse { header: header(txn.revision()), prev_kv: if r.prev_kv { prev } else { None } })
+}
+
+fn delete_range(txn: &mut WriteTxn<'_>, lessor: &mut Lessor, r: &DeleteRangeRequest) -> Result<DeleteRangeResponse, StoreError> {
+    let end = RangeEnd::from_request(&r.range_end);
+    let prev_kvs = if r.prev_kv { txn.range(&r.key, end, 0, 0, false)?.kvs } else { Vec::new() };
+    let deleted = txn.delete_range(&r.key, end);
+    for key in &deleted {
+        lessor.detach(key);
+    }
+    Ok(DeleteRangeResponse { header: header(txn.revision()), deleted: deleted.len() as i64, prev_kvs })
+}
+
+fn range(view: &impl ReadView, r: &RangeRequest) -> Result<RangeResponse, StoreError> {
+    let sort_order = SortOrder::try_from(r.sort_order).unwrap_or(SortOrder::None);
+    let sort_target = SortTarget::try_from(r.sort_target).unwrap_or(SortTarget::Key);
+    let filtered = r.min_mod_revision != 0
+        || r.max_mod_revision != 0
+        || r.min_create_revision != 0
+        || r.max_create_revision != 0;
+    // Sorting or filtering needs every key before the limit applies; one extra
+    // key tells whether there are more.
+    let limit = if sort_order != SortOrder::None || filtered || r.limit <= 0 { 0 } else { r.limit as usize + 1 };
+    let rr = view.range_kvs(&r.key, RangeEnd::from_request(&r.range_end), r.revision, limit, r.count_only)?;
+    let mut kvs = rr.kvs;
+    kvs.retain(|kv| {
+        (r.max_mod_revision == 0 || kv.mod_revision <= r.max_mod_revision)
+            && (r.min_mod_revision == 0 || kv.mod_revision >= r.min_mod_revision)
+            && (r.max_create_revision == 0 || kv.create_revision <= r.max_create_revision)
+            && (r.min_create_revision == 0 || kv.create_revision >= r.min_create_revision)
+    });
+    // etcd sorts ascending when a target other than the key is named without an order.
+    let order = if sort_target != SortTarget::Key && sort_order == SortOrder::None { SortOrder::Ascend } else { sort_order };
+    if order != SortOrder::None {
+        let cmp = |a: &KeyValue, b: &KeyValue| -> Ordering {
+            match sort_target {
+                SortTarget::Key => a.key.cmp(&b.key),
+                SortTarget::Version => a.version.cmp(&b.version),
+                SortTarget::Create => a.create_revision.cmp(&b.create_revision),
+                SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
+                SortTarget::Value => a.value.cmp(&b.value),
+            }
+        };
+        match order {
+            SortOrder::Descend => kvs.sort_by(|a, b| cmp(b, a)),
+            _ => kvs.sort_by(cmp),
+        }
+    }
+    let mut more = false;
+    if r.limit > 0 && kvs.len() > r.limit as usize {
+        kvs.truncate(r.limit as usize);
+        more = true;
+    }
+    if r.keys_only {
+        kvs.iter_mut().for_each(|kv| kv.value.clear());
+    }
+    Ok(RangeResponse { header: header(view.rev()), kvs, more, count: rr.count as i64 })
+}
+
+/// Evaluates the compares of the txn and of every nested txn on the chosen
+/// branches, depth first: etcd's `compareToPath`.
+fn compare_path(view: &impl ReadView, r: &TxnRequest) -> Result<Vec<bool>, StoreError> {
+    let mut path = Vec::new();
+    fn walk(view: &impl ReadView, r: &TxnRequest, path: &mut Vec<bool>) -> Result<(), StoreError> {
+        let mut ok = true;
+        for c in &r.compare {
+            if !compare_holds(view, c)? {
+                ok = false;
+                break;
+            }
+        }
+        path.push(ok);
+        for op in if ok { &r.success } else { &r.failure } {
+            if let Some(Request::RequestTxn(t)) = &op.request {
+                walk(view, t, path)?;
+            }
+        }
+        Ok(())
+    }
+    walk(view, r, &mut path)?;
+    Ok(path)
+}
+
+fn compare_holds(view: &impl ReadView, c: &Compare) -> Result<bool, StoreError> {
+    let target = CompareTarget::try_from(c.target).unwrap_or(CompareTarget::Version);
+    let kvs = view.range_kvs(&c.key, RangeEnd::from_request(&c.range_end), 0, 0, false)?.kvs;
+    if kvs.is_empty() {
+        // A missing key has no value to compare, but has zero revisions and version.
+        return Ok(target != CompareTarget::Value && compare_kv(c, target, &KeyValue::default()));
+    }
+    Ok(kvs.iter().all(|kv| compare_kv(c, target, kv)))
+}
+
+fn compare_kv(c: &Compare, target: CompareTarget, kv: &KeyValue) -> bool {
+    let ord = match (target, &c.target_union) {
+        (CompareTarget::Value, Some(TargetUnion::Value(v))) => kv.value.as_slice().cmp(v.as_slice()),
+        (CompareTarget::Value, _) => kv.value.as_slice().cmp(&[][..]),
+        (CompareTarget::Create, u) => kv.create_revision.cmp(&match u { Some(TargetUnion::CreateRevision(r)) => *r, _ => 0 }),
+        (CompareTarget::Mod, u) => kv.mod_revision.cmp(&match u { Some(TargetUnion::ModRevision(r)) => *r, _ => 0 }),
+        (CompareTarget::Version, u) => kv.version.cmp(&match u { Some(TargetUnion::Version(r)) => *r, _ => 0 }),
+        (CompareTarget::Lease, u) => kv.lease.cmp(&match u { Some(TargetUnion::Lease(r)) => *r, _ => 0 }),
+    };
+    match CompareResult::try_from(c.result) {
+        Ok(CompareResult::Equal) => ord == Ordering::Equal,
+        Ok(CompareResult::NotEqual) => ord != Ordering::Equal,
+        Ok(CompareResult::Greater) => ord == Ordering::Greater,
+        Ok(CompareResult::Less) => ord == Ordering::Less,
+        Err(_) => true,
+    }
+}
+
+/// Runs the ops of the branch `path` selects, recursing into nested txns.
+fn apply_txn_ops(
+    txn: &mut WriteTxn<'_>,
+    lessor: &mut Lessor,
+    r: &TxnRequest,
+    path: &mut impl Iterator<Item = bool>,
+) -> Result<TxnResponse, StoreError> {
+    let succeeded = path.next().unwrap_or(false);
+    let ops = if succeeded { &r.success } else { &r.failure };
+    let mut responses = Vec::with_capacity(ops.len());
+    for op in ops {
+        let response = match &op.request {
+            Some(Request::RequestRange(q)) => Some(response_op::Response::ResponseRange(range(txn, q)?)),
+            Some(Request::RequestPut(p)) => Some(response_op::Response::ResponsePut(put(txn, lessor, p)?)),
+            Some(Request::RequestDeleteRange(d)) => {
+                Some(response_op::Response::ResponseDeleteRange(delete_range(txn, lessor, d)?))
+            }
+            Some(Request::RequestTxn(t)) => {
+                let mut nested = apply_txn_ops(txn, lessor, t, path)?;
+                nested.header = header(txn.revision());
+                Some(response_op::Response::ResponseTxn(nested))
+            }
+            None => None,
+        };
+        responses.push(ResponseOp { response });
+    }
+    Ok(TxnResponse { header: None, succeeded, responses })
+}

@@ -1,0 +1,149 @@
+//! Durable storage under the MVCC layer: named tables of byte keys and values,
+//! read by point lookups and ordered scans, written by atomic batches.
+//!
+//! The trait is deliberately small so the engine stays cheap to replace (see
+//! `docs/architecture.md` on why redb and not sled). Table names follow etcd's
+//! bbolt buckets (`key`, `meta`, `lease`) so a snapshot maps one to one.
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, TableDefinition};
+
+use crate::error::BackendError;
+
+/// One of the backend's tables; names are etcd's bucket names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// Revision (etcd's encoding) → mvccpb.KeyValue.
+    Key,
+    /// Bookkeeping: consistent index, compaction revisions.
+    Meta,
+    /// Lease ID (big-endian) → leasepb.Lease.
+    Lease,
+}
+
+impl Table {
+    pub const ALL: [Table; 3] = [Table::Key, Table::Meta, Table::Lease];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Key => "key",
+            Table::Meta => "meta",
+            Table::Lease => "lease",
+        }
+    }
+
+    fn definition(self) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
+        TableDefinition::new(self.name())
+    }
+}
+
+/// Changes that commit together or not at all.
+#[derive(Debug, Default)]
+pub struct WriteBatch {
+    ops: Vec<(Table, Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl WriteBatch {
+    pub fn put(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) {
+        self.ops.push((table, key, Some(value)));
+    }
+
+    pub fn delete(&mut self, table: Table, key: Vec<u8>) {
+        self.ops.push((table, key, None));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+pub trait Backend: Send + Sync {
+    /// Applies the batch atomically; when it returns Ok the batch is on disk.
+    fn commit(&self, batch: WriteBatch) -> Result<(), BackendError>;
+    /// Looks up several keys of one table in one consistent read.
+    fn get_many(&self, table: Table, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, BackendError>;
+    /// Visits `[from, to)` (or `[from, ..)`) in key order until `visit` returns false.
+    fn scan(
+        &self,
+        table: Table,
+        from: &[u8],
+        to: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), BackendError>;
+    /// Bytes the backend occupies on disk.
+    fn size(&self) -> u64;
+}
+
+/// The redb engine: one file, one write transaction per batch, fsynced on commit.
+pub struct RedbBackend {
+    db: Database,
+    path: std::path::PathBuf,
+}
+
+impl RedbBackend {
+    pub fn open(path: &Path) -> Result<Self, BackendError> {
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        for table in Table::ALL {
+            txn.open_table(table.definition())?;
+        }
+        txn.commit()?;
+        Ok(RedbBackend { db, path: path.to_path_buf() })
+    }
+}
+
+impl Backend for RedbBackend {
+    fn commit(&self, batch: WriteBatch) -> Result<(), BackendError> {
+        let txn = self.db.begin_write()?;
+        for table in Table::ALL {
+            let mut t = txn.open_table(table.definition())?;
+            for (_, key, value) in batch.ops.iter().filter(|(t, _, _)| *t == table) {
+                match value {
+                    Some(v) => {
+                        t.insert(key.as_slice(), v.as_slice())?;
+                    }
+                    None => {
+                        t.remove(key.as_slice())?;
+                    }
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn get_many(&self, table: Table, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(table.definition())?;
+        keys.iter()
+            .map(|k| Ok(t.get(k.as_slice())?.map(|v| v.value().to_vec())))
+            .collect()
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        from: &[u8],
+        to: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), BackendError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(table.definition())?;
+        let iter = match to {
+            Some(to) => t.range::<&[u8]>(from..to)?,
+            None => t.range::<&[u8]>(from..)?,
+        };
+        for entry in iter {
+            let (k, v) = entry?;
+            if !visit(k.value(), v.value()) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn size(&self) -> u64 {
+        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+    }
+}

@@ -1,0 +1,68 @@
+//! etcd's errors, with etcd's exact message strings (`api/v3rpc/rpctypes`).
+//!
+//! Every layer reports etcd-visible failures through [`EtcdError`]; grpc-api maps
+//! each to its gRPC code in one function. Clients match on these strings, so they
+//! must never change.
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EtcdError {
+    #[error("etcdserver: key is not provided")]
+    EmptyKey,
+    #[error("etcdserver: key not found")]
+    KeyNotFound,
+    #[error("etcdserver: value is provided")]
+    ValueProvided,
+    #[error("etcdserver: lease is provided")]
+    LeaseProvided,
+    #[error("etcdserver: too many operations in txn request")]
+    TooManyOps,
+    #[error("etcdserver: duplicate key given in txn request")]
+    DuplicateKey,
+    #[error("etcdserver: mvcc: required revision has been compacted")]
+    Compacted,
+    #[error("etcdserver: mvcc: required revision is a future revision")]
+    FutureRev,
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
+    #[error("etcdserver: requested lease not found")]
+    LeaseNotFound,
+    #[error("etcdserver: lease already exists")]
+    LeaseExist,
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
+    #[error("etcdserver: request is too large")]
+    RequestTooLarge,
+    #[error("etcdserver: member not found")]
+    MemberNotFound,
+    #[error("etcdserver: server stopped")]
+    Stopped,
+    #[error("etcdserver: request timed out")]
+    Timeout,
+    #[error("etcdserver: corrupt cluster")]
+    Corrupt,
+}
+
+/// A failure of the storage engine itself (I/O, corruption), not of a request.
+#[derive(Debug, thiserror::Error)]
+#[error("backend: {0}")]
+pub struct BackendError(String);
+
+impl<E: Into<redb::Error>> From<E> for BackendError {
+    fn from(e: E) -> Self {
+        BackendError(e.into().to_string())
+    }
+}
+
+/// What applying a command or serving a read can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The request is refused with etcd's error; nothing was changed.
+    #[error(transparent)]
+    Etcd(#[from] EtcdError),
+    /// The backend failed; the member cannot go on safely.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// Bytes in the backend that do not decode: corruption.
+    #[error("corrupt backend record: {0}")]
+    Corrupt(String),
+}

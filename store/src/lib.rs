@@ -1,0 +1,28 @@
+//! hub's state machine: etcd's multi-version key space and leases, on redb.
+//!
+//! Place in the request path: below raft. Raft hands committed commands to
+//! [`StateMachine::apply`] in log order; services read through
+//! [`StateMachine::range`] (after a ReadIndex for linearizable reads). This crate
+//! is synchronous and deterministic given its inputs (the clock is passed in);
+//! it knows nothing of gRPC, networking or consensus.
+//!
+//! - [`revision`]: revision numbers and their on-disk bytes.
+//! - [`key_index`]: the in-memory index of each key's generations.
+//! - [`backend`]: the small storage trait and its redb implementation.
+//! - [`mvcc`]: ranges, write transactions and compaction over index + backend.
+//! - [`lease`]: leases and their attached keys.
+//! - [`validate`]: etcd's request checks before proposing.
+//! - [`apply`]: the one apply path (Put, DeleteRange, Txn, Compaction, leases).
+//! - [`error`]: etcd's error strings.
+
+pub mod apply;
+pub mod backend;
+pub mod error;
+pub mod key_index;
+pub mod lease;
+pub mod mvcc;
+pub mod revision;
+pub mod validate;
+
+pub use apply::{Applied, Response, StateMachine};
+pub use error::{EtcdError, StoreError};

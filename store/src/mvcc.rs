@@ -1,0 +1,364 @@
+//! The multi-version key space: the key index in memory, every revision's value in
+//! the backend, and the revision counters.
+//!
+//! Mirrors etcd's `mvcc/kvstore*.go`. Reads name a revision (0 = current); writes
+//! go through a [`WriteTxn`] that creates at most one main revision, however many
+//! keys it changes. The store starts at revision 1 with nothing in it, as etcd
+//! does. This module knows nothing of requests or leases' lifetimes; `apply` does.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use hub_proto::mvccpb::{event::EventType, Event, KeyValue};
+use prost::Message;
+
+use crate::backend::{Backend, Table, WriteBatch};
+use crate::error::{EtcdError, StoreError};
+use crate::key_index::{KeyIndexTree, RangeEnd};
+use crate::revision::Revision;
+
+pub const META_CONSISTENT_INDEX: &[u8] = b"consistent_index";
+pub const META_SCHEDULED_COMPACT: &[u8] = b"scheduledCompactRev";
+pub const META_FINISHED_COMPACT: &[u8] = b"finishedCompactRev";
+
+/// Keys and their count as of one revision.
+#[derive(Debug, Default)]
+pub struct RangeResult {
+    pub kvs: Vec<KeyValue>,
+    /// Number of keys in the range, regardless of the limit.
+    pub count: usize,
+}
+
+pub struct Mvcc {
+    backend: Arc<dyn Backend>,
+    index: KeyIndexTree,
+    /// Revision of the last completed write transaction.
+    current_rev: i64,
+    /// Main revision of the last compaction (-1 when never compacted).
+    compact_rev: i64,
+}
+
+/// What was read from the backend at open.
+pub struct Restored {
+    pub mvcc: Mvcc,
+    pub consistent_index: u64,
+    /// Live keys that carry a lease, to re-attach them.
+    pub leased_keys: Vec<(Vec<u8>, i64)>,
+}
+
+fn decode_kv(bytes: &[u8]) -> Result<KeyValue, StoreError> {
+    KeyValue::decode(bytes).map_err(|e| StoreError::Corrupt(format!("key value: {e}")))
+}
+
+fn read_u64(b: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(b.get(..8)?.try_into().ok()?))
+}
+
+impl Mvcc {
+    /// Rebuilds the index from every stored revision.
+    pub fn restore(backend: Arc<dyn Backend>) -> Result<Restored, StoreError> {
+        let meta = backend.get_many(
+            Table::Meta,
+            &[META_CONSISTENT_INDEX.to_vec(), META_FINISHED_COMPACT.to_vec()],
+        )?;
+        let consistent_index = meta[0].as_deref().and_then(read_u64).unwrap_or(0);
+        let compact_rev = meta[1]
+            .as_deref()
+            .and_then(Revision::from_bytes)
+            .map_or(-1, |(r, _)| r.main);
+
+        let mut index = KeyIndexTree::default();
+        let mut current_rev = 1;
+        let mut leases: HashMap<Vec<u8>, i64> = HashMap::new();
+        let mut failure = None;
+        backend.scan(Table::Key, &[], None, &mut |k, v| {
+            let Some((rev, tombstone)) = Revision::from_bytes(k) else {
+                failure = Some(StoreError::Corrupt(format!("revision key {k:?}")));
+                return false;
+            };
+            let kv = match decode_kv(v) {
+                Ok(kv) => kv,
+                Err(e) => {
+                    failure = Some(e);
+                    return false;
+                }
+            };
+            current_rev = current_rev.max(rev.main);
+            let ki = index.key_mut(&kv.key);
+            if tombstone {
+                ki.tombstone(rev);
+                leases.remove(&kv.key);
+            } else {
+                ki.restore(rev, Revision::new(kv.create_revision, 0), kv.version);
+                if kv.lease != 0 {
+                    leases.insert(kv.key.clone(), kv.lease);
+                } else {
+                    leases.remove(&kv.key);
+                }
+            }
+            true
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        current_rev = current_rev.max(compact_rev);
+        let mvcc = Mvcc { backend, index, current_rev, compact_rev };
+        Ok(Restored { mvcc, consistent_index, leased_keys: leases.into_iter().collect() })
+    }
+
+    pub fn current_revision(&self) -> i64 {
+        self.current_rev
+    }
+
+    pub fn compact_revision(&self) -> i64 {
+        self.compact_rev
+    }
+
+    /// Checks that `rev` (0 = current) can be read; returns the revision to read at.
+    pub fn check_read_revision(&self, rev: i64) -> Result<i64, EtcdError> {
+        if rev > self.current_rev {
+            return Err(EtcdError::FutureRev);
+        }
+        let at = if rev <= 0 { self.current_rev } else { rev };
+        if at < self.compact_rev {
+            return Err(EtcdError::Compacted);
+        }
+        Ok(at)
+    }
+
+    /// Reads `[key, end)` at revision `rev` (0 = current), at most `limit` keys
+    /// (0 = all); with `count_only` only counts.
+    pub fn range(
+        &self,
+        key: &[u8],
+        end: RangeEnd<'_>,
+        rev: i64,
+        limit: usize,
+        count_only: bool,
+    ) -> Result<RangeResult, StoreError> {
+        let at = self.check_read_revision(rev)?;
+        self.range_at(key, end, at, limit, count_only, &HashMap::new())
+    }
+
+    fn range_at(
+        &self,
+        key: &[u8],
+        end: RangeEnd<'_>,
+        at: i64,
+        limit: usize,
+        count_only: bool,
+        pending: &HashMap<Revision, KeyValue>,
+    ) -> Result<RangeResult, StoreError> {
+        let revs: Vec<Revision> = self.index.range_at(key, end, at).map(|(_, s)| s.modified).collect();
+        let count = revs.len();
+        if count_only || count == 0 {
+            return Ok(RangeResult { kvs: Vec::new(), count });
+        }
+        let take = if limit == 0 { count } else { limit.min(count) };
+        let kvs = self.load(&revs[..take], pending)?;
+        Ok(RangeResult { kvs, count })
+    }
+
+    /// Values of live revisions, from the pending writes or the backend.
+    fn load(&self, revs: &[Revision], pending: &HashMap<Revision, KeyValue>) -> Result<Vec<KeyValue>, StoreError> {
+        let missing: Vec<Vec<u8>> = revs
+            .iter()
+            .filter(|r| !pending.contains_key(r))
+            .map(|r| r.to_bytes(false))
+            .collect();
+        let mut stored = self.backend.get_many(Table::Key, &missing)?.into_iter();
+        revs.iter()
+            .map(|r| match pending.get(r) {
+                Some(kv) => Ok(kv.clone()),
+                None => match stored.next().flatten() {
+                    Some(bytes) => decode_kv(&bytes),
+                    None => Err(StoreError::Corrupt(format!("revision {r:?} in index but not in backend"))),
+                },
+            })
+            .collect()
+    }
+
+    /// The key's value as of main revision `at`, if it existed then.
+    pub fn get_at(&self, key: &[u8], at: i64) -> Result<Option<KeyValue>, StoreError> {
+        match self.index.get(key).and_then(|ki| ki.get(at)) {
+            Some(state) => Ok(self.load(&[state.modified], &HashMap::new())?.pop()),
+            None => Ok(None),
+        }
+    }
+
+    /// Every change with main revision in `[from, to]`, in revision order, as
+    /// watch events (a delete's KeyValue holds the key and mod revision only).
+    pub fn events(&self, from: i64, to: i64) -> Result<Vec<Event>, StoreError> {
+        let mut events = Vec::new();
+        let mut failure = None;
+        let start = Revision::new(from.max(0), 0).to_bytes(false);
+        let end = Revision::new(to.saturating_add(1), 0).to_bytes(false);
+        self.backend.scan(Table::Key, &start, Some(&end), &mut |k, v| {
+            let event = Revision::from_bytes(k)
+                .ok_or_else(|| StoreError::Corrupt(format!("revision key {k:?}")))
+                .and_then(|(rev, tombstone)| {
+                    let mut kv = decode_kv(v)?;
+                    let kind = if tombstone {
+                        kv = KeyValue { key: kv.key, mod_revision: rev.main, ..Default::default() };
+                        EventType::Delete
+                    } else {
+                        EventType::Put
+                    };
+                    Ok(Event { r#type: kind as i32, kv: Some(kv), prev_kv: None })
+                });
+            match event {
+                Ok(e) => {
+                    events.push(e);
+                    true
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    false
+                }
+            }
+        })?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(events),
+        }
+    }
+
+    /// Starts a write transaction; it must be finished with [`WriteTxn::commit`].
+    pub fn write(&mut self) -> WriteTxn<'_> {
+        let begin_rev = self.current_rev;
+        WriteTxn { mvcc: self, begin_rev, changes: Vec::new(), pending: HashMap::new(), batch: WriteBatch::default() }
+    }
+
+    /// Compacts away every revision older than `rev` that is not the newest
+    /// version of a live key. Returns the batch that records it, for the caller
+    /// to commit with its consistent index.
+    pub fn compact(&mut self, rev: i64) -> Result<WriteBatch, StoreError> {
+        if rev <= self.compact_rev {
+            return Err(EtcdError::Compacted.into());
+        }
+        if rev > self.current_rev {
+            return Err(EtcdError::FutureRev.into());
+        }
+        let keep = self.index.compact(rev);
+        let mut batch = WriteBatch::default();
+        let end = Revision::new(rev.saturating_add(1), 0).to_bytes(false);
+        self.backend.scan(Table::Key, &[], Some(&end), &mut |k, _| {
+            let kept = Revision::from_bytes(k).is_some_and(|(r, _)| keep.contains(&r));
+            if !kept {
+                batch.delete(Table::Key, k.to_vec());
+            }
+            true
+        })?;
+        let mark = Revision::new(rev, 0).to_bytes(false);
+        batch.put(Table::Meta, META_SCHEDULED_COMPACT.to_vec(), mark.clone());
+        batch.put(Table::Meta, META_FINISHED_COMPACT.to_vec(), mark);
+        self.compact_rev = rev;
+        Ok(batch)
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+}
+
+/// One write transaction: every change in it shares the main revision
+/// `begin_rev + 1`. Reads inside it see its own earlier changes, as in etcd.
+pub struct WriteTxn<'a> {
+    mvcc: &'a mut Mvcc,
+    begin_rev: i64,
+    changes: Vec<Event>,
+    pending: HashMap<Revision, KeyValue>,
+    batch: WriteBatch,
+}
+
+impl WriteTxn<'_> {
+    fn read_rev(&self) -> i64 {
+        if self.changes.is_empty() {
+            self.begin_rev
+        } else {
+            self.begin_rev + 1
+        }
+    }
+
+    fn next_revision(&self) -> Revision {
+        Revision::new(self.begin_rev + 1, self.changes.len() as i64)
+    }
+
+    /// Like [`Mvcc::range`], seeing this transaction's changes.
+    pub fn range(
+        &self,
+        key: &[u8],
+        end: RangeEnd<'_>,
+        rev: i64,
+        limit: usize,
+        count_only: bool,
+    ) -> Result<RangeResult, StoreError> {
+        let current = self.read_rev();
+        if rev > current {
+            return Err(EtcdError::FutureRev.into());
+        }
+        let at = if rev <= 0 { current } else { rev };
+        if at < self.mvcc.compact_rev {
+            return Err(EtcdError::Compacted.into());
+        }
+        self.mvcc.range_at(key, end, at, limit, count_only, &self.pending)
+    }
+
+    /// Writes `key`; returns the new KeyValue. A put of an unchanged value is still
+    /// a new revision and version.
+    pub fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64) -> KeyValue {
+        let rev = self.next_revision();
+        let previous = self.mvcc.index.get(key).and_then(|ki| ki.get(rev.main));
+        let kv = KeyValue {
+            key: key.to_vec(),
+            create_revision: previous.map_or(rev.main, |p| p.created.main),
+            mod_revision: rev.main,
+            version: previous.map_or(1, |p| p.version + 1),
+            value,
+            lease,
+        };
+        self.batch.put(Table::Key, rev.to_bytes(false), kv.encode_to_vec());
+        self.mvcc.index.key_mut(key).put(rev);
+        self.pending.insert(rev, kv.clone());
+        self.changes.push(Event { r#type: EventType::Put as i32, kv: Some(kv.clone()), prev_kv: None });
+        kv
+    }
+
+    /// Deletes the live keys in the range; returns the deleted keys.
+    pub fn delete_range(&mut self, key: &[u8], end: RangeEnd<'_>) -> Vec<Vec<u8>> {
+        let at = self.read_rev();
+        let keys: Vec<Vec<u8>> = self.mvcc.index.range_at(key, end, at).map(|(k, _)| k.to_vec()).collect();
+        for k in &keys {
+            let rev = self.next_revision();
+            let tomb = KeyValue { key: k.clone(), ..Default::default() };
+            self.batch.put(Table::Key, rev.to_bytes(true), tomb.encode_to_vec());
+            self.mvcc.index.key_mut(k).tombstone(rev);
+            let kv = KeyValue { key: k.clone(), mod_revision: rev.main, ..Default::default() };
+            self.changes.push(Event { r#type: EventType::Delete as i32, kv: Some(kv), prev_kv: None });
+        }
+        keys
+    }
+
+    /// Adds other writes (leases, meta) to the same atomic commit.
+    pub fn batch_mut(&mut self) -> &mut WriteBatch {
+        &mut self.batch
+    }
+
+    /// The revision a reader sees after this transaction.
+    pub fn revision(&self) -> i64 {
+        self.read_rev()
+    }
+
+    /// Durably commits the changes together with `consistent_index`; returns the
+    /// events in order. On a backend failure the in-memory index is ahead of the
+    /// disk, so the caller must stop serving (as etcd panics).
+    pub fn commit(self, consistent_index: u64) -> Result<Vec<Event>, StoreError> {
+        let mut batch = self.batch;
+        batch.put(Table::Meta, META_CONSISTENT_INDEX.to_vec(), consistent_index.to_be_bytes().to_vec());
+        self.mvcc.backend.commit(batch)?;
+        if !self.changes.is_empty() {
+            self.mvcc.current_rev = self.begin_rev + 1;
+        }
+        Ok(self.changes)
+    }
+}
