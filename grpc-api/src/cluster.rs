@@ -3,7 +3,7 @@
 use hub_proto::etcdserverpb::{
     cluster_server::Cluster, Member, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
     MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest,
-    MemberUpdateResponse,
+    MemberUpdateResponse, ResponseHeader,
 };
 use tonic::{Request, Response, Status};
 
@@ -51,7 +51,9 @@ impl Cluster for ClusterService {
     }
 
     async fn member_list(&self, _req: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
-        Ok(Response::new(MemberListResponse { header: self.ctx.header(0), members: self.members() }))
+        // etcd's Cluster service headers carry no revision.
+        let header = self.ctx.header(0).map(|h| ResponseHeader { revision: 0, ..h });
+        Ok(Response::new(MemberListResponse { header, members: self.members() }))
     }
 
     async fn member_promote(

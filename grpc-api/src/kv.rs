@@ -3,7 +3,7 @@
 use hub_proto::etcdserverpb::{
     kv_server::Kv, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
     InternalRaftRequest, PutRequest, PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
-    request_op::Request, response_op,
+    request_op::Request,
 };
 use hub_store::{validate, Response};
 use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status};
@@ -17,20 +17,6 @@ pub struct KvService {
 impl KvService {
     pub fn new(ctx: Context) -> Self {
         KvService { ctx }
-    }
-
-    /// Fills the headers of a txn response and of every nested response.
-    fn fill_txn(&self, resp: &mut TxnResponse) {
-        resp.header = self.ctx.fill(resp.header.take());
-        for op in &mut resp.responses {
-            match &mut op.response {
-                Some(response_op::Response::ResponseRange(r)) => r.header = self.ctx.fill(r.header.take()),
-                Some(response_op::Response::ResponsePut(r)) => r.header = self.ctx.fill(r.header.take()),
-                Some(response_op::Response::ResponseDeleteRange(r)) => r.header = self.ctx.fill(r.header.take()),
-                Some(response_op::Response::ResponseTxn(r)) => self.fill_txn(r),
-                None => {}
-            }
-        }
     }
 }
 
@@ -106,7 +92,8 @@ impl Kv for KvService {
                 other => return Err(unexpected(other)),
             }
         };
-        self.fill_txn(&mut resp);
+        // etcd fills only the outer header; nested responses carry just a revision.
+        resp.header = self.ctx.fill(resp.header);
         Ok(GrpcResponse::new(resp))
     }
 

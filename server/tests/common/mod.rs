@@ -1,0 +1,149 @@
+//! Test harness: real member processes (hubd, or etcd as the reference) on free
+//! loopback ports, each in its own temporary data directory.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A free loopback port (bound, then released for the process to take).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+pub fn hubd_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_hubd"))
+}
+
+/// etcd 3.4.23 from Debian, the reference (installed by .ci/run).
+pub fn etcd_bin() -> PathBuf {
+    PathBuf::from("/usr/bin/etcd")
+}
+
+pub struct Member {
+    child: Option<Child>,
+    bin: PathBuf,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    extra: Vec<String>,
+}
+
+impl Member {
+    /// Starts `bin` as a single member and waits until it serves clients.
+    pub fn start(bin: &Path) -> Member {
+        Self::start_with(bin, &[])
+    }
+
+    pub fn start_with(bin: &Path, extra: &[&str]) -> Member {
+        Self::start_on(bin, free_port(), free_port(), extra)
+    }
+
+    /// Starts on the given ports (to compare two servers under the same flags).
+    pub fn start_on(bin: &Path, client_port: u16, peer_port: u16, extra: &[&str]) -> Member {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut m = Member {
+            child: None,
+            bin: bin.to_path_buf(),
+            client_port,
+            peer_port,
+            data_dir: tmp.path().join("data"),
+            _tmp: Some(tmp),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        m.spawn();
+        m
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+
+    /// (Re)starts the process on the same ports and data directory.
+    pub fn spawn(&mut self) {
+        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let mut child = Command::new(&self.bin)
+            .args(["--data-dir", &self.data_dir.to_string_lossy()])
+            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("default={peer}")])
+            .args(&self.extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn member");
+        let (tx, rx) = mpsc::channel();
+        for pipe in [
+            child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+            child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    if line.contains("ready to serve client requests") {
+                        let _ = tx.send(());
+                    }
+                    if std::env::var_os("HUB_TEST_LOG").is_some() {
+                        eprintln!("[member] {line}");
+                    }
+                }
+            });
+        }
+        rx.recv_timeout(Duration::from_secs(20)).expect("member did not become ready");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no chance to flush or clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit status.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        c.wait().ok()
+    }
+
+    /// Runs etcdctl (API v3) against this member.
+    pub fn etcdctl(&self, args: &[&str]) -> Output {
+        self.etcdctl_stdin(args, None)
+    }
+
+    pub fn etcdctl_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        use std::io::Write;
+        let mut child = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &self.endpoint()])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("etcdctl (apt-get install etcd-client)");
+        if let Some(mut s) = child.stdin.take() {
+            if let Some(input) = stdin {
+                let _ = s.write_all(input.as_bytes());
+            }
+        }
+        child.wait_with_output().expect("etcdctl output")
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
