@@ -528,7 +528,6 @@ async fn watch_history_live_prev_kv_filters_cancel_and_compacted() {
     let mut cw = c.watch("a", Some(WatchOptions::new().with_start_revision(3))).await.unwrap();
     let cid = created(&mut cw).await;
     let r = next(&mut cw).await;
-    eprintln!("compacted watch response: {r:?}");
     assert!(r.canceled(), "{r:?}");
     assert!(!r.created(), "{r:?}");
     assert_eq!(r.watch_id(), cid);

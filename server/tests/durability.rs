@@ -121,6 +121,7 @@ async fn kill9_keeps_every_acknowledged_put() {
     restart(&mut m);
     let mut c = connect(&m).await;
     let (revision, kvs) = dump(&mut c).await;
+    eprintln!("{} puts acknowledged before SIGKILL, {} keys after restart", acked.len(), kvs.len());
     let present: BTreeMap<&str, &str> = kvs.iter().map(|kv| (kv.0.as_str(), kv.1.as_str())).collect();
     let lost: Vec<_> = acked.iter().filter(|(k, v)| present.get(k.as_str()) != Some(&v.as_str())).collect();
     assert!(lost.is_empty(), "{} of {} acknowledged puts lost after SIGKILL, e.g. {:?}", lost.len(), acked.len(), &lost[..lost.len().min(5)]);

@@ -44,6 +44,13 @@ pub struct Lessor {
     min_ttl: i64,
 }
 
+/// The instant `ttl` seconds after `now`. TTLs are clamped to etcd's maximum,
+/// which the monotonic clock of any 64-bit platform can represent.
+fn deadline(now: Instant, ttl: i64) -> Instant {
+    let ttl = Duration::from_secs(ttl.clamp(0, MAX_LEASE_TTL) as u64);
+    now.checked_add(ttl).unwrap_or(now)
+}
+
 fn lease_key(id: i64) -> Vec<u8> {
     id.to_be_bytes().to_vec()
 }
@@ -63,7 +70,7 @@ impl Lessor {
         for (_, v) in records {
             let rec = leasepb::Lease::decode(v.as_slice())
                 .map_err(|e| StoreError::Corrupt(format!("lease record: {e}")))?;
-            let expiry = now + Duration::from_secs(rec.ttl.max(0) as u64);
+            let expiry = deadline(now, rec.ttl);
             self.leases.insert(rec.id, Lease { id: rec.id, ttl: rec.ttl, expiry, keys: BTreeSet::new() });
         }
         for (key, id) in leased_keys {
@@ -105,7 +112,7 @@ impl Lessor {
         let ttl = ttl.max(self.min_ttl);
         let record = leasepb::Lease { id, ttl, remaining_ttl: 0 };
         batch.put(Table::Lease, lease_key(id), record.encode_to_vec());
-        let expiry = now + Duration::from_secs(ttl as u64);
+        let expiry = deadline(now, ttl);
         self.leases.insert(id, Lease { id, ttl, expiry, keys: BTreeSet::new() });
         Ok(ttl)
     }
@@ -127,7 +134,7 @@ impl Lessor {
         if lease.expiry <= now {
             return Err(EtcdError::LeaseNotFound);
         }
-        lease.expiry = now + Duration::from_secs(lease.ttl as u64);
+        lease.expiry = deadline(now, lease.ttl);
         Ok(lease.ttl)
     }
 
