@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "lease.proto",
         "v3election.proto",
         "v3lock.proto",
+        "hubpeer.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed=proto/{f}");

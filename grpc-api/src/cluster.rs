@@ -19,14 +19,18 @@ impl ClusterService {
     }
 
     fn members(&self) -> Vec<Member> {
-        let m = self.ctx.node.membership();
-        vec![Member {
-            id: m.member_id,
-            name: m.name.clone(),
-            peer_ur_ls: m.peer_urls.clone(),
-            client_ur_ls: m.client_urls.clone(),
-            is_learner: false,
-        }]
+        self.ctx
+            .node
+            .members()
+            .into_iter()
+            .map(|(id, m, is_learner)| Member {
+                id,
+                name: m.name,
+                peer_ur_ls: m.peer_urls,
+                client_ur_ls: m.client_urls,
+                is_learner,
+            })
+            .collect()
     }
 }
 

@@ -52,8 +52,7 @@ impl Kv for KvService {
     async fn put(&self, req: GrpcRequest<PutRequest>) -> Result<GrpcResponse<PutResponse>, Status> {
         let r = req.into_inner();
         validate::check_put(&r).map_err(status::from_etcd)?;
-        let applied = self.ctx.propose(InternalRaftRequest { put: Some(r), ..Default::default() }).await?;
-        match applied.response {
+        match self.ctx.propose(InternalRaftRequest { put: Some(r), ..Default::default() }).await? {
             Response::Put(mut resp) => {
                 resp.header = self.ctx.fill(resp.header);
                 Ok(GrpcResponse::new(resp))
@@ -68,8 +67,7 @@ impl Kv for KvService {
     ) -> Result<GrpcResponse<DeleteRangeResponse>, Status> {
         let r = req.into_inner();
         validate::check_delete(&r).map_err(status::from_etcd)?;
-        let applied = self.ctx.propose(InternalRaftRequest { delete_range: Some(r), ..Default::default() }).await?;
-        match applied.response {
+        match self.ctx.propose(InternalRaftRequest { delete_range: Some(r), ..Default::default() }).await? {
             Response::DeleteRange(mut resp) => {
                 resp.header = self.ctx.fill(resp.header);
                 Ok(GrpcResponse::new(resp))
@@ -87,7 +85,7 @@ impl Kv for KvService {
             }
             self.ctx.node.state().lock().read_only_txn(&r).map_err(status::from_store)?
         } else {
-            match self.ctx.propose(InternalRaftRequest { txn: Some(r), ..Default::default() }).await?.response {
+            match self.ctx.propose(InternalRaftRequest { txn: Some(r), ..Default::default() }).await? {
                 Response::Txn(resp) => resp,
                 other => return Err(unexpected(other)),
             }
@@ -99,8 +97,7 @@ impl Kv for KvService {
 
     async fn compact(&self, req: GrpcRequest<CompactionRequest>) -> Result<GrpcResponse<CompactionResponse>, Status> {
         let r = req.into_inner();
-        let applied = self.ctx.propose(InternalRaftRequest { compaction: Some(r), ..Default::default() }).await?;
-        match applied.response {
+        match self.ctx.propose(InternalRaftRequest { compaction: Some(r), ..Default::default() }).await? {
             Response::Compaction(mut resp) => {
                 resp.header = self.ctx.fill(resp.header);
                 Ok(GrpcResponse::new(resp))

@@ -11,7 +11,7 @@ use hub_proto::etcdserverpb::{
     LeaseKeepAliveResponse, LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse,
     LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
-use hub_store::{EtcdError, Response};
+use hub_store::{EtcdError, Response, StoreError};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response as GrpcResponse, Status, Streaming};
@@ -50,7 +50,7 @@ pub struct LeaseService {
 
 impl LeaseService {
     pub fn new(ctx: Context) -> Self {
-        let ids = IdGenerator::new(ctx.node.membership().member_id);
+        let ids = IdGenerator::new(ctx.node.member_id());
         LeaseService { ctx, ids }
     }
 }
@@ -66,7 +66,7 @@ impl Lease for LeaseService {
         }
         // Refuse before proposing what the state machine would refuse anyway.
         self.ctx.node.state().lock().check_lease_grant(r.id, r.ttl).map_err(status::from_etcd)?;
-        match self.ctx.propose(InternalRaftRequest { lease_grant: Some(r), ..Default::default() }).await?.response {
+        match self.ctx.propose(InternalRaftRequest { lease_grant: Some(r), ..Default::default() }).await? {
             Response::LeaseGrant(mut resp) => {
                 resp.header = self.ctx.fill(resp.header);
                 Ok(GrpcResponse::new(resp))
@@ -77,7 +77,7 @@ impl Lease for LeaseService {
 
     async fn lease_revoke(&self, req: Request<LeaseRevokeRequest>) -> Result<GrpcResponse<LeaseRevokeResponse>, Status> {
         let r = req.into_inner();
-        match self.ctx.propose(InternalRaftRequest { lease_revoke: Some(r), ..Default::default() }).await?.response {
+        match self.ctx.propose(InternalRaftRequest { lease_revoke: Some(r), ..Default::default() }).await? {
             Response::LeaseRevoke(mut resp) => {
                 resp.header = self.ctx.fill(resp.header);
                 Ok(GrpcResponse::new(resp))
@@ -99,12 +99,11 @@ impl Lease for LeaseService {
             while let Ok(Some(r)) = incoming.message().await {
                 let header = ctx.header(0);
                 // etcd answers TTL 0 for a lease it does not know.
-                let renewed = ctx.node.state().lock().lease_renew(r.id, Instant::now());
-                let ttl = match renewed {
+                let ttl = match ctx.node.lease_renew(r.id).await {
                     Ok(ttl) => ttl,
-                    Err(EtcdError::LeaseNotFound) => 0,
+                    Err(StoreError::Etcd(EtcdError::LeaseNotFound)) => 0,
                     Err(e) => {
-                        let _ = tx.send(Err(status::from_etcd(e))).await;
+                        let _ = tx.send(Err(status::from_store(e))).await;
                         return;
                     }
                 };

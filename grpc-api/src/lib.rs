@@ -27,7 +27,7 @@ use hub_proto::etcdserverpb::{
     maintenance_server::MaintenanceServer, watch_server::WatchServer, InternalRaftRequest, ResponseHeader,
 };
 use hub_raft::Node;
-use hub_store::{Applied, EtcdError};
+use hub_store::{EtcdError, Response};
 use prost::Message;
 use tonic::Status;
 
@@ -75,8 +75,12 @@ impl Context {
     /// A response header as etcd fills it: a zero revision becomes the current one.
     pub fn header(&self, revision: i64) -> Option<ResponseHeader> {
         let revision = if revision == 0 { self.node.state().lock().current_revision() } else { revision };
-        let m = self.node.membership();
-        Some(ResponseHeader { cluster_id: m.cluster_id, member_id: m.member_id, revision, raft_term: self.node.term() })
+        Some(ResponseHeader {
+            cluster_id: self.node.cluster_id(),
+            member_id: self.node.member_id(),
+            revision,
+            raft_term: self.node.term(),
+        })
     }
 
     /// Completes a header the store filled with a revision.
@@ -85,7 +89,7 @@ impl Context {
     }
 
     /// Proposes a command after etcd's size check; returns what applying it gave.
-    async fn propose(&self, req: InternalRaftRequest) -> Result<Applied, Status> {
+    async fn propose(&self, req: InternalRaftRequest) -> Result<Response, Status> {
         if req.encoded_len() > self.config.max_request_bytes {
             return Err(status::from_etcd(EtcdError::RequestTooLarge));
         }

@@ -52,7 +52,7 @@ impl Maintenance for MaintenanceService {
             version: ETCD_VERSION.to_string(),
             db_size,
             leader: self.ctx.node.leader_id(),
-            raft_index: applied,
+            raft_index: self.ctx.node.raft_index(),
             raft_term: self.ctx.node.term(),
             raft_applied_index: applied,
             errors: Vec::new(),

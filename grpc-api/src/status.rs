@@ -13,7 +13,7 @@ pub fn from_etcd(e: EtcdError) -> Status {
         NoSpace => Code::ResourceExhausted,
         LeaseNotFound | MemberNotFound => Code::NotFound,
         LeaseExist => Code::FailedPrecondition,
-        Stopped | Timeout => Code::Unavailable,
+        Stopped | NoLeader | LeaderChanged | Timeout => Code::Unavailable,
         Corrupt => Code::DataLoss,
     };
     Status::new(code, e.to_string())

@@ -25,3 +25,7 @@ pub mod v3electionpb {
 pub mod v3lockpb {
     tonic::include_proto!("v3lockpb");
 }
+/// hub's member-to-member protocol (not part of etcd's API).
+pub mod hubpeer {
+    tonic::include_proto!("hubpeer");
+}

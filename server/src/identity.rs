@@ -1,6 +1,6 @@
-//! Who this member is: its member ID, its cluster's ID and its raft term,
-//! derived the way etcd derives them and kept in the data directory so that a
-//! restart (with any flags) is the same member of the same cluster.
+//! Who this member is: its member ID and its cluster's ID, derived the way etcd
+//! derives them and kept in the data directory so that a restart (with any
+//! flags) is the same member of the same cluster.
 
 use std::path::Path;
 
@@ -10,8 +10,6 @@ use sha1::{Digest, Sha1};
 pub struct Identity {
     pub member_id: u64,
     pub cluster_id: u64,
-    /// Raft term of the current run: a restarted member starts a new election.
-    pub term: u64,
 }
 
 fn first_u64(bytes: &[u8]) -> u64 {
@@ -41,32 +39,27 @@ pub fn cluster_id(member_ids: &[u64]) -> u64 {
 
 const FILE: &str = "identity";
 
-/// Loads the identity kept in `dir`, or creates it from the bootstrap flags;
-/// either way bumps and saves the term.
-pub fn load_or_create(dir: &Path, fresh: impl FnOnce() -> (u64, u64)) -> std::io::Result<Identity> {
+/// Loads the identity kept in `dir`, or creates and saves it from the
+/// bootstrap flags. Returns it and whether it was just created.
+pub fn load_or_create(dir: &Path, fresh: impl FnOnce() -> (u64, u64)) -> std::io::Result<(Identity, bool)> {
     let path = dir.join(FILE);
     let saved = match std::fs::read_to_string(&path) {
         Ok(text) => parse(&text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e),
     };
-    let identity = match saved {
-        Some(id) => Identity { term: id.term + 1, ..id },
-        None => {
-            let (member_id, cluster_id) = fresh();
-            // A new single member wins its first election at term 2, as etcd's does.
-            Identity { member_id, cluster_id, term: 2 }
-        }
-    };
-    let text = format!(
-        "member_id={:x}\ncluster_id={:x}\nterm={}\n",
-        identity.member_id, identity.cluster_id, identity.term
-    );
+    if let Some(id) = saved {
+        return Ok((id, false));
+    }
+    let (member_id, cluster_id) = fresh();
+    let identity = Identity { member_id, cluster_id };
+    let text = format!("member_id={:x}\ncluster_id={:x}\n", identity.member_id, identity.cluster_id);
     let tmp = dir.join(format!("{FILE}.tmp"));
     std::fs::write(&tmp, text)?;
     std::fs::File::open(&tmp)?.sync_all()?;
     std::fs::rename(&tmp, &path)?;
-    Ok(identity)
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok((identity, true))
 }
 
 fn parse(text: &str) -> Option<Identity> {
@@ -76,7 +69,6 @@ fn parse(text: &str) -> Option<Identity> {
     Some(Identity {
         member_id: u64::from_str_radix(field("member_id")?, 16).ok()?,
         cluster_id: u64::from_str_radix(field("cluster_id")?, 16).ok()?,
-        term: field("term")?.parse().ok()?,
     })
 }
 
@@ -93,10 +85,12 @@ mod tests {
     }
 
     #[test]
-    fn identity_survives_restart_and_term_grows() {
+    fn identity_survives_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let first = load_or_create(dir.path(), || (1, 2)).unwrap();
-        let second = load_or_create(dir.path(), || (3, 4)).unwrap();
-        assert_eq!((second.member_id, second.cluster_id, second.term), (1, 2, first.term + 1));
+        let (first, created) = load_or_create(dir.path(), || (1, 2)).unwrap();
+        assert!(created);
+        let (second, created) = load_or_create(dir.path(), || (3, 4)).unwrap();
+        assert!(!created);
+        assert_eq!(first, second);
     }
 }

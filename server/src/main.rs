@@ -2,19 +2,22 @@
 //!
 //! Place in the request path: the process around everything. It reads etcd's
 //! flags and `ETCD_*` variables ([`config`]), opens the state machine in the data
-//! directory, starts the raft node, mounts the gRPC services on every
-//! `--listen-client-urls` listener, and revokes expired leases. It owns no
-//! request semantics.
+//! directory, starts the raft node (peer transport on `--listen-peer-urls`),
+//! mounts the gRPC services on every `--listen-client-urls` listener once the
+//! cluster has a leader, and revokes expired leases. It owns no request
+//! semantics.
 
 mod config;
 mod identity;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use std::collections::BTreeMap;
+
 use hub_grpc_api::{Context, ServiceConfig};
-use hub_raft::{Membership, Node};
+use hub_proto::hubpeer::peer_server::PeerServer;
+use hub_raft::{Member, Node, NodeConfig, PeerService};
 use hub_store::StateMachine;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -41,7 +44,7 @@ fn main() {
 
 fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},openraft=warn")));
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -55,13 +58,38 @@ fn min_lease_ttl(election_timeout_ms: u64) -> i64 {
     (election_timeout_ms * 3 / 2).div_ceil(1000) as i64
 }
 
-/// `http://host:port` → `host:port`; hub serves only plain http clients so far.
-fn socket_addr(url: &str, flag: &str) -> anyhow::Result<String> {
+/// `scheme://host:port` → `host:port` for a listener; only plain http so far.
+fn listen_addr(url: &str, flag: &str) -> anyhow::Result<String> {
     match url.split_once("://") {
         Some(("http", rest)) => Ok(rest.trim_end_matches('/').to_string()),
         Some((scheme, _)) => anyhow::bail!("{flag}: {scheme}:// listeners are not supported yet ({url})"),
         None => anyhow::bail!("{flag}: URL scheme must be http, https, unix or unixs: {url}"),
     }
+}
+
+/// The members of `--initial-cluster` with etcd's member IDs, and the cluster ID.
+fn initial_members(config: &config::Config) -> (BTreeMap<u64, Member>, u64, u64) {
+    let mut by_name: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (name, url) in &config.initial_cluster {
+        by_name.entry(name).or_default().push(url.clone());
+    }
+    let mut members = BTreeMap::new();
+    let mut mine = identity::member_id(&config.initial_advertise_peer_urls, &config.initial_cluster_token);
+    for (name, urls) in by_name {
+        let id = identity::member_id(&urls, &config.initial_cluster_token);
+        let client_urls = if name == config.name { config.advertise_client_urls.clone() } else { Vec::new() };
+        if name == config.name {
+            mine = id;
+        }
+        members.insert(id, Member { name: name.to_string(), peer_urls: urls, client_urls });
+    }
+    members.entry(mine).or_insert_with(|| Member {
+        name: config.name.clone(),
+        peer_urls: config.initial_advertise_peer_urls.clone(),
+        client_urls: config.advertise_client_urls.clone(),
+    });
+    let ids: Vec<u64> = members.keys().copied().collect();
+    (members, mine, identity::cluster_id(&ids))
 }
 
 async fn run(config: config::Config) -> anyhow::Result<()> {
@@ -74,29 +102,9 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     let member_dir = config.data_dir.join("member");
     std::fs::create_dir_all(&member_dir).with_context(|| format!("create {}", member_dir.display()))?;
 
-    let peer_urls = config.initial_advertise_peer_urls.clone();
-    let identity = identity::load_or_create(&member_dir, || {
-        // Every member of --initial-cluster gets etcd's ID, so the cluster ID
-        // matches what etcd would compute for the same flags.
-        let mut ids = Vec::new();
-        let mut mine = identity::member_id(&peer_urls, &config.initial_cluster_token);
-        let mut by_name: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
-        for (name, url) in &config.initial_cluster {
-            by_name.entry(name).or_default().push(url.clone());
-        }
-        for (name, urls) in by_name {
-            let id = identity::member_id(&urls, &config.initial_cluster_token);
-            if name == config.name {
-                mine = id;
-            }
-            ids.push(id);
-        }
-        if !ids.contains(&mine) {
-            ids.push(mine);
-        }
-        (mine, identity::cluster_id(&ids))
-    })
-    .context("member identity")?;
+    let (members, my_id, cluster_id) = initial_members(&config);
+    // On restart the data directory decides, whatever the flags say (as etcd).
+    let (identity, created) = identity::load_or_create(&member_dir, || (my_id, cluster_id)).context("member identity")?;
 
     let state = StateMachine::open(&member_dir, min_lease_ttl(config.election_timeout_ms))
         .context("open the backend")?;
@@ -108,45 +116,65 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         data_dir = %config.data_dir.display(),
         "opened member"
     );
-    let membership = Membership {
-        cluster_id: identity.cluster_id,
-        member_id: identity.member_id,
-        name: config.name.clone(),
-        peer_urls: config.initial_advertise_peer_urls.clone(),
-        client_urls: config.advertise_client_urls.clone(),
-    };
-    let node = Arc::new(Node::new(state, membership, identity.term));
+    let wal_dir = config.wal_dir.clone().unwrap_or_else(|| member_dir.join("wal"));
+    let node = Node::start(
+        NodeConfig {
+            id: identity.member_id,
+            cluster_id: identity.cluster_id,
+            wal_dir,
+            initial_members: members,
+            bootstrap: created && config.initial_cluster_state == "new",
+            heartbeat_interval_ms: config.heartbeat_interval_ms,
+            election_timeout_ms: config.election_timeout_ms,
+            snapshot_count: config.snapshot_count,
+        },
+        state,
+    )
+    .await
+    .context("start raft")?;
+
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let mut servers = Vec::new();
+    for url in &config.listen_peer_urls {
+        let addr = match url.split_once("://") {
+            Some(("http" | "https", rest)) => rest.trim_end_matches('/').to_string(),
+            _ => anyhow::bail!("--listen-peer-urls: unsupported URL {url}"),
+        };
+        let listener = TcpListener::bind(&addr).await.with_context(|| format!("listen on peer URL {url}"))?;
+        let peer = PeerServer::new(PeerService::new(node.clone())).max_decoding_message_size(usize::MAX);
+        let mut shutdown = shutdown_rx.clone();
+        servers.push(tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(peer)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                    let _ = shutdown.changed().await;
+                })
+                .await
+        }));
+    }
+
     let ctx = Context::new(
-        node,
+        node.clone(),
         ServiceConfig {
             max_request_bytes: config.max_request_bytes as usize,
             max_txn_ops: config.max_txn_ops as usize,
             watch_progress_notify_interval: config.experimental_watch_progress_notify_interval,
         },
     );
-
-    // Peers are not served until replication exists, but the port is held as
-    // etcd holds it, so a clash shows at start.
-    let mut peer_listeners = Vec::new();
-    for url in &config.listen_peer_urls {
-        let addr = match url.split_once("://") {
-            Some(("http" | "https", rest)) => rest.trim_end_matches('/').to_string(),
-            _ => anyhow::bail!("--listen-peer-urls: unsupported URL {url}"),
-        };
-        peer_listeners.push(TcpListener::bind(&addr).await.with_context(|| format!("listen on peer URL {url}"))?);
-    }
-
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let mut servers = Vec::new();
+    let mut client_listeners = Vec::new();
     for url in &config.listen_client_urls {
-        let addr = socket_addr(url, "--listen-client-urls")?;
+        let addr = listen_addr(url, "--listen-client-urls")?;
         let listener = TcpListener::bind(&addr).await.with_context(|| format!("listen on client URL {url}"))?;
+        client_listeners.push((addr, listener));
+    }
+    // etcd serves clients once the cluster has a leader.
+    node.wait_for_leader().await;
+    for (addr, listener) in client_listeners {
         tracing::info!(address = %addr, "serving insecure client requests, this is strongly discouraged!");
         let routes = ctx.routes();
         let mut shutdown = shutdown_rx.clone();
         servers.push(tokio::spawn(async move {
             tonic::transport::Server::builder()
-                .http2_keepalive_interval(Some(Duration::from_secs(7200)))
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
                     let _ = shutdown.changed().await;
@@ -160,11 +188,11 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     wait_for_signal().await;
     tracing::info!("received a stop signal; shutting down");
     let _ = shutdown_tx.send(true);
+    node.shutdown().await;
     for s in servers {
         // Streams (watches, keep-alives) may hold a server open; do not wait forever.
         let _ = tokio::time::timeout(Duration::from_secs(2), s).await;
     }
-    drop(peer_listeners);
     Ok(())
 }
 

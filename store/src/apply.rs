@@ -8,7 +8,7 @@
 //! transaction as the changes it covers.
 
 use std::cmp::Ordering;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -87,6 +87,11 @@ pub struct StateMachine {
     lessor: Lessor,
     applied_index: u64,
     min_lease_ttl: i64,
+    /// Metadata of the layer above (raft's last applied log ID, membership),
+    /// written atomically with the next commit.
+    staged_meta: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The directory holding the backend file.
+    dir: PathBuf,
 }
 
 /// The backend file inside a member's data directory.
@@ -97,10 +102,10 @@ impl StateMachine {
     pub fn open(dir: &Path, min_lease_ttl: i64) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Corrupt(format!("create {}: {e}", dir.display())))?;
         let backend: Arc<dyn Backend> = Arc::new(RedbBackend::open(&dir.join(BACKEND_FILE))?);
-        Self::from_backend(backend, min_lease_ttl)
+        Self::from_backend(backend, min_lease_ttl, dir.to_path_buf())
     }
 
-    fn from_backend(backend: Arc<dyn Backend>, min_lease_ttl: i64) -> Result<Self, StoreError> {
+    fn from_backend(backend: Arc<dyn Backend>, min_lease_ttl: i64, dir: PathBuf) -> Result<Self, StoreError> {
         let restored = Mvcc::restore(backend.clone())?;
         let mut records = Vec::new();
         backend.scan(Table::Lease, &[], None, &mut |k, v| {
@@ -109,7 +114,14 @@ impl StateMachine {
         })?;
         let mut lessor = Lessor::new(min_lease_ttl);
         lessor.restore(&records, restored.leased_keys, Instant::now())?;
-        Ok(StateMachine { mvcc: restored.mvcc, lessor, applied_index: restored.consistent_index, min_lease_ttl })
+        Ok(StateMachine {
+            mvcc: restored.mvcc,
+            lessor,
+            applied_index: restored.consistent_index,
+            min_lease_ttl,
+            staged_meta: Vec::new(),
+            dir,
+        })
     }
 
     /// Throws away in-memory state and reloads it from the backend: used when a
@@ -117,8 +129,56 @@ impl StateMachine {
     /// of it survives.
     fn reload(&mut self) -> Result<(), StoreError> {
         let backend = self.mvcc.backend().clone();
-        *self = Self::from_backend(backend, self.min_lease_ttl)?;
+        *self = Self::from_backend(backend, self.min_lease_ttl, self.dir.clone())?;
         Ok(())
+    }
+
+    /// Replaces everything with the contents of an etcd-format snapshot (raft's
+    /// InstallSnapshot): the snapshot is restored into a fresh backend beside the
+    /// current one, which then takes its place by an atomic rename.
+    pub fn replace_from_snapshot(&mut self, data: &[u8]) -> Result<(), StoreError> {
+        let io = |what: &str, e: std::io::Error| StoreError::Snapshot(format!("install snapshot: {what}: {e}"));
+        let work = self.dir.join("snapshot.install");
+        if work.exists() {
+            std::fs::remove_dir_all(&work).map_err(|e| io("clear the work directory", e))?;
+        }
+        std::fs::create_dir_all(&work).map_err(|e| io("create the work directory", e))?;
+        let file = work.join("snapshot.db");
+        std::fs::write(&file, data).map_err(|e| io("write the snapshot", e))?;
+        let mut reader = crate::snapshot::SnapshotReader::open(&file, false)?;
+        let restored = work.join("restored");
+        crate::snapshot::restore_into(&mut reader, &restored, &crate::snapshot::RestoreOptions::default())?;
+        std::fs::rename(restored.join(BACKEND_FILE), self.dir.join(BACKEND_FILE))
+            .map_err(|e| io("move the restored backend into place", e))?;
+        std::fs::File::open(&self.dir).and_then(|d| d.sync_all()).map_err(|e| io("sync the directory", e))?;
+        *self = Self::open(&self.dir.clone(), self.min_lease_ttl)?;
+        std::fs::remove_dir_all(&work).map_err(|e| io("remove the work directory", e))?;
+        Ok(())
+    }
+
+    /// Stages a metadata record to be committed with the next change.
+    pub fn stage_meta(&mut self, key: &[u8], value: Vec<u8>) {
+        self.staged_meta.push((key.to_vec(), value));
+    }
+
+    /// Commits staged metadata (and `index` as the consistent index) on its own,
+    /// for log entries that change nothing in the key space.
+    pub fn commit_meta(&mut self, index: u64) -> Result<(), StoreError> {
+        let txn = self.mvcc.write();
+        commit(txn, &mut self.staged_meta, index)?;
+        self.applied_index = self.applied_index.max(index);
+        Ok(())
+    }
+
+    /// A metadata record as last committed.
+    pub fn meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.mvcc.backend().get_many(Table::Meta, &[key.to_vec()])?.pop().flatten())
+    }
+
+    /// Gives every lease its full TTL again from `now`: a new leader does this
+    /// so that leases do not expire for the time no leader was counting.
+    pub fn refresh_leases(&mut self, now: Instant) {
+        self.lessor.refresh_all(now);
     }
 
     pub fn applied_index(&self) -> u64 {
@@ -203,14 +263,14 @@ impl StateMachine {
         }
         let mut txn = self.mvcc.write();
         let resp = put(&mut txn, &mut self.lessor, r)?;
-        let events = txn.commit(index)?;
+        let events = commit(txn, &mut self.staged_meta, index)?;
         Ok(Applied { response: Response::Put(resp), events })
     }
 
     fn apply_delete_range(&mut self, index: u64, r: &DeleteRangeRequest) -> Result<Applied, StoreError> {
         let mut txn = self.mvcc.write();
         let resp = delete_range(&mut txn, &mut self.lessor, r)?;
-        let events = txn.commit(index)?;
+        let events = commit(txn, &mut self.staged_meta, index)?;
         Ok(Applied { response: Response::DeleteRange(resp), events })
     }
 
@@ -221,7 +281,7 @@ impl StateMachine {
         let mut path_iter = path.iter().copied();
         let mut resp = apply_txn_ops(&mut txn, &mut self.lessor, r, &mut path_iter)?;
         resp.header = header(txn.revision());
-        let events = txn.commit(index)?;
+        let events = commit(txn, &mut self.staged_meta, index)?;
         Ok(Applied { response: Response::Txn(resp), events })
     }
 
@@ -251,9 +311,10 @@ impl StateMachine {
     }
 
     fn apply_compaction(&mut self, index: u64, r: &CompactionRequest) -> Result<Applied, StoreError> {
-        let mut batch = self.mvcc.compact(r.revision)?;
-        batch.put(Table::Meta, crate::mvcc::META_CONSISTENT_INDEX.to_vec(), index.to_be_bytes().to_vec());
-        self.mvcc.backend().commit(batch)?;
+        let batch = self.mvcc.compact(r.revision)?;
+        let mut txn = self.mvcc.write();
+        *txn.batch_mut() = batch;
+        commit(txn, &mut self.staged_meta, index)?;
         tracing::info!(revision = r.revision, "compacted");
         let resp = CompactionResponse { header: header(self.mvcc.current_revision()) };
         Ok(Applied { response: Response::Compaction(resp), events: Vec::new() })
@@ -263,7 +324,7 @@ impl StateMachine {
         let mut txn = self.mvcc.write();
         let ttl = self.lessor.grant(r.id, r.ttl, now, txn.batch_mut())?;
         let rev = txn.revision();
-        txn.commit(index)?;
+        commit(txn, &mut self.staged_meta, index)?;
         let resp = LeaseGrantResponse { header: header(rev), id: r.id, ttl, error: String::new() };
         Ok(Applied { response: Response::LeaseGrant(resp), events: Vec::new() })
     }
@@ -275,7 +336,7 @@ impl StateMachine {
             txn.delete_range(key, RangeEnd::Single);
         }
         let rev = txn.revision();
-        let events = txn.commit(index)?;
+        let events = commit(txn, &mut self.staged_meta, index)?;
         let resp = LeaseRevokeResponse { header: header(rev) };
         Ok(Applied { response: Response::LeaseRevoke(resp), events })
     }
@@ -332,6 +393,14 @@ impl StateMachine {
     pub fn prev_kv(&self, key: &[u8], rev: i64) -> Result<Option<KeyValue>, StoreError> {
         self.mvcc.get_at(key, rev - 1)
     }
+}
+
+/// Commits a write transaction with the staged metadata and the consistent index.
+fn commit(mut txn: WriteTxn<'_>, staged: &mut Vec<(Vec<u8>, Vec<u8>)>, index: u64) -> Result<Vec<Event>, StoreError> {
+    for (k, v) in staged.drain(..) {
+        txn.batch_mut().put(Table::Meta, k, v);
+    }
+    txn.commit(index)
 }
 
 fn put(txn: &mut WriteTxn<'_>, lessor: &mut Lessor, r: &PutRequest) -> Result<PutResponse, StoreError> {

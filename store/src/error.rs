@@ -36,10 +36,43 @@ pub enum EtcdError {
     MemberNotFound,
     #[error("etcdserver: server stopped")]
     Stopped,
+    #[error("etcdserver: no leader")]
+    NoLeader,
+    #[error("etcdserver: leader changed")]
+    LeaderChanged,
     #[error("etcdserver: request timed out")]
     Timeout,
     #[error("etcdserver: corrupt cluster")]
     Corrupt,
+}
+
+impl EtcdError {
+    const ALL: [EtcdError; 19] = [
+        EtcdError::EmptyKey,
+        EtcdError::KeyNotFound,
+        EtcdError::ValueProvided,
+        EtcdError::LeaseProvided,
+        EtcdError::TooManyOps,
+        EtcdError::DuplicateKey,
+        EtcdError::Compacted,
+        EtcdError::FutureRev,
+        EtcdError::NoSpace,
+        EtcdError::LeaseNotFound,
+        EtcdError::LeaseExist,
+        EtcdError::LeaseTtlTooLarge,
+        EtcdError::RequestTooLarge,
+        EtcdError::MemberNotFound,
+        EtcdError::Stopped,
+        EtcdError::NoLeader,
+        EtcdError::LeaderChanged,
+        EtcdError::Timeout,
+        EtcdError::Corrupt,
+    ];
+
+    /// The error whose message this is (errors cross the peer wire as text).
+    pub fn from_message(message: &str) -> Option<EtcdError> {
+        Self::ALL.into_iter().find(|e| e.to_string() == message)
+    }
 }
 
 /// A failure of the storage engine itself (I/O, corruption), not of a request.
@@ -65,4 +98,8 @@ pub enum StoreError {
     /// Bytes in the backend that do not decode: corruption.
     #[error("corrupt backend record: {0}")]
     Corrupt(String),
+    /// A snapshot that cannot be written, read or trusted (I/O, a bbolt file
+    /// that does not parse, a failed sha256 check), saying what was being done.
+    #[error("snapshot: {0}")]
+    Snapshot(String),
 }

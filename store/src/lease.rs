@@ -138,6 +138,13 @@ impl Lessor {
         Ok(lease.ttl)
     }
 
+    /// Restarts every lease's TTL (a new leader takes over the countdown).
+    pub fn refresh_all(&mut self, now: Instant) {
+        for lease in self.leases.values_mut() {
+            lease.expiry = deadline(now, lease.ttl);
+        }
+    }
+
     /// Leases whose deadline has passed, for the server to revoke.
     pub fn expired(&self, now: Instant) -> Vec<i64> {
         self.leases.values().filter(|l| l.expiry <= now).map(|l| l.id).collect()

@@ -13,6 +13,8 @@
 //! - [`lease`]: leases and their attached keys.
 //! - [`validate`]: etcd's request checks before proposing.
 //! - [`apply`]: the one apply path (Put, DeleteRange, Txn, Compaction, leases).
+//! - [`snapshot`]: etcd 3.4 snapshots (bbolt file + sha256) written from and
+//!   restored into the state machine.
 //! - [`error`]: etcd's error strings.
 
 pub mod apply;
@@ -22,6 +24,7 @@ pub mod key_index;
 pub mod lease;
 pub mod mvcc;
 pub mod revision;
+pub mod snapshot;
 pub mod validate;
 
 pub use apply::{Applied, Response, StateMachine};

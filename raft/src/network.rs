@@ -1,0 +1,116 @@
+//! The peer transport: openraft's RPCs (and hub's forwarded proposals) over
+//! tonic gRPC on `--listen-peer-urls`, each message a bincode payload.
+//!
+//! [`PeerNetwork`] is the client side openraft drives, one connection per
+//! target member, connected lazily so an unreachable member only costs a
+//! retry. [`PeerService`] (in `peer_service.rs`) is the server side.
+
+use std::time::Duration;
+
+use hub_proto::hubpeer::{peer_client::PeerClient, Payload};
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::types::{Member, TypeConfig};
+
+/// Encodes a peer message.
+pub fn encode<T: Serialize>(value: &T) -> Result<Payload, bincode::Error> {
+    Ok(Payload { data: bincode::serialize(value)? })
+}
+
+/// Decodes a peer message.
+pub fn decode<T: DeserializeOwned>(payload: &Payload) -> Result<T, bincode::Error> {
+    bincode::deserialize(&payload.data)
+}
+
+/// A lazily connected gRPC channel to a member's first peer URL.
+pub fn peer_channel(member: &Member) -> Result<Channel, String> {
+    let url = member.peer_urls.first().ok_or_else(|| format!("member {} has no peer URL", member.name))?;
+    let endpoint = Endpoint::from_shared(url.clone()).map_err(|e| format!("peer URL {url}: {e}"))?;
+    Ok(endpoint.connect_timeout(Duration::from_secs(1)).tcp_nodelay(true).connect_lazy())
+}
+
+#[derive(Clone, Default)]
+pub struct PeerNetwork;
+
+pub struct PeerConnection {
+    target: u64,
+    client: Result<PeerClient<Channel>, String>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
+    type Network = PeerConnection;
+
+    async fn new_client(&mut self, target: u64, node: &Member) -> Self::Network {
+        let client = peer_channel(node).map(|c| PeerClient::new(c).max_decoding_message_size(usize::MAX));
+        PeerConnection { target, client }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct TransportError(String);
+
+type RpcResult<T, E> = Result<T, RPCError<u64, Member, E>>;
+
+impl PeerConnection {
+    /// Sends one RPC; the answer is the remote's `Result<Resp, Err>`.
+    async fn call<Req, Resp, Err>(
+        &mut self,
+        req: &Req,
+        option: &RPCOption,
+        rpc: fn(&mut PeerClient<Channel>, tonic::Request<Payload>) -> RpcFuture<'_>,
+    ) -> RpcResult<Resp, Err>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        Err: std::error::Error + DeserializeOwned,
+    {
+        let client = self.client.as_mut().map_err(|e| RPCError::Unreachable(Unreachable::new(&TransportError(e.clone()))))?;
+        let payload = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let mut request = tonic::Request::new(payload);
+        request.set_timeout(option.hard_ttl());
+        let reply = rpc(client, request).await.map_err(|status| {
+            let e = TransportError(status.to_string());
+            match status.code() {
+                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => RPCError::Unreachable(Unreachable::new(&e)),
+                _ => RPCError::Network(NetworkError::new(&e)),
+            }
+        })?;
+        let answer: Result<Resp, Err> =
+            decode(reply.get_ref()).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+type RpcFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<tonic::Response<Payload>, tonic::Status>> + Send + 'a>>;
+
+impl RaftNetwork<TypeConfig> for PeerConnection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<u64>, RaftError<u64>> {
+        self.call(&rpc, &option, |c, r| Box::pin(c.append_entries(r))).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>> {
+        self.call(&rpc, &option, |c, r| Box::pin(c.install_snapshot(r))).await
+    }
+
+    async fn vote(&mut self, rpc: VoteRequest<u64>, option: RPCOption) -> RpcResult<VoteResponse<u64>, RaftError<u64>> {
+        self.call(&rpc, &option, |c, r| Box::pin(c.vote(r))).await
+    }
+}

@@ -1,0 +1,331 @@
+//! A raft member: openraft wired to the WAL, the state machine and the peer
+//! transport, and the operations the services need (propose, read index,
+//! lease renewal, membership), each working on any member: a follower forwards
+//! to the leader, as etcd does.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hub_proto::etcdserverpb::InternalRaftRequest;
+use hub_proto::hubpeer::{peer_client::PeerClient, Payload};
+use hub_store::{EtcdError, Response, StateMachine, StoreError};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{Config, ServerState, SnapshotPolicy};
+use parking_lot::Mutex;
+use prost::Message;
+use tokio::sync::broadcast;
+use tonic::transport::Channel;
+
+use crate::forward;
+use crate::log_store::LogStore;
+use crate::network::{peer_channel, PeerNetwork};
+use crate::state_machine::HubStateMachine;
+use crate::types::{Command, Member, Raft};
+use crate::wal::{Wal, WalOptions};
+use crate::Committed;
+
+/// How a member is started, from hubd's flags.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub id: u64,
+    pub cluster_id: u64,
+    /// Where the WAL lives (`<data-dir>/member/wal`, or `--wal-dir`).
+    pub wal_dir: PathBuf,
+    /// The members of `--initial-cluster`, used only to bootstrap a new cluster.
+    pub initial_members: BTreeMap<u64, Member>,
+    /// `--initial-cluster-state new`: bootstrap if the log is empty.
+    pub bootstrap: bool,
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_ms: u64,
+    /// `--snapshot-count`: entries between snapshots.
+    pub snapshot_count: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("raft configuration: {0}")]
+    Config(String),
+    #[error("wal: {0}")]
+    Wal(#[from] crate::wal::WalError),
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// How many applied commands a slow watch stream may fall behind before it
+/// resynchronizes from the store.
+const WATCH_BACKLOG: usize = 4096;
+
+/// etcd's request timeout for a single member: 5 s plus two election timeouts.
+fn request_timeout(election_timeout_ms: u64) -> Duration {
+    Duration::from_millis(5000 + 2 * election_timeout_ms)
+}
+
+pub struct Node {
+    id: u64,
+    cluster_id: u64,
+    raft: Raft,
+    state: Arc<Mutex<StateMachine>>,
+    committed: broadcast::Sender<Arc<Committed>>,
+    peers: Mutex<HashMap<u64, PeerClient<Channel>>>,
+    timeout: Duration,
+}
+
+impl Node {
+    /// Opens the WAL, starts openraft and, for a new cluster with an empty log,
+    /// bootstraps the initial membership (safe on every member at once).
+    pub async fn start(config: NodeConfig, state: StateMachine) -> Result<Arc<Node>, NodeError> {
+        let raft_config = Config {
+            cluster_name: format!("{:x}", config.cluster_id),
+            heartbeat_interval: config.heartbeat_interval_ms,
+            election_timeout_min: config.election_timeout_ms,
+            election_timeout_max: config.election_timeout_ms * 2,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_count.max(1)),
+            max_in_snapshot_log_to_keep: 5000.min(config.snapshot_count),
+            install_snapshot_timeout: 10_000,
+            ..Default::default()
+        };
+        let raft_config = Arc::new(raft_config.validate().map_err(|e| NodeError::Config(e.to_string()))?);
+        let wal = Wal::open(&config.wal_dir, WalOptions::default())?;
+        let fresh = wal.last_entry().is_none() && wal.purged().is_none() && wal.vote().is_none();
+        if fresh && config.bootstrap {
+            bootstrap(&wal, &config).await?;
+        }
+        let log_store = LogStore::new(Arc::new(wal));
+        let (committed, _) = broadcast::channel(WATCH_BACKLOG);
+        let state = Arc::new(Mutex::new(state));
+        let sm = HubStateMachine::new(state.clone(), committed.clone());
+        let raft = Raft::new(config.id, raft_config, PeerNetwork, log_store, sm)
+            .await
+            .map_err(|e| NodeError::Raft(e.to_string()))?;
+        let node = Arc::new(Node {
+            id: config.id,
+            cluster_id: config.cluster_id,
+            raft,
+            state,
+            committed,
+            peers: Mutex::new(HashMap::new()),
+            timeout: request_timeout(config.election_timeout_ms),
+        });
+        tokio::spawn(watch_leadership(node.clone()));
+        if fresh && config.bootstrap && config.initial_members.len() == 1 {
+            // A lone voter need not wait out an election timeout (nor does etcd's).
+            let _ = node.raft.trigger().elect().await;
+        }
+        Ok(node)
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// Waits until some member leads the cluster (etcd serves clients only then).
+    pub async fn wait_for_leader(&self) {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if metrics.borrow().current_leader.is_some() {
+                return;
+            }
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Proposes a command and waits until it is committed and applied; a
+    /// follower forwards it to the leader.
+    pub async fn propose(&self, req: InternalRaftRequest) -> Result<Response, StoreError> {
+        match tokio::time::timeout(self.timeout, self.propose_inner(req)).await {
+            Ok(result) => result.and_then(|r| r.map_err(StoreError::Etcd)),
+            Err(_) => Err(EtcdError::Timeout.into()),
+        }
+    }
+
+    async fn propose_inner(&self, req: InternalRaftRequest) -> Result<Result<Response, EtcdError>, StoreError> {
+        let bytes = req.encode_to_vec();
+        match self.raft.client_write(Command(bytes.clone())).await {
+            Ok(resp) => Ok(resp.data.result.unwrap_or(Ok(Response::AlreadyApplied))),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                let (Some(leader), Some(node)) = (f.leader_id, f.leader_node) else {
+                    return Err(EtcdError::NoLeader.into());
+                };
+                let mut client = self.peer(leader, &node)?;
+                let reply = client.propose(Payload { data: bytes }).await.map_err(|s| unavailable(&s))?;
+                forward::decode_answer(&reply.get_ref().data).map_err(StoreError::Corrupt)
+            }
+            Err(RaftError::APIError(e)) => Err(StoreError::Corrupt(e.to_string())),
+            Err(RaftError::Fatal(_)) => Err(EtcdError::Stopped.into()),
+        }
+    }
+
+    /// Proposes on this member only (the peer service, for a follower's forward).
+    pub(crate) async fn propose_here(&self, bytes: Vec<u8>) -> Result<Response, EtcdError> {
+        match self.raft.client_write(Command(bytes)).await {
+            Ok(resp) => resp.data.result.unwrap_or(Ok(Response::AlreadyApplied)),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(EtcdError::LeaderChanged),
+            Err(_) => Err(EtcdError::Stopped),
+        }
+    }
+
+    fn peer(&self, id: u64, node: &Member) -> Result<PeerClient<Channel>, StoreError> {
+        let mut peers = self.peers.lock();
+        if let Some(c) = peers.get(&id) {
+            return Ok(c.clone());
+        }
+        let channel = peer_channel(node).map_err(StoreError::Corrupt)?;
+        let client = PeerClient::new(channel).max_decoding_message_size(usize::MAX);
+        peers.insert(id, client.clone());
+        Ok(client)
+    }
+
+    fn leader(&self) -> Result<(u64, Member), EtcdError> {
+        let m = self.raft.metrics().borrow().clone();
+        let leader = m.current_leader.ok_or(EtcdError::NoLeader)?;
+        let node = m.membership_config.membership().get_node(&leader).cloned().ok_or(EtcdError::NoLeader)?;
+        Ok((leader, node))
+    }
+
+    /// Waits until a read on this member sees every write committed before the
+    /// call (etcd's ReadIndex): the leader confirms its leadership with a quorum;
+    /// a follower asks the leader for the commit index and waits to apply it.
+    pub async fn read_index(&self) -> Result<(), StoreError> {
+        let work = async {
+            let (leader, node) = self.leader()?;
+            let index = if leader == self.id {
+                self.read_index_here().await?
+            } else {
+                let mut client = self.peer(leader, &node)?;
+                let reply = client.read_index(Payload::default()).await.map_err(|s| unavailable(&s))?;
+                let answer: Result<u64, String> =
+                    bincode::deserialize(&reply.get_ref().data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                answer.map_err(|e| EtcdError::from_message(&e).unwrap_or(EtcdError::NoLeader))?
+            };
+            self.raft
+                .wait(Some(self.timeout))
+                .applied_index_at_least(Some(index), "read index")
+                .await
+                .map_err(|_| StoreError::Etcd(EtcdError::Timeout))?;
+            Ok(())
+        };
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(EtcdError::Timeout.into()),
+        }
+    }
+
+    pub(crate) async fn read_index_here(&self) -> Result<u64, EtcdError> {
+        match self.raft.ensure_linearizable().await {
+            Ok(log_id) => Ok(log_id.map_or(0, |l| l.index)),
+            Err(RaftError::APIError(_)) => Err(EtcdError::LeaderChanged),
+            Err(RaftError::Fatal(_)) => Err(EtcdError::Stopped),
+        }
+    }
+
+    /// Renews a lease on the leader (leases are counted down there only).
+    pub async fn lease_renew(&self, id: i64) -> Result<i64, StoreError> {
+        let (leader, node) = self.leader()?;
+        if leader == self.id {
+            return Ok(self.state.lock().lease_renew(id, Instant::now())?);
+        }
+        let mut client = self.peer(leader, &node)?;
+        let payload = Payload { data: bincode::serialize(&id).map_err(|e| StoreError::Corrupt(e.to_string()))? };
+        let reply = client.lease_renew(payload).await.map_err(|s| unavailable(&s))?;
+        let answer: Result<i64, String> =
+            bincode::deserialize(&reply.get_ref().data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        answer.map_err(|e| StoreError::Etcd(EtcdError::from_message(&e).unwrap_or(EtcdError::NoLeader)))
+    }
+
+    /// The state machine, for reads. Hold the lock briefly: applies wait on it.
+    pub fn state(&self) -> &Mutex<StateMachine> {
+        &self.state
+    }
+
+    /// Subscribes to applied changes; subscribe before reading the store's
+    /// revision so nothing falls between the two.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Committed>> {
+        self.committed.subscribe()
+    }
+
+    pub fn member_id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn cluster_id(&self) -> u64 {
+        self.cluster_id
+    }
+
+    pub fn term(&self) -> u64 {
+        self.raft.metrics().borrow().current_term
+    }
+
+    pub fn leader_id(&self) -> u64 {
+        self.raft.metrics().borrow().current_leader.unwrap_or(0)
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    /// The last log index this member holds.
+    pub fn raft_index(&self) -> u64 {
+        self.raft.metrics().borrow().last_log_index.unwrap_or(0)
+    }
+
+    /// Every member of the current configuration, with whether it is a learner.
+    pub fn members(&self) -> Vec<(u64, Member, bool)> {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: Vec<u64> = membership.voter_ids().collect();
+        membership.nodes().map(|(id, node)| (*id, node.clone(), !voters.contains(id))).collect()
+    }
+
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+    }
+}
+
+fn unavailable(status: &tonic::Status) -> StoreError {
+    tracing::debug!(%status, "forward to the leader failed");
+    StoreError::Etcd(EtcdError::NoLeader)
+}
+
+/// Writes a new cluster's first log entry, the initial membership, as every
+/// member of `--initial-cluster` does on its own (the same entry everywhere,
+/// like openraft's `initialize`), with a term-1 vote: etcd's raft bootstraps at
+/// term 1, so the first leader is elected at term 2, and clients see etcd's terms.
+async fn bootstrap(wal: &Wal, config: &NodeConfig) -> Result<(), NodeError> {
+    let voters: std::collections::BTreeSet<u64> = config.initial_members.keys().copied().collect();
+    let membership = openraft::Membership::new(vec![voters], config.initial_members.clone());
+    let entry = crate::types::Entry {
+        log_id: openraft::LogId::default(),
+        payload: openraft::EntryPayload::Membership(membership),
+    };
+    let encode = |e: bincode::Error| NodeError::Raft(e.to_string());
+    let data = bincode::serialize(&entry).map_err(encode)?;
+    wal.save_vote(bincode::serialize(&openraft::Vote::new(1, config.id)).map_err(encode)?)?;
+    let first = crate::wal::LogEntry { index: 0, term: 0, data: data.into() };
+    wal.append(vec![first]).await?;
+    tracing::info!(members = config.initial_members.len(), "bootstrapped a new cluster");
+    Ok(())
+}
+
+/// A member that becomes leader restarts every lease's countdown, so leases do
+/// not expire for the time the cluster had no leader (etcd's lessor promote).
+async fn watch_leadership(node: Arc<Node>) {
+    let mut metrics = node.raft.metrics();
+    let mut was_leader = false;
+    loop {
+        let leader = metrics.borrow().state == ServerState::Leader;
+        if leader && !was_leader {
+            tracing::info!(member = format_args!("{:x}", node.id), term = node.term(), "became leader");
+            node.state.lock().refresh_leases(Instant::now());
+        }
+        was_leader = leader;
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! The server side of the peer transport: openraft's RPCs from other members,
+//! and the requests followers forward to the leader.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use hub_proto::hubpeer::{peer_server::Peer, Payload};
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use tonic::{Request, Response, Status};
+
+use crate::forward;
+use crate::network::{decode, encode};
+use crate::node::Node;
+use crate::types::TypeConfig;
+
+pub struct PeerService {
+    node: Arc<Node>,
+}
+
+impl PeerService {
+    pub fn new(node: Arc<Node>) -> Self {
+        PeerService { node }
+    }
+}
+
+fn bad_request(e: bincode::Error) -> Status {
+    Status::invalid_argument(format!("undecodable peer message: {e}"))
+}
+
+fn reply<T: serde::Serialize>(value: &T) -> Result<Response<Payload>, Status> {
+    encode(value).map(Response::new).map_err(|e| Status::internal(e.to_string()))
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn append_entries(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let rpc: AppendEntriesRequest<TypeConfig> = decode(req.get_ref()).map_err(bad_request)?;
+        reply(&self.node.raft().append_entries(rpc).await)
+    }
+
+    async fn vote(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let rpc: VoteRequest<u64> = decode(req.get_ref()).map_err(bad_request)?;
+        reply(&self.node.raft().vote(rpc).await)
+    }
+
+    async fn install_snapshot(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let rpc: InstallSnapshotRequest<TypeConfig> = decode(req.get_ref()).map_err(bad_request)?;
+        reply(&self.node.raft().install_snapshot(rpc).await)
+    }
+
+    async fn propose(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let answer = self.node.propose_here(req.into_inner().data).await;
+        let bytes = forward::encode_answer(&answer).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(Payload { data: bytes }))
+    }
+
+    async fn read_index(&self, _req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let answer = self.node.read_index_here().await.map_err(|e| e.to_string());
+        let data = bincode::serialize(&answer).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(Payload { data }))
+    }
+
+    async fn lease_renew(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let id: i64 = decode(req.get_ref()).map_err(bad_request)?;
+        let answer = if self.node.is_leader() {
+            self.node.state().lock().lease_renew(id, Instant::now()).map_err(|e| e.to_string())
+        } else {
+            Err(hub_store::EtcdError::LeaderChanged.to_string())
+        };
+        let data = bincode::serialize(&answer).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(Payload { data }))
+    }
+}

@@ -1,0 +1,174 @@
+//! openraft's state machine, backed by `hub_store::StateMachine`.
+//!
+//! Every committed entry reaches [`HubStateMachine::apply`] in log order on every
+//! member: a command is decoded and applied through the store's one apply path;
+//! the entry's log ID (and a new membership, when the entry carries one) is
+//! committed in the same backend transaction, so what openraft reads back after
+//! a crash is exactly what the backend holds. Applied changes are published on
+//! the commit feed for watchers on this member.
+
+use std::io::Cursor;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hub_proto::etcdserverpb::InternalRaftRequest;
+use hub_store::{StateMachine, StoreError as HubStoreError};
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageIOError, StoredMembership,
+};
+use parking_lot::Mutex;
+use prost::Message;
+use tokio::sync::broadcast;
+
+use crate::types::{ApplyOutput, Entry, LogId, Member, StorageError, TypeConfig};
+use crate::Committed;
+
+const META_APPLIED: &[u8] = b"hub_raft_applied";
+const META_MEMBERSHIP: &[u8] = b"hub_raft_membership";
+
+fn io_err(e: impl std::fmt::Display) -> StorageError {
+    StorageIOError::write_state_machine(&std::io::Error::other(e.to_string())).into()
+}
+
+#[derive(Clone)]
+pub struct HubStateMachine {
+    pub(crate) state: Arc<Mutex<StateMachine>>,
+    committed: broadcast::Sender<Arc<Committed>>,
+    /// The newest snapshot built or installed, kept to serve followers.
+    current: Arc<Mutex<Option<(SnapshotMeta<u64, Member>, Arc<Vec<u8>>)>>>,
+}
+
+impl HubStateMachine {
+    pub fn new(state: Arc<Mutex<StateMachine>>, committed: broadcast::Sender<Arc<Committed>>) -> Self {
+        HubStateMachine { state, committed, current: Arc::new(Mutex::new(None)) }
+    }
+
+    fn applied(sm: &StateMachine) -> Result<(Option<LogId>, StoredMembership<u64, Member>), StorageError> {
+        // Stored as `Option<LogId>` (a snapshot's last log ID may be none).
+        let applied: Option<LogId> = match sm.meta(META_APPLIED).map_err(io_err)? {
+            Some(b) => bincode::deserialize(&b).map_err(io_err)?,
+            None => None,
+        };
+        let membership = match sm.meta(META_MEMBERSHIP).map_err(io_err)? {
+            Some(b) => bincode::deserialize(&b).map_err(io_err)?,
+            None => StoredMembership::default(),
+        };
+        Ok((applied, membership))
+    }
+
+    /// Applies one entry; returns the output for the proposer.
+    fn apply_entry(&self, sm: &mut StateMachine, entry: &Entry) -> Result<ApplyOutput, StorageError> {
+        let index = entry.log_id.index;
+        sm.stage_meta(META_APPLIED, bincode::serialize(&Some(entry.log_id)).map_err(io_err)?);
+        let command = match &entry.payload {
+            EntryPayload::Blank => None,
+            EntryPayload::Membership(m) => {
+                let stored = StoredMembership::new(Some(entry.log_id), m.clone());
+                sm.stage_meta(META_MEMBERSHIP, bincode::serialize(&stored).map_err(io_err)?);
+                None
+            }
+            EntryPayload::Normal(cmd) => Some(InternalRaftRequest::decode(cmd.0.as_slice()).map_err(io_err)?),
+        };
+        let Some(req) = command else {
+            sm.commit_meta(index).map_err(io_err)?;
+            return Ok(ApplyOutput::default());
+        };
+        match sm.apply(index, &req, Instant::now()) {
+            Ok(applied) => {
+                if !applied.events.is_empty() {
+                    let revision = sm.current_revision();
+                    // Nobody watching is not an error.
+                    let _ = self.committed.send(Arc::new(Committed { revision, events: applied.events }));
+                }
+                Ok(ApplyOutput { result: Some(Ok(applied.response)) })
+            }
+            Err(HubStoreError::Etcd(e)) => {
+                // Refused without a change; still record that the entry was applied.
+                sm.commit_meta(index).map_err(io_err)?;
+                Ok(ApplyOutput { result: Some(Err(e)) })
+            }
+            Err(fatal) => Err(io_err(fatal)),
+        }
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for HubStateMachine {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership<u64, Member>), StorageError> {
+        Self::applied(&self.state.lock())
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<ApplyOutput>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut sm = this.state.lock();
+            entries.iter().map(|e| this.apply_entry(&mut sm, e)).collect()
+        })
+        .await
+        .map_err(io_err)?
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, Member>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        let this = self.clone();
+        let m = meta.clone();
+        let bytes = Arc::new(data);
+        let install = bytes.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut sm = this.state.lock();
+            crate::snapshot::install(&mut sm, &install).map_err(io_err)?;
+            sm.stage_meta(META_APPLIED, bincode::serialize(&m.last_log_id).map_err(io_err)?);
+            sm.stage_meta(META_MEMBERSHIP, bincode::serialize(&m.last_membership).map_err(io_err)?);
+            sm.commit_meta(m.last_log_id.map_or(0, |l| l.index)).map_err(io_err)
+        })
+        .await
+        .map_err(io_err)??;
+        tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot from the leader");
+        *self.current.lock() = Some((meta.clone(), bytes));
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        Ok(self.current.lock().as_ref().map(|(meta, data)| Snapshot {
+            meta: meta.clone(),
+            snapshot: Box::new(Cursor::new(data.as_ref().clone())),
+        }))
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for HubStateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let this = self.clone();
+        let (meta, data) = tokio::task::spawn_blocking(move || {
+            let sm = this.state.lock();
+            let (last_log_id, last_membership) = Self::applied(&sm)?;
+            let data = crate::snapshot::build(&sm).map_err(io_err)?;
+            let snapshot_id = format!("{}-{}", last_log_id.map_or(0, |l| l.leader_id.term), last_log_id.map_or(0, |l| l.index));
+            Ok::<_, StorageError>((SnapshotMeta { last_log_id, last_membership, snapshot_id }, data))
+        })
+        .await
+        .map_err(io_err)??;
+        let data = Arc::new(data);
+        *self.current.lock() = Some((meta.clone(), data.clone()));
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data.as_ref().clone())) })
+    }
+}

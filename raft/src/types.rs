@@ -1,0 +1,63 @@
+//! The types openraft is instantiated with: what a log entry carries, what
+//! applying it returns, and what a member is.
+
+use std::fmt;
+use std::io::Cursor;
+
+use hub_store::{EtcdError, Response};
+use serde::{Deserialize, Serialize};
+
+/// A command in the log: an etcd `InternalRaftRequest`, protobuf-encoded (the
+/// same bytes etcd puts in its own log entries).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command(pub Vec<u8>);
+
+impl fmt::Debug for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Command({} bytes)", self.0.len())
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// What applying a command gave, for the member that proposed it. It never
+/// crosses the network (a forwarded proposal's answer is re-encoded by the
+/// peer service), so it is not serialized.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ApplyOutput {
+    #[serde(skip)]
+    pub result: Option<Result<Response, EtcdError>>,
+}
+
+/// A member as the cluster knows it; the raft node ID is etcd's member ID.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+}
+
+impl fmt::Display for Member {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.name, self.peer_urls.join(","))
+    }
+}
+
+openraft::declare_raft_types!(
+    /// hub's raft: u64 member IDs, etcd commands, snapshots in etcd's format.
+    pub TypeConfig:
+        D = Command,
+        R = ApplyOutput,
+        NodeId = u64,
+        Node = Member,
+        SnapshotData = Cursor<Vec<u8>>,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type LogId = openraft::LogId<u64>;
+pub type StorageError = openraft::StorageError<u64>;

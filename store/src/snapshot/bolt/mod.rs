@@ -1,0 +1,163 @@
+//! bbolt's file format, as much of it as an etcd snapshot needs: hub writes a
+//! fresh file in one pass ([`write::BoltWriter`]) and reads any bbolt file
+//! etcd wrote ([`read::BoltReader`]). It is not a database: no transactions, no
+//! updates in place, no free-page reuse.
+//!
+//! The layout is bbolt v1.3's (`page.go`, `db.go`, `node.go`, `bucket.go`), all
+//! integers little-endian as bbolt writes them on amd64 and arm64:
+//! - the file is an array of pages of `page_size` bytes (4096 here); a page
+//!   starts with a 16-byte header `{id u64, flags u16, count u16, overflow u32}`
+//!   and may run on over `overflow` further pages;
+//! - pages 0 and 1 are meta pages (the valid one with the higher txid wins),
+//!   checksummed with FNV-1a 64 over the meta fields before the checksum;
+//! - the meta names the root bucket's page, the freelist page (or none, as etcd
+//!   3.4 runs bbolt with `NoFreelistSync`) and the high-water page id;
+//! - a bucket is a B+tree: leaf pages hold `{flags, pos, ksize, vsize}`
+//!   elements, branch pages `{pos, ksize, pgid}` elements whose key is the first
+//!   key of the child; `pos` counts from the element itself;
+//! - a bucket is an entry of its parent with flag `0x01` and a 16-byte header
+//!   `{root pgid u64, sequence u64}`; root 0 means the bucket is *inline*: its
+//!   single leaf page follows the header inside the value.
+
+pub mod read;
+pub mod write;
+
+use crate::error::StoreError;
+
+/// The page size hub writes (bbolt's default on Linux); files from etcd with
+/// another page size are still read.
+pub const PAGE_SIZE: usize = 4096;
+/// bbolt's limits on what a bucket can hold.
+pub const MAX_KEY_SIZE: usize = 32768;
+pub const MAX_VALUE_SIZE: usize = (1 << 31) - 2;
+
+const PAGE_HEADER_SIZE: usize = 16;
+/// Leaf and branch elements are both 16 bytes.
+const ELEMENT_SIZE: usize = 16;
+const BUCKET_HEADER_SIZE: usize = 16;
+/// bbolt inlines a bucket whose only leaf fits in a quarter page.
+const MAX_INLINE_BUCKET_SIZE: usize = PAGE_SIZE / 4;
+
+const MAGIC: u32 = 0xED0C_DAED;
+const VERSION: u32 = 2;
+
+const BRANCH_PAGE: u16 = 0x01;
+const LEAF_PAGE: u16 = 0x02;
+const META_PAGE: u16 = 0x04;
+const FREELIST_PAGE: u16 = 0x10;
+
+/// Leaf element flag of an entry that is a nested bucket.
+const BUCKET_LEAF_FLAG: u32 = 0x01;
+/// Meta `freelist` value when the freelist is not stored (etcd 3.4's choice).
+const NO_FREELIST: u64 = u64::MAX;
+
+/// The meta page body: where the tree starts and how far the file reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    pub page_size: u32,
+    pub flags: u32,
+    /// Page of the root bucket, whose entries are the top-level buckets.
+    pub root: u64,
+    pub root_sequence: u64,
+    /// Page of the freelist, or `u64::MAX` when none was stored.
+    pub freelist: u64,
+    /// High-water mark: pages `[0, high_water)` are the database.
+    pub high_water: u64,
+    pub txid: u64,
+}
+
+/// Encoded size of [`Meta`] with magic, version and checksum.
+const META_LEN: usize = 64;
+/// The checksum covers the fields before it.
+const META_CHECKSUMMED_LEN: usize = 56;
+
+impl Meta {
+    fn encode(&self) -> [u8; META_LEN] {
+        let mut b = [0u8; META_LEN];
+        b[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+        b[4..8].copy_from_slice(&VERSION.to_le_bytes());
+        b[8..12].copy_from_slice(&self.page_size.to_le_bytes());
+        b[12..16].copy_from_slice(&self.flags.to_le_bytes());
+        b[16..24].copy_from_slice(&self.root.to_le_bytes());
+        b[24..32].copy_from_slice(&self.root_sequence.to_le_bytes());
+        b[32..40].copy_from_slice(&self.freelist.to_le_bytes());
+        b[40..48].copy_from_slice(&self.high_water.to_le_bytes());
+        b[48..56].copy_from_slice(&self.txid.to_le_bytes());
+        let sum = fnv64a(&b[..META_CHECKSUMMED_LEN]);
+        b[56..64].copy_from_slice(&sum.to_le_bytes());
+        b
+    }
+
+    /// Decodes and validates a meta body (`b` starts after the page header).
+    fn decode(b: &[u8]) -> Result<Meta, String> {
+        if b.len() < META_LEN {
+            return Err("meta page is short".into());
+        }
+        if le_u32(b, 0) != MAGIC {
+            return Err(format!("bad magic {:#010x} (not a bbolt file)", le_u32(b, 0)));
+        }
+        if le_u32(b, 4) != VERSION {
+            return Err(format!("unsupported bbolt version {}", le_u32(b, 4)));
+        }
+        let stored = le_u64(b, 56);
+        if stored != 0 && stored != fnv64a(&b[..META_CHECKSUMMED_LEN]) {
+            return Err("meta checksum mismatch".into());
+        }
+        Ok(Meta {
+            page_size: le_u32(b, 8),
+            flags: le_u32(b, 12),
+            root: le_u64(b, 16),
+            root_sequence: le_u64(b, 24),
+            freelist: le_u64(b, 32),
+            high_water: le_u64(b, 40),
+            txid: le_u64(b, 48),
+        })
+    }
+}
+
+/// FNV-1a, 64 bit: bbolt's meta checksum.
+fn fnv64a(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+/// A page header; `id` and `overflow` are filled in when the page is placed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PageHeader {
+    id: u64,
+    flags: u16,
+    count: u16,
+    overflow: u32,
+}
+
+impl PageHeader {
+    fn encode_into(&self, b: &mut [u8]) {
+        b[0..8].copy_from_slice(&self.id.to_le_bytes());
+        b[8..10].copy_from_slice(&self.flags.to_le_bytes());
+        b[10..12].copy_from_slice(&self.count.to_le_bytes());
+        b[12..16].copy_from_slice(&self.overflow.to_le_bytes());
+    }
+
+    fn decode(b: &[u8]) -> PageHeader {
+        PageHeader { id: le_u64(b, 0), flags: le_u16(b, 8), count: le_u16(b, 10), overflow: le_u32(b, 12) }
+    }
+}
+
+// Callers check `b.len()` first; a short slice reads as zeros rather than panicking.
+fn le_u16(b: &[u8], at: usize) -> u16 {
+    b.get(at..at + 2).and_then(|s| s.try_into().ok()).map_or(0, u16::from_le_bytes)
+}
+
+fn le_u32(b: &[u8], at: usize) -> u32 {
+    b.get(at..at + 4).and_then(|s| s.try_into().ok()).map_or(0, u32::from_le_bytes)
+}
+
+fn le_u64(b: &[u8], at: usize) -> u64 {
+    b.get(at..at + 8).and_then(|s| s.try_into().ok()).map_or(0, u64::from_le_bytes)
+}
+
+fn bolt_error(msg: impl std::fmt::Display) -> StoreError {
+    StoreError::Snapshot(format!("bbolt: {msg}"))
+}
+
+#[cfg(test)]
+mod tests;

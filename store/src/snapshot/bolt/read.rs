@@ -1,0 +1,296 @@
+//! Reads a bbolt file page by page: the meta, the top-level buckets, and each
+//! bucket's entries in key order.
+//!
+//! Only the pages on the current path are in memory (one per tree level), so
+//! large files are read without loading them. Every offset and size read from
+//! the file is bounds-checked: a damaged file is an error naming the page,
+//! never a panic or an endless walk.
+
+use std::io::{Read, Seek, SeekFrom};
+
+use super::{
+    bolt_error, le_u32, le_u64, Meta, PageHeader, BRANCH_PAGE, BUCKET_HEADER_SIZE, BUCKET_LEAF_FLAG, ELEMENT_SIZE,
+    LEAF_PAGE, META_PAGE, NO_FREELIST, PAGE_HEADER_SIZE, PAGE_SIZE,
+};
+use crate::error::StoreError;
+
+/// bbolt trees are a handful of levels deep; more means a cycle.
+const MAX_DEPTH: usize = 64;
+
+/// One entry of a bucket, as visited in key order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry<'a> {
+    pub key: &'a [u8],
+    /// The stored value; for a nested bucket, its bucket header.
+    pub value: &'a [u8],
+    pub is_bucket: bool,
+}
+
+/// Where a bucket's tree is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BucketRoot {
+    Page(u64),
+    /// The bucket's single leaf page, stored inside its parent's entry.
+    Inline(Vec<u8>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bucket {
+    pub name: Vec<u8>,
+    pub root: BucketRoot,
+}
+
+pub struct BoltReader<R: Read + Seek> {
+    src: R,
+    /// Bytes of `src` that belong to the database (a snapshot's trailer excluded).
+    db_len: u64,
+    page_size: u64,
+    meta: Meta,
+}
+
+impl<R: Read + Seek> BoltReader<R> {
+    /// Reads the meta pages of the bbolt file in the first `db_len` bytes of `src`.
+    pub fn open(mut src: R, db_len: u64) -> Result<Self, StoreError> {
+        let first = read_at(&mut src, db_len, 0, PAGE_SIZE).map_err(|e| bolt_error(format!("meta page 0: {e}")))?;
+        let meta0 = meta_of(&first, 0);
+        // bbolt too takes the page size from meta 0, or assumes its default.
+        let page_size = meta0.as_ref().map_or(PAGE_SIZE as u64, |m| u64::from(m.page_size));
+        if !(512..=1 << 16).contains(&page_size) || !page_size.is_power_of_two() {
+            return Err(bolt_error(format!("implausible page size {page_size}")));
+        }
+        let meta1 = read_at(&mut src, db_len, page_size, PAGE_HEADER_SIZE + super::META_LEN)
+            .map_err(|e| e.to_string())
+            .and_then(|page| meta_of(&page, 1));
+        let meta = match (meta0, meta1) {
+            (Ok(a), Ok(b)) => {
+                if a.txid >= b.txid {
+                    a
+                } else {
+                    b
+                }
+            }
+            (Ok(m), Err(_)) | (Err(_), Ok(m)) => m,
+            (Err(a), Err(b)) => return Err(bolt_error(format!("no valid meta page (page 0: {a}; page 1: {b})"))),
+        };
+        if u64::from(meta.page_size) != page_size {
+            return Err(bolt_error("meta pages disagree on the page size"));
+        }
+        let needed = meta.high_water.saturating_mul(page_size);
+        if needed > db_len {
+            return Err(bolt_error(format!(
+                "file is truncated: the meta needs {} pages ({needed} bytes), the file holds {db_len} bytes",
+                meta.high_water
+            )));
+        }
+        if meta.root < 2 || meta.root >= meta.high_water {
+            return Err(bolt_error(format!("root page {} is outside the file", meta.root)));
+        }
+        if meta.freelist != NO_FREELIST && (meta.freelist < 2 || meta.freelist >= meta.high_water) {
+            return Err(bolt_error(format!("freelist page {} is outside the file", meta.freelist)));
+        }
+        Ok(BoltReader { src, db_len, page_size, meta })
+    }
+
+    pub fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
+    /// The database size as bbolt's `Tx.Size` reports it: high-water pages.
+    pub fn size(&self) -> u64 {
+        self.meta.high_water * self.page_size
+    }
+
+    /// The top-level buckets in name order.
+    pub fn buckets(&mut self) -> Result<Vec<Bucket>, StoreError> {
+        let mut buckets = Vec::new();
+        let root = BucketRoot::Page(self.meta.root);
+        self.for_each_in(&root, &mut |e| {
+            if !e.is_bucket {
+                return Err(bolt_error(format!(
+                    "root holds a plain key {:?}, not a bucket",
+                    String::from_utf8_lossy(e.key)
+                )));
+            }
+            buckets.push(Bucket { name: e.key.to_vec(), root: bucket_root(e.value)? });
+            Ok(())
+        })?;
+        Ok(buckets)
+    }
+
+    pub fn bucket(&mut self, name: &[u8]) -> Result<Option<Bucket>, StoreError> {
+        Ok(self.buckets()?.into_iter().find(|b| b.name == name))
+    }
+
+    /// Visits every entry of `bucket` in key order.
+    pub fn for_each(
+        &mut self,
+        bucket: &Bucket,
+        visit: &mut dyn FnMut(Entry<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.for_each_in(&bucket.root, visit).map_err(|e| match e {
+            StoreError::Snapshot(m) => {
+                StoreError::Snapshot(format!("{m} (in bucket {:?})", String::from_utf8_lossy(&bucket.name)))
+            }
+            other => other,
+        })
+    }
+
+    fn for_each_in(
+        &mut self,
+        root: &BucketRoot,
+        visit: &mut dyn FnMut(Entry<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        // Keys must ascend across the whole bucket: a cheap check that catches
+        // pages swapped or misplaced by corruption.
+        let mut last: Option<Vec<u8>> = None;
+        let mut checked = |e: Entry<'_>| -> Result<(), StoreError> {
+            if last.as_deref().is_some_and(|l| l >= e.key) {
+                return Err(bolt_error("keys out of order"));
+            }
+            match &mut last {
+                Some(l) => {
+                    l.clear();
+                    l.extend_from_slice(e.key);
+                }
+                None => last = Some(e.key.to_vec()),
+            }
+            visit(e)
+        };
+        match root {
+            BucketRoot::Inline(page) => {
+                let header = PageHeader::decode(page);
+                if header.flags & LEAF_PAGE == 0 {
+                    return Err(bolt_error("inline bucket page is not a leaf"));
+                }
+                visit_leaf(page, header.count, "inline bucket", &mut checked)
+            }
+            BucketRoot::Page(pgid) => self.walk(*pgid, 0, &mut checked),
+        }
+    }
+
+    fn walk(
+        &mut self,
+        pgid: u64,
+        depth: usize,
+        visit: &mut dyn FnMut(Entry<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        if depth > MAX_DEPTH {
+            return Err(bolt_error(format!("page {pgid}: tree deeper than {MAX_DEPTH} levels (a cycle?)")));
+        }
+        let page = self.read_page(pgid)?;
+        let header = PageHeader::decode(&page);
+        if header.flags & LEAF_PAGE != 0 {
+            visit_leaf(&page, header.count, &format!("page {pgid}"), visit)
+        } else if header.flags & BRANCH_PAGE != 0 {
+            let children = branch_children(&page, header.count).map_err(|m| bolt_error(format!("page {pgid}: {m}")))?;
+            for child in children {
+                self.walk(child, depth + 1, visit)?;
+            }
+            Ok(())
+        } else {
+            Err(bolt_error(format!("page {pgid}: expected a leaf or branch page, found flags {:#x}", header.flags)))
+        }
+    }
+
+    /// Reads page `pgid` with its overflow pages.
+    fn read_page(&mut self, pgid: u64) -> Result<Vec<u8>, StoreError> {
+        if pgid < 2 || pgid >= self.meta.high_water {
+            return Err(bolt_error(format!("page {pgid} is outside the file (high water {})", self.meta.high_water)));
+        }
+        let ps = self.page_size as usize;
+        let offset = pgid * self.page_size;
+        let mut page =
+            read_at(&mut self.src, self.db_len, offset, ps).map_err(|e| bolt_error(format!("page {pgid}: {e}")))?;
+        let header = PageHeader::decode(&page);
+        if header.id != pgid {
+            return Err(bolt_error(format!("page {pgid}: header names page {} (corrupt file)", header.id)));
+        }
+        if header.overflow > 0 {
+            let pages = u64::from(header.overflow) + 1;
+            if pgid + pages > self.meta.high_water {
+                return Err(bolt_error(format!("page {pgid}: {} overflow pages run past the file", header.overflow)));
+            }
+            let rest = read_at(&mut self.src, self.db_len, offset + self.page_size, (pages as usize - 1) * ps)
+                .map_err(|e| bolt_error(format!("page {pgid}: {e}")))?;
+            page.extend_from_slice(&rest);
+        }
+        Ok(page)
+    }
+}
+
+/// Reads `len` bytes at `offset`, refusing to read past `db_len`.
+fn read_at<R: Read + Seek>(src: &mut R, db_len: u64, offset: u64, len: usize) -> Result<Vec<u8>, String> {
+    if offset.saturating_add(len as u64) > db_len {
+        return Err(format!("{len} bytes at offset {offset} are past the end of the file ({db_len} bytes): truncated"));
+    }
+    let mut buf = vec![0u8; len];
+    src.seek(SeekFrom::Start(offset)).map_err(|e| format!("seek: {e}"))?;
+    src.read_exact(&mut buf).map_err(|e| format!("read: {e}"))?;
+    Ok(buf)
+}
+
+fn meta_of(page: &[u8], pgid: u64) -> Result<Meta, String> {
+    let header = PageHeader::decode(page);
+    if header.flags & META_PAGE == 0 {
+        return Err(format!("page {pgid} is not a meta page (flags {:#x})", header.flags));
+    }
+    Meta::decode(page.get(PAGE_HEADER_SIZE..).unwrap_or_default())
+}
+
+/// Decodes a bucket's header from its entry value in the parent.
+fn bucket_root(value: &[u8]) -> Result<BucketRoot, StoreError> {
+    if value.len() < BUCKET_HEADER_SIZE {
+        return Err(bolt_error("bucket header is short"));
+    }
+    match le_u64(value, 0) {
+        0 => {
+            let page = value[BUCKET_HEADER_SIZE..].to_vec();
+            if page.len() < PAGE_HEADER_SIZE {
+                return Err(bolt_error("inline bucket page is short"));
+            }
+            Ok(BucketRoot::Inline(page))
+        }
+        pgid => Ok(BucketRoot::Page(pgid)),
+    }
+}
+
+fn element_area(page: &[u8], count: u16) -> Result<(), String> {
+    let end = PAGE_HEADER_SIZE + usize::from(count) * ELEMENT_SIZE;
+    if end > page.len() {
+        return Err(format!("{count} elements do not fit in the page"));
+    }
+    Ok(())
+}
+
+fn visit_leaf(
+    page: &[u8],
+    count: u16,
+    context: &str,
+    visit: &mut dyn FnMut(Entry<'_>) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    element_area(page, count).map_err(|m| bolt_error(format!("{context}: {m}")))?;
+    for i in 0..usize::from(count) {
+        let at = PAGE_HEADER_SIZE + i * ELEMENT_SIZE;
+        let flags = le_u32(page, at);
+        let start = at + le_u32(page, at + 4) as usize;
+        let ksize = le_u32(page, at + 8) as usize;
+        let vsize = le_u32(page, at + 12) as usize;
+        let kv = start
+            .checked_add(ksize)
+            .and_then(|kend| Some((kend, kend.checked_add(vsize)?)))
+            .filter(|&(_, vend)| vend <= page.len());
+        let Some((kend, vend)) = kv else {
+            return Err(bolt_error(format!("{context}: element {i} points past the page")));
+        };
+        visit(Entry { key: &page[start..kend], value: &page[kend..vend], is_bucket: flags & BUCKET_LEAF_FLAG != 0 })?;
+    }
+    Ok(())
+}
+
+fn branch_children(page: &[u8], count: u16) -> Result<Vec<u64>, String> {
+    element_area(page, count)?;
+    if count == 0 {
+        return Err("empty branch page".into());
+    }
+    Ok((0..usize::from(count)).map(|i| le_u64(page, PAGE_HEADER_SIZE + i * ELEMENT_SIZE + 8)).collect())
+}
