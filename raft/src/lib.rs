@@ -14,10 +14,12 @@
 //! - [`snapshot`]: state-machine snapshots in etcd's format.
 //! - [`network`], [`peer_service`], [`forward`]: the peer transport (tonic on
 //!   `--listen-peer-urls`) and what followers forward to the leader.
+//! - [`membership`]: etcd's member add/remove/update/promote on openraft.
 //! - [`node`]: a member, wiring it all together.
 
 pub mod forward;
 pub mod log_store;
+pub mod membership;
 pub mod network;
 pub mod node;
 pub mod peer_service;
@@ -28,6 +30,7 @@ pub mod wal;
 
 use hub_proto::mvccpb::Event;
 
+pub use membership::{MemberChange, MemberChangeError};
 pub use node::{Node, NodeConfig, NodeError};
 pub use peer_service::PeerService;
 pub use types::Member;

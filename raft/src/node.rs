@@ -20,6 +20,7 @@ use tonic::transport::Channel;
 
 use crate::forward;
 use crate::log_store::LogStore;
+use crate::membership::{self, MemberChange, MemberChangeError};
 use crate::network::{peer_channel, PeerNetwork};
 use crate::state_machine::HubStateMachine;
 use crate::types::{Command, Member, Raft};
@@ -234,6 +235,39 @@ impl Node {
         let answer: Result<i64, String> =
             bincode::deserialize(&reply.get_ref().data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         answer.map_err(|e| StoreError::Etcd(EtcdError::from_message(&e).unwrap_or(EtcdError::NoLeader)))
+    }
+
+    /// Changes the membership on the leader (forwarded by a follower).
+    pub async fn change_members(&self, change: MemberChange) -> Result<(), MemberChangeError> {
+        let (leader, node) = self.leader().map_err(|_| MemberChangeError::NotLeader)?;
+        if leader == self.id {
+            return membership::apply(&self.raft, change).await;
+        }
+        let mut client = self.peer(leader, &node).map_err(|e| MemberChangeError::Other(e.to_string()))?;
+        let data = bincode::serialize(&change).map_err(|e| MemberChangeError::Other(e.to_string()))?;
+        let reply = client
+            .change_membership(Payload { data })
+            .await
+            .map_err(|s| MemberChangeError::Other(s.message().to_string()))?;
+        bincode::deserialize::<Result<(), MemberChangeError>>(&reply.get_ref().data)
+            .map_err(|e| MemberChangeError::Other(e.to_string()))?
+    }
+
+    /// Publishes this member's name and client URLs to the cluster once a
+    /// leader exists, retrying until it succeeds (etcd's publish).
+    pub async fn publish(self: Arc<Self>, name: String, client_urls: Vec<String>) {
+        loop {
+            self.wait_for_leader().await;
+            let change = MemberChange::Publish { id: self.id, name: name.clone(), client_urls: client_urls.clone() };
+            match self.change_members(change).await {
+                Ok(()) => {
+                    tracing::info!(member = format_args!("{:x}", self.id), "published local member to cluster");
+                    return;
+                }
+                Err(e) => tracing::debug!(error = %e, "publishing member attributes; will retry"),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     /// The state machine, for reads. Hold the lock briefly: applies wait on it.

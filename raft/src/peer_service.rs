@@ -60,6 +60,20 @@ impl Peer for PeerService {
         Ok(Response::new(Payload { data }))
     }
 
+    async fn change_membership(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let change: crate::membership::MemberChange = decode(req.get_ref()).map_err(bad_request)?;
+        let answer = if self.node.is_leader() {
+            crate::membership::apply(self.node.raft(), change).await
+        } else {
+            Err(crate::membership::MemberChangeError::NotLeader)
+        };
+        reply(&answer)
+    }
+
+    async fn members(&self, _req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        reply(&(self.node.cluster_id(), self.node.members()))
+    }
+
     async fn lease_renew(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
         let id: i64 = decode(req.get_ref()).map_err(bad_request)?;
         let answer = if self.node.is_leader() {

@@ -4,7 +4,6 @@
 
 use std::path::Path;
 
-use sha1::{Digest, Sha1};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -12,32 +11,19 @@ pub struct Identity {
     pub cluster_id: u64,
 }
 
-fn first_u64(bytes: &[u8]) -> u64 {
-    let digest = Sha1::digest(bytes);
-    let mut id = [0u8; 8];
-    id.copy_from_slice(&digest[..8]);
-    u64::from_be_bytes(id)
-}
-
-/// etcd's `membership.NewMember`: SHA-1 of the sorted peer URLs and the cluster
-/// token, first 8 bytes big-endian.
+/// etcd's ID of a member of `--initial-cluster`.
 pub fn member_id(peer_urls: &[String], token: &str) -> u64 {
-    let mut urls = peer_urls.to_vec();
-    urls.sort();
-    let mut b = urls.concat().into_bytes();
-    b.extend_from_slice(token.as_bytes());
-    first_u64(&b)
+    hub_raft::membership::etcd_member_id(peer_urls, token, None)
 }
 
-/// etcd's `RaftCluster.genID`: SHA-1 of the sorted member IDs.
-pub fn cluster_id(member_ids: &[u64]) -> u64 {
-    let mut ids = member_ids.to_vec();
-    ids.sort_unstable();
-    let b: Vec<u8> = ids.iter().flat_map(|id| id.to_be_bytes()).collect();
-    first_u64(&b)
-}
+pub use hub_raft::membership::etcd_cluster_id as cluster_id;
 
 const FILE: &str = "identity";
+
+/// Whether `dir` already holds a member's identity (it is not a new member).
+pub fn exists(dir: &Path) -> bool {
+    dir.join(FILE).exists()
+}
 
 /// Loads the identity kept in `dir`, or creates and saves it from the
 /// bootstrap flags. Returns it and whether it was just created.

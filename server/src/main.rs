@@ -77,16 +77,17 @@ fn initial_members(config: &config::Config) -> (BTreeMap<u64, Member>, u64, u64)
     let mut mine = identity::member_id(&config.initial_advertise_peer_urls, &config.initial_cluster_token);
     for (name, urls) in by_name {
         let id = identity::member_id(&urls, &config.initial_cluster_token);
-        let client_urls = if name == config.name { config.advertise_client_urls.clone() } else { Vec::new() };
         if name == config.name {
             mine = id;
         }
-        members.insert(id, Member { name: name.to_string(), peer_urls: urls, client_urls });
+        // Client URLs are published by each member once it runs (as etcd does),
+        // so every member bootstraps the very same first log entry.
+        members.insert(id, Member { name: name.to_string(), peer_urls: urls, client_urls: Vec::new() });
     }
     members.entry(mine).or_insert_with(|| Member {
         name: config.name.clone(),
         peer_urls: config.initial_advertise_peer_urls.clone(),
-        client_urls: config.advertise_client_urls.clone(),
+        client_urls: Vec::new(),
     });
     let ids: Vec<u64> = members.keys().copied().collect();
     (members, mine, identity::cluster_id(&ids))
@@ -102,7 +103,19 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     let member_dir = config.data_dir.join("member");
     std::fs::create_dir_all(&member_dir).with_context(|| format!("create {}", member_dir.display()))?;
 
-    let (members, my_id, cluster_id) = initial_members(&config);
+    let (members, mut my_id, mut cluster_id) = initial_members(&config);
+    let joining = config.initial_cluster_state == "existing";
+    if joining && !identity::exists(&member_dir) {
+        // A member added to a running cluster takes the ID the cluster gave it.
+        let others: Vec<String> = members
+            .iter()
+            .filter(|(id, _)| **id != my_id)
+            .flat_map(|(_, m)| m.peer_urls.clone())
+            .collect();
+        (my_id, cluster_id) = hub_raft::membership::discover(&others, &config.initial_advertise_peer_urls)
+            .await
+            .map_err(|e| anyhow::anyhow!("join the existing cluster: {e}"))?;
+    }
     // On restart the data directory decides, whatever the flags say (as etcd).
     let (identity, created) = identity::load_or_create(&member_dir, || (my_id, cluster_id)).context("member identity")?;
 
@@ -167,8 +180,8 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         let listener = TcpListener::bind(&addr).await.with_context(|| format!("listen on client URL {url}"))?;
         client_listeners.push((addr, listener));
     }
-    // etcd serves clients once the cluster has a leader.
-    node.wait_for_leader().await;
+    // etcd serves clients once it has published itself through the cluster's leader.
+    node.clone().publish(config.name.clone(), config.advertise_client_urls.clone()).await;
     for (addr, listener) in client_listeners {
         tracing::info!(address = %addr, "serving insecure client requests, this is strongly discouraged!");
         let routes = ctx.routes();
