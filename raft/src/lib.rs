@@ -15,6 +15,7 @@
 //! - [`network`], [`peer_service`], [`forward`]: the peer transport (tonic on
 //!   `--listen-peer-urls`) and what followers forward to the leader.
 //! - [`membership`]: etcd's member add/remove/update/promote on openraft.
+//! - [`tls`]: rustls on the peer transport, etcd's peer TLS flags.
 //! - [`node`]: a member, wiring it all together.
 
 pub mod forward;
@@ -25,6 +26,7 @@ pub mod node;
 pub mod peer_service;
 pub mod snapshot;
 pub mod state_machine;
+pub mod tls;
 pub mod types;
 pub mod wal;
 

@@ -42,12 +42,16 @@ pub fn etcd_cluster_id(member_ids: &[u64]) -> u64 {
 /// For a member joining an existing cluster (`--initial-cluster-state
 /// existing`): asks the members at `peer_urls` for the cluster, and finds the
 /// member added with this member's peer URLs. Returns (member ID, cluster ID).
-pub async fn discover(peer_urls: &[String], my_peer_urls: &[String]) -> Result<(u64, u64), String> {
+pub async fn discover(
+    peer_urls: &[String],
+    my_peer_urls: &[String],
+    tls: Option<&crate::tls::PeerTls>,
+) -> Result<(u64, u64), String> {
     use hub_proto::hubpeer::{peer_client::PeerClient, Payload};
     let mut last_error = String::from("no other member in --initial-cluster");
     for url in peer_urls {
         let member = Member { name: String::new(), peer_urls: vec![url.clone()], client_urls: Vec::new() };
-        let Ok(channel) = crate::network::peer_channel(&member) else { continue };
+        let Ok(channel) = crate::network::peer_channel(&member, tls) else { continue };
         let reply = match PeerClient::new(channel).members(Payload::default()).await {
             Ok(r) => r,
             Err(e) => {

@@ -5,7 +5,13 @@
 //! target member, connected lazily so an unreachable member only costs a
 //! retry. [`PeerService`] (in `peer_service.rs`) is the server side.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 use hub_proto::hubpeer::{peer_client::PeerClient, Payload};
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
@@ -18,6 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::tls::PeerTls;
 use crate::types::{Member, TypeConfig};
 
 /// Encodes a peer message.
@@ -30,15 +37,41 @@ pub fn decode<T: DeserializeOwned>(payload: &Payload) -> Result<T, bincode::Erro
     bincode::deserialize(&payload.data)
 }
 
-/// A lazily connected gRPC channel to a member's first peer URL.
-pub fn peer_channel(member: &Member) -> Result<Channel, String> {
+/// A lazily connected gRPC channel to a member's first peer URL; `https`
+/// URLs go through the peer TLS connector.
+pub fn peer_channel(member: &Member, tls: Option<&PeerTls>) -> Result<Channel, String> {
     let url = member.peer_urls.first().ok_or_else(|| format!("member {} has no peer URL", member.name))?;
-    let endpoint = Endpoint::from_shared(url.clone()).map_err(|e| format!("peer URL {url}: {e}"))?;
-    Ok(endpoint.connect_timeout(Duration::from_secs(1)).tcp_nodelay(true).connect_lazy())
+    let (scheme, host_port) = url.split_once("://").ok_or_else(|| format!("peer URL {url} has no scheme"))?;
+    let host_port = host_port.trim_end_matches('/').to_string();
+    let endpoint = Endpoint::from_shared(format!("http://{host_port}"))
+        .map_err(|e| format!("peer URL {url}: {e}"))?
+        .connect_timeout(Duration::from_secs(1))
+        .tcp_nodelay(true);
+    match (scheme, tls) {
+        ("https", Some(tls)) => {
+            let host = host_port.rsplit_once(':').map_or(host_port.as_str(), |(h, _)| h);
+            let name = ServerName::try_from(host.trim_matches(['[', ']']).to_string())
+                .map_err(|e| format!("peer URL {url}: {e}"))?;
+            let connector = TlsConnector::from(tls.client.clone());
+            Ok(endpoint.connect_with_connector_lazy(tower::service_fn(move |_: tonic::codegen::http::Uri| {
+                let (connector, name, addr) = (connector.clone(), name.clone(), host_port.clone());
+                async move {
+                    let tcp = TcpStream::connect(&addr).await?;
+                    tcp.set_nodelay(true)?;
+                    let stream = connector.connect(name, tcp).await?;
+                    Ok::<_, std::io::Error>(TokioIo::new(stream))
+                }
+            })))
+        }
+        ("https", None) => Err(format!("peer URL {url} needs peer TLS (--peer-auto-tls or --peer-cert-file)")),
+        _ => Ok(endpoint.connect_lazy()),
+    }
 }
 
 #[derive(Clone, Default)]
-pub struct PeerNetwork;
+pub struct PeerNetwork {
+    pub tls: Option<Arc<PeerTls>>,
+}
 
 pub struct PeerConnection {
     target: u64,
@@ -49,7 +82,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: u64, node: &Member) -> Self::Network {
-        let client = peer_channel(node).map(|c| PeerClient::new(c).max_decoding_message_size(usize::MAX));
+        let client = peer_channel(node, self.tls.as_deref()).map(|c| PeerClient::new(c).max_decoding_message_size(usize::MAX));
         PeerConnection { target, client }
     }
 }

@@ -23,6 +23,7 @@ use crate::log_store::LogStore;
 use crate::membership::{self, MemberChange, MemberChangeError};
 use crate::network::{peer_channel, PeerNetwork};
 use crate::state_machine::HubStateMachine;
+use crate::tls::PeerTls;
 use crate::types::{Command, Member, Raft};
 use crate::wal::{Wal, WalOptions};
 use crate::Committed;
@@ -42,6 +43,8 @@ pub struct NodeConfig {
     pub election_timeout_ms: u64,
     /// `--snapshot-count`: entries between snapshots.
     pub snapshot_count: u64,
+    /// Peer TLS, when any `--peer-*` TLS flag is set.
+    pub tls: Option<Arc<PeerTls>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +73,7 @@ pub struct Node {
     state: Arc<Mutex<StateMachine>>,
     committed: broadcast::Sender<Arc<Committed>>,
     peers: Mutex<HashMap<u64, PeerClient<Channel>>>,
+    tls: Option<Arc<PeerTls>>,
     timeout: Duration,
 }
 
@@ -97,7 +101,8 @@ impl Node {
         let (committed, _) = broadcast::channel(WATCH_BACKLOG);
         let state = Arc::new(Mutex::new(state));
         let sm = HubStateMachine::new(state.clone(), committed.clone());
-        let raft = Raft::new(config.id, raft_config, PeerNetwork, log_store, sm)
+        let network = PeerNetwork { tls: config.tls.clone() };
+        let raft = Raft::new(config.id, raft_config, network, log_store, sm)
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
         let node = Arc::new(Node {
@@ -107,6 +112,7 @@ impl Node {
             state,
             committed,
             peers: Mutex::new(HashMap::new()),
+            tls: config.tls.clone(),
             timeout: request_timeout(config.election_timeout_ms),
         });
         tokio::spawn(watch_leadership(node.clone()));
@@ -174,7 +180,7 @@ impl Node {
         if let Some(c) = peers.get(&id) {
             return Ok(c.clone());
         }
-        let channel = peer_channel(node).map_err(StoreError::Corrupt)?;
+        let channel = peer_channel(node, self.tls.as_deref()).map_err(StoreError::Corrupt)?;
         let client = PeerClient::new(channel).max_decoding_message_size(usize::MAX);
         peers.insert(id, client.clone());
         Ok(client)

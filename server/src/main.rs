@@ -17,7 +17,9 @@ use std::collections::BTreeMap;
 
 use hub_grpc_api::{Context, ServiceConfig};
 use hub_proto::hubpeer::peer_server::PeerServer;
+use hub_raft::tls::{PeerTls, PeerTlsOptions};
 use hub_raft::{Member, Node, NodeConfig, PeerService};
+use std::sync::Arc;
 use hub_store::StateMachine;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -93,6 +95,30 @@ fn initial_members(config: &config::Config) -> (BTreeMap<u64, Member>, u64, u64)
     (members, mine, identity::cluster_id(&ids))
 }
 
+/// Peer TLS from the `--peer-*` flags (auto TLS keeps its certificate in
+/// `<data-dir>/fixtures/peer`, as etcd does).
+fn peer_tls(config: &config::Config) -> anyhow::Result<Option<Arc<PeerTls>>> {
+    let hosts = config
+        .listen_peer_urls
+        .iter()
+        .chain(&config.initial_advertise_peer_urls)
+        .filter_map(|u| u.split_once("://").map(|(_, rest)| rest.trim_end_matches('/')))
+        .map(|hp| hp.rsplit_once(':').map_or(hp, |(h, _)| h).trim_matches(['[', ']']).to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let options = PeerTlsOptions {
+        cert_file: config.peer_cert_file.clone(),
+        key_file: config.peer_key_file.clone(),
+        trusted_ca_file: config.peer_trusted_ca_file.clone(),
+        client_cert_auth: config.peer_client_cert_auth,
+        auto_tls: config.peer_auto_tls,
+        auto_tls_dir: config.data_dir.join("fixtures").join("peer"),
+        hosts,
+    };
+    Ok(PeerTls::from_options(&options)?.map(Arc::new))
+}
+
 async fn run(config: config::Config) -> anyhow::Result<()> {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
@@ -103,6 +129,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     let member_dir = config.data_dir.join("member");
     std::fs::create_dir_all(&member_dir).with_context(|| format!("create {}", member_dir.display()))?;
 
+    let tls = peer_tls(&config)?;
     let (members, mut my_id, mut cluster_id) = initial_members(&config);
     let joining = config.initial_cluster_state == "existing";
     if joining && !identity::exists(&member_dir) {
@@ -112,7 +139,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
             .filter(|(id, _)| **id != my_id)
             .flat_map(|(_, m)| m.peer_urls.clone())
             .collect();
-        (my_id, cluster_id) = hub_raft::membership::discover(&others, &config.initial_advertise_peer_urls)
+        (my_id, cluster_id) = hub_raft::membership::discover(&others, &config.initial_advertise_peer_urls, tls.as_deref())
             .await
             .map_err(|e| anyhow::anyhow!("join the existing cluster: {e}"))?;
     }
@@ -129,7 +156,9 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         data_dir = %config.data_dir.display(),
         "opened member"
     );
-    let wal_dir = config.wal_dir.clone().unwrap_or_else(|| member_dir.join("wal"));
+    // Not `member/wal`: that is where etcd (and `etcdctl snapshot restore`) keep
+    // etcd's own WAL, which hub does not read.
+    let wal_dir = config.wal_dir.clone().unwrap_or_else(|| member_dir.join("hub-wal"));
     let node = Node::start(
         NodeConfig {
             id: identity.member_id,
@@ -140,6 +169,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
             heartbeat_interval_ms: config.heartbeat_interval_ms,
             election_timeout_ms: config.election_timeout_ms,
             snapshot_count: config.snapshot_count,
+            tls: tls.clone(),
         },
         state,
     )
@@ -149,15 +179,21 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut servers = Vec::new();
     for url in &config.listen_peer_urls {
-        let addr = match url.split_once("://") {
-            Some(("http" | "https", rest)) => rest.trim_end_matches('/').to_string(),
+        let (addr, secure) = match url.split_once("://") {
+            Some(("http", rest)) => (rest.trim_end_matches('/').to_string(), false),
+            Some(("https", rest)) => (rest.trim_end_matches('/').to_string(), true),
             _ => anyhow::bail!("--listen-peer-urls: unsupported URL {url}"),
         };
         let listener = TcpListener::bind(&addr).await.with_context(|| format!("listen on peer URL {url}"))?;
         let peer = PeerServer::new(PeerService::new(node.clone())).max_decoding_message_size(usize::MAX);
+        let mut builder = tonic::transport::Server::builder();
+        if secure {
+            let tls = tls.as_ref().with_context(|| format!("{url}: https peer URLs need --peer-auto-tls or --peer-cert-file"))?;
+            builder = builder.tls_config(tls.server_config()).context("peer TLS")?;
+        }
         let mut shutdown = shutdown_rx.clone();
         servers.push(tokio::spawn(async move {
-            tonic::transport::Server::builder()
+            builder
                 .add_service(peer)
                 .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
                     let _ = shutdown.changed().await;
