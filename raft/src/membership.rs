@@ -142,9 +142,27 @@ pub async fn apply(raft: &Raft, change: MemberChange) -> Result<(), MemberChange
             }
             raft.add_learner(id, member, false).await.map_err(write_err)?;
             if !learner {
-                raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-                    .await
-                    .map_err(write_err)?;
+                // etcd's conf change commits under the old configuration, so a
+                // member added to a one-member cluster is acknowledged before it
+                // runs. openraft's joint consensus needs the new member for that,
+                // so the promotion is proposed here and completes once the new
+                // member catches up; the answer waits only until it is proposed.
+                let promote = raft.clone();
+                tokio::spawn(async move {
+                    let change = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
+                    if let Err(e) = promote.change_membership(change, false).await {
+                        tracing::warn!(member = format_args!("{id:x}"), error = %e, "adding the voter failed");
+                    }
+                });
+                let mut metrics = raft.metrics();
+                let proposed = async {
+                    while !metrics.borrow().membership_config.membership().voter_ids().any(|v| v == id) {
+                        if metrics.changed().await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(2), proposed).await;
             }
         }
         MemberChange::Remove { id } => {
