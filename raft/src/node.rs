@@ -85,7 +85,9 @@ impl Node {
             cluster_name: format!("{:x}", config.cluster_id),
             heartbeat_interval: config.heartbeat_interval_ms,
             election_timeout_min: config.election_timeout_ms,
-            election_timeout_max: config.election_timeout_ms * 2,
+            // Randomized in [timeout, 1.5 timeout): a dead leader is replaced
+            // within about two election timeouts, as with etcd.
+            election_timeout_max: config.election_timeout_ms * 3 / 2,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_count.max(1)),
             max_in_snapshot_log_to_keep: 5000.min(config.snapshot_count),
             install_snapshot_timeout: 10_000,

@@ -32,6 +32,9 @@ pub struct Member {
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     extra: Vec<String>,
+    pub name: String,
+    /// `--initial-cluster`; empty means this member alone.
+    initial_cluster: String,
 }
 
 impl Member {
@@ -55,6 +58,8 @@ impl Member {
             data_dir: tmp.path().join("data"),
             _tmp: Some(tmp),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            name: "default".into(),
+            initial_cluster: String::new(),
         };
         m.spawn();
         m
@@ -68,11 +73,14 @@ impl Member {
     pub fn spawn(&mut self) {
         let client = format!("http://127.0.0.1:{}", self.client_port);
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let initial_cluster =
+            if self.initial_cluster.is_empty() { format!("{}={peer}", self.name) } else { self.initial_cluster.clone() };
         let mut child = Command::new(&self.bin)
+            .args(["--name", &self.name])
             .args(["--data-dir", &self.data_dir.to_string_lossy()])
             .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("default={peer}")])
+            .args(["--initial-cluster", &initial_cluster])
             .args(&self.extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -140,6 +148,43 @@ impl Member {
         }
         child.wait_with_output().expect("etcdctl output")
     }
+}
+
+/// Starts `n` members of one new cluster at once (they wait for each other)
+/// and returns them once each serves clients.
+pub fn start_cluster(bin: &Path, n: usize) -> Vec<Member> {
+    let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+    let initial_cluster = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let handles: Vec<_> = ports
+        .into_iter()
+        .enumerate()
+        .map(|(i, (client_port, peer_port))| {
+            let bin = bin.to_path_buf();
+            let initial_cluster = initial_cluster.clone();
+            std::thread::spawn(move || {
+                let tmp = tempfile::tempdir().expect("tempdir");
+                let mut m = Member {
+                    child: None,
+                    bin,
+                    client_port,
+                    peer_port,
+                    data_dir: tmp.path().join("data"),
+                    _tmp: Some(tmp),
+                    extra: Vec::new(),
+                    name: format!("m{i}"),
+                    initial_cluster,
+                };
+                m.spawn();
+                m
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().expect("member start")).collect()
 }
 
 impl Drop for Member {

@@ -1,0 +1,115 @@
+//! Three real hubd processes as one raft cluster: writes through any member,
+//! linearizable reads everywhere, and the leader killed with SIGKILL under a
+//! write load losing no acknowledged write, after which all members converge.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{hubd_bin, start_cluster, Member};
+use etcd_client::{Client, GetOptions};
+
+async fn client(members: &[&Member]) -> Client {
+    let endpoints: Vec<String> = members.iter().map(|m| m.endpoint()).collect();
+    Client::connect(endpoints, None).await.expect("connect")
+}
+
+/// Index of the member that currently leads, asked of every live member.
+async fn leader(members: &[Member]) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        for (i, m) in members.iter().enumerate() {
+            if let Ok(mut c) = Client::connect([m.endpoint()], None).await {
+                if let Ok(s) = c.status().await {
+                    if s.leader() != 0 && s.header().map(|h| h.member_id()) == Some(s.leader()) {
+                        return i;
+                    }
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "no leader");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every key and value one member holds, read locally (serializable).
+async fn contents(m: &Member) -> Option<(i64, BTreeMap<Vec<u8>, Vec<u8>>)> {
+    let mut c = Client::connect([m.endpoint()], None).await.ok()?;
+    let resp = c.get("", Some(GetOptions::new().with_all_keys().with_serializable())).await.ok()?;
+    let rev = resp.header()?.revision();
+    Some((rev, resp.kvs().iter().map(|kv| (kv.key().to_vec(), kv.value().to_vec())).collect()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_and_reads_through_every_member() {
+    let members = start_cluster(&hubd_bin(), 3);
+    for (i, m) in members.iter().enumerate() {
+        let mut c = client(&[m]).await;
+        c.put(format!("k{i}"), format!("v{i}"), None).await.expect("put through a member");
+    }
+    for m in &members {
+        let mut c = client(&[m]).await;
+        let resp = c.get("k", Some(GetOptions::new().with_prefix())).await.expect("linearizable get");
+        assert_eq!(resp.kvs().len(), 3, "every member sees every write at once");
+        assert_eq!(resp.header().map(|h| h.revision()), Some(4));
+    }
+    let mut c = client(&[&members[0]]).await;
+    let list = c.member_list().await.expect("member list");
+    assert_eq!(list.members().len(), 3);
+    assert!(list.members().iter().all(|m| !m.client_urls().is_empty()), "every member published its client URLs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
+    let mut members = start_cluster(&hubd_bin(), 3);
+    let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let mut c = client(&members.iter().collect::<Vec<_>>()).await;
+        let (acked, stop) = (acked.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (k, v) = (format!("w{w}/{i:05}"), format!("v{i}"));
+                if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(2), c.put(k.clone(), v.clone(), None)).await {
+                    acked.lock().unwrap().push((k, v));
+                }
+                i += 1;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let killed = leader(&members).await;
+    members[killed].kill9();
+    let acked_before_kill = acked.lock().unwrap().len();
+    tokio::time::sleep(Duration::from_millis(4000)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > acked_before_kill, "the survivors elected a leader and took writes");
+    members[killed].spawn();
+
+    // Every member converges to the same contents, holding every acknowledged write.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut all = Vec::new();
+        for m in &members {
+            all.push(contents(m).await);
+        }
+        let converged = all.iter().all(|c| c.is_some() && c == &all[0]);
+        if converged {
+            let (_, kvs) = all[0].clone().unwrap();
+            for (k, v) in &acked {
+                assert_eq!(kvs.get(k.as_bytes()), Some(&v.as_bytes().to_vec()), "acknowledged {k} lost");
+            }
+            return;
+        }
+        assert!(Instant::now() < deadline, "members did not converge: revisions {:?}", all.iter().map(|c| c.as_ref().map(|c| c.0)).collect::<Vec<_>>());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
