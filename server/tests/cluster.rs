@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{hubd_bin, start_cluster, Member};
+use common::{hubd_bin, start_cluster, start_cluster_with, Member};
 use etcd_client::{Client, GetOptions};
 
 async fn client(members: &[&Member]) -> Client {
@@ -61,6 +61,41 @@ async fn writes_and_reads_through_every_member() {
     assert!(list.members().iter().all(|m| !m.client_urls().is_empty()), "every member published its client URLs");
 }
 
+/// Waits until every member holds the same keys; returns them.
+async fn converged(members: &[Member]) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut all = Vec::new();
+        for m in members {
+            all.push(contents(m).await);
+        }
+        if all.iter().all(|c| c.is_some() && c == &all[0]) {
+            return all[0].clone().map(|c| c.1).unwrap_or_default();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "members did not converge: revisions {:?}",
+            all.iter().map(|c| c.as_ref().map(|c| c.0)).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_behind_the_snapshot_catches_up_by_snapshot() {
+    let mut members = start_cluster_with(&hubd_bin(), 3, &["--snapshot-count", "20"]);
+    let lead = leader(&members).await;
+    let down = (lead + 1) % 3;
+    members[down].kill9();
+    let mut c = client(&[&members[lead]]).await;
+    for i in 0..150 {
+        c.put(format!("s{i:03}"), format!("v{i}"), None).await.expect("put with a majority up");
+    }
+    members[down].spawn();
+    let kvs = converged(&members).await;
+    assert_eq!(kvs.len(), 150);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
     let mut members = start_cluster(&hubd_bin(), 3);
@@ -95,21 +130,8 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
     members[killed].spawn();
 
     // Every member converges to the same contents, holding every acknowledged write.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let mut all = Vec::new();
-        for m in &members {
-            all.push(contents(m).await);
-        }
-        let converged = all.iter().all(|c| c.is_some() && c == &all[0]);
-        if converged {
-            let (_, kvs) = all[0].clone().unwrap();
-            for (k, v) in &acked {
-                assert_eq!(kvs.get(k.as_bytes()), Some(&v.as_bytes().to_vec()), "acknowledged {k} lost");
-            }
-            return;
-        }
-        assert!(Instant::now() < deadline, "members did not converge: revisions {:?}", all.iter().map(|c| c.as_ref().map(|c| c.0)).collect::<Vec<_>>());
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let kvs = converged(&members).await;
+    for (k, v) in &acked {
+        assert_eq!(kvs.get(k.as_bytes()), Some(&v.as_bytes().to_vec()), "acknowledged {k} lost");
     }
 }

@@ -153,6 +153,12 @@ impl Member {
 /// Starts `n` members of one new cluster at once (they wait for each other)
 /// and returns them once each serves clients.
 pub fn start_cluster(bin: &Path, n: usize) -> Vec<Member> {
+    start_cluster_with(bin, n, &[])
+}
+
+/// [`start_cluster`] with extra flags for every member.
+pub fn start_cluster_with(bin: &Path, n: usize, extra: &[&str]) -> Vec<Member> {
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
     let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
     let initial_cluster = ports
         .iter()
@@ -166,6 +172,7 @@ pub fn start_cluster(bin: &Path, n: usize) -> Vec<Member> {
         .map(|(i, (client_port, peer_port))| {
             let bin = bin.to_path_buf();
             let initial_cluster = initial_cluster.clone();
+            let extra = extra.clone();
             std::thread::spawn(move || {
                 let tmp = tempfile::tempdir().expect("tempdir");
                 let mut m = Member {
@@ -175,7 +182,7 @@ pub fn start_cluster(bin: &Path, n: usize) -> Vec<Member> {
                     peer_port,
                     data_dir: tmp.path().join("data"),
                     _tmp: Some(tmp),
-                    extra: Vec::new(),
+                    extra,
                     name: format!("m{i}"),
                     initial_cluster,
                 };

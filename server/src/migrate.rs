@@ -1,0 +1,128 @@
+//! Starting on a data directory written by `etcdctl snapshot restore` (or
+//! left by a stopped etcd 3.4): hub takes over etcd's backend.
+//!
+//! etcd keeps its backend in `<data-dir>/member/snap/db` (a bbolt file, no
+//! sha256 trailer) and its WAL in `<data-dir>/member/wal`; hub keeps its own
+//! backend in `member/db`, its identity in `member/identity` and its log in
+//! `member/hub-wal`, so the two never collide. When hub has no backend yet and
+//! etcd's is there, it is restored into hub's before the state machine opens.
+//! etcd's WAL is not read: the member then bootstraps its membership from the
+//! flags as a new cluster, the same flags `etcdctl snapshot restore` was given
+//! (so the member IDs match), and starts a new raft log.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use hub_store::apply::BACKEND_FILE;
+use hub_store::snapshot::{restore_into, RestoreOptions, SnapshotReader};
+use hub_store::StateMachine;
+
+/// Where etcd keeps its backend inside the member directory.
+const ETCD_BACKEND: &str = "snap/db";
+/// Where the import is built before its backend is moved into place.
+const IMPORT_DIR: &str = "etcd-import";
+
+/// Imports etcd's backend into hub's when `member_dir` holds etcd's
+/// (`snap/db`) and not hub's (`db`); returns whether it did. Call it before
+/// [`StateMachine::open`] on `member_dir`.
+pub fn import_etcd_backend(member_dir: &Path) -> anyhow::Result<bool> {
+    let source = member_dir.join(ETCD_BACKEND);
+    let target = member_dir.join(BACKEND_FILE);
+    if target.exists() || !source.exists() {
+        return Ok(false);
+    }
+    // Built aside and moved into place last: an interrupted import leaves no
+    // backend, and the next start imports again.
+    let work = member_dir.join(IMPORT_DIR);
+    if work.exists() {
+        std::fs::remove_dir_all(&work).with_context(|| format!("remove {}", work.display()))?;
+    }
+    // A data directory's database has no sha256 trailer to check.
+    let mut reader = SnapshotReader::open(&source, true)?;
+    // Index 0: every entry of the new raft log, from the first, must apply.
+    let summary = restore_into(&mut reader, &work, &RestoreOptions { consistent_index: Some(0) })?;
+
+    let mut state = StateMachine::open(&work, 0)?;
+    // A snapshot saved from hub also carries its old cluster's raft position
+    // and membership in `meta`; this member starts a new log.
+    let dropped = state.retain_etcd_meta()?;
+    let keys = state.mvcc().range(&[], hub_store::key_index::RangeEnd::Unbounded, 0, 0, true)?.count;
+    drop(state);
+
+    std::fs::rename(work.join(BACKEND_FILE), &target).with_context(|| format!("move the backend to {}", target.display()))?;
+    std::fs::File::open(member_dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("sync {}", member_dir.display()))?;
+    std::fs::remove_dir_all(&work).with_context(|| format!("remove {}", work.display()))?;
+    tracing::info!(
+        source = %source.display(),
+        revision = summary.revision,
+        compact_revision = summary.compact_revision,
+        keys,
+        leases = summary.leases,
+        dropped_meta_records = dropped,
+        "imported etcd's backend"
+    );
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use hub_proto::etcdserverpb::{InternalRaftRequest, PutRequest, RangeRequest};
+    use hub_store::snapshot::write_snapshot;
+
+    use super::*;
+
+    fn put(sm: &mut StateMachine, index: u64, key: &str, value: &str) {
+        let req = PutRequest { key: key.into(), value: value.into(), ..Default::default() };
+        sm.apply(index, &InternalRaftRequest { put: Some(req), ..Default::default() }, Instant::now()).unwrap();
+    }
+
+    /// Writes `snap/db` as `etcdctl snapshot restore` leaves it: a snapshot
+    /// without its sha256 trailer.
+    fn etcd_member_dir(sm: &StateMachine) -> tempfile::TempDir {
+        let mut bytes = Vec::new();
+        write_snapshot(sm, &mut bytes).unwrap();
+        bytes.truncate(bytes.len() - hub_store::snapshot::SHA256_LEN);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("snap")).unwrap();
+        std::fs::write(dir.path().join(ETCD_BACKEND), bytes).unwrap();
+        dir
+    }
+
+    #[test]
+    fn imports_etcds_backend_once_and_starts_a_new_log() {
+        let source_dir = tempfile::tempdir().unwrap();
+        let mut source = StateMachine::open(source_dir.path(), 2).unwrap();
+        put(&mut source, 7, "a", "1");
+        source.stage_meta(b"upper_layer_position", b"7".to_vec());
+        put(&mut source, 8, "b", "2");
+        let member = etcd_member_dir(&source);
+
+        assert!(import_etcd_backend(member.path()).unwrap());
+        assert!(!member.path().join(IMPORT_DIR).exists());
+        let sm = StateMachine::open(member.path(), 2).unwrap();
+        assert_eq!(sm.current_revision(), 3);
+        assert_eq!(sm.applied_index(), 0, "the new log's entries must all apply");
+        assert_eq!(sm.meta(b"upper_layer_position").unwrap(), None);
+        let all = RangeRequest { key: b"a".to_vec(), range_end: b"c".to_vec(), ..Default::default() };
+        let kvs = sm.range(&all).unwrap().kvs;
+        assert_eq!(kvs.iter().map(|kv| (kv.key.as_slice(), kv.value.as_slice())).collect::<Vec<_>>(), [
+            (&b"a"[..], &b"1"[..]),
+            (&b"b"[..], &b"2"[..])
+        ]);
+        drop(sm);
+
+        // hub's own backend wins from then on.
+        assert!(!import_etcd_backend(member.path()).unwrap());
+    }
+
+    #[test]
+    fn does_nothing_without_etcds_backend() {
+        let member = tempfile::tempdir().unwrap();
+        assert!(!import_etcd_backend(member.path()).unwrap());
+        assert!(!member.path().join(BACKEND_FILE).exists());
+    }
+}
