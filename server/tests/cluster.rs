@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{hubd_bin, start_cluster, start_cluster_with, Member};
+use common::{free_port, hubd_bin, initial_cluster, joining_member, spawn_all, start_cluster, start_cluster_with, Member};
 use etcd_client::{Client, GetOptions};
 
 async fn client(members: &[&Member]) -> Client {
@@ -97,8 +97,86 @@ async fn a_member_behind_the_snapshot_catches_up_by_snapshot() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
+async fn whole_cluster_restart_keeps_everything() {
     let mut members = start_cluster(&hubd_bin(), 3);
+    let mut c = client(&members.iter().collect::<Vec<_>>()).await;
+    for i in 0..30 {
+        c.put(format!("r{i:02}"), format!("v{i}"), None).await.expect("put");
+    }
+    let before = converged(&members).await;
+    for m in members.iter_mut() {
+        m.kill9();
+    }
+    spawn_all(&mut members);
+    assert_eq!(converged(&members).await, before);
+    let mut c = client(&members.iter().collect::<Vec<_>>()).await;
+    let resp = c.put("after", "restart", None).await.expect("writes after a full restart");
+    assert_eq!(resp.header().map(|h| h.revision()), Some(32));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn member_add_and_remove_while_writing() {
+    let mut members = start_cluster(&hubd_bin(), 3);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let writer = {
+        let mut c = client(&[&members[0]]).await;
+        let (stop, acked) = (stop.clone(), acked.clone());
+        tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (k, v) = (format!("m/{i:05}"), format!("v{i}"));
+                if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(3), c.put(k.clone(), v.clone(), None)).await {
+                    acked.lock().unwrap().push((k, v));
+                }
+                i += 1;
+            }
+        })
+    };
+    // Add a fourth member and start it, as `etcdctl member add` tells an operator to.
+    let (client_port, peer_port) = (free_port(), free_port());
+    let mut admin = client(&[&members[1]]).await;
+    let added = admin.member_add([format!("http://127.0.0.1:{peer_port}")], None).await.expect("member add");
+    let new_id = added.member().map(|m| m.id()).expect("added member");
+    let cluster = format!("{},m3=http://127.0.0.1:{peer_port}", initial_cluster(&members.iter().collect::<Vec<_>>()));
+    let mut fourth = joining_member(&hubd_bin(), "m3", client_port, peer_port, &cluster);
+    fourth.spawn();
+    let list = admin.member_list().await.expect("member list");
+    assert!(list.members().iter().any(|m| m.id() == new_id && m.name() == "m3"), "the new member published itself");
+    // Remove one of the original members while writes go on.
+    let lead = leader(&members).await;
+    let removed = (lead + 1) % 3;
+    let removed_id = {
+        let mut c = client(&[&members[removed]]).await;
+        c.status().await.expect("status").header().map(|h| h.member_id()).expect("id")
+    };
+    admin.member_remove(removed_id).await.expect("member remove");
+    members[removed].kill9();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.await.unwrap();
+    let mut remaining: Vec<Member> = members.into_iter().enumerate().filter(|(i, _)| *i != removed).map(|(_, m)| m).collect();
+    remaining.push(fourth);
+    let kvs = converged(&remaining).await;
+    for (k, v) in acked.lock().unwrap().iter() {
+        assert_eq!(kvs.get(k.as_bytes()), Some(&v.as_bytes().to_vec()), "acknowledged {k} lost");
+    }
+    let mut c = client(&[&remaining[0]]).await;
+    assert_eq!(c.member_list().await.expect("member list").members().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_leader_of_five_loses_nothing() {
+    kill_leader_under_load(5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
+    kill_leader_under_load(3).await;
+}
+
+async fn kill_leader_under_load(n: usize) {
+    let mut members = start_cluster(&hubd_bin(), n);
     let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut writers = Vec::new();

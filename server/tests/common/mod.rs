@@ -150,6 +150,41 @@ impl Member {
     }
 }
 
+/// A member joining a running cluster (`--initial-cluster-state existing`)
+/// after `member add` gave it `peer_port`; not started yet.
+pub fn joining_member(bin: &Path, name: &str, client_port: u16, peer_port: u16, initial_cluster: &str) -> Member {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    Member {
+        child: None,
+        bin: bin.to_path_buf(),
+        client_port,
+        peer_port,
+        data_dir: tmp.path().join("data"),
+        _tmp: Some(tmp),
+        extra: vec!["--initial-cluster-state".into(), "existing".into()],
+        name: name.to_string(),
+        initial_cluster: initial_cluster.to_string(),
+    }
+}
+
+/// Restarts stopped members together (each waits for a quorum to be ready).
+pub fn spawn_all(members: &mut [Member]) {
+    std::thread::scope(|s| {
+        for m in members.iter_mut() {
+            s.spawn(move || m.spawn());
+        }
+    });
+}
+
+/// `--initial-cluster` of the given members.
+pub fn initial_cluster(members: &[&Member]) -> String {
+    members
+        .iter()
+        .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Starts `n` members of one new cluster at once (they wait for each other)
 /// and returns them once each serves clients.
 pub fn start_cluster(bin: &Path, n: usize) -> Vec<Member> {
