@@ -1,0 +1,185 @@
+//! Connections to the cluster: endpoints, TLS, timeouts.
+//!
+//! hubctl is an ordinary etcd v3 gRPC client; it needs nothing from hub that
+//! etcd does not offer. Like etcdctl (whose clientv3 dials without blocking),
+//! a command keeps trying its endpoints until `--command-timeout` runs out and
+//! then fails with `context deadline exceeded`. Commands etcdctl runs without a
+//! timeout (`txn`, `watch`, `lease keep-alive|timetolive|list`) give up
+//! connecting after `--dial-timeout` instead of retrying forever.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use crate::error::CtlError;
+use crate::flags::GlobalOptions;
+
+/// How to reach the cluster; makes one gRPC channel per call site.
+#[derive(Clone, Debug)]
+pub struct Connector {
+    endpoints: Vec<String>,
+    /// TLS settings for `https://` endpoints and, when TLS flags are given,
+    /// for endpoints written without a scheme.
+    tls: ClientTlsConfig,
+    tls_for_bare_endpoints: bool,
+    dial_timeout: Duration,
+    keepalive_time: Duration,
+    keepalive_timeout: Duration,
+    pub command_timeout: Duration,
+}
+
+impl Connector {
+    /// Checks the TLS and auth flags and reads the certificate files.
+    pub fn new(opts: &GlobalOptions) -> Result<Self, CtlError> {
+        if opts.user.is_some() || opts.password.is_some() {
+            return Err(CtlError::error("authentication (--user/--password) is not supported by hubctl yet"));
+        }
+        if opts.discovery_srv.is_some() {
+            return Err(CtlError::error("DNS discovery (--discovery-srv) is not supported by hubctl yet"));
+        }
+        if opts.insecure_skip_tls_verify {
+            return Err(CtlError::error("--insecure-skip-tls-verify is not supported by hubctl yet"));
+        }
+        for (flag, value) in [("cert", &opts.cert), ("key", &opts.key), ("cacert", &opts.cacert)] {
+            if value.as_deref() == Some("") {
+                return Err(CtlError::bad_args(format!("empty string is passed to --{flag} option")));
+            }
+        }
+        let mut tls = ClientTlsConfig::new();
+        match &opts.cacert {
+            Some(path) => tls = tls.ca_certificate(Certificate::from_pem(read_file(path)?)),
+            None => tls = tls.with_native_roots(),
+        }
+        match (&opts.cert, &opts.key) {
+            (Some(cert), Some(key)) => tls = tls.identity(Identity::from_pem(read_file(cert)?, read_file(key)?)),
+            (None, None) => {}
+            (cert, key) => {
+                return Err(CtlError::bad_args(format!(
+                    "KeyFile and CertFile must both be present[key: {}, cert: {}]",
+                    key.as_deref().unwrap_or(""),
+                    cert.as_deref().unwrap_or("")
+                )))
+            }
+        }
+        let tls_for_bare_endpoints =
+            opts.cert.is_some() || opts.key.is_some() || opts.cacert.is_some() || !opts.insecure_transport;
+        Ok(Connector {
+            endpoints: opts.endpoints.clone(),
+            tls,
+            tls_for_bare_endpoints,
+            dial_timeout: opts.dial_timeout,
+            keepalive_time: opts.keepalive_time,
+            keepalive_timeout: opts.keepalive_timeout,
+            command_timeout: opts.command_timeout,
+        })
+    }
+
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    /// The deadline of a command bounded by `--command-timeout`.
+    pub fn command_deadline(&self) -> Instant {
+        Instant::now() + self.command_timeout
+    }
+
+    /// The connection deadline of a command etcdctl runs without a timeout.
+    pub fn dial_deadline(&self) -> Instant {
+        Instant::now() + self.dial_timeout
+    }
+
+    /// A channel to the first endpoint that answers, retrying until `deadline`.
+    pub async fn connect(&self, deadline: Instant) -> Result<Channel, CtlError> {
+        let endpoints: Vec<Endpoint> = self.endpoints.iter().map(|e| self.endpoint(e)).collect::<Result<_, _>>()?;
+        self.connect_any(&endpoints, deadline).await
+    }
+
+    /// A channel to exactly `endpoint` (for per-endpoint commands such as `endpoint status`).
+    pub async fn connect_to(&self, endpoint: &str, deadline: Instant) -> Result<Channel, CtlError> {
+        let endpoint = self.endpoint(endpoint)?;
+        self.connect_any(std::slice::from_ref(&endpoint), deadline).await
+    }
+
+    async fn connect_any(&self, endpoints: &[Endpoint], deadline: Instant) -> Result<Channel, CtlError> {
+        if endpoints.is_empty() {
+            return Err(CtlError::error("no endpoints available"));
+        }
+        let mut pause = Duration::from_millis(25);
+        loop {
+            for endpoint in endpoints {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                if remaining.is_zero() {
+                    return Err(CtlError::deadline_exceeded());
+                }
+                if let Ok(Ok(channel)) = tokio::time::timeout(remaining, endpoint.connect()).await {
+                    return Ok(channel);
+                }
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(CtlError::deadline_exceeded());
+            }
+            tokio::time::sleep(pause.min(remaining)).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    fn endpoint(&self, address: &str) -> Result<Endpoint, CtlError> {
+        let (uri, tls) = match address.split_once("://") {
+            Some(("http", _)) => (address.to_string(), false),
+            Some(("https", _)) => (address.to_string(), true),
+            Some((scheme, _)) => {
+                return Err(CtlError::error(format!(
+                    "endpoint {address}: {scheme}:// endpoints are not supported by hubctl yet"
+                )))
+            }
+            None if self.tls_for_bare_endpoints => (format!("https://{address}"), true),
+            None => (format!("http://{address}"), false),
+        };
+        let invalid = |e: &dyn std::fmt::Display| CtlError::error(format!("invalid endpoint {address}: {e}"));
+        let mut endpoint = Endpoint::from_shared(uri)
+            .map_err(|e| invalid(&e))?
+            .connect_timeout(self.dial_timeout)
+            // grpc-go raises keepalive times below 10s to 10s, and etcd's server
+            // hangs up on clients that ping more often than every 5s.
+            .http2_keep_alive_interval(self.keepalive_time.max(Duration::from_secs(10)))
+            .keep_alive_timeout(self.keepalive_timeout)
+            .keep_alive_while_idle(false);
+        if tls {
+            endpoint = endpoint.tls_config(self.tls.clone()).map_err(|e| invalid(&e))?;
+        }
+        Ok(endpoint)
+    }
+}
+
+fn read_file(path: &str) -> Result<Vec<u8>, CtlError> {
+    std::fs::read(path).map_err(|e| CtlError::bad_args(format!("open {path}: {e}")))
+}
+
+/// A unary request carrying the time left until `deadline` (gRPC's `grpc-timeout`).
+pub fn request<T>(message: T, deadline: Instant) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)));
+    request
+}
+
+/// Awaits an RPC until `deadline`; errors come back worded as etcdctl's.
+pub async fn call<T>(
+    deadline: Instant,
+    rpc: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T, CtlError> {
+    match tokio::time::timeout_at(deadline, rpc).await {
+        Ok(Ok(response)) => Ok(response.into_inner()),
+        Ok(Err(status)) => Err(CtlError::from_status(&status)),
+        Err(_) => Err(CtlError::deadline_exceeded()),
+    }
+}
+
+/// Awaits an RPC etcdctl runs without a deadline.
+pub async fn call_unbounded<T>(
+    rpc: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T, tonic::Status> {
+    rpc.await.map(tonic::Response::into_inner)
+}
