@@ -8,7 +8,7 @@
 //! - [`kv`]: Range, Put, DeleteRange, Txn, Compact.
 //! - [`watch`]: the Watch stream.
 //! - [`lease`]: Lease grant, revoke, keep-alive, time-to-live, list; expiry.
-//! - [`maintenance`]: Status, Alarm, Defragment, Hash.
+//! - [`maintenance`]: Status, Alarm, Defragment, Hash, HashKV, Snapshot.
 //! - [`cluster`]: MemberList.
 //! - [`status`]: the one mapping from hub errors to gRPC statuses.
 

@@ -1,6 +1,13 @@
-//! The Maintenance service: member status and alarms. Snapshot, hashes and
-//! leader transfer come with the replication and hubctl work.
+//! The Maintenance service: member status, alarms, the consistency hashes
+//! (HashKV, Hash) and the Snapshot stream. Leader transfer is not supported yet.
+//!
+//! The hashes and the snapshot read the whole backend; they run on a blocking
+//! thread with the state machine locked, so they see one state and no
+//! command is applied meanwhile (etcd holds its backend read lock the same
+//! way). A snapshot holds the lock only while its file is built, never while
+//! a client downloads it.
 
+use std::io::Read;
 use std::pin::Pin;
 
 use futures::Stream;
@@ -9,9 +16,13 @@ use hub_proto::etcdserverpb::{
     DefragmentResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
     MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
 };
+use hub_store::snapshot::{SnapshotFile, SHA256_LEN};
+use hub_store::{StateMachine, StoreError};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::Context;
+use crate::{status, Context};
 
 /// The etcd release whose API and behaviour hub reproduces; clients read it
 /// from Status to decide which features they may use.
@@ -21,9 +32,24 @@ pub struct MaintenanceService {
     ctx: Context,
 }
 
+/// Bytes of the database per Snapshot message, as etcd (`snapshotSendBufferSize`).
+const SNAPSHOT_CHUNK_BYTES: usize = 32 * 1024;
+
 impl MaintenanceService {
     pub fn new(ctx: Context) -> Self {
         MaintenanceService { ctx }
+    }
+
+    /// Runs `f` on a blocking thread with the state machine locked.
+    async fn with_state<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&StateMachine) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let node = self.ctx.node.clone();
+        tokio::task::spawn_blocking(move || f(&node.state().lock()))
+            .await
+            .map_err(|e| Status::internal(format!("hub: {e}")))?
+            .map_err(status::from_store)
     }
 }
 
@@ -67,20 +93,70 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        Err(Status::unimplemented("hub: Hash is not supported yet"))
+        let (hash, revision) = self.with_state(|sm| Ok((sm.hash()?, sm.current_revision()))).await?;
+        Ok(Response::new(HashResponse { header: self.ctx.header(revision), hash }))
     }
 
-    async fn hash_kv(&self, _req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
-        Err(Status::unimplemented("hub: HashKV is not supported yet"))
+    async fn hash_kv(&self, req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        let rev = req.into_inner().revision;
+        let h = self.with_state(move |sm| sm.hash_kv(rev)).await?;
+        Ok(Response::new(HashKvResponse {
+            header: self.ctx.header(h.revision),
+            hash: h.hash,
+            compact_revision: h.compact_revision,
+        }))
     }
 
     type SnapshotStream = SnapshotStream;
 
     async fn snapshot(&self, _req: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
-        Err(Status::unimplemented("hub: Snapshot is not supported yet"))
+        // Built beside the backend: a snapshot is about its size, and the
+        // system's temporary directory may be a small tmpfs.
+        let snapshot = self.with_state(|sm| SnapshotFile::create(sm, sm.dir())).await?;
+        let (tx, rx) = mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = send_snapshot(&snapshot, &tx) {
+                let _ = tx.blocking_send(Err(status::from_store(e)));
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn move_leader(&self, _req: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
         Err(Status::failed_precondition("etcdserver: bad leader transferee"))
     }
+}
+
+/// Streams a snapshot as etcd's `Maintenance.Snapshot` does: the bbolt
+/// database in 32 KiB pieces, each with the bytes still to come, then one
+/// message whose blob is the sha256 of all of them (the file's trailer), which
+/// `etcdctl snapshot save` stores after the database. Stops quietly when the
+/// client goes away.
+fn send_snapshot(
+    snapshot: &SnapshotFile,
+    tx: &mpsc::Sender<Result<SnapshotResponse, Status>>,
+) -> Result<(), StoreError> {
+    let io = |what: &str, e: std::io::Error| StoreError::Snapshot(format!("send the snapshot: {what}: {e}"));
+    let total = snapshot.info().total_size;
+    tracing::info!(total_bytes = total, revision = snapshot.info().revision, "sending database snapshot to client");
+    let mut file = snapshot.open()?;
+    let mut remaining = total;
+    loop {
+        let len = usize::try_from(remaining).map_or(SNAPSHOT_CHUNK_BYTES, |r| r.min(SNAPSHOT_CHUNK_BYTES));
+        let mut blob = vec![0u8; len];
+        file.read_exact(&mut blob).map_err(|e| io("read the database", e))?;
+        remaining -= len as u64;
+        if tx.blocking_send(Ok(SnapshotResponse { header: None, remaining_bytes: remaining, blob })).is_err() {
+            return Ok(());
+        }
+        if remaining == 0 {
+            break;
+        }
+    }
+    let mut sha = vec![0u8; SHA256_LEN];
+    file.read_exact(&mut sha).map_err(|e| io("read the sha256 trailer", e))?;
+    if tx.blocking_send(Ok(SnapshotResponse { header: None, remaining_bytes: 0, blob: sha })).is_ok() {
+        tracing::info!(total_bytes = total, "sent database snapshot to client");
+    }
+    Ok(())
 }

@@ -75,6 +75,8 @@ pub struct Node {
     peers: Mutex<HashMap<u64, PeerClient<Channel>>>,
     tls: Option<Arc<PeerTls>>,
     timeout: Duration,
+    /// Set once this member is removed from the cluster.
+    removed: tokio::sync::watch::Sender<bool>,
 }
 
 impl Node {
@@ -116,6 +118,7 @@ impl Node {
             peers: Mutex::new(HashMap::new()),
             tls: config.tls.clone(),
             timeout: request_timeout(config.election_timeout_ms),
+            removed: tokio::sync::watch::Sender::new(false),
         });
         tokio::spawn(watch_leadership(node.clone()));
         if fresh && config.bootstrap && config.initial_members.len() == 1 {
@@ -322,6 +325,13 @@ impl Node {
         membership.nodes().map(|(id, node)| (*id, node.clone(), !voters.contains(id))).collect()
     }
 
+    /// Resolves when this member has been removed from the cluster (it should
+    /// then stop, as etcd does).
+    pub async fn removed(&self) {
+        let mut removed = self.removed.subscribe();
+        let _ = removed.wait_for(|r| *r).await;
+    }
+
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
@@ -359,7 +369,14 @@ async fn bootstrap(wal: &Wal, config: &NodeConfig) -> Result<(), NodeError> {
 async fn watch_leadership(node: Arc<Node>) {
     let mut metrics = node.raft.metrics();
     let mut was_leader = false;
+    let mut was_member = false;
     loop {
+        let is_member = metrics.borrow().membership_config.membership().get_node(&node.id).is_some();
+        if was_member && !is_member {
+            tracing::warn!(member = format_args!("{:x}", node.id), "the member has been permanently removed from the cluster");
+            node.removed.send_replace(true);
+        }
+        was_member |= is_member;
         let leader = metrics.borrow().state == ServerState::Leader;
         if leader && !was_leader {
             tracing::info!(member = format_args!("{:x}", node.id), term = node.term(), "became leader");

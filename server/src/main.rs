@@ -9,6 +9,7 @@
 
 mod config;
 mod identity;
+mod migrate;
 
 use std::time::Duration;
 
@@ -128,6 +129,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     }
     let member_dir = config.data_dir.join("member");
     std::fs::create_dir_all(&member_dir).with_context(|| format!("create {}", member_dir.display()))?;
+    migrate::import_etcd_backend(&member_dir).context("import the backend of `etcdctl snapshot restore`")?;
 
     let tls = peer_tls(&config)?;
     let (members, mut my_id, mut cluster_id) = initial_members(&config);
@@ -234,8 +236,10 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     tokio::spawn(hub_grpc_api::lease::run_expiry(ctx.clone()));
     tracing::info!(name = %config.name, "ready to serve client requests");
 
-    wait_for_signal().await;
-    tracing::info!("received a stop signal; shutting down");
+    tokio::select! {
+        _ = wait_for_signal() => tracing::info!("received a stop signal; shutting down"),
+        _ = node.removed() => tracing::info!("removed from the cluster; shutting down"),
+    }
     let _ = shutdown_tx.send(true);
     node.shutdown().await;
     for s in servers {

@@ -14,6 +14,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use hub_store::apply::BACKEND_FILE;
+use hub_store::key_index::RangeEnd;
 use hub_store::snapshot::{restore_into, RestoreOptions, SnapshotReader};
 use hub_store::StateMachine;
 
@@ -46,10 +47,11 @@ pub fn import_etcd_backend(member_dir: &Path) -> anyhow::Result<bool> {
     // A snapshot saved from hub also carries its old cluster's raft position
     // and membership in `meta`; this member starts a new log.
     let dropped = state.retain_etcd_meta()?;
-    let keys = state.mvcc().range(&[], hub_store::key_index::RangeEnd::Unbounded, 0, 0, true)?.count;
+    let keys = state.mvcc().range(&[], RangeEnd::Unbounded, 0, 0, true)?.count;
     drop(state);
 
-    std::fs::rename(work.join(BACKEND_FILE), &target).with_context(|| format!("move the backend to {}", target.display()))?;
+    std::fs::rename(work.join(BACKEND_FILE), &target)
+        .with_context(|| format!("move the backend to {}", target.display()))?;
     std::fs::File::open(member_dir)
         .and_then(|d| d.sync_all())
         .with_context(|| format!("sync {}", member_dir.display()))?;

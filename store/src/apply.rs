@@ -22,11 +22,11 @@ use hub_proto::etcdserverpb::{
 };
 use hub_proto::mvccpb::{Event, KeyValue};
 
-use crate::backend::{Backend, RedbBackend, Table};
+use crate::backend::{Backend, RedbBackend, Table, WriteBatch};
 use crate::error::{EtcdError, StoreError};
 use crate::key_index::RangeEnd;
 use crate::lease::{Lease, Lessor};
-use crate::mvcc::{Mvcc, RangeResult, WriteTxn};
+use crate::mvcc::{KvHash, Mvcc, RangeResult, WriteTxn, ETCD_META_KEYS};
 
 /// What applying one command produced.
 #[derive(Debug)]
@@ -199,6 +199,45 @@ impl StateMachine {
 
     pub fn mvcc(&self) -> &Mvcc {
         &self.mvcc
+    }
+
+    /// The directory holding the backend (where snapshots are built, on the
+    /// same file system).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Maintenance.HashKV: see [`Mvcc::hash_kv`].
+    pub fn hash_kv(&self, rev: i64) -> Result<KvHash, StoreError> {
+        self.mvcc.hash_kv(rev)
+    }
+
+    /// Maintenance.Hash: the whole backend, see [`crate::hash::backend_hash`].
+    pub fn hash(&self) -> Result<u32, StoreError> {
+        crate::hash::backend_hash(self.mvcc.backend().as_ref())
+    }
+
+    /// Deletes every meta record that is not etcd's own, and any staged one:
+    /// what the layers above staged there (raft's applied log ID and
+    /// membership) describes a log this member no longer has once it starts a
+    /// new one from imported data. Returns how many records it deleted.
+    pub fn retain_etcd_meta(&mut self) -> Result<usize, StoreError> {
+        self.staged_meta.clear();
+        let mut foreign = Vec::new();
+        self.mvcc.backend().scan(Table::Meta, &[], None, &mut |k, _| {
+            if !ETCD_META_KEYS.contains(&k) {
+                foreign.push(k.to_vec());
+            }
+            true
+        })?;
+        let mut batch = WriteBatch::default();
+        for k in &foreign {
+            batch.delete(Table::Meta, k.clone());
+        }
+        if !batch.is_empty() {
+            self.mvcc.backend().commit(batch)?;
+        }
+        Ok(foreign.len())
     }
 
     /// Applies the command at log `index`. An `Err(StoreError::Etcd)` is the

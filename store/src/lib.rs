@@ -13,6 +13,7 @@
 //! - [`lease`]: leases and their attached keys.
 //! - [`validate`]: etcd's request checks before proposing.
 //! - [`apply`]: the one apply path (Put, DeleteRange, Txn, Compaction, leases).
+//! - [`hash`]: etcd's consistency hashes (HashKV, Hash) and their CRC-32C.
 //! - [`snapshot`]: etcd 3.4 snapshots (bbolt file + sha256) written from and
 //!   restored into the state machine.
 //! - [`error`]: etcd's error strings.
@@ -20,6 +21,7 @@
 pub mod apply;
 pub mod backend;
 pub mod error;
+pub mod hash;
 pub mod key_index;
 pub mod lease;
 pub mod mvcc;
@@ -29,3 +31,4 @@ pub mod validate;
 
 pub use apply::{Applied, Response, StateMachine};
 pub use error::{EtcdError, StoreError};
+pub use mvcc::KvHash;

@@ -6,7 +6,7 @@
 //! keys it changes. The store starts at revision 1 with nothing in it, as etcd
 //! does. This module knows nothing of requests or leases' lifetimes; `apply` does.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use hub_proto::mvccpb::{event::EventType, Event, KeyValue};
@@ -14,12 +14,16 @@ use prost::Message;
 
 use crate::backend::{Backend, Table, WriteBatch};
 use crate::error::{EtcdError, StoreError};
+use crate::hash::crc32c;
 use crate::key_index::{KeyIndexTree, RangeEnd};
 use crate::revision::Revision;
 
 pub const META_CONSISTENT_INDEX: &[u8] = b"consistent_index";
 pub const META_SCHEDULED_COMPACT: &[u8] = b"scheduledCompactRev";
 pub const META_FINISHED_COMPACT: &[u8] = b"finishedCompactRev";
+/// The meta records etcd 3.4 itself writes; any other was staged by a layer
+/// above the store (`StateMachine::stage_meta`).
+pub const ETCD_META_KEYS: [&[u8]; 3] = [META_CONSISTENT_INDEX, META_SCHEDULED_COMPACT, META_FINISHED_COMPACT];
 
 /// Keys and their count as of one revision.
 #[derive(Debug, Default)]
@@ -27,6 +31,17 @@ pub struct RangeResult {
     pub kvs: Vec<KeyValue>,
     /// Number of keys in the range, regardless of the limit.
     pub count: usize,
+}
+
+/// What Maintenance.HashKV answers (etcd's `HashByRev`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvHash {
+    /// CRC-32C over the name `key` and the revisions counted, key then value.
+    pub hash: u32,
+    /// The compacted revision (-1 when never compacted).
+    pub compact_revision: i64,
+    /// The store's current revision, whatever revision was hashed.
+    pub revision: i64,
 }
 
 pub struct Mvcc {
@@ -124,6 +139,51 @@ impl Mvcc {
             return Err(EtcdError::Compacted);
         }
         Ok(at)
+    }
+
+    /// etcd's `HashByRev`: a CRC-32C over `key` and then every stored
+    /// revision with main revision at most `rev` (0 = current), its bytes then
+    /// its value, in revision order.
+    ///
+    /// Revisions at or below the compacted revision count only if they are
+    /// the ones a compaction at `rev` would keep, unless it would keep none (a
+    /// quirk of etcd's, copied). etcd may still hold revisions its
+    /// asynchronous compaction has not removed yet; this rule hashes them out,
+    /// and hub, which compacts synchronously, holds only kept ones.
+    pub fn hash_kv(&self, rev: i64) -> Result<KvHash, StoreError> {
+        let (compact_revision, revision) = (self.compact_rev, self.current_rev);
+        // Unlike a read, the compacted revision itself is refused.
+        if rev > 0 && rev <= compact_revision {
+            return Err(EtcdError::Compacted.into());
+        }
+        if rev > revision {
+            return Err(EtcdError::FutureRev.into());
+        }
+        let at = if rev == 0 { revision } else { rev };
+        // What a compaction at `at` keeps: each key's newest put at or below
+        // `at` when the key exists then (etcd's `keyIndex.keep`).
+        let keep: HashSet<Revision> =
+            self.index.range_at(&[], RangeEnd::Unbounded, at).map(|(_, s)| s.modified).collect();
+        let mut hash = crc32c(0, Table::Key.name().as_bytes());
+        let mut failure = None;
+        if at >= 0 {
+            let upper = Revision::new(at.saturating_add(1), 0).to_bytes(false);
+            self.backend.scan(Table::Key, &[], Some(&upper), &mut |k, v| {
+                let Some((r, _)) = Revision::from_bytes(k) else {
+                    failure = Some(StoreError::Corrupt(format!("revision key {k:?}")));
+                    return false;
+                };
+                if r.main <= compact_revision && !keep.is_empty() && !keep.contains(&r) {
+                    return true;
+                }
+                hash = crc32c(crc32c(hash, k), v);
+                true
+            })?;
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(KvHash { hash, compact_revision, revision }),
+        }
     }
 
     /// Reads `[key, end)` at revision `rev` (0 = current), at most `limit` keys
