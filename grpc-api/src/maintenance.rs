@@ -122,8 +122,15 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn move_leader(&self, _req: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
-        Err(Status::failed_precondition("etcdserver: bad leader transferee"))
+    async fn move_leader(&self, req: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
+        use hub_raft::MoveLeaderError;
+        match self.ctx.node.move_leader(req.into_inner().target_id).await {
+            Ok(()) => Ok(Response::new(MoveLeaderResponse { header: self.ctx.header(0) })),
+            Err(e @ (MoveLeaderError::NotLeader | MoveLeaderError::BadTransferee)) => {
+                Err(Status::failed_precondition(e.to_string()))
+            }
+            Err(e @ MoveLeaderError::Timeout) => Err(Status::unavailable(e.to_string())),
+        }
     }
 }
 

@@ -264,6 +264,58 @@ impl Node {
             .map_err(|e| MemberChangeError::Other(e.to_string()))?
     }
 
+    /// Hands leadership to `target` (etcd's MoveLeader), on the leader.
+    ///
+    /// openraft 0.9 has no leadership transfer, so it is done the way a
+    /// transfer works underneath: the leader stops heartbeating and every
+    /// member but the target stops starting elections; the target's election
+    /// timer fires first and it wins (its log is complete: it is a voter of the
+    /// committed configuration). Everything is switched back on afterwards,
+    /// whatever happened.
+    pub async fn move_leader(&self, target: u64) -> Result<(), MoveLeaderError> {
+        if !self.is_leader() {
+            return Err(MoveLeaderError::NotLeader);
+        }
+        if target == self.id {
+            return Ok(());
+        }
+        let members = self.members();
+        if !members.iter().any(|(id, _, learner)| *id == target && !learner) {
+            return Err(MoveLeaderError::BadTransferee);
+        }
+        let others: Vec<(u64, Member)> =
+            members.into_iter().filter(|(id, _, _)| *id != target && *id != self.id).map(|(id, m, _)| (id, m)).collect();
+        self.set_elections(&others, false).await;
+        self.raft.runtime_config().elect(false);
+        self.raft.runtime_config().heartbeat(false);
+        let mut metrics = self.raft.metrics();
+        let moved = tokio::time::timeout(self.timeout, async {
+            while metrics.borrow().current_leader != Some(target) || metrics.borrow().state == ServerState::Leader {
+                if metrics.changed().await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
+        self.raft.runtime_config().heartbeat(true);
+        self.raft.runtime_config().elect(true);
+        self.set_elections(&others, true).await;
+        match moved {
+            Ok(()) if self.raft.metrics().borrow().current_leader == Some(target) => Ok(()),
+            _ => Err(MoveLeaderError::Timeout),
+        }
+    }
+
+    async fn set_elections(&self, members: &[(u64, Member)], enabled: bool) {
+        for (id, m) in members {
+            let Ok(mut client) = self.peer(*id, m) else { continue };
+            let Ok(data) = bincode::serialize(&enabled) else { continue };
+            if let Err(e) = client.set_election(Payload { data }).await {
+                tracing::warn!(member = format_args!("{id:x}"), error = %e, enabled, "could not switch elections");
+            }
+        }
+    }
+
     /// Publishes this member's name and client URLs to the cluster once a
     /// leader exists, retrying until it succeeds (etcd's publish).
     pub async fn publish(self: Arc<Self>, name: String, client_urls: Vec<String>) {
@@ -337,6 +389,17 @@ impl Node {
             tracing::warn!(error = %e, "raft shutdown");
         }
     }
+}
+
+/// Why a leadership transfer failed, with etcd's messages.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MoveLeaderError {
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    #[error("etcdserver: bad leader transferee")]
+    BadTransferee,
+    #[error("etcdserver: request timed out, leader transfer took too long")]
+    Timeout,
 }
 
 fn unavailable(status: &tonic::Status) -> StoreError {

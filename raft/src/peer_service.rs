@@ -70,6 +70,12 @@ impl Peer for PeerService {
         reply(&answer)
     }
 
+    async fn set_election(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let enabled: bool = decode(req.get_ref()).map_err(bad_request)?;
+        self.node.raft().runtime_config().elect(enabled);
+        reply(&())
+    }
+
     async fn members(&self, _req: Request<Payload>) -> Result<Response<Payload>, Status> {
         reply(&(self.node.cluster_id(), self.node.members()))
     }
