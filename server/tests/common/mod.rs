@@ -49,20 +49,33 @@ impl Member {
 
     /// Starts on the given ports (to compare two servers under the same flags).
     pub fn start_on(bin: &Path, client_port: u16, peer_port: u16, extra: &[&str]) -> Member {
+        let extra = extra.iter().map(|s| s.to_string()).collect();
+        let mut m = Member::unstarted(bin, "default", client_port, peer_port, String::new(), extra);
+        m.spawn();
+        m
+    }
+
+    /// A member in a fresh temporary data directory, not started yet.
+    fn unstarted(
+        bin: &Path,
+        name: &str,
+        client_port: u16,
+        peer_port: u16,
+        initial_cluster: String,
+        extra: Vec<String>,
+    ) -> Member {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let mut m = Member {
+        Member {
             child: None,
             bin: bin.to_path_buf(),
             client_port,
             peer_port,
             data_dir: tmp.path().join("data"),
             _tmp: Some(tmp),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            name: "default".into(),
-            initial_cluster: String::new(),
-        };
-        m.spawn();
-        m
+            extra,
+            name: name.to_string(),
+            initial_cluster,
+        }
     }
 
     pub fn endpoint(&self) -> String {
@@ -153,18 +166,8 @@ impl Member {
 /// A member joining a running cluster (`--initial-cluster-state existing`)
 /// after `member add` gave it `peer_port`; not started yet.
 pub fn joining_member(bin: &Path, name: &str, client_port: u16, peer_port: u16, initial_cluster: &str) -> Member {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    Member {
-        child: None,
-        bin: bin.to_path_buf(),
-        client_port,
-        peer_port,
-        data_dir: tmp.path().join("data"),
-        _tmp: Some(tmp),
-        extra: vec!["--initial-cluster-state".into(), "existing".into()],
-        name: name.to_string(),
-        initial_cluster: initial_cluster.to_string(),
-    }
+    let extra = vec!["--initial-cluster-state".into(), "existing".into()];
+    Member::unstarted(bin, name, client_port, peer_port, initial_cluster.to_string(), extra)
 }
 
 /// Restarts stopped members together (each waits for a quorum to be ready).
@@ -209,18 +212,7 @@ pub fn start_cluster_with(bin: &Path, n: usize, extra: &[&str]) -> Vec<Member> {
             let initial_cluster = initial_cluster.clone();
             let extra = extra.clone();
             std::thread::spawn(move || {
-                let tmp = tempfile::tempdir().expect("tempdir");
-                let mut m = Member {
-                    child: None,
-                    bin,
-                    client_port,
-                    peer_port,
-                    data_dir: tmp.path().join("data"),
-                    _tmp: Some(tmp),
-                    extra,
-                    name: format!("m{i}"),
-                    initial_cluster,
-                };
+                let mut m = Member::unstarted(&bin, &format!("m{i}"), client_port, peer_port, initial_cluster, extra);
                 m.spawn();
                 m
             })
