@@ -120,19 +120,16 @@ impl Lease for LeaseService {
         req: Request<LeaseTimeToLiveRequest>,
     ) -> Result<GrpcResponse<LeaseTimeToLiveResponse>, Status> {
         let r = req.into_inner();
-        let resp = {
-            let sm = self.ctx.node.state().lock();
-            match sm.lease(r.id) {
-                Some(l) => LeaseTimeToLiveResponse {
-                    header: None,
-                    id: r.id,
-                    ttl: l.remaining_secs(Instant::now()),
-                    granted_ttl: l.ttl,
-                    keys: if r.keys { l.keys.iter().cloned().collect() } else { Vec::new() },
-                },
-                // etcd answers an unknown lease with TTL -1, not an error.
-                None => LeaseTimeToLiveResponse { header: None, id: r.id, ttl: -1, granted_ttl: 0, keys: Vec::new() },
-            }
+        let resp = match self.ctx.node.lease_time_to_live(r.id).await.map_err(status::from_store)? {
+            Some(l) => LeaseTimeToLiveResponse {
+                header: None,
+                id: r.id,
+                ttl: l.remaining,
+                granted_ttl: l.granted,
+                keys: if r.keys { l.keys } else { Vec::new() },
+            },
+            // etcd answers an unknown lease with TTL -1, not an error.
+            None => LeaseTimeToLiveResponse { header: None, id: r.id, ttl: -1, granted_ttl: 0, keys: Vec::new() },
         };
         Ok(GrpcResponse::new(LeaseTimeToLiveResponse { header: self.ctx.header(0), ..resp }))
     }

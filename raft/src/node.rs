@@ -333,6 +333,28 @@ impl Node {
         }
     }
 
+    /// A lease's remaining and granted TTL and keys, as the leader counts them
+    /// (`None`: no such lease).
+    pub async fn lease_time_to_live(&self, id: i64) -> Result<Option<LeaseTtl>, StoreError> {
+        let (leader, node) = self.leader()?;
+        if leader == self.id {
+            return Ok(self.local_lease_ttl(id));
+        }
+        let mut client = self.peer(leader, &node)?;
+        let payload = Payload { data: bincode::serialize(&id).map_err(|e| StoreError::Corrupt(e.to_string()))? };
+        let reply = client.lease_time_to_live(payload).await.map_err(|s| unavailable(&s))?;
+        bincode::deserialize(&reply.get_ref().data).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    pub(crate) fn local_lease_ttl(&self, id: i64) -> Option<LeaseTtl> {
+        let sm = self.state.lock();
+        sm.lease(id).map(|l| LeaseTtl {
+            remaining: l.remaining_secs(Instant::now()),
+            granted: l.ttl,
+            keys: l.keys.iter().cloned().collect(),
+        })
+    }
+
     /// The state machine, for reads. Hold the lock briefly: applies wait on it.
     pub fn state(&self) -> &Mutex<StateMachine> {
         &self.state
@@ -389,6 +411,15 @@ impl Node {
             tracing::warn!(error = %e, "raft shutdown");
         }
     }
+}
+
+/// A lease as its time-to-live query reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LeaseTtl {
+    /// Seconds left (-1 once expired).
+    pub remaining: i64,
+    pub granted: i64,
+    pub keys: Vec<Vec<u8>>,
 }
 
 /// Why a leadership transfer failed, with etcd's messages.

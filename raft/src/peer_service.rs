@@ -76,6 +76,11 @@ impl Peer for PeerService {
         reply(&())
     }
 
+    async fn lease_time_to_live(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let id: i64 = decode(req.get_ref()).map_err(bad_request)?;
+        reply(&self.node.local_lease_ttl(id))
+    }
+
     async fn members(&self, _req: Request<Payload>) -> Result<Response<Payload>, Status> {
         reply(&(self.node.cluster_id(), self.node.members()))
     }

@@ -70,7 +70,15 @@ async fn converged(members: &[Member]) -> BTreeMap<Vec<u8>, Vec<u8>> {
             all.push(contents(m).await);
         }
         if all.iter().all(|c| c.is_some() && c == &all[0]) {
-            return all[0].clone().map(|c| c.1).unwrap_or_default();
+            // Same keys, and the same history: HashKV covers every kept revision.
+            let mut hashes = Vec::new();
+            for m in members {
+                let mut c = Client::connect([m.endpoint()], None).await.expect("connect");
+                hashes.push(c.hash_kv(0).await.ok().map(|h| h.hash()));
+            }
+            if hashes.iter().all(|h| h.is_some() && *h == hashes[0]) {
+                return all[0].clone().map(|c| c.1).unwrap_or_default();
+            }
         }
         assert!(
             Instant::now() < deadline,
@@ -94,6 +102,27 @@ async fn a_member_behind_the_snapshot_catches_up_by_snapshot() {
     members[down].spawn();
     let kvs = converged(&members).await;
     assert_eq!(kvs.len(), 150);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leases_work_through_any_member() {
+    let members = start_cluster(&hubd_bin(), 3);
+    let lead = leader(&members).await;
+    let (f1, f2) = (&members[(lead + 1) % 3], &members[(lead + 2) % 3]);
+    let mut c1 = client(&[f1]).await;
+    let mut c2 = client(&[f2]).await;
+    let id = c1.lease_grant(6, None).await.expect("grant through a follower").id();
+    c1.put("leased", "v", Some(etcd_client::PutOptions::new().with_lease(id))).await.expect("put");
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let (mut keeper, mut responses) = c1.lease_keep_alive(id).await.expect("keep-alive stream");
+    keeper.keep_alive().await.expect("keep alive");
+    let renewed = responses.message().await.expect("response").expect("renewed");
+    assert_eq!(renewed.ttl(), 6);
+    let ttl = c2.lease_time_to_live(id, Some(etcd_client::LeaseTimeToLiveOptions::new().with_keys())).await.expect("ttl");
+    assert!(ttl.ttl() >= 5, "another follower sees the leader's renewed countdown, got {}", ttl.ttl());
+    assert_eq!(ttl.keys(), [b"leased".to_vec()]);
+    c2.lease_revoke(id).await.expect("revoke through a follower");
+    assert!(converged(&members).await.is_empty(), "the revoke deleted the key everywhere");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
