@@ -2,3 +2,21 @@
 //!
 //! - `benches/store.rs`: the state machine's apply and range paths (criterion),
 //!   run with `cargo bench -p hub-benches`.
+//! - `src/bin/hub-load.rs`: `hub-load`, a load generator that speaks the etcd v3 API
+//!   (through `etcd-client`), so one run shape measures etcd and hubd alike.
+//!   `compare.sh` runs it against a 3-member etcd and a 3-member hubd and prints
+//!   the side-by-side table kept in `README.md`.
+//!
+//! The library holds what `hub-load` is made of, one concept a module:
+//! - [`workload`]: the closed-loop workloads (put, ranges, txn CAS) and run bounds;
+//! - [`watch`]: the watch fan-out workload;
+//! - [`keyspace`]: the keys and values written, and the watch send-time stamp;
+//! - [`report`]: the latency histogram and the result line.
+//!
+//! This crate is a tool, not a layer of the server: like a binary, it reports
+//! errors with `anyhow` and never talks to anything but loopback endpoints.
+
+pub mod keyspace;
+pub mod report;
+pub mod watch;
+pub mod workload;

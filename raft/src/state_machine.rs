@@ -41,6 +41,9 @@ pub struct HubStateMachine {
 
 impl HubStateMachine {
     pub fn new(state: Arc<Mutex<StateMachine>>, committed: broadcast::Sender<Arc<Committed>>) -> Self {
+        // The WAL holds every committed entry durably, so the backend need only
+        // be durable once per applied batch (and before a snapshot is taken).
+        state.lock().defer_durability(true);
         HubStateMachine { state, committed, current: Arc::new(Mutex::new(None)) }
     }
 
@@ -109,7 +112,9 @@ impl RaftStateMachine<TypeConfig> for HubStateMachine {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
             let mut sm = this.state.lock();
-            entries.iter().map(|e| this.apply_entry(&mut sm, e)).collect()
+            let outputs = entries.iter().map(|e| this.apply_entry(&mut sm, e)).collect::<Result<Vec<_>, _>>()?;
+            sm.sync().map_err(io_err)?;
+            Ok(outputs)
         })
         .await
         .map_err(io_err)?
@@ -136,9 +141,11 @@ impl RaftStateMachine<TypeConfig> for HubStateMachine {
         tokio::task::spawn_blocking(move || {
             let mut sm = this.state.lock();
             crate::snapshot::install(&mut sm, &install).map_err(io_err)?;
+            sm.defer_durability(true);
             sm.stage_meta(META_APPLIED, bincode::serialize(&m.last_log_id).map_err(io_err)?);
             sm.stage_meta(META_MEMBERSHIP, bincode::serialize(&m.last_membership).map_err(io_err)?);
-            sm.commit_meta(m.last_log_id.map_or(0, |l| l.index)).map_err(io_err)
+            sm.commit_meta(m.last_log_id.map_or(0, |l| l.index)).map_err(io_err)?;
+            sm.sync().map_err(io_err)
         })
         .await
         .map_err(io_err)??;
@@ -160,6 +167,8 @@ impl RaftSnapshotBuilder<TypeConfig> for HubStateMachine {
         let this = self.clone();
         let (meta, data) = tokio::task::spawn_blocking(move || {
             let sm = this.state.lock();
+            // The WAL may be purged up to this snapshot: it must be on disk first.
+            sm.sync().map_err(io_err)?;
             let (last_log_id, last_membership) = Self::applied(&sm)?;
             let data = crate::snapshot::build(&sm).map_err(io_err)?;
             let snapshot_id = format!("{}-{}", last_log_id.map_or(0, |l| l.leader_id.term), last_log_id.map_or(0, |l| l.index));

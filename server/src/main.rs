@@ -197,7 +197,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         servers.push(tokio::spawn(async move {
             builder
                 .add_service(peer)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                .serve_with_incoming_shutdown(accept_nodelay(listener), async move {
                     let _ = shutdown.changed().await;
                 })
                 .await
@@ -227,7 +227,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         servers.push(tokio::spawn(async move {
             tonic::transport::Server::builder()
                 .add_routes(routes)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                .serve_with_incoming_shutdown(accept_nodelay(listener), async move {
                     let _ = shutdown.changed().await;
                 })
                 .await
@@ -247,6 +247,20 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         let _ = tokio::time::timeout(Duration::from_secs(2), s).await;
     }
     Ok(())
+}
+
+/// Accepted connections with Nagle's algorithm off: gRPC answers are small
+/// writes, and Nagle against the peer's delayed ACK adds ~40 ms to each. (tonic's
+/// own `tcp_nodelay` setting does not apply to a listener handed to it.)
+fn accept_nodelay(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    TcpListenerStream::new(listener).map(|conn| {
+        let conn = conn?;
+        conn.set_nodelay(true)?;
+        Ok(conn)
+    })
 }
 
 async fn wait_for_signal() {

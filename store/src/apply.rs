@@ -156,6 +156,17 @@ impl StateMachine {
         Ok(())
     }
 
+    /// Defers the backend's durability to [`StateMachine::sync`] (see
+    /// [`Backend::defer_durability`]); for a caller whose own log is durable.
+    pub fn defer_durability(&self, deferred: bool) {
+        self.mvcc.backend().defer_durability(deferred);
+    }
+
+    /// Makes everything applied so far durable in the backend.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        Ok(self.mvcc.backend().sync()?)
+    }
+
     /// Stages a metadata record to be committed with the next change.
     pub fn stage_meta(&mut self, key: &[u8], value: Vec<u8>) {
         self.staged_meta.push((key.to_vec(), value));

@@ -59,8 +59,18 @@ impl WriteBatch {
 }
 
 pub trait Backend: Send + Sync {
-    /// Applies the batch atomically; when it returns Ok the batch is on disk.
+    /// Applies the batch atomically; when it returns Ok the batch is on disk,
+    /// unless durability is deferred (then it is on disk after the next [`sync`]).
+    ///
+    /// [`sync`]: Backend::sync
     fn commit(&self, batch: WriteBatch) -> Result<(), BackendError>;
+    /// Defers durability: commits become visible at once but reach the disk
+    /// together at the next [`Backend::sync`]. Raft uses this, because its WAL
+    /// already holds every committed entry durably; the backend is made durable
+    /// once per applied batch instead of once per entry.
+    fn defer_durability(&self, deferred: bool);
+    /// Makes every commit so far durable.
+    fn sync(&self) -> Result<(), BackendError>;
     /// Looks up several keys of one table in one consistent read.
     fn get_many(&self, table: Table, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, BackendError>;
     /// Visits `[from, to)` (or `[from, ..)`) in key order until `visit` returns false.
@@ -79,6 +89,7 @@ pub trait Backend: Send + Sync {
 pub struct RedbBackend {
     db: Database,
     path: std::path::PathBuf,
+    deferred: std::sync::atomic::AtomicBool,
 }
 
 impl RedbBackend {
@@ -89,13 +100,26 @@ impl RedbBackend {
             txn.open_table(table.definition())?;
         }
         txn.commit()?;
-        Ok(RedbBackend { db, path: path.to_path_buf() })
+        Ok(RedbBackend { db, path: path.to_path_buf(), deferred: std::sync::atomic::AtomicBool::new(false) })
     }
 }
 
 impl Backend for RedbBackend {
+    fn defer_durability(&self, deferred: bool) {
+        self.deferred.store(deferred, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn sync(&self) -> Result<(), BackendError> {
+        // An immediate commit makes every earlier non-durable commit durable too.
+        self.db.begin_write()?.commit()?;
+        Ok(())
+    }
+
     fn commit(&self, batch: WriteBatch) -> Result<(), BackendError> {
-        let txn = self.db.begin_write()?;
+        let mut txn = self.db.begin_write()?;
+        if self.deferred.load(std::sync::atomic::Ordering::Relaxed) {
+            txn.set_durability(redb::Durability::None)?;
+        }
         for table in Table::ALL {
             let mut t = txn.open_table(table.definition())?;
             for (_, key, value) in batch.ops.iter().filter(|(t, _, _)| *t == table) {

@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# compare.sh: the same hub-load runs against a 3-member etcd and a 3-member hubd on
+# this machine, printed as a markdown table (workload | etcd ops/s p50 p99 | hub ...).
+#
+# The clusters run one after the other (never both at once), each on free loopback
+# ports with data dirs under one temp dir; both get exactly the same flags. The trap
+# stops every member this script started and removes the temp dir, however it exits.
+#
+#   HUBD=/tmp/hubbin/hubd benches/compare.sh
+#
+# Environment (defaults): HUBD (target/release/hubd), ETCD (/usr/bin/etcd), ETCDCTL
+# (etcdctl beside $ETCD, else on PATH), HUB_LOAD (target/release/hub-load, built if
+# missing), DURATION (10s per run), CLIENTS (16), CONNS (3), KEYS (1000),
+# KEY_SIZE (32), VALUE_SIZE (256), WATCHERS (100), WATCH_WRITERS (1), WORKLOADS,
+# KINDS ("etcd hub").
+# Total time is about 2 x (5 x DURATION) plus start-up: under 2.5 minutes by default.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+HUBD=${HUBD:-$root/target/release/hubd}
+ETCD=${ETCD:-/usr/bin/etcd}
+if [[ -z ${ETCDCTL:-} ]]; then
+  if [[ -x $(dirname "$ETCD")/etcdctl ]]; then ETCDCTL=$(dirname "$ETCD")/etcdctl; else ETCDCTL=etcdctl; fi
+fi
+HUB_LOAD=${HUB_LOAD:-$root/target/release/hub-load}
+DURATION=${DURATION:-10s}
+CLIENTS=${CLIENTS:-16}
+CONNS=${CONNS:-3}
+KEYS=${KEYS:-1000}
+KEY_SIZE=${KEY_SIZE:-32}
+VALUE_SIZE=${VALUE_SIZE:-256}
+WATCHERS=${WATCHERS:-100}
+WATCH_WRITERS=${WATCH_WRITERS:-1}
+WORKLOADS=${WORKLOADS:-put range-linearizable range-serializable txn-cas watch}
+KINDS=${KINDS:-etcd hub} # which clusters to run; the table shows "-" for one left out
+
+for bin in "$HUBD" "$ETCD"; do
+  [[ -x $bin ]] || { echo "compare.sh: $bin is not an executable (set HUBD / ETCD)" >&2; exit 2; }
+done
+command -v "$ETCDCTL" >/dev/null || { echo "compare.sh: etcdctl not found (set ETCDCTL)" >&2; exit 2; }
+if [[ ! -x $HUB_LOAD ]]; then
+  (cd "$root" && cargo build --release -p hub-benches --bin hub-load)
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/hub-compare.XXXXXX")
+members=() # pids of the members now running
+
+stop_members() {
+  local pid
+  for pid in "${members[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for _ in $(seq 50); do
+    local alive=0
+    for pid in "${members[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    ((alive)) || break
+    sleep 0.1
+  done
+  for pid in "${members[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  for pid in "${members[@]}"; do wait "$pid" 2>/dev/null || true; done
+  members=()
+}
+cleanup() {
+  stop_members
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# N loopback ports free right now: bound all at once (so they are distinct), then released.
+free_ports() {
+  python3 - "$1" <<'EOF'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+}
+
+# start_cluster KIND BINARY: starts 3 members; sets $endpoints (comma-separated client URLs).
+start_cluster() {
+  local kind=$1 bin=$2 i
+  local -a ports
+  read -r -a ports <<<"$(free_ports 6)"
+  local initial="" clients=()
+  for i in 1 2 3; do
+    initial+="${initial:+,}m$i=http://127.0.0.1:${ports[$((2 * i - 1))]}"
+    clients+=("http://127.0.0.1:${ports[$((2 * i - 2))]}")
+  done
+  for i in 1 2 3; do
+    local client=${clients[$((i - 1))]} peer=http://127.0.0.1:${ports[$((2 * i - 1))]}
+    "$bin" --name "m$i" --data-dir "$work/$kind/m$i" \
+      --listen-client-urls "$client" --advertise-client-urls "$client" \
+      --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
+      --initial-cluster "$initial" --initial-cluster-token "$kind-compare" --initial-cluster-state new \
+      >"$work/$kind-m$i.log" 2>&1 &
+    members+=($!)
+  done
+  endpoints=$(IFS=,; echo "${clients[*]}")
+  for _ in $(seq 60); do
+    if ETCDCTL_API=3 "$ETCDCTL" --endpoints "$endpoints" --dial-timeout 1s --command-timeout 2s endpoint health >/dev/null 2>&1; then
+      return 0
+    fi
+    sleep 0.5
+  done
+  echo "compare.sh: $kind cluster did not become healthy in 30s; last log lines:" >&2
+  tail -n 5 "$work/$kind"-m*.log >&2
+  return 1
+}
+
+# Says which members have exited (and how their logs end); a dead member fails every
+# later run against it, so the table would otherwise just say "failed".
+report_dead_members() {
+  local kind=$1 i
+  for i in 1 2 3; do
+    if [[ -z ${reported_dead[$kind/m$i]:-} ]] && ! kill -0 "${members[$((i - 1))]}" 2>/dev/null; then
+      reported_dead[$kind/m$i]=1
+      echo "compare.sh: $kind member m$i has exited; its log ends:" >&2
+      tail -n 5 "$work/$kind-m$i.log" >&2
+    fi
+  done
+}
+
+declare -A reported_dead
+declare -A result # [kind/workload] = "ops/s|p50|p99"
+
+field() { grep -o " $1=[^ ]*" <<<"$2" | cut -d= -f2; }
+
+run_workloads() {
+  local kind=$1 workload line
+  for workload in $WORKLOADS; do
+    local clients=$CLIENTS
+    [[ $workload == watch ]] && clients=$WATCH_WRITERS
+    if line=$(RUST_BACKTRACE=0 "$HUB_LOAD" --endpoints "$endpoints" --workload "$workload" \
+      --clients "$clients" --conns "$CONNS" --duration "$DURATION" --keys "$KEYS" \
+      --key-size "$KEY_SIZE" --value-size "$VALUE_SIZE" --watchers "$WATCHERS" 2>"$work/load.err"); then
+      echo "$kind: $line" >&2
+      local ops errors
+      ops=$(field ops_per_sec "$line") errors=$(field errors "$line")
+      # Failed requests are not in the latencies; the table must not hide them.
+      [[ $errors == 0 ]] || ops="$ops ($errors errors)"
+      result[$kind/$workload]="$ops|$(field p50_ms "$line")|$(field p99_ms "$line")"
+    else
+      echo "$kind: $workload failed: $(tail -n 1 "$work/load.err")" >&2
+      result[$kind/$workload]="failed|-|-"
+    fi
+    report_dead_members "$kind"
+  done
+}
+
+for kind in $KINDS; do
+  bin=$ETCD
+  [[ $kind == hub ]] && bin=$HUBD
+  echo "compare.sh: starting 3-member $kind ($bin)" >&2
+  start_cluster "$kind" "$bin"
+  run_workloads "$kind"
+  stop_members
+done
+
+echo
+echo "3 members each, one after the other; hub-load --clients $CLIENTS --conns $CONNS --duration $DURATION"
+echo "--keys $KEYS --key-size $KEY_SIZE --value-size $VALUE_SIZE; watch: --watchers $WATCHERS, $WATCH_WRITERS writer(s)."
+echo
+echo "| workload | etcd ops/s | etcd p50 ms | etcd p99 ms | hub ops/s | hub p50 ms | hub p99 ms | hub/etcd ops/s |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+for workload in $WORKLOADS; do
+  IFS='|' read -r e_ops e_p50 e_p99 <<<"${result[etcd/$workload]:--|-|-}"
+  IFS='|' read -r h_ops h_p50 h_p99 <<<"${result[hub/$workload]:--|-|-}"
+  ratio=$(awk -v h="$h_ops" -v e="$e_ops" 'BEGIN { if (e ~ /^[0-9.]+$/ && e + 0 > 0 && h ~ /^[0-9.]+$/) printf "%.2f", h / e; else print "-" }')
+  echo "| $workload | $e_ops | $e_p50 | $e_p99 | $h_ops | $h_p50 | $h_p99 | $ratio |"
+done
