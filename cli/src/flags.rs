@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::commands::{endpoint, kv, lease, maintenance, member, txn, watch};
+use crate::commands::{endpoint, kv, lease, maintenance, member, snapshot, txn, watch};
 use crate::error::CtlError;
 use crate::gofmt;
 use crate::output::Format;
@@ -62,6 +62,9 @@ pub enum Command {
     /// Membership related commands
     #[command(subcommand, arg_required_else_help = true)]
     Member(member::MemberCommand),
+    /// Manages etcd node snapshots
+    #[command(subcommand, arg_required_else_help = true)]
+    Snapshot(snapshot::SnapshotCommand),
 }
 
 /// etcdctl's global flags as typed; `None` means "not on the command line".
@@ -147,6 +150,9 @@ pub struct GlobalOptions {
     pub hex: bool,
     pub dial_timeout: Duration,
     pub command_timeout: Duration,
+    /// Whether `--command-timeout` (or its variable) was given: `snapshot save`
+    /// has no timeout otherwise, as in etcdctl.
+    pub command_timeout_set: bool,
     pub keepalive_time: Duration,
     pub keepalive_timeout: Duration,
     pub insecure_transport: bool,
@@ -220,6 +226,7 @@ pub fn resolve(flags: GlobalFlags, env: &Environment) -> Result<(GlobalOptions, 
     let mut r = Resolver { env, warnings: &mut warnings };
     let endpoints = r.pick("endpoints", flags.endpoints, |s| Ok(s.split(',').map(str::to_string).collect()))?;
     let write_out = r.pick("write-out", flags.write_out, |s| Ok(s.to_string()))?;
+    let command_timeout = r.pick("command-timeout", flags.command_timeout, gofmt::parse_duration)?;
     let options = GlobalOptions {
         endpoints: endpoints
             .unwrap_or_else(|| vec!["127.0.0.1:2379".to_string()])
@@ -232,9 +239,8 @@ pub fn resolve(flags: GlobalFlags, env: &Environment) -> Result<(GlobalOptions, 
         dial_timeout: r
             .pick("dial-timeout", flags.dial_timeout, gofmt::parse_duration)?
             .unwrap_or(Duration::from_secs(2)),
-        command_timeout: r
-            .pick("command-timeout", flags.command_timeout, gofmt::parse_duration)?
-            .unwrap_or(Duration::from_secs(5)),
+        command_timeout: command_timeout.unwrap_or(Duration::from_secs(5)),
+        command_timeout_set: command_timeout.is_some(),
         keepalive_time: r
             .pick("keepalive-time", flags.keepalive_time, gofmt::parse_duration)?
             .unwrap_or(Duration::from_secs(2)),

@@ -136,6 +136,39 @@ pub fn hex_escaped(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("\\x{b:02x}")).collect()
 }
 
+/// Go's `%v` of a `[]byte`: `[1 2 255]`.
+pub fn byte_list(bytes: &[u8]) -> String {
+    let items: Vec<String> = bytes.iter().map(u8::to_string).collect();
+    format!("[{}]", items.join(" "))
+}
+
+/// Go's `%q` of a `[]string`: `["a" "b"]`.
+pub fn quote_list(items: &[String]) -> String {
+    let items: Vec<String> = items.iter().map(|s| quote(s.as_bytes())).collect();
+    format!("[{}]", items.join(" "))
+}
+
+/// Go's `*os.PathError` text, `<op> <path>: <errno text>`, e.g.
+/// `open x.db: no such file or directory`.
+pub fn path_error(op: &str, path: &str, e: &std::io::Error) -> String {
+    format!("{op} {path}: {}", errno_text(e))
+}
+
+/// Go's text for an OS error: the C library's message in lower case, as
+/// `syscall.Errno.Error()` has it, without Rust's ` (os error N)`.
+pub fn errno_text(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = match (e.raw_os_error(), text.rfind(" (os error ")) {
+        (Some(_), Some(i)) => &text[..i],
+        _ => text.as_str(),
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 /// `strconv.ParseBool`.
 pub fn parse_bool(s: &str) -> Result<bool, String> {
     match s {
@@ -267,6 +300,14 @@ mod tests {
         assert_eq!(humanize_bytes(1500), "1.5 kB");
         assert_eq!(humanize_bytes(2_500_000), "2.5 MB");
         assert_eq!(humanize_bytes(999), "999 B");
+    }
+
+    #[test]
+    fn os_errors_read_as_go_prints_them() {
+        let e = std::io::Error::from_raw_os_error(2);
+        assert_eq!(path_error("open", "x.db", &e), "open x.db: no such file or directory");
+        assert_eq!(byte_list(&[1, 0, 255]), "[1 0 255]");
+        assert_eq!(quote_list(&["a".to_string(), "b\"".to_string()]), r#"["a" "b\""]"#);
     }
 
     #[test]

@@ -104,7 +104,7 @@ fn usage_error(e: clap::Error) -> Result<(), CtlError> {
         ErrorKind::InvalidValue | ErrorKind::ValueValidation => {
             let arg = context_string(&e, ContextKind::InvalidArg).unwrap_or_default();
             let value = context_string(&e, ContextKind::InvalidValue).unwrap_or_default();
-            let flag = arg.split([' ', '=', '<']).next().unwrap_or(&arg).to_string();
+            let flag = arg.split([' ', '=', '<', '[']).next().unwrap_or(&arg).to_string();
             let why = e.source().map(|s| s.to_string()).unwrap_or_else(|| first_line(&e.to_string()));
             Err(CtlError::error(format!("invalid argument \"{value}\" for \"{flag}\" flag: {why}")))
         }

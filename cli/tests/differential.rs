@@ -33,4 +33,5 @@ scripts! {
     cluster => "cluster.txt",
     watch => "watch.txt",
     flags => "flags.txt",
+    snapshot => "snapshot.txt",
 }

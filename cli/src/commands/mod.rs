@@ -9,10 +9,8 @@
 //! - [`member`]: `member list|add|remove|update|promote`
 //! - [`endpoint`]: `endpoint status|health|hashkv` (`--cluster`)
 //! - [`maintenance`]: `compaction`, `defrag`, `alarm list|disarm`, `move-leader`
+//! - [`snapshot`]: `snapshot save|status|restore`, on top of `hub_store::snapshot`
 //! - [`line`]: etcdctl's splitting of an input line into arguments
-//!
-//! Snapshot commands (`snapshot save|status|restore`) will be a `snapshot`
-//! module here, on top of `hub_store::snapshot`.
 
 pub mod endpoint;
 pub mod kv;
@@ -20,6 +18,7 @@ pub mod lease;
 pub mod line;
 pub mod maintenance;
 pub mod member;
+pub mod snapshot;
 pub mod txn;
 pub mod watch;
 
@@ -65,6 +64,7 @@ pub async fn run(command: Command, ctx: &Ctx, out: &mut dyn Write) -> Result<(),
         Command::Version => version(out),
         Command::Lease(cmd) => lease::run(cmd, ctx, out).await,
         Command::Member(cmd) => member::run(cmd, ctx, out).await,
+        Command::Snapshot(cmd) => snapshot::run(cmd, ctx, out).await,
     }
 }
 

@@ -9,6 +9,7 @@ use hub_proto::etcdserverpb::{
     WatchResponse,
 };
 use hub_proto::mvccpb::KeyValue;
+use hub_store::snapshot::SnapshotInfo;
 
 use super::simple::{alarm_type_name, event_type_name};
 use super::{EndpointHashKv, EndpointHealth, EndpointStatus};
@@ -173,4 +174,11 @@ pub fn alarm(out: &mut dyn Write, r: &AlarmResponse) -> io::Result<()> {
         writeln!(out)?;
     }
     Ok(())
+}
+
+pub fn snapshot_status(out: &mut dyn Write, s: &SnapshotInfo) -> io::Result<()> {
+    writeln!(out, "\"Hash\" : {}", s.hash)?;
+    writeln!(out, "\"Revision\" : {}", s.revision)?;
+    writeln!(out, "\"Keys\" : {}", s.total_keys)?;
+    writeln!(out, "\"Size\" : {}", s.total_size)
 }

@@ -16,6 +16,8 @@ use hub_proto::etcdserverpb::{
 };
 use hub_proto::mvccpb::{Event, KeyValue};
 
+use hub_store::snapshot::SnapshotInfo;
+
 use super::{EndpointHashKv, EndpointHealth, EndpointStatus};
 
 /// A JSON value in the order Go would write its fields.
@@ -25,6 +27,8 @@ pub enum Json {
     Bool(bool),
     Int(i64),
     Uint(u64),
+    /// Written in decimal, never with an exponent (zap's epoch seconds and durations).
+    Float(f64),
     Str(String),
     Array(Vec<Json>),
     Object(Vec<(&'static str, Json)>),
@@ -44,6 +48,8 @@ impl Json {
             Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
             Json::Int(n) => out.push_str(&n.to_string()),
             Json::Uint(n) => out.push_str(&n.to_string()),
+            Json::Float(n) if n.is_finite() => out.push_str(&n.to_string()),
+            Json::Float(_) => out.push_str("null"),
             Json::Str(s) => write_string(s, out),
             Json::Array(items) => {
                 out.push('[');
@@ -406,6 +412,16 @@ fn hash_kv(r: &HashKvResponse) -> Json {
         .opt("header", header_field(&r.header))
         .uint_omit("hash", u64::from(r.hash))
         .int_omit("compact_revision", r.compact_revision)
+        .build()
+}
+
+/// etcdctl's `snapshot.Status` (no `omitempty`: zeros are written).
+pub fn snapshot_status(s: &SnapshotInfo) -> Json {
+    Obj::new()
+        .field("hash", Json::Uint(u64::from(s.hash)))
+        .field("revision", Json::Int(s.revision))
+        .field("totalKey", Json::Uint(s.total_keys as u64))
+        .field("totalSize", Json::Uint(s.total_size))
         .build()
 }
 

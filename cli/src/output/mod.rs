@@ -18,6 +18,7 @@ use hub_proto::etcdserverpb::{
     LeaseLeasesResponse, LeaseRevokeResponse, LeaseTimeToLiveResponse, MemberAddResponse, MemberListResponse,
     MoveLeaderResponse, PutResponse, RangeResponse, ResponseHeader, StatusResponse, TxnResponse, WatchResponse,
 };
+use hub_store::snapshot::SnapshotInfo;
 use prost::Message;
 
 use crate::error::CtlError;
@@ -352,6 +353,26 @@ impl Printer {
             Format::Json => Self::json(out, json::move_leader(r))?,
             Format::Protobuf => Self::protobuf(out, r)?,
             Format::Fields | Format::Table => return Err(self.unsupported()),
+        }
+        Ok(())
+    }
+
+    /// `snapshot status`; simple is the table's row joined with ", ".
+    pub fn snapshot_status(&self, out: Out, s: &SnapshotInfo) -> Result<(), CtlError> {
+        match self.format {
+            Format::Simple => {
+                let (_, rows) = table::snapshot_status_rows(s);
+                for row in rows {
+                    writeln!(out, "{}", row.join(", "))?;
+                }
+            }
+            Format::Json => Self::json(out, json::snapshot_status(s))?,
+            Format::Fields => fields::snapshot_status(out, s)?,
+            Format::Table => {
+                let (header, rows) = table::snapshot_status_rows(s);
+                table::render(out, &header, &rows)?
+            }
+            Format::Protobuf => return Err(self.unsupported()),
         }
         Ok(())
     }

@@ -7,6 +7,7 @@
 use std::io::{self, Write};
 
 use hub_proto::etcdserverpb::MemberListResponse;
+use hub_store::snapshot::SnapshotInfo;
 
 use super::{EndpointHashKv, EndpointHealth, EndpointStatus};
 use crate::gofmt;
@@ -78,6 +79,18 @@ pub fn endpoint_hashkv_rows(list: &[EndpointHashKv]) -> (Vec<&'static str>, Rows
     let header = vec!["endpoint", "hash"];
     let rows = list.iter().map(|h| vec![h.endpoint.clone(), h.hash.hash.to_string()]).collect();
     (header, rows)
+}
+
+/// etcdctl's `makeDBStatusTable`: the hash in hex, the size humanized.
+pub fn snapshot_status_rows(s: &SnapshotInfo) -> (Vec<&'static str>, Rows) {
+    let header = vec!["hash", "revision", "total keys", "total size"];
+    let row = vec![
+        format!("{:x}", s.hash),
+        s.revision.to_string(),
+        s.total_keys.to_string(),
+        gofmt::humanize_bytes(s.total_size),
+    ];
+    (header, vec![row])
 }
 
 /// tablewriter's default maximum cell width before wrapping.

@@ -71,12 +71,19 @@ impl Server {
         let data = tempfile::tempdir().expect("tempdir");
         let client = format!("{scheme}://127.0.0.1:{client_port}");
         let peer = format!("http://127.0.0.1:{peer_port}");
+        let mut args: Vec<String> = vec!["--data-dir".into(), data.path().join("data").to_string_lossy().into_owned()];
+        args.extend(["--listen-client-urls".into(), client.clone(), "--advertise-client-urls".into(), client]);
+        args.extend(["--listen-peer-urls".into(), peer.clone(), "--initial-advertise-peer-urls".into(), peer.clone()]);
+        args.extend(["--initial-cluster".into(), format!("default={peer}")]);
+        args.extend_from_slice(extra);
+        Self::start_args(bin, client_port, &args, data)
+    }
+
+    /// Starts `bin` with exactly `args` (which name the data directory, e.g.
+    /// one inside `data`) and waits until it serves clients on `client_port`.
+    pub fn start_args(bin: &Path, client_port: u16, args: &[String], data: tempfile::TempDir) -> Server {
         let mut child = Command::new(bin)
-            .args(["--data-dir", &data.path().join("data").to_string_lossy()])
-            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("default={peer}")])
-            .args(extra)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -128,7 +135,8 @@ pub enum Tool {
 }
 
 impl Tool {
-    fn command(self) -> Command {
+    /// The tool with `ETCDCTL_API=3` and no other `ETCDCTL_*`/`HUBCTL_*` variables.
+    pub fn command(self) -> Command {
         let mut cmd = match self {
             Tool::Etcdctl => Command::new("etcdctl"),
             Tool::Hubctl => Command::new(hubctl_bin()),
