@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, ToSocketAddrs};
 
-use sha1::{Digest, Sha1};
+use hub_raft::membership::{etcd_cluster_id, etcd_member_id};
 
 use crate::gofmt::{quote, quote_list};
 
@@ -55,25 +55,11 @@ pub fn verify(name: &str, initial_cluster: &str, advertise: &str, token: &str) -
 
     let mut members: Vec<Member> = urls_map
         .into_iter()
-        .map(|(name, peer_urls)| Member { id: member_id(&peer_urls, token), name, peer_urls })
+        .map(|(name, peer_urls)| Member { id: etcd_member_id(&peer_urls, token, None), name, peer_urls })
         .collect();
     members.sort_by_key(|m| m.id);
-    let ids: Vec<u8> = members.iter().flat_map(|m| m.id.to_be_bytes()).collect();
-    Ok(Cluster { id: sha1_u64(&ids), members })
-}
-
-/// etcd's member ID: SHA-1 of the sorted peer URLs and the cluster token.
-fn member_id(sorted_urls: &[String], token: &str) -> u64 {
-    let mut bytes = sorted_urls.concat().into_bytes();
-    bytes.extend_from_slice(token.as_bytes());
-    sha1_u64(&bytes)
-}
-
-fn sha1_u64(bytes: &[u8]) -> u64 {
-    let digest = Sha1::digest(bytes);
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    u64::from_be_bytes(first)
+    let ids: Vec<u64> = members.iter().map(|m| m.id).collect();
+    Ok(Cluster { id: etcd_cluster_id(&ids), members })
 }
 
 /// `types.NewURLsMap`'s parsing: `name=url` pairs separated by commas; a
