@@ -305,6 +305,8 @@ struct Served {
     kvs: Value,
     revision: Value,
     at_revision_3: Value,
+    /// Every key at every revision from the compaction (3) to the current one.
+    history: Vec<Value>,
     compacted: Printed,
     lease_keys: Value,
     hash: Value,
@@ -318,6 +320,9 @@ fn served(endpoint: &str, lease: i64) -> Served {
         kvs: all["kvs"].clone(),
         revision: all["header"]["revision"].clone(),
         at_revision_3: json(endpoint, &["get", "a", "--rev", "3"])["kvs"].clone(),
+        history: (3..=all["header"]["revision"].as_i64().unwrap_or(3))
+            .map(|rev| json(endpoint, &["get", "", "--prefix", "--rev", &rev.to_string()])["kvs"].clone())
+            .collect(),
         compacted: etcdctl(&["--endpoints", endpoint, "get", "a", "--rev", "2"]),
         lease_keys: ttl["keys"].clone(),
         hash: hash[0]["HashKV"]["hash"].clone(),
