@@ -238,7 +238,11 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
 
     tokio::select! {
         _ = wait_for_signal() => tracing::info!("received a stop signal; shutting down"),
-        _ = node.removed() => tracing::info!("removed from the cluster; shutting down"),
+        _ = node.removed() => {
+            tracing::info!("removed from the cluster; shutting down");
+            // Let the answer to the request that removed this member go out first.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
     let _ = shutdown_tx.send(true);
     node.shutdown().await;
