@@ -21,7 +21,7 @@ use tonic::transport::Channel;
 use crate::forward;
 use crate::log_store::LogStore;
 use crate::membership::{self, MemberChange, MemberChangeError};
-use crate::network::{peer_channel, PeerNetwork};
+use crate::network::{decode, encode, peer_channel, PeerNetwork};
 use crate::state_machine::HubStateMachine;
 use crate::tls::PeerTls;
 use crate::types::{Command, Member, Raft};
@@ -209,9 +209,7 @@ impl Node {
             } else {
                 let mut client = self.peer(leader, &node)?;
                 let reply = client.read_index(Payload::default()).await.map_err(|s| unavailable(&s))?;
-                let answer: Result<u64, String> =
-                    bincode::deserialize(&reply.get_ref().data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                answer.map_err(|e| EtcdError::from_message(&e).unwrap_or(EtcdError::NoLeader))?
+                decode::<Result<u64, String>>(reply.get_ref()).map_err(corrupt)?.map_err(refusal)?
             };
             self.raft
                 .wait(Some(self.timeout))
@@ -238,14 +236,16 @@ impl Node {
     pub async fn lease_renew(&self, id: i64) -> Result<i64, StoreError> {
         let (leader, node) = self.leader()?;
         if leader == self.id {
-            return Ok(self.state.lock().lease_renew(id, Instant::now())?);
+            return Ok(self.renew_here(id)?);
         }
         let mut client = self.peer(leader, &node)?;
-        let payload = Payload { data: bincode::serialize(&id).map_err(|e| StoreError::Corrupt(e.to_string()))? };
-        let reply = client.lease_renew(payload).await.map_err(|s| unavailable(&s))?;
-        let answer: Result<i64, String> =
-            bincode::deserialize(&reply.get_ref().data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        answer.map_err(|e| StoreError::Etcd(EtcdError::from_message(&e).unwrap_or(EtcdError::NoLeader)))
+        let reply = client.lease_renew(encode(&id).map_err(corrupt)?).await.map_err(|s| unavailable(&s))?;
+        decode::<Result<i64, String>>(reply.get_ref()).map_err(corrupt)?.map_err(refusal)
+    }
+
+    /// Renews a lease in this member's lessor (the leader's is the one that counts).
+    pub(crate) fn renew_here(&self, id: i64) -> Result<i64, EtcdError> {
+        self.state.lock().lease_renew(id, Instant::now())
     }
 
     /// Changes the membership on the leader (forwarded by a follower).
@@ -254,14 +254,11 @@ impl Node {
         if leader == self.id {
             return membership::apply(&self.raft, change).await;
         }
-        let mut client = self.peer(leader, &node).map_err(|e| MemberChangeError::Other(e.to_string()))?;
-        let data = bincode::serialize(&change).map_err(|e| MemberChangeError::Other(e.to_string()))?;
-        let reply = client
-            .change_membership(Payload { data })
-            .await
-            .map_err(|s| MemberChangeError::Other(s.message().to_string()))?;
-        bincode::deserialize::<Result<(), MemberChangeError>>(&reply.get_ref().data)
-            .map_err(|e| MemberChangeError::Other(e.to_string()))?
+        let other = |e: &dyn std::fmt::Display| MemberChangeError::Other(e.to_string());
+        let mut client = self.peer(leader, &node).map_err(|e| other(&e))?;
+        let payload = encode(&change).map_err(|e| other(&e))?;
+        let reply = client.change_membership(payload).await.map_err(|s| other(&s.message()))?;
+        decode::<Result<(), MemberChangeError>>(reply.get_ref()).map_err(|e| other(&e))?
     }
 
     /// Hands leadership to `target` (etcd's MoveLeader), on the leader.
@@ -341,9 +338,8 @@ impl Node {
             return Ok(self.local_lease_ttl(id));
         }
         let mut client = self.peer(leader, &node)?;
-        let payload = Payload { data: bincode::serialize(&id).map_err(|e| StoreError::Corrupt(e.to_string()))? };
-        let reply = client.lease_time_to_live(payload).await.map_err(|s| unavailable(&s))?;
-        bincode::deserialize(&reply.get_ref().data).map_err(|e| StoreError::Corrupt(e.to_string()))
+        let reply = client.lease_time_to_live(encode(&id).map_err(corrupt)?).await.map_err(|s| unavailable(&s))?;
+        decode(reply.get_ref()).map_err(corrupt)
     }
 
     pub(crate) fn local_lease_ttl(&self, id: i64) -> Option<LeaseTtl> {
@@ -431,6 +427,16 @@ pub enum MoveLeaderError {
     BadTransferee,
     #[error("etcdserver: request timed out, leader transfer took too long")]
     Timeout,
+}
+
+/// A peer message that does not encode or decode.
+fn corrupt(e: bincode::Error) -> StoreError {
+    StoreError::Corrupt(format!("peer message: {e}"))
+}
+
+/// The leader refused with an etcd error, sent as its text.
+fn refusal(text: String) -> StoreError {
+    StoreError::Etcd(EtcdError::from_message(&text).unwrap_or(EtcdError::NoLeader))
 }
 
 fn unavailable(status: &tonic::Status) -> StoreError {

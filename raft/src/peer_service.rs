@@ -2,7 +2,6 @@
 //! and the requests followers forward to the leader.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use hub_proto::hubpeer::{peer_server::Peer, Payload};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
@@ -88,7 +87,7 @@ impl Peer for PeerService {
     async fn lease_renew(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
         let id: i64 = decode(req.get_ref()).map_err(bad_request)?;
         let answer = if self.node.is_leader() {
-            self.node.state().lock().lease_renew(id, Instant::now()).map_err(|e| e.to_string())
+            self.node.renew_here(id).map_err(|e| e.to_string())
         } else {
             Err(hub_store::EtcdError::LeaderChanged.to_string())
         };

@@ -154,15 +154,7 @@ pub fn range_request(a: &GetArgs) -> Result<RangeRequest, CtlError> {
             return Err(CtlError::bad_feature(format!("unknown consistency flag {}", gofmt::quote(other.as_bytes()))))
         }
     };
-    let mut range_end = Vec::new();
-    if a.args.len() > 1 {
-        if a.prefix || a.from_key {
-            return Err(CtlError::bad_args(
-                "too many arguments, only accept one argument when `--prefix` or `--from-key` is set",
-            ));
-        }
-        range_end = bytes(&a.args[1]);
-    }
+    let range_end = range_end_arg(&a.args, a.prefix, a.from_key)?;
     let mut order = match a.order.to_uppercase().as_str() {
         "ASCEND" => SortOrder::Ascend,
         "DESCEND" => SortOrder::Descend,
@@ -229,6 +221,18 @@ pub fn put_request(a: &PutArgs, stdin: impl FnOnce() -> Option<Vec<u8>>) -> Resu
 }
 
 /// etcdctl's `getDelOp`.
+/// The optional second argument of get and del: an explicit range end, which
+/// `--prefix` and `--from-key` exclude.
+fn range_end_arg(args: &[OsString], prefix: bool, from_key: bool) -> Result<Vec<u8>, CtlError> {
+    let Some(end) = args.get(1) else { return Ok(Vec::new()) };
+    if prefix || from_key {
+        return Err(CtlError::bad_args(
+            "too many arguments, only accept one argument when `--prefix` or `--from-key` is set",
+        ));
+    }
+    Ok(bytes(end))
+}
+
 pub fn delete_request(a: &DelArgs) -> Result<DeleteRangeRequest, CtlError> {
     if a.args.is_empty() || a.args.len() > 2 {
         return Err(CtlError::bad_args("del command needs one argument as key and an optional argument as range_end"));
@@ -236,15 +240,7 @@ pub fn delete_request(a: &DelArgs) -> Result<DeleteRangeRequest, CtlError> {
     if a.prefix && a.from_key {
         return Err(CtlError::bad_args("`--prefix` and `--from-key` cannot be set at the same time, choose one"));
     }
-    let mut range_end = Vec::new();
-    if a.args.len() > 1 {
-        if a.prefix || a.from_key {
-            return Err(CtlError::bad_args(
-                "too many arguments, only accept one argument when `--prefix` or `--from-key` is set",
-            ));
-        }
-        range_end = bytes(&a.args[1]);
-    }
+    let range_end = range_end_arg(&a.args, a.prefix, a.from_key)?;
     let (key, range_end) = key_range(bytes(&a.args[0]), range_end, a.prefix, a.from_key);
     Ok(DeleteRangeRequest { key, range_end, prev_kv: a.prev_kv })
 }
