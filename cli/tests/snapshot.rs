@@ -215,16 +215,18 @@ fn a_corrupted_or_truncated_snapshot_is_refused_by_both() {
 #[test]
 fn save_fails_as_etcdctl_does() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let unreachable = format!("127.0.0.1:{}", free_port());
+    // Port 1: nothing listens there, and no test's server can take it (a free
+    // port from the kernel could be handed to a server started in parallel).
+    let unreachable = "127.0.0.1:1";
     let target = dir.path().join("x.db");
-    let args = ["--endpoints", &unreachable, "--command-timeout", "1s", "snapshot", "save", text(&target)];
+    let args = ["--endpoints", unreachable, "--command-timeout", "1s", "snapshot", "save", text(&target)];
     let want = etcdctl(&args);
     assert_eq!(hubctl(&args), want);
     assert_eq!(want.errors, ["Error: context deadline exceeded"]);
     assert_eq!(want.code, Some(5));
     // Without --command-timeout etcdctl waits for the member forever; hubctl
     // gives up connecting after --dial-timeout.
-    let got = hubctl(&["--endpoints", &unreachable, "--dial-timeout", "300ms", "snapshot", "save", text(&target)]);
+    let got = hubctl(&["--endpoints", unreachable, "--dial-timeout", "300ms", "snapshot", "save", text(&target)]);
     assert_eq!((got.errors.as_slice(), got.code), (&["Error: context deadline exceeded".to_string()][..], Some(5)));
     assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 0, "no file, no .part left");
 
