@@ -11,8 +11,10 @@
 //! - [`maintenance`]: Status, Alarm, Defragment, Hash, HashKV, Snapshot.
 //! - [`cluster`]: MemberList.
 //! - [`status`]: the one mapping from hub errors to gRPC statuses.
+//! - [`identity`]: the client certificate's common name of a request.
 
 pub mod cluster;
+pub mod identity;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;

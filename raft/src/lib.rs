@@ -13,9 +13,8 @@
 //! - [`state_machine`]: openraft's state machine over `hub_store::StateMachine`.
 //! - [`snapshot`]: state-machine snapshots in etcd's format.
 //! - [`network`], [`peer_service`], [`forward`]: the peer transport (tonic on
-//!   `--listen-peer-urls`) and what followers forward to the leader.
+//!   `--listen-peer-urls`, TLS from `hub-tls`) and what followers forward to the leader.
 //! - [`membership`]: etcd's member add/remove/update/promote on openraft.
-//! - [`tls`]: rustls on the peer transport, etcd's peer TLS flags.
 //! - [`node`]: a member, wiring it all together.
 
 pub mod forward;
@@ -26,7 +25,6 @@ pub mod node;
 pub mod peer_service;
 pub mod snapshot;
 pub mod state_machine;
-pub mod tls;
 pub mod types;
 pub mod wal;
 

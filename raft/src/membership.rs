@@ -45,7 +45,7 @@ pub fn etcd_cluster_id(member_ids: &[u64]) -> u64 {
 pub async fn discover(
     peer_urls: &[String],
     my_peer_urls: &[String],
-    tls: Option<&crate::tls::PeerTls>,
+    tls: Option<&hub_tls::Tls>,
 ) -> Result<(u64, u64), String> {
     use hub_proto::hubpeer::{peer_client::PeerClient, Payload};
     let mut last_error = String::from("no other member in --initial-cluster");

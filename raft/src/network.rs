@@ -9,9 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
+use hub_tls::net::{Address, Url};
+use hub_tls::Tls;
 
 use hub_proto::hubpeer::{peer_client::PeerClient, Payload};
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
@@ -24,7 +23,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::tls::PeerTls;
 use crate::types::{Member, TypeConfig};
 
 /// Encodes a peer message.
@@ -37,40 +35,41 @@ pub fn decode<T: DeserializeOwned>(payload: &Payload) -> Result<T, bincode::Erro
     bincode::deserialize(&payload.data)
 }
 
-/// A lazily connected gRPC channel to a member's first peer URL; `https`
-/// URLs go through the peer TLS connector.
-pub fn peer_channel(member: &Member, tls: Option<&PeerTls>) -> Result<Channel, String> {
+/// A lazily connected gRPC channel to a member's first peer URL: TCP or a
+/// Unix socket, with the peer TLS for `https`/`unixs` URLs.
+pub fn peer_channel(member: &Member, tls: Option<&Tls>) -> Result<Channel, String> {
     let url = member.peer_urls.first().ok_or_else(|| format!("member {} has no peer URL", member.name))?;
-    let (scheme, host_port) = url.split_once("://").ok_or_else(|| format!("peer URL {url} has no scheme"))?;
-    let host_port = host_port.trim_end_matches('/').to_string();
-    let endpoint = Endpoint::from_shared(format!("http://{host_port}"))
-        .map_err(|e| format!("peer URL {url}: {e}"))?
-        .connect_timeout(Duration::from_secs(1))
-        .tcp_nodelay(true);
-    match (scheme, tls) {
-        ("https", Some(tls)) => {
-            let host = host_port.rsplit_once(':').map_or(host_port.as_str(), |(h, _)| h);
-            let name = ServerName::try_from(host.trim_matches(['[', ']']).to_string())
-                .map_err(|e| format!("peer URL {url}: {e}"))?;
-            let connector = TlsConnector::from(tls.client.clone());
-            Ok(endpoint.connect_with_connector_lazy(tower::service_fn(move |_: tonic::codegen::http::Uri| {
-                let (connector, name, addr) = (connector.clone(), name.clone(), host_port.clone());
-                async move {
-                    let tcp = TcpStream::connect(&addr).await?;
-                    tcp.set_nodelay(true)?;
-                    let stream = connector.connect(name, tcp).await?;
-                    Ok::<_, std::io::Error>(TokioIo::new(stream))
-                }
-            })))
-        }
-        ("https", None) => Err(format!("peer URL {url} needs peer TLS (--peer-auto-tls or --peer-cert-file)")),
-        _ => Ok(endpoint.connect_lazy()),
+    let parsed = Url::parse(url)?;
+    if parsed.secure && tls.is_none() {
+        return Err(format!("peer URL {url} needs peer TLS (--peer-auto-tls or --peer-cert-file)"));
     }
+    // The URI only names the peer in requests; the connector below dials.
+    let authority = match &parsed.address {
+        Address::Tcp(host_port) => host_port.clone(),
+        Address::Unix(_) => "localhost".to_string(),
+    };
+    let endpoint = Endpoint::from_shared(format!("http://{authority}"))
+        .map_err(|e| format!("peer URL {url}: {e}"))?
+        .connect_timeout(Duration::from_secs(1));
+    let client = tls.map(|t| t.client.clone());
+    let url = url.clone();
+    Ok(endpoint.connect_with_connector_lazy(tower::service_fn(move |_: tonic::codegen::http::Uri| {
+        let (parsed, client, url) = (parsed.clone(), client.clone(), url.clone());
+        async move {
+            let io = hub_tls::net::dial(&parsed, client.as_ref()).await.inspect_err(|e| {
+                if hub_tls::net::HandshakeError::is(e) {
+                    // A refused certificate is a configuration error an operator must see.
+                    tracing::warn!(peer = %url, error = %e, "peer TLS handshake failed");
+                }
+            })?;
+            Ok::<_, std::io::Error>(TokioIo::new(io))
+        }
+    })))
 }
 
 #[derive(Clone, Default)]
 pub struct PeerNetwork {
-    pub tls: Option<Arc<PeerTls>>,
+    pub tls: Option<Arc<Tls>>,
 }
 
 pub struct PeerConnection {

@@ -23,7 +23,7 @@ use crate::log_store::LogStore;
 use crate::membership::{self, MemberChange, MemberChangeError};
 use crate::network::{decode, encode, peer_channel, PeerNetwork};
 use crate::state_machine::HubStateMachine;
-use crate::tls::PeerTls;
+use hub_tls::Tls;
 use crate::types::{Command, Member, Raft};
 use crate::wal::{Wal, WalOptions};
 use crate::Committed;
@@ -44,7 +44,7 @@ pub struct NodeConfig {
     /// `--snapshot-count`: entries between snapshots.
     pub snapshot_count: u64,
     /// Peer TLS, when any `--peer-*` TLS flag is set.
-    pub tls: Option<Arc<PeerTls>>,
+    pub tls: Option<Arc<Tls>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +73,7 @@ pub struct Node {
     state: Arc<Mutex<StateMachine>>,
     committed: broadcast::Sender<Arc<Committed>>,
     peers: Mutex<HashMap<u64, PeerClient<Channel>>>,
-    tls: Option<Arc<PeerTls>>,
+    tls: Option<Arc<Tls>>,
     timeout: Duration,
     /// Set once this member is removed from the cluster.
     removed: tokio::sync::watch::Sender<bool>,

@@ -10,6 +10,7 @@
 mod config;
 mod identity;
 mod migrate;
+mod transport;
 
 use std::time::Duration;
 
@@ -18,12 +19,8 @@ use std::collections::BTreeMap;
 
 use hub_grpc_api::{Context, ServiceConfig};
 use hub_proto::hubpeer::peer_server::PeerServer;
-use hub_raft::tls::{PeerTls, PeerTlsOptions};
 use hub_raft::{Member, Node, NodeConfig, PeerService};
-use std::sync::Arc;
 use hub_store::StateMachine;
-use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 fn main() {
     let config = match config::parse() {
@@ -61,15 +58,6 @@ fn min_lease_ttl(election_timeout_ms: u64) -> i64 {
     (election_timeout_ms * 3 / 2).div_ceil(1000) as i64
 }
 
-/// `scheme://host:port` → `host:port` for a listener; only plain http so far.
-fn listen_addr(url: &str, flag: &str) -> anyhow::Result<String> {
-    match url.split_once("://") {
-        Some(("http", rest)) => Ok(rest.trim_end_matches('/').to_string()),
-        Some((scheme, _)) => anyhow::bail!("{flag}: {scheme}:// listeners are not supported yet ({url})"),
-        None => anyhow::bail!("{flag}: URL scheme must be http, https, unix or unixs: {url}"),
-    }
-}
-
 /// The members of `--initial-cluster` with etcd's member IDs, and the cluster ID.
 fn initial_members(config: &config::Config) -> (BTreeMap<u64, Member>, u64, u64) {
     let mut by_name: BTreeMap<&str, Vec<String>> = BTreeMap::new();
@@ -96,30 +84,6 @@ fn initial_members(config: &config::Config) -> (BTreeMap<u64, Member>, u64, u64)
     (members, mine, identity::cluster_id(&ids))
 }
 
-/// Peer TLS from the `--peer-*` flags (auto TLS keeps its certificate in
-/// `<data-dir>/fixtures/peer`, as etcd does).
-fn peer_tls(config: &config::Config) -> anyhow::Result<Option<Arc<PeerTls>>> {
-    let hosts = config
-        .listen_peer_urls
-        .iter()
-        .chain(&config.initial_advertise_peer_urls)
-        .filter_map(|u| u.split_once("://").map(|(_, rest)| rest.trim_end_matches('/')))
-        .map(|hp| hp.rsplit_once(':').map_or(hp, |(h, _)| h).trim_matches(['[', ']']).to_string())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let options = PeerTlsOptions {
-        cert_file: config.peer_cert_file.clone(),
-        key_file: config.peer_key_file.clone(),
-        trusted_ca_file: config.peer_trusted_ca_file.clone(),
-        client_cert_auth: config.peer_client_cert_auth,
-        auto_tls: config.peer_auto_tls,
-        auto_tls_dir: config.data_dir.join("fixtures").join("peer"),
-        hosts,
-    };
-    Ok(PeerTls::from_options(&options)?.map(Arc::new))
-}
-
 async fn run(config: config::Config) -> anyhow::Result<()> {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
@@ -131,7 +95,8 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&member_dir).with_context(|| format!("create {}", member_dir.display()))?;
     migrate::import_etcd_backend(&member_dir).context("import the backend of `etcdctl snapshot restore`")?;
 
-    let tls = peer_tls(&config)?;
+    let tls = transport::peer_tls(&config)?;
+    let client_tls = transport::client_tls(&config)?;
     let (members, mut my_id, mut cluster_id) = initial_members(&config);
     let joining = config.initial_cluster_state == "existing";
     if joining && !identity::exists(&member_dir) {
@@ -180,24 +145,14 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut servers = Vec::new();
-    for url in &config.listen_peer_urls {
-        let (addr, secure) = match url.split_once("://") {
-            Some(("http", rest)) => (rest.trim_end_matches('/').to_string(), false),
-            Some(("https", rest)) => (rest.trim_end_matches('/').to_string(), true),
-            _ => anyhow::bail!("--listen-peer-urls: unsupported URL {url}"),
-        };
-        let listener = TcpListener::bind(&addr).await.with_context(|| format!("listen on peer URL {url}"))?;
+    for (spec, listener) in transport::bind(&config.listen_peer_urls, "--listen-peer-urls", tls.as_deref()).await? {
         let peer = PeerServer::new(PeerService::new(node.clone())).max_decoding_message_size(usize::MAX);
-        let mut builder = tonic::transport::Server::builder();
-        if secure {
-            let tls = tls.as_ref().with_context(|| format!("{url}: https peer URLs need --peer-auto-tls or --peer-cert-file"))?;
-            builder = builder.tls_config(tls.server_config()).context("peer TLS")?;
-        }
+        let incoming = hub_tls::net::incoming(listener, &spec, tls.as_deref());
         let mut shutdown = shutdown_rx.clone();
         servers.push(tokio::spawn(async move {
-            builder
+            tonic::transport::Server::builder()
                 .add_service(peer)
-                .serve_with_incoming_shutdown(accept_nodelay(listener), async move {
+                .serve_with_incoming_shutdown(incoming, async move {
                     let _ = shutdown.changed().await;
                 })
                 .await
@@ -212,22 +167,23 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
             watch_progress_notify_interval: config.experimental_watch_progress_notify_interval,
         },
     );
-    let mut client_listeners = Vec::new();
-    for url in &config.listen_client_urls {
-        let addr = listen_addr(url, "--listen-client-urls")?;
-        let listener = TcpListener::bind(&addr).await.with_context(|| format!("listen on client URL {url}"))?;
-        client_listeners.push((addr, listener));
-    }
+    let client_listeners = transport::bind(&config.listen_client_urls, "--listen-client-urls", client_tls.as_deref()).await?;
     // etcd serves clients once it has published itself through the cluster's leader.
     node.clone().publish(config.name.clone(), config.advertise_client_urls.clone()).await;
-    for (addr, listener) in client_listeners {
-        tracing::info!(address = %addr, "serving insecure client requests, this is strongly discouraged!");
+    for (spec, listener) in client_listeners {
+        if spec.plain {
+            tracing::info!(address = %spec.address, "serving insecure client requests, this is strongly discouraged!");
+        }
+        if spec.secure {
+            tracing::info!(address = %spec.address, "serving client traffic securely");
+        }
+        let incoming = hub_tls::net::incoming(listener, &spec, client_tls.as_deref());
         let routes = ctx.routes();
         let mut shutdown = shutdown_rx.clone();
         servers.push(tokio::spawn(async move {
             tonic::transport::Server::builder()
                 .add_routes(routes)
-                .serve_with_incoming_shutdown(accept_nodelay(listener), async move {
+                .serve_with_incoming_shutdown(incoming, async move {
                     let _ = shutdown.changed().await;
                 })
                 .await
@@ -251,20 +207,6 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         let _ = tokio::time::timeout(Duration::from_secs(2), s).await;
     }
     Ok(())
-}
-
-/// Accepted connections with Nagle's algorithm off: gRPC answers are small
-/// writes, and Nagle against the peer's delayed ACK adds ~40 ms to each. (tonic's
-/// own `tcp_nodelay` setting does not apply to a listener handed to it.)
-fn accept_nodelay(
-    listener: TcpListener,
-) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use tokio_stream::StreamExt;
-    TcpListenerStream::new(listener).map(|conn| {
-        let conn = conn?;
-        conn.set_nodelay(true)?;
-        Ok(conn)
-    })
 }
 
 async fn wait_for_signal() {

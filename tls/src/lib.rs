@@ -1,0 +1,262 @@
+//! etcd's TLS, on rustls, for both of hubd's sides: the client listeners
+//! (`--cert-file`, `--key-file`, `--trusted-ca-file`, `--client-cert-auth`,
+//! `--auto-tls`, `--client-crl-file`) and the peer transport (the same flags
+//! with `--peer-` in front, plus `--peer-cert-allowed-cn` and
+//! `--peer-cert-allowed-hostname`), with `--cipher-suites` for both.
+//!
+//! Place in the request path: the socket, before any gRPC. [`Tls::from_flags`]
+//! turns one side's flags into a rustls server config (what the listeners of
+//! that side present and whom they let in) and a client config (how a member
+//! dials its peers). [`net`] binds etcd's listen URLs (`http`, `https`,
+//! `unix`, `unixs`) and hands tonic handshaken connections that carry the
+//! verified client certificate's common name. This crate knows nothing of
+//! etcd's requests; it must never let a connection through that etcd's TLS
+//! setup would refuse.
+//!
+//! - [`verify`]: client-certificate checks (CRL, allowed CN/hostname) and the
+//!   unverified server check of auto TLS.
+//! - [`cipher`]: Go's cipher-suite names to rustls suites.
+//! - [`net`]: listen and dial URLs, the accept loop, [`net::ConnInfo`].
+//! - [`alert`]: TLS failures worded as Go's `crypto/tls` words them.
+
+pub mod alert;
+pub mod cipher;
+pub mod net;
+pub mod verify;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+
+/// One side's TLS flags (client or peer).
+#[derive(Debug, Clone, Default)]
+pub struct TlsFlags {
+    /// `client` or `peer`: names the flags in error messages.
+    pub side: &'static str,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub trusted_ca_file: Option<PathBuf>,
+    pub client_cert_auth: bool,
+    pub auto_tls: bool,
+    /// Where auto TLS keeps its certificate (`<data-dir>/fixtures/<side>`, as etcd).
+    pub auto_tls_dir: PathBuf,
+    /// Host names and IPs an auto-TLS certificate is for (the listen URLs' hosts).
+    pub hosts: Vec<String>,
+    pub crl_file: Option<PathBuf>,
+    pub allowed_cn: Option<String>,
+    pub allowed_hostname: Option<String>,
+    /// `--cipher-suites`, Go's names; empty for rustls's defaults.
+    pub cipher_suites: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TlsError(String);
+
+fn err(what: impl std::fmt::Display, e: impl std::fmt::Display) -> TlsError {
+    TlsError(format!("{what}: {e}"))
+}
+
+/// One side's TLS: what its listeners present and check, how it dials.
+#[derive(Clone)]
+pub struct Tls {
+    pub server: Arc<ServerConfig>,
+    pub client: Arc<ClientConfig>,
+    /// Whether the listeners verify client certificates *for authentication*
+    /// (`--client-cert-auth`): only then is a certificate's common name the
+    /// user, as in etcd.
+    pub client_cert_auth: bool,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls").field("client_cert_auth", &self.client_cert_auth).finish()
+    }
+}
+
+impl Tls {
+    /// Builds one side's TLS, or `None` when neither a certificate nor auto
+    /// TLS is configured (that side then has no `https`/`unixs` listeners).
+    pub fn from_flags(f: &TlsFlags) -> Result<Option<Tls>, TlsError> {
+        let side = f.side;
+        let flag = |name: &str| if side == "peer" { format!("--peer-{name}") } else { format!("--{name}") };
+        let (cert_pem, key_pem, self_signed) = match (&f.cert_file, &f.key_file) {
+            (Some(c), Some(k)) => (read(c, &flag("cert-file"))?, read(k, &flag("key-file"))?, false),
+            (Some(_), None) | (None, Some(_)) => {
+                // etcd's TLSInfo check, word for word (auto TLS does not apply then).
+                let show = |p: &Option<PathBuf>| p.as_deref().map_or(String::new(), |p| p.display().to_string());
+                return Err(TlsError(format!(
+                    "KeyFile and CertFile must both be present[key: {}, cert: {}]",
+                    show(&f.key_file),
+                    show(&f.cert_file)
+                )));
+            }
+            _ if f.auto_tls => {
+                let (c, k) = self_signed(&f.auto_tls_dir, &f.hosts)?;
+                (c, k, true)
+            }
+            _ => return Ok(None),
+        };
+        if f.allowed_cn.is_some() && f.allowed_hostname.is_some() {
+            return Err(TlsError(format!(
+                "AllowedCN and AllowedHostname are mutually exclusive (cn={:?}, hostname={:?})",
+                f.allowed_cn.as_deref().unwrap_or_default(),
+                f.allowed_hostname.as_deref().unwrap_or_default()
+            )));
+        }
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| err(format!("parse {}", flag("cert-file")), e))?;
+        if certs.is_empty() {
+            return Err(TlsError(format!("{}: no certificate found", flag("cert-file"))));
+        }
+        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| err(format!("parse {}", flag("key-file")), e))?;
+        let provider = Arc::new(cipher::provider(&f.cipher_suites)?);
+        // Auto TLS replaces the whole TLS setup with the self-signed
+        // certificate: no CA, so no client verification (etcd's SelfCert).
+        let roots = match &f.trusted_ca_file {
+            Some(path) if !self_signed => Some(Arc::new(root_store(path, &flag("trusted-ca-file"))?)),
+            _ => None,
+        };
+
+        // etcd's TLSInfo.ServerConfig: a trusted CA or --client-cert-auth
+        // means every client must present a certificate that chains to it.
+        let client_cert_auth = f.client_cert_auth && !self_signed;
+        let server = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| err("TLS versions", e))?;
+        let server = match (&roots, client_cert_auth) {
+            (Some(roots), _) => {
+                let webpki = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+                    .build()
+                    .map_err(|e| err(flag("trusted-ca-file"), e))?;
+                server.with_client_cert_verifier(Arc::new(verify::ClientVerifier::new(
+                    webpki,
+                    f.crl_file.clone(),
+                    f.allowed_cn.clone(),
+                    f.allowed_hostname.clone(),
+                )))
+            }
+            (None, true) => {
+                return Err(TlsError(format!(
+                    "{} needs {} (the CA client certificates must chain to)",
+                    flag("client-cert-auth"),
+                    flag("trusted-ca-file")
+                )))
+            }
+            (None, false) => server.with_no_client_auth(),
+        };
+        let mut server = server
+            .with_single_cert(certs.clone(), key.clone_key())
+            .map_err(|e| err(format!("{} and {}", flag("cert-file"), flag("key-file")), e))?;
+        // h2 for gRPC; http/1.1 for the JSON gateway and /metrics on the same port.
+        server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+
+        let client = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| err("TLS versions", e))?;
+        let client = match &roots {
+            Some(roots) => client.with_root_certificates(roots.clone()),
+            // etcd's members do not verify each other without a trusted CA
+            // (auto TLS, or a certificate without a CA file).
+            None => client.dangerous().with_custom_certificate_verifier(Arc::new(verify::AcceptAnyServer(provider))),
+        };
+        let mut client = client.with_client_auth_cert(certs, key).map_err(|e| err("client certificate", e))?;
+        client.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(Some(Tls { server: Arc::new(server), client: Arc::new(client), client_cert_auth }))
+    }
+}
+
+fn read(path: &Path, what: &str) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|e| err(format!("{what}: open {}", path.display()), e))
+}
+
+/// The CAs of a PEM bundle.
+pub fn root_store(path: &Path, what: &str) -> Result<RootCertStore, TlsError> {
+    let pem = read(path, what)?;
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.map_err(|e| err(format!("parse {what}"), e))?).map_err(|e| err(what, e))?;
+    }
+    if roots.is_empty() {
+        return Err(TlsError(format!("{what}: no certificate found in {}", path.display())));
+    }
+    Ok(roots)
+}
+
+/// A TLS client config as etcdctl builds one from `--cacert`, `--cert`,
+/// `--key` and `--insecure-skip-tls-verify` (hubctl's connections).
+pub fn client_config(
+    ca_file: Option<&Path>,
+    identity: Option<(&Path, &Path)>,
+    skip_verify: bool,
+) -> Result<ClientConfig, TlsError> {
+    let provider: Arc<CryptoProvider> = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err("TLS versions", e))?;
+    let builder = if skip_verify {
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(verify::AcceptAnyServer(provider)))
+    } else {
+        let roots = match ca_file {
+            Some(path) => root_store(path, "--cacert")?,
+            None => verify::system_roots(),
+        };
+        builder.with_root_certificates(roots)
+    };
+    let mut config = match identity {
+        Some((cert, key)) => {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&read(cert, "--cert")?)
+                .collect::<Result<_, _>>()
+                .map_err(|e| err("parse --cert", e))?;
+            let key = PrivateKeyDer::from_pem_slice(&read(key, "--key")?).map_err(|e| err("parse --key", e))?;
+            builder.with_client_auth_cert(certs, key).map_err(|e| err("--cert and --key", e))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
+}
+
+/// etcd's auto TLS: a self-signed certificate for `hosts`, generated once and
+/// kept in `dir` (`cert.pem`, `key.pem`, as etcd names them).
+fn self_signed(dir: &Path, hosts: &[String]) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    if cert_path.exists() && key_path.exists() {
+        return Ok((read(&cert_path, "auto TLS certificate")?, read(&key_path, "auto TLS key")?));
+    }
+    let mut names: Vec<String> = hosts.to_vec();
+    if names.is_empty() {
+        names.push("localhost".into());
+    }
+    let key = rcgen::KeyPair::generate().map_err(|e| err("generate a key", e))?;
+    let mut params = rcgen::CertificateParams::new(names).map_err(|e| err("certificate parameters", e))?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(rcgen::DnType::OrganizationName, "etcd");
+    let now = std::time::SystemTime::now();
+    params.not_before = now.into();
+    params.not_after = (now + std::time::Duration::from_secs(365 * 24 * 3600)).into();
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature, rcgen::KeyUsagePurpose::KeyEncipherment];
+    params.extended_key_usages =
+        vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.self_signed(&key).map_err(|e| err("self-sign", e))?;
+    std::fs::create_dir_all(dir).map_err(|e| err(format!("create {}", dir.display()), e))?;
+    let (cert_pem, key_pem) = (cert.pem().into_bytes(), key.serialize_pem().into_bytes());
+    std::fs::write(&cert_path, &cert_pem).map_err(|e| err("write the auto TLS certificate", e))?;
+    write_private(&key_path, &key_pem).map_err(|e| err("write the auto TLS key", e))?;
+    tracing::info!(cert = %cert_path.display(), "generated a self-signed certificate (auto TLS)");
+    Ok((cert_pem, key_pem))
+}
+
+/// Writes a private key readable by its owner only.
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    file.write_all(data)
+}
