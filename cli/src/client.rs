@@ -188,7 +188,8 @@ impl Connector {
                 Ok(())
             }
             Ok(Err(status)) if status.message() == "etcdserver: authentication is not enabled" => Ok(()),
-            Ok(Err(status)) => Err(CtlError::from_status(&status)),
+            // etcdctl cannot make its client: ExitBadConnection.
+            Ok(Err(status)) => Err(CtlError::from_status_with(crate::error::ExitCode::BadConnection, &status)),
             Err(_) => Err(CtlError::deadline_exceeded()),
         }
     }
