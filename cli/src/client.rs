@@ -8,9 +8,12 @@
 //! connecting after `--dial-timeout` instead of retrying forever.
 
 use std::future::Future;
+use std::sync::OnceLock;
 use std::time::Duration;
 
+use hub_proto::etcdserverpb::{auth_client::AuthClient, AuthenticateRequest};
 use tokio::time::Instant;
+use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::error::CtlError;
@@ -28,14 +31,54 @@ pub struct Connector {
     keepalive_time: Duration,
     keepalive_timeout: Duration,
     pub command_timeout: Duration,
+    /// `--user`/`--password`: authenticate once connected.
+    credentials: Option<(String, String)>,
+}
+
+/// The token of this process's user, once authenticated; every request
+/// carries it (etcdctl runs one command per process, as hubctl does).
+static TOKEN: OnceLock<AsciiMetadataValue> = OnceLock::new();
+
+/// Adds the user's token to a request, as clientv3 does with its `token` metadata.
+pub fn with_token<T>(mut request: tonic::Request<T>) -> tonic::Request<T> {
+    if let Some(token) = TOKEN.get() {
+        request.metadata_mut().insert("token", token.clone());
+    }
+    request
+}
+
+/// Reads a password without echo (etcdctl's `speakeasy.Ask`): from the
+/// terminal when there is one, else a line of standard input.
+pub fn ask_password(prompt: &str) -> Result<String, CtlError> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        return rpassword::prompt_password(prompt).map_err(|e| CtlError::error(e.to_string()));
+    }
+    print!("{prompt}");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    println!();
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+/// etcdctl's `authCfgFromCmd`: `--user name[:password]`, `--password`, or a prompt.
+fn credentials(opts: &GlobalOptions) -> Result<Option<(String, String)>, CtlError> {
+    let user = match opts.user.as_deref() {
+        None | Some("") => return Ok(None),
+        Some(user) => user,
+    };
+    Ok(Some(match opts.password.as_deref() {
+        Some(password) if !password.is_empty() => (user.to_string(), password.to_string()),
+        _ => match user.split_once(':') {
+            Some((name, password)) => (name.to_string(), password.to_string()),
+            None => (user.to_string(), ask_password("Password: ")?),
+        },
+    }))
 }
 
 impl Connector {
     /// Checks the TLS and auth flags and reads the certificate files.
     pub fn new(opts: &GlobalOptions) -> Result<Self, CtlError> {
-        if opts.user.is_some() || opts.password.is_some() {
-            return Err(CtlError::error("authentication (--user/--password) is not supported by hubctl yet"));
-        }
         if opts.discovery_srv.is_some() {
             return Err(CtlError::error("DNS discovery (--discovery-srv) is not supported by hubctl yet"));
         }
@@ -73,6 +116,7 @@ impl Connector {
             keepalive_time: opts.keepalive_time,
             keepalive_timeout: opts.keepalive_timeout,
             command_timeout: opts.command_timeout,
+            credentials: credentials(opts)?,
         })
     }
 
@@ -114,6 +158,7 @@ impl Connector {
                     return Err(CtlError::deadline_exceeded());
                 }
                 if let Ok(Ok(channel)) = tokio::time::timeout(remaining, endpoint.connect()).await {
+                    self.authenticate(&channel, deadline).await?;
                     return Ok(channel);
                 }
             }
@@ -123,6 +168,29 @@ impl Connector {
             }
             tokio::time::sleep(pause.min(remaining)).await;
             pause = (pause * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// Gets the user's token once (clientv3's `getToken`); a cluster without
+    /// auth answers "not enabled", and then requests go without one.
+    async fn authenticate(&self, channel: &Channel, deadline: Instant) -> Result<(), CtlError> {
+        let Some((name, password)) = &self.credentials else { return Ok(()) };
+        if TOKEN.get().is_some() {
+            return Ok(());
+        }
+        let req = AuthenticateRequest { name: name.clone(), password: password.clone() };
+        let mut client = AuthClient::new(channel.clone());
+        match tokio::time::timeout_at(deadline, client.authenticate(request(req, deadline))).await {
+            Ok(Ok(resp)) => {
+                let token = AsciiMetadataValue::try_from(resp.into_inner().token)
+                    .map_err(|e| CtlError::error(format!("invalid auth token from the server: {e}")))?;
+                let _ = TOKEN.set(token);
+                Ok(())
+            }
+            Ok(Err(status)) if status.message() == "etcdserver: authentication is not enabled" => Ok(()),
+            // etcdctl cannot make its client: ExitBadConnection.
+            Ok(Err(status)) => Err(CtlError::from_status_with(crate::error::ExitCode::BadConnection, &status)),
+            Err(_) => Err(CtlError::deadline_exceeded()),
         }
     }
 
@@ -160,7 +228,7 @@ fn read_file(path: &str) -> Result<Vec<u8>, CtlError> {
 
 /// A unary request carrying the time left until `deadline` (gRPC's `grpc-timeout`).
 pub fn request<T>(message: T, deadline: Instant) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
+    let mut request = with_token(tonic::Request::new(message));
     request.set_timeout(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)));
     request
 }

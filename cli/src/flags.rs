@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::commands::{endpoint, kv, lease, maintenance, member, snapshot, txn, watch};
+use crate::commands::{auth, endpoint, kv, lease, maintenance, member, snapshot, txn, watch};
 use crate::error::CtlError;
 use crate::gofmt;
 use crate::output::Format;
@@ -65,6 +65,15 @@ pub enum Command {
     /// Manages etcd node snapshots
     #[command(subcommand, arg_required_else_help = true)]
     Snapshot(snapshot::SnapshotCommand),
+    /// Enable or disable authentication
+    #[command(subcommand, arg_required_else_help = true)]
+    Auth(auth::AuthCommand),
+    /// User related commands
+    #[command(subcommand, arg_required_else_help = true)]
+    User(auth::UserCommand),
+    /// Role related commands
+    #[command(subcommand, arg_required_else_help = true)]
+    Role(auth::RoleCommand),
 }
 
 /// etcdctl's global flags as typed; `None` means "not on the command line".
@@ -112,10 +121,10 @@ pub struct GlobalFlags {
     /// verify certificates of TLS-enabled secure servers using this CA bundle
     #[arg(long, global = true)]
     pub cacert: Option<String>,
-    /// username[:password] for authentication (not supported by hubctl yet)
+    /// username[:password] for authentication (prompt if password is not supplied)
     #[arg(long, global = true)]
     pub user: Option<String>,
-    /// password for authentication (not supported by hubctl yet)
+    /// password for authentication (if this option is used, --user option shouldn't include password)
     #[arg(long, global = true)]
     pub password: Option<String>,
     /// domain name to query for SRV records describing cluster endpoints (not supported yet)

@@ -34,4 +34,5 @@ scripts! {
     watch => "watch.txt",
     flags => "flags.txt",
     snapshot => "snapshot.txt",
+    auth => "auth.txt",
 }

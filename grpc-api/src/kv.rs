@@ -39,20 +39,26 @@ fn is_serializable(r: &TxnRequest) -> bool {
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn range(&self, req: GrpcRequest<RangeRequest>) -> Result<GrpcResponse<RangeResponse>, Status> {
+        let who = self.ctx.caller(&req).await?;
         let r = req.into_inner();
         validate::check_range(&r).map_err(status::from_etcd)?;
         if !r.serializable {
             self.ctx.node.read_index().await.map_err(status::from_store)?;
         }
-        let mut resp = self.ctx.node.state().lock().range(&r).map_err(status::from_store)?;
+        let mut resp = {
+            let sm = self.ctx.node.state().lock();
+            sm.authorize_read(&who, &r.key, &r.range_end).map_err(status::from_etcd)?;
+            sm.range(&r).map_err(status::from_store)?
+        };
         resp.header = self.ctx.fill(resp.header);
         Ok(GrpcResponse::new(resp))
     }
 
     async fn put(&self, req: GrpcRequest<PutRequest>) -> Result<GrpcResponse<PutResponse>, Status> {
+        let who = self.ctx.caller(&req).await?;
         let r = req.into_inner();
         validate::check_put(&r).map_err(status::from_etcd)?;
-        match self.ctx.propose(InternalRaftRequest { put: Some(r), ..Default::default() }).await? {
+        match self.ctx.propose(&who, InternalRaftRequest { put: Some(r), ..Default::default() }).await? {
             Response::Put(mut resp) => {
                 resp.header = self.ctx.fill(resp.header);
                 Ok(GrpcResponse::new(resp))
@@ -65,9 +71,10 @@ impl Kv for KvService {
         &self,
         req: GrpcRequest<DeleteRangeRequest>,
     ) -> Result<GrpcResponse<DeleteRangeResponse>, Status> {
+        let who = self.ctx.caller(&req).await?;
         let r = req.into_inner();
         validate::check_delete(&r).map_err(status::from_etcd)?;
-        match self.ctx.propose(InternalRaftRequest { delete_range: Some(r), ..Default::default() }).await? {
+        match self.ctx.propose(&who, InternalRaftRequest { delete_range: Some(r), ..Default::default() }).await? {
             Response::DeleteRange(mut resp) => {
                 resp.header = self.ctx.fill(resp.header);
                 Ok(GrpcResponse::new(resp))
@@ -77,15 +84,18 @@ impl Kv for KvService {
     }
 
     async fn txn(&self, req: GrpcRequest<TxnRequest>) -> Result<GrpcResponse<TxnResponse>, Status> {
+        let who = self.ctx.caller(&req).await?;
         let r = req.into_inner();
         validate::check_txn(&r, self.ctx.config.max_txn_ops).map_err(status::from_etcd)?;
         let mut resp = if is_read_only(&r) {
             if !is_serializable(&r) {
                 self.ctx.node.read_index().await.map_err(status::from_store)?;
             }
-            self.ctx.node.state().lock().read_only_txn(&r).map_err(status::from_store)?
+            let sm = self.ctx.node.state().lock();
+            sm.authorize_txn(&who, &r).map_err(status::from_etcd)?;
+            sm.read_only_txn(&r).map_err(status::from_store)?
         } else {
-            match self.ctx.propose(InternalRaftRequest { txn: Some(r), ..Default::default() }).await? {
+            match self.ctx.propose(&who, InternalRaftRequest { txn: Some(r), ..Default::default() }).await? {
                 Response::Txn(resp) => resp,
                 other => return Err(unexpected(other)),
             }
@@ -96,8 +106,9 @@ impl Kv for KvService {
     }
 
     async fn compact(&self, req: GrpcRequest<CompactionRequest>) -> Result<GrpcResponse<CompactionResponse>, Status> {
+        let who = self.ctx.caller(&req).await?;
         let r = req.into_inner();
-        match self.ctx.propose(InternalRaftRequest { compaction: Some(r), ..Default::default() }).await? {
+        match self.ctx.propose(&who, InternalRaftRequest { compaction: Some(r), ..Default::default() }).await? {
             Response::Compaction(mut resp) => {
                 resp.header = self.ctx.fill(resp.header);
                 Ok(GrpcResponse::new(resp))

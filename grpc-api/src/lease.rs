@@ -60,13 +60,14 @@ type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, 
 #[tonic::async_trait]
 impl Lease for LeaseService {
     async fn lease_grant(&self, req: Request<LeaseGrantRequest>) -> Result<GrpcResponse<LeaseGrantResponse>, Status> {
+        let who = self.ctx.caller(&req).await?;
         let mut r = req.into_inner();
         while r.id == 0 {
             r.id = (self.ids.next() & (i64::MAX as u64)) as i64;
         }
         // Refuse before proposing what the state machine would refuse anyway.
         self.ctx.node.state().lock().check_lease_grant(r.id, r.ttl).map_err(status::from_etcd)?;
-        match self.ctx.propose(InternalRaftRequest { lease_grant: Some(r), ..Default::default() }).await? {
+        match self.ctx.propose(&who, InternalRaftRequest { lease_grant: Some(r), ..Default::default() }).await? {
             Response::LeaseGrant(mut resp) => {
                 resp.header = self.ctx.fill(resp.header);
                 Ok(GrpcResponse::new(resp))
@@ -76,8 +77,9 @@ impl Lease for LeaseService {
     }
 
     async fn lease_revoke(&self, req: Request<LeaseRevokeRequest>) -> Result<GrpcResponse<LeaseRevokeResponse>, Status> {
+        let who = self.ctx.caller(&req).await?;
         let r = req.into_inner();
-        match self.ctx.propose(InternalRaftRequest { lease_revoke: Some(r), ..Default::default() }).await? {
+        match self.ctx.propose(&who, InternalRaftRequest { lease_revoke: Some(r), ..Default::default() }).await? {
             Response::LeaseRevoke(mut resp) => {
                 resp.header = self.ctx.fill(resp.header);
                 Ok(GrpcResponse::new(resp))
@@ -92,6 +94,8 @@ impl Lease for LeaseService {
         &self,
         req: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<GrpcResponse<Self::LeaseKeepAliveStream>, Status> {
+        let who = self.ctx.caller(&req).await?;
+        self.ctx.node.state().lock().authorize_user(&who).map_err(status::from_etcd)?;
         let mut incoming = req.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let ctx = self.ctx.clone();
@@ -119,8 +123,19 @@ impl Lease for LeaseService {
         &self,
         req: Request<LeaseTimeToLiveRequest>,
     ) -> Result<GrpcResponse<LeaseTimeToLiveResponse>, Status> {
+        let who = self.ctx.caller(&req).await?;
         let r = req.into_inner();
-        let resp = match self.ctx.node.lease_time_to_live(r.id).await.map_err(status::from_store)? {
+        self.ctx.node.state().lock().authorize_user(&who).map_err(status::from_etcd)?;
+        let ttl = self.ctx.node.lease_time_to_live(r.id).await.map_err(status::from_store)?;
+        if let Some(l) = ttl.as_ref().filter(|_| r.keys) {
+            // The key names are data: only for who may read every one of them
+            // (etcd gave them to anyone, CVE-2023-32082).
+            let sm = self.ctx.node.state().lock();
+            for key in &l.keys {
+                sm.authorize_read(&who, key, &[]).map_err(status::from_etcd)?;
+            }
+        }
+        let resp = match ttl {
             Some(l) => LeaseTimeToLiveResponse {
                 header: None,
                 id: r.id,
@@ -134,8 +149,13 @@ impl Lease for LeaseService {
         Ok(GrpcResponse::new(LeaseTimeToLiveResponse { header: self.ctx.header(0), ..resp }))
     }
 
-    async fn lease_leases(&self, _req: Request<LeaseLeasesRequest>) -> Result<GrpcResponse<LeaseLeasesResponse>, Status> {
-        let leases = self.ctx.node.state().lock().leases().map(|l| LeaseStatus { id: l.id }).collect();
+    async fn lease_leases(&self, req: Request<LeaseLeasesRequest>) -> Result<GrpcResponse<LeaseLeasesResponse>, Status> {
+        let who = self.ctx.caller(&req).await?;
+        let leases = {
+            let sm = self.ctx.node.state().lock();
+            sm.authorize_user(&who).map_err(status::from_etcd)?;
+            sm.leases().map(|l| LeaseStatus { id: l.id }).collect()
+        };
         Ok(GrpcResponse::new(LeaseLeasesResponse { header: self.ctx.header(0), leases }))
     }
 }

@@ -10,26 +10,34 @@
 //! - [`lease`]: Lease grant, revoke, keep-alive, time-to-live, list; expiry.
 //! - [`maintenance`]: Status, Alarm, Defragment, Hash, HashKV, Snapshot.
 //! - [`cluster`]: MemberList.
+//! - [`auth`]: the Auth service (users, roles, enable, authenticate).
+//! - [`token`]: simple and JWT tokens; [`identity`]: the client certificate's name.
 //! - [`status`]: the one mapping from hub errors to gRPC statuses.
-//! - [`identity`]: the client certificate's common name of a request.
+//!
+//! Who sends a request ([`Context::caller`]: a token, else the client
+//! certificate's common name) travels in the header of every proposal, and
+//! the state machine authorizes it when it applies it; reads are authorized
+//! under the same lock that reads the state (`hub_store::auth`).
 
+pub mod auth;
 pub mod cluster;
 pub mod identity;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
 pub mod status;
+pub mod token;
 pub mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use hub_proto::etcdserverpb::{
-    cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
+    auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
     maintenance_server::MaintenanceServer, watch_server::WatchServer, InternalRaftRequest, ResponseHeader,
 };
 use hub_raft::Node;
-use hub_store::{EtcdError, Response};
+use hub_store::{AuthInfo, EtcdError, Response};
 use prost::Message;
 use tonic::Status;
 
@@ -42,6 +50,13 @@ pub struct ServiceConfig {
     pub max_txn_ops: usize,
     /// `--experimental-watch-progress-notify-interval`.
     pub watch_progress_notify_interval: Duration,
+    /// `--auth-token`.
+    pub tokens: Arc<token::Tokens>,
+    /// `--bcrypt-cost`.
+    pub bcrypt_cost: u32,
+    /// `--client-cert-auth`: a certificate's common name is the user when
+    /// a request carries no token.
+    pub client_cert_auth: bool,
 }
 
 impl Default for ServiceConfig {
@@ -50,8 +65,18 @@ impl Default for ServiceConfig {
             max_request_bytes: 1536 * 1024,
             max_txn_ops: 128,
             watch_progress_notify_interval: Duration::from_secs(600),
+            tokens: Arc::new(token::Tokens::Simple),
+            bcrypt_cost: 10,
+            client_cert_auth: false,
         }
     }
+}
+
+/// What a request says about who sends it; see [`Context::credentials`].
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    token: Option<String>,
+    common_name: Option<String>,
 }
 
 /// What every service holds: the raft node and the limits.
@@ -90,12 +115,79 @@ impl Context {
         self.header(h.map_or(0, |h| h.revision))
     }
 
-    /// Proposes a command after etcd's size check; returns what applying it gave.
-    async fn propose(&self, req: InternalRaftRequest) -> Result<Response, Status> {
+    /// Proposes a client's command after etcd's size check; returns what
+    /// applying it gave. The header names `who`, so the state machine
+    /// authorizes the command when it applies it.
+    async fn propose(&self, who: &AuthInfo, mut req: InternalRaftRequest) -> Result<Response, Status> {
+        req.header = Some(who.header());
         if req.encoded_len() > self.config.max_request_bytes {
             return Err(status::from_etcd(EtcdError::RequestTooLarge));
         }
         self.node.propose(req).await.map_err(status::from_store)
+    }
+
+    /// Who sends `request` (etcd's `AuthInfoFromCtx`, then `AuthInfoFromTLS`).
+    pub async fn caller<T>(&self, request: &tonic::Request<T>) -> Result<AuthInfo, Status> {
+        self.who(&self.credentials(request)?).await
+    }
+
+    /// What `request` carries to say who sends it: a token (`token`
+    /// metadata, or `authorization` as etcd's gateway sends it) and, with
+    /// `--client-cert-auth`, its certificate's common name (not for requests
+    /// relayed by the gateway, whose certificate is the server's).
+    pub fn credentials<T>(&self, request: &tonic::Request<T>) -> Result<Credentials, Status> {
+        let md = request.metadata();
+        let token = match md.get("token").or_else(|| md.get("authorization")) {
+            Some(t) => Some(t.to_str().map_err(|_| status::from_etcd(EtcdError::InvalidAuthToken))?.to_string()),
+            None => None,
+        };
+        let common_name = if self.config.client_cert_auth && md.get("grpcgateway-accept").is_none() {
+            identity::client_common_name(request)
+        } else {
+            None
+        };
+        Ok(Credentials { token, common_name })
+    }
+
+    /// The user `credentials` stand for now: a token's user, else the
+    /// certificate's name, else nobody (revision 0).
+    pub async fn who(&self, credentials: &Credentials) -> Result<AuthInfo, Status> {
+        if let Some(token) = &credentials.token {
+            return self.token_user(token).await.ok_or_else(|| {
+                tracing::warn!("invalid auth token");
+                status::from_etcd(EtcdError::InvalidAuthToken)
+            });
+        }
+        if let Some(name) = &credentials.common_name {
+            let sm = self.node.state().lock();
+            if sm.auth().is_enabled() {
+                return Ok(AuthInfo { username: name.clone(), revision: sm.auth().revision() });
+            }
+        }
+        Ok(AuthInfo::default())
+    }
+
+    async fn token_user(&self, token: &str) -> Option<AuthInfo> {
+        if let token::Tokens::Jwt(jwt) = self.config.tokens.as_ref() {
+            return jwt.verify(token);
+        }
+        let lookup = || self.node.state().lock().auth_mut().simple_token_user(token, std::time::Instant::now());
+        if let Some(info) = lookup() {
+            return Some(info);
+        }
+        // Issued by an Authenticate this member has not applied yet: wait
+        // until it has caught up with the leader, then look again.
+        let index = token::simple_token_index(token)?;
+        if index <= self.node.state().lock().applied_index() {
+            return None;
+        }
+        self.node.read_index().await.ok()?;
+        lookup()
+    }
+
+    /// Refuses `who` unless it holds the root role (while auth is enabled).
+    pub fn check_admin(&self, who: &AuthInfo) -> Result<(), Status> {
+        self.node.state().lock().auth().check_admin(who).map_err(status::from_etcd)
     }
 
     /// Every service of the API, ready to mount on a tonic server.
@@ -108,5 +200,6 @@ impl Context {
                 MaintenanceServer::new(maintenance::MaintenanceService::new(self.clone())).max_decoding_message_size(max),
             )
             .add_service(ClusterServer::new(cluster::ClusterService::new(self.clone())).max_decoding_message_size(max))
+            .add_service(AuthServer::new(auth::AuthService::new(self.clone())).max_decoding_message_size(max))
     }
 }

@@ -58,6 +58,10 @@ type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        if req.get_ref().action != AlarmAction::Get as i32 {
+            // Arming and disarming are the root's business.
+            self.ctx.check_admin(&self.ctx.caller(&req).await?)?;
+        }
         // No alarm is ever raised yet (quotas come later), so listing and
         // disarming see none; raising one by hand is not supported.
         match AlarmAction::try_from(req.into_inner().action) {
@@ -87,17 +91,20 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
-    async fn defragment(&self, _req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+    async fn defragment(&self, req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+        self.ctx.check_admin(&self.ctx.caller(&req).await?)?;
         // redb reuses freed pages itself; there is nothing to rewrite.
         Ok(Response::new(DefragmentResponse { header: self.ctx.header(0) }))
     }
 
-    async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+    async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        self.ctx.check_admin(&self.ctx.caller(&req).await?)?;
         let (hash, revision) = self.with_state(|sm| Ok((sm.hash()?, sm.current_revision()))).await?;
         Ok(Response::new(HashResponse { header: self.ctx.header(revision), hash }))
     }
 
     async fn hash_kv(&self, req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        self.ctx.check_admin(&self.ctx.caller(&req).await?)?;
         let rev = req.into_inner().revision;
         let h = self.with_state(move |sm| sm.hash_kv(rev)).await?;
         Ok(Response::new(HashKvResponse {
@@ -109,7 +116,8 @@ impl Maintenance for MaintenanceService {
 
     type SnapshotStream = SnapshotStream;
 
-    async fn snapshot(&self, _req: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+    async fn snapshot(&self, req: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+        self.ctx.check_admin(&self.ctx.caller(&req).await?)?;
         // Built beside the backend: a snapshot is about its size, and the
         // system's temporary directory may be a small tmpfs.
         let snapshot = self.with_state(|sm| SnapshotFile::create(sm, sm.dir())).await?;
@@ -123,6 +131,7 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn move_leader(&self, req: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
+        self.ctx.check_admin(&self.ctx.caller(&req).await?)?;
         use hub_raft::MoveLeaderError;
         match self.ctx.node.move_leader(req.into_inner().target_id).await {
             Ok(()) => Ok(Response::new(MoveLeaderResponse { header: self.ctx.header(0) })),

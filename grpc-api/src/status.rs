@@ -15,6 +15,12 @@ pub fn from_etcd(e: EtcdError) -> Status {
         LeaseExist => Code::FailedPrecondition,
         Stopped | NoLeader | LeaderChanged | Timeout => Code::Unavailable,
         Corrupt => Code::DataLoss,
+        RootUserNotExist | RootRoleNotExist | UserAlreadyExist | UserNotFound | RoleAlreadyExist | RoleNotFound
+        | RoleNotGranted | PermissionNotGranted | AuthNotEnabled => Code::FailedPrecondition,
+        UserEmpty | RoleEmpty | AuthFailed | InvalidAuthMgmt | AuthOldRevision => Code::InvalidArgument,
+        NoPasswordUser => Code::Unknown,
+        PermissionDenied => Code::PermissionDenied,
+        InvalidAuthToken => Code::Unauthenticated,
     };
     Status::new(code, e.to_string())
 }

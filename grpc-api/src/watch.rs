@@ -25,7 +25,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::Context;
+use crate::{Context, Credentials};
 
 /// The watch ID etcd uses in responses that belong to no watcher.
 const INVALID_WATCH_ID: i64 = -1;
@@ -47,9 +47,11 @@ impl Watch for WatchService {
     type WatchStream = WatchStream;
 
     async fn watch(&self, req: Request<Streaming<WatchRequest>>) -> Result<Response<Self::WatchStream>, Status> {
+        let credentials = self.ctx.credentials(&req)?;
         let (tx, rx) = mpsc::channel(256);
         let stream = WatchStreamTask {
             ctx: self.ctx.clone(),
+            credentials,
             out: tx,
             watchers: BTreeMap::new(),
             next_id: 0,
@@ -92,6 +94,8 @@ impl Watcher {
 
 struct WatchStreamTask {
     ctx: Context,
+    /// Who opened the stream; each create is authorized as etcd does.
+    credentials: Credentials,
     out: mpsc::Sender<Result<WatchResponse, Status>>,
     watchers: BTreeMap<i64, Watcher>,
     next_id: i64,
@@ -157,7 +161,17 @@ impl WatchStreamTask {
             [0] => Some(Vec::new()),
             e => Some(e.to_vec()),
         };
-        let current = self.ctx.node.state().lock().current_revision();
+        let who = self.ctx.who(&self.credentials).await;
+        let (current, denied) = {
+            let sm = self.ctx.node.state().lock();
+            // Read permission on the whole watched range (etcd checked a
+            // from-key watch as its first key alone).
+            let denied = match &who {
+                Ok(who) => sm.authorize_read(who, &key, &c.range_end).err().map(|e| e.to_string()),
+                Err(status) => Some(status.message().to_string()),
+            };
+            (sm.current_revision(), denied)
+        };
         let refuse = |reason: &str| WatchResponse {
             header: self.ctx.header(current),
             watch_id: INVALID_WATCH_ID,
@@ -166,6 +180,9 @@ impl WatchStreamTask {
             cancel_reason: reason.to_string(),
             ..Default::default()
         };
+        if let Some(reason) = denied {
+            return self.send(refuse(&reason)).await;
+        }
         if matches!(&end, Some(e) if !e.is_empty() && key >= *e) {
             return self.send(refuse("mvcc: watcher range is empty")).await;
         }

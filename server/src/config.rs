@@ -89,6 +89,9 @@ const HONOURED: &[&str] = &[
     "peer-cert-allowed-cn",
     "peer-cert-allowed-hostname",
     "cipher-suites",
+    "auth-token",
+    "bcrypt-cost",
+    "auth-token-ttl",
     // Handled by this module itself.
     "config-file",
     "version",
@@ -167,6 +170,12 @@ pub struct Config {
     /// `--log-outputs` (or the deprecated `--log-output`), deduplicated and sorted.
     pub log_outputs: Vec<String>,
     pub enable_pprof: bool,
+    /// `--auth-token`: `simple`, or `jwt,` and its options.
+    pub auth_token: String,
+    /// `--bcrypt-cost`; outside bcrypt's 4 to 31, etcd's default 10.
+    pub bcrypt_cost: u32,
+    /// `--auth-token-ttl`: how long a simple token lives unused.
+    pub auth_token_ttl: Duration,
     /// The interval etcd would use: 0 means its default of 10 minutes, and
     /// anything shorter than 100ms is raised to 100ms.
     pub experimental_watch_progress_notify_interval: Duration,
@@ -1190,6 +1199,15 @@ fn finish(
         logger: f.logger,
         log_outputs,
         enable_pprof: f.enable_pprof,
+        auth_token: f.auth_token,
+        bcrypt_cost: match u32::try_from(f.bcrypt_cost) {
+            Ok(c @ 4..=31) => c,
+            _ => {
+                warnings.push(format!("use default bcrypt cost 10 instead of the invalid given cost {}", f.bcrypt_cost));
+                10
+            }
+        },
+        auth_token_ttl: Duration::from_secs(f.auth_token_ttl),
         experimental_watch_progress_notify_interval: watch_interval,
         cert_file: path(f.cert_file),
         key_file: path(f.key_file),

@@ -113,8 +113,13 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     // On restart the data directory decides, whatever the flags say (as etcd).
     let (identity, created) = identity::load_or_create(&member_dir, || (my_id, cluster_id)).context("member identity")?;
 
-    let state = StateMachine::open(&member_dir, min_lease_ttl(config.election_timeout_ms))
+    let tokens = hub_grpc_api::token::Tokens::parse(&config.auth_token).map_err(|e| {
+        tracing::warn!(error = %e, "failed to create token provider");
+        anyhow::anyhow!("auth: invalid auth options")
+    })?;
+    let mut state = StateMachine::open(&member_dir, min_lease_ttl(config.election_timeout_ms))
         .context("open the backend")?;
+    state.auth_mut().set_token_ttl(config.auth_token_ttl);
     tracing::info!(
         member = format_args!("{:x}", identity.member_id),
         cluster = format_args!("{:x}", identity.cluster_id),
@@ -165,6 +170,9 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
             max_request_bytes: config.max_request_bytes as usize,
             max_txn_ops: config.max_txn_ops as usize,
             watch_progress_notify_interval: config.experimental_watch_progress_notify_interval,
+            tokens: std::sync::Arc::new(tokens),
+            bcrypt_cost: config.bcrypt_cost,
+            client_cert_auth: config.client_cert_auth,
         },
     );
     let client_listeners = transport::bind(&config.listen_client_urls, "--listen-client-urls", client_tls.as_deref()).await?;

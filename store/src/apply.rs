@@ -16,12 +16,13 @@ use hub_proto::etcdserverpb::{
     compare::{CompareResult, CompareTarget, TargetUnion},
     range_request::{SortOrder, SortTarget},
     request_op::Request,
-    response_op, CompactionRequest, CompactionResponse, Compare, DeleteRangeRequest, DeleteRangeResponse,
+    response_op, AuthenticateResponse, CompactionRequest, CompactionResponse, Compare, DeleteRangeRequest, DeleteRangeResponse,
     InternalRaftRequest, LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse,
     PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
 use hub_proto::mvccpb::{Event, KeyValue};
 
+use crate::auth::{AuthInfo, AuthStore};
 use crate::backend::{Backend, RedbBackend, Table, WriteBatch};
 use crate::error::{EtcdError, StoreError};
 use crate::key_index::RangeEnd;
@@ -47,6 +48,8 @@ pub enum Response {
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
     Range(RangeResponse),
+    /// An auth command: only Authenticate fills it (with a simple token).
+    Auth(AuthenticateResponse),
     /// A command this member already applied (replayed after a restart).
     AlreadyApplied,
 }
@@ -85,6 +88,7 @@ impl ReadView for WriteTxn<'_> {
 pub struct StateMachine {
     mvcc: Mvcc,
     lessor: Lessor,
+    auth: AuthStore,
     applied_index: u64,
     min_lease_ttl: i64,
     /// Metadata of the layer above (raft's last applied log ID, membership),
@@ -114,9 +118,11 @@ impl StateMachine {
         })?;
         let mut lessor = Lessor::new(min_lease_ttl);
         lessor.restore(&records, restored.leased_keys, Instant::now())?;
+        let auth = AuthStore::load(backend.as_ref())?;
         Ok(StateMachine {
             mvcc: restored.mvcc,
             lessor,
+            auth,
             applied_index: restored.consistent_index,
             min_lease_ttl,
             staged_meta: Vec::new(),
@@ -129,7 +135,8 @@ impl StateMachine {
     /// of it survives.
     fn reload(&mut self) -> Result<(), StoreError> {
         let backend = self.mvcc.backend().clone();
-        *self = Self::from_backend(backend, self.min_lease_ttl, self.dir.clone())?;
+        let old = std::mem::replace(self, Self::from_backend(backend, self.min_lease_ttl, self.dir.clone())?);
+        self.auth.keep_tokens_of(old.auth);
         Ok(())
     }
 
@@ -151,7 +158,8 @@ impl StateMachine {
         std::fs::rename(restored.join(BACKEND_FILE), self.dir.join(BACKEND_FILE))
             .map_err(|e| io("move the restored backend into place", e))?;
         std::fs::File::open(&self.dir).and_then(|d| d.sync_all()).map_err(|e| io("sync the directory", e))?;
-        *self = Self::open(&self.dir.clone(), self.min_lease_ttl)?;
+        let old = std::mem::replace(self, Self::open(&self.dir.clone(), self.min_lease_ttl)?);
+        self.auth.keep_tokens_of(old.auth);
         std::fs::remove_dir_all(&work).map_err(|e| io("remove the work directory", e))?;
         Ok(())
     }
@@ -210,6 +218,34 @@ impl StateMachine {
 
     pub fn mvcc(&self) -> &Mvcc {
         &self.mvcc
+    }
+
+    pub fn auth(&self) -> &AuthStore {
+        &self.auth
+    }
+
+    pub fn auth_mut(&mut self) -> &mut AuthStore {
+        &mut self.auth
+    }
+
+    /// Whether `who` may have `req` applied (see [`AuthStore::authorize`]).
+    pub fn authorize(&self, who: &AuthInfo, req: &InternalRaftRequest) -> Result<(), EtcdError> {
+        self.auth.authorize(who, req, &self.lessor)
+    }
+
+    /// Read permission on a key range (see [`AuthStore::authorize_read`]).
+    pub fn authorize_read(&self, who: &AuthInfo, key: &[u8], range_end: &[u8]) -> Result<(), EtcdError> {
+        self.auth.authorize_read(who, key, range_end, &self.lessor)
+    }
+
+    /// A read-only txn (see [`AuthStore::authorize_txn`]).
+    pub fn authorize_txn(&self, who: &AuthInfo, t: &TxnRequest) -> Result<(), EtcdError> {
+        self.auth.authorize_txn(who, t, &self.lessor)
+    }
+
+    /// Any known user (see [`AuthStore::authorize_user`]).
+    pub fn authorize_user(&self, who: &AuthInfo) -> Result<(), EtcdError> {
+        self.auth.authorize_user(who, &self.lessor)
     }
 
     /// The directory holding the backend (where snapshots are built, on the
@@ -273,6 +309,16 @@ impl StateMachine {
     }
 
     fn apply_command(&mut self, index: u64, req: &InternalRaftRequest, now: Instant) -> Result<Applied, StoreError> {
+        // A client's request carries who sent it (proposals of the members
+        // themselves, lease expiry for one, carry no header): it is checked
+        // here against the auth state it is applied to, whatever checks ran
+        // before proposing.
+        if let Some(h) = &req.header {
+            self.auth.authorize(&AuthInfo::from_header(h), req, &self.lessor)?;
+        }
+        if crate::auth::is_auth_request(req) {
+            return self.apply_auth(index, req, now);
+        }
         if let Some(r) = &req.put {
             return self.apply_put(index, r);
         }
@@ -297,6 +343,16 @@ impl StateMachine {
         }
         // Commands of later features (auth, alarms) are not produced yet.
         Ok(Applied { response: Response::AlreadyApplied, events: Vec::new() })
+    }
+
+    fn apply_auth(&mut self, index: u64, req: &InternalRaftRequest, now: Instant) -> Result<Applied, StoreError> {
+        let mut txn = self.mvcc.write();
+        // A refusal comes before any change, in memory or in the batch.
+        let token = self.auth.apply(req, index, now, txn.batch_mut())?;
+        let rev = txn.revision();
+        commit(txn, &mut self.staged_meta, index)?;
+        let resp = AuthenticateResponse { header: header(rev), token: token.unwrap_or_default() };
+        Ok(Applied { response: Response::Auth(resp), events: Vec::new() })
     }
 
     fn check_lease(&self, lease: i64) -> Result<(), EtcdError> {

@@ -3,7 +3,7 @@
 //!
 //! The trait is deliberately small so the engine stays cheap to replace (see
 //! `docs/architecture.md` on why redb and not sled). Table names follow etcd's
-//! bbolt buckets (`key`, `meta`, `lease`) so a snapshot maps one to one.
+//! bbolt buckets (`key`, `meta`, `lease`, `auth`, `authUsers`, `authRoles`) so a snapshot maps one to one.
 
 use std::path::Path;
 
@@ -20,17 +20,31 @@ pub enum Table {
     Meta,
     /// Lease ID (big-endian) → leasepb.Lease.
     Lease,
+    /// `authEnabled`, `authRevision`.
+    Auth,
+    /// User name → authpb.User.
+    AuthUsers,
+    /// Role name → authpb.Role.
+    AuthRoles,
 }
 
 impl Table {
-    pub const ALL: [Table; 3] = [Table::Key, Table::Meta, Table::Lease];
+    pub const ALL: [Table; 6] = [Table::Key, Table::Meta, Table::Lease, Table::Auth, Table::AuthUsers, Table::AuthRoles];
 
     pub fn name(self) -> &'static str {
         match self {
             Table::Key => "key",
             Table::Meta => "meta",
             Table::Lease => "lease",
+            Table::Auth => "auth",
+            Table::AuthUsers => "authUsers",
+            Table::AuthRoles => "authRoles",
         }
+    }
+
+    /// The table that holds etcd's bucket `name`, if hub keeps that bucket.
+    pub fn of_bucket(name: &[u8]) -> Option<Table> {
+        Self::ALL.into_iter().find(|t| t.name().as_bytes() == name)
     }
 
     fn definition(self) -> TableDefinition<'static, &'static [u8], &'static [u8]> {

@@ -44,10 +44,46 @@ pub enum EtcdError {
     Timeout,
     #[error("etcdserver: corrupt cluster")]
     Corrupt,
+    #[error("etcdserver: root user does not exist")]
+    RootUserNotExist,
+    #[error("etcdserver: root user does not have root role")]
+    RootRoleNotExist,
+    #[error("etcdserver: user name already exists")]
+    UserAlreadyExist,
+    #[error("etcdserver: user name is empty")]
+    UserEmpty,
+    #[error("etcdserver: user name not found")]
+    UserNotFound,
+    #[error("etcdserver: role name already exists")]
+    RoleAlreadyExist,
+    #[error("etcdserver: role name not found")]
+    RoleNotFound,
+    #[error("etcdserver: role name is empty")]
+    RoleEmpty,
+    #[error("etcdserver: authentication failed, invalid user ID or password")]
+    AuthFailed,
+    /// etcd has no gRPC status for this one: it reaches clients as its
+    /// internal `auth:` text with code Unknown.
+    #[error("auth: authentication failed, password was given for no password user")]
+    NoPasswordUser,
+    #[error("etcdserver: permission denied")]
+    PermissionDenied,
+    #[error("etcdserver: role is not granted to the user")]
+    RoleNotGranted,
+    #[error("etcdserver: permission is not granted to the role")]
+    PermissionNotGranted,
+    #[error("etcdserver: authentication is not enabled")]
+    AuthNotEnabled,
+    #[error("etcdserver: invalid auth token")]
+    InvalidAuthToken,
+    #[error("etcdserver: invalid auth management")]
+    InvalidAuthMgmt,
+    #[error("etcdserver: revision of auth store is old")]
+    AuthOldRevision,
 }
 
 impl EtcdError {
-    const ALL: [EtcdError; 19] = [
+    const ALL: [EtcdError; 36] = [
         EtcdError::EmptyKey,
         EtcdError::KeyNotFound,
         EtcdError::ValueProvided,
@@ -67,6 +103,23 @@ impl EtcdError {
         EtcdError::LeaderChanged,
         EtcdError::Timeout,
         EtcdError::Corrupt,
+        EtcdError::RootUserNotExist,
+        EtcdError::RootRoleNotExist,
+        EtcdError::UserAlreadyExist,
+        EtcdError::UserEmpty,
+        EtcdError::UserNotFound,
+        EtcdError::RoleAlreadyExist,
+        EtcdError::RoleNotFound,
+        EtcdError::RoleEmpty,
+        EtcdError::AuthFailed,
+        EtcdError::NoPasswordUser,
+        EtcdError::PermissionDenied,
+        EtcdError::RoleNotGranted,
+        EtcdError::PermissionNotGranted,
+        EtcdError::AuthNotEnabled,
+        EtcdError::InvalidAuthToken,
+        EtcdError::InvalidAuthMgmt,
+        EtcdError::AuthOldRevision,
     ];
 
     /// The error whose message this is (errors cross the peer wire as text).

@@ -6,7 +6,7 @@
 //! Go's `crc32.Update` with that table, so feeding the same bytes in the same
 //! order gives etcd's number; `etcdctl snapshot status` uses it too.
 
-use crate::backend::{Backend, Table};
+use crate::backend::Backend;
 use crate::error::StoreError;
 use crate::mvcc::{ETCD_META_KEYS, META_CONSISTENT_INDEX};
 use crate::snapshot::layout;
@@ -40,7 +40,7 @@ pub(crate) fn crc32c(crc: u32, data: &[u8]) -> u32 {
 /// bbolt's order, its name and then each key and value, skipping
 /// `meta/consistent_index` (it moves without the key space changing).
 ///
-/// hub's backend holds the `key`, `lease` and `meta` buckets; the others are
+/// hub's backend holds the `key`, `lease`, `meta` and auth buckets; the others are
 /// hashed as a snapshot of this member would hold them ([`layout::fixed_records`]),
 /// so the figure equals etcd's only where hub keeps the same records (etcd's
 /// `members` bucket, for one, is not among them). Meta records staged by the
@@ -50,23 +50,12 @@ pub fn backend_hash(backend: &dyn Backend) -> Result<u32, StoreError> {
     let mut crc = 0;
     for bucket in layout::BUCKETS {
         crc = crc32c(crc, bucket);
-        let table = match bucket {
-            layout::KEY => Table::Key,
-            layout::LEASE => Table::Lease,
-            layout::META => Table::Meta,
-            other => {
-                for (k, v) in layout::fixed_records(other) {
-                    crc = crc32c(crc32c(crc, k), &v);
-                }
-                continue;
-            }
-        };
-        backend.scan(table, &[], None, &mut |k, v| {
-            let ignored = table == Table::Meta && (k == META_CONSISTENT_INDEX || !ETCD_META_KEYS.contains(&k));
+        crate::snapshot::for_each_record(backend, bucket, &mut |k, v| {
+            let ignored = bucket == layout::META && (k == META_CONSISTENT_INDEX || !ETCD_META_KEYS.contains(&k));
             if !ignored {
                 crc = crc32c(crc32c(crc, k), v);
             }
-            true
+            Ok(())
         })?;
     }
     Ok(crc)

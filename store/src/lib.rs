@@ -12,13 +12,15 @@
 //! - [`mvcc`]: ranges, write transactions and compaction over index + backend.
 //! - [`lease`]: leases and their attached keys.
 //! - [`validate`]: etcd's request checks before proposing.
-//! - [`apply`]: the one apply path (Put, DeleteRange, Txn, Compaction, leases).
+//! - [`apply`]: the one apply path (Put, DeleteRange, Txn, Compaction, leases, auth).
+//! - [`auth`]: users, roles, key-range permissions and the one authorization walk.
 //! - [`hash`]: etcd's consistency hashes (HashKV, Hash) and their CRC-32C.
 //! - [`snapshot`]: etcd 3.4 snapshots (bbolt file + sha256) written from and
 //!   restored into the state machine.
 //! - [`error`]: etcd's error strings.
 
 pub mod apply;
+pub mod auth;
 pub mod backend;
 pub mod error;
 pub mod hash;
@@ -30,5 +32,6 @@ pub mod snapshot;
 pub mod validate;
 
 pub use apply::{Applied, Response, StateMachine};
+pub use auth::AuthInfo;
 pub use error::{EtcdError, StoreError};
 pub use mvcc::KvHash;

@@ -284,3 +284,49 @@ fn a_restore_that_fails_leaves_nothing_behind() {
     assert!(err.contains("is not a revision"), "{err}");
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "restore left files behind");
 }
+
+#[test]
+fn users_roles_and_the_auth_flags_survive_a_snapshot() {
+    use hub_proto::authpb::{permission::Type, Permission};
+    use hub_proto::etcdserverpb::{
+        AuthEnableRequest, AuthRoleAddRequest, AuthRoleGrantPermissionRequest, AuthUserAddRequest,
+        AuthUserGrantRoleRequest,
+    };
+    let work = tempfile::tempdir().unwrap();
+    let mut hub = Hub::open(&work.path().join("source"));
+    let user = |name: &str| AuthUserAddRequest { name: name.into(), hashed_password: format!("hash of {name}"), ..Default::default() };
+    let grant = |user: &str, role: &str| AuthUserGrantRoleRequest { user: user.into(), role: role.into() };
+    hub.apply(InternalRaftRequest { auth_user_add: Some(user("root")), ..Default::default() });
+    hub.apply(InternalRaftRequest { auth_role_add: Some(AuthRoleAddRequest { name: "root".into() }), ..Default::default() });
+    hub.apply(InternalRaftRequest { auth_user_grant_role: Some(grant("root", "root")), ..Default::default() });
+    hub.apply(InternalRaftRequest { auth_role_add: Some(AuthRoleAddRequest { name: "r".into() }), ..Default::default() });
+    let perm = Permission { perm_type: Type::Readwrite as i32, key: b"a".to_vec(), range_end: b"b".to_vec() };
+    let grant_perm = AuthRoleGrantPermissionRequest { name: "r".into(), perm: Some(perm.clone()) };
+    hub.apply(InternalRaftRequest { auth_role_grant_permission: Some(grant_perm), ..Default::default() });
+    hub.apply(InternalRaftRequest { auth_user_add: Some(user("alice")), ..Default::default() });
+    hub.apply(InternalRaftRequest { auth_user_grant_role: Some(grant("alice", "r")), ..Default::default() });
+    hub.apply(InternalRaftRequest { auth_enable: Some(AuthEnableRequest {}), ..Default::default() });
+    let revision = hub.sm.auth().revision();
+    assert_eq!(revision, 8, "etcd's count: 1, then one per change except enabling");
+
+    let path = work.path().join("snap.db");
+    write_snapshot(&hub.sm, &mut File::create(&path).unwrap()).unwrap();
+    let mut reader = SnapshotReader::open(&path, false).unwrap();
+    assert_eq!(
+        reader.records(layout::AUTH).unwrap(),
+        vec![(b"authEnabled".to_vec(), vec![1]), (b"authRevision".to_vec(), revision.to_be_bytes().to_vec())]
+    );
+    let users: Vec<Vec<u8>> = reader.records(layout::AUTH_USERS).unwrap().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(users, vec![b"alice".to_vec(), b"root".to_vec()]);
+
+    let target = work.path().join("restored");
+    restore_into(&mut reader, &target, &RestoreOptions::default()).unwrap();
+    let restored = StateMachine::open(&target, 1).unwrap();
+    let auth = restored.auth();
+    assert!(auth.is_enabled());
+    assert_eq!(auth.revision(), revision);
+    assert_eq!(auth.user("alice").unwrap().roles, vec!["r".to_string()]);
+    assert_eq!(auth.user("alice").unwrap().password, b"hash of alice");
+    assert_eq!(auth.role("r").unwrap().key_permission, vec![perm]);
+    assert_eq!(restored.hash().unwrap(), hub.sm.hash().unwrap());
+}

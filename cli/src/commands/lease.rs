@@ -145,7 +145,7 @@ async fn keep_alive(a: KeepAliveArgs, ctx: &Ctx, out: &mut dyn Write) -> Result<
     // (headers included) only once a message has arrived.
     tx.send(LeaseKeepAliveRequest { id }).await.map_err(|_| CtlError::error("keep-alive stream closed"))?;
     let mut responses =
-        lease.lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx)).await.map_err(stream_err)?.into_inner();
+        lease.lease_keep_alive(crate::client::with_token(tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx)))).await.map_err(stream_err)?.into_inner();
     loop {
         let resp: LeaseKeepAliveResponse = match responses.message().await.map_err(stream_err)? {
             Some(resp) => resp,

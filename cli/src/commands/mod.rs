@@ -10,8 +10,10 @@
 //! - [`endpoint`]: `endpoint status|health|hashkv` (`--cluster`)
 //! - [`maintenance`]: `compaction`, `defrag`, `alarm list|disarm`, `move-leader`
 //! - [`snapshot`]: `snapshot save|status|restore`, on top of `hub_store::snapshot`
+//! - [`auth`]: `auth enable|disable`, `user ...`, `role ...`
 //! - [`line`]: etcdctl's splitting of an input line into arguments
 
+pub mod auth;
 pub mod endpoint;
 pub mod kv;
 pub mod lease;
@@ -65,6 +67,9 @@ pub async fn run(command: Command, ctx: &Ctx, out: &mut dyn Write) -> Result<(),
         Command::Lease(cmd) => lease::run(cmd, ctx, out).await,
         Command::Member(cmd) => member::run(cmd, ctx, out).await,
         Command::Snapshot(cmd) => snapshot::run(cmd, ctx, out).await,
+        Command::Auth(cmd) => auth::auth(cmd, ctx, out).await,
+        Command::User(cmd) => auth::user(cmd, ctx, out).await,
+        Command::Role(cmd) => auth::role(cmd, ctx, out).await,
     }
 }
 

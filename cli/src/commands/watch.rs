@@ -171,7 +171,7 @@ async fn watch_stream(
     let (tx, rx) = mpsc::channel(4);
     let create = WatchRequest { request_union: Some(watch_request::RequestUnion::CreateRequest(create)) };
     tx.send(create).await.map_err(|_| CtlError::error("watch stream closed"))?;
-    let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let mut request = crate::client::with_token(tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx)));
     // clientv3.WithRequireLeader: the server cancels the watch if it loses its leader.
     request.metadata_mut().insert("hasleader", tonic::metadata::MetadataValue::from_static("true"));
     let mut responses =

@@ -14,6 +14,7 @@ use hub_proto::etcdserverpb::{
     MemberAddResponse, MemberListResponse, MoveLeaderResponse, PutResponse, RangeResponse, ResponseHeader, ResponseOp,
     StatusResponse, TxnResponse, WatchResponse,
 };
+use hub_proto::authpb::Permission;
 use hub_proto::mvccpb::{Event, KeyValue};
 
 use hub_store::snapshot::SnapshotInfo;
@@ -486,4 +487,29 @@ mod tests {
     fn strings_escape_as_go_does() {
         assert_eq!(Json::Str("a<b>&\"\n\u{1}".into()).encode(), r#""a\u003cb\u003e\u0026\"\n\u0001""#);
     }
+}
+
+/// An Auth service response: its header, then its one list (`roles`,
+/// `users` or `perm`) when it has one.
+pub fn auth(h: &Option<ResponseHeader>, list: Option<(&'static str, Vec<Json>)>) -> Json {
+    let obj = Obj::new().opt("header", header_field(h));
+    match list {
+        Some((name, items)) => obj.list_omit(name, items),
+        None => obj,
+    }
+    .build()
+}
+
+/// A list of names in an Auth response.
+pub fn names(v: &[String]) -> Vec<Json> {
+    strings(v)
+}
+
+/// `authpb.Permission`.
+pub fn permission(p: &Permission) -> Json {
+    Obj::new()
+        .int_omit("permType", i64::from(p.perm_type))
+        .bytes_omit("key", &p.key)
+        .bytes_omit("range_end", &p.range_end)
+        .build()
 }

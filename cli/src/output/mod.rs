@@ -336,6 +336,26 @@ impl Printer {
         Ok(())
     }
 
+    /// An Auth service response: etcdctl's `simple` text, the response as
+    /// JSON or protobuf, or (`fields`) its header.
+    pub fn auth<M: Message>(
+        &self,
+        out: Out,
+        r: &M,
+        header: &Option<ResponseHeader>,
+        list: Option<(&'static str, Vec<json::Json>)>,
+        simple: impl FnOnce(Out) -> std::io::Result<()>,
+    ) -> Result<(), CtlError> {
+        match self.format {
+            Format::Simple => simple(out)?,
+            Format::Json => Self::json(out, json::auth(header, list))?,
+            Format::Fields => fields::header_only(out, header.as_ref())?,
+            Format::Protobuf => Self::protobuf(out, r)?,
+            Format::Table => return Err(self.unsupported()),
+        }
+        Ok(())
+    }
+
     pub fn alarm(&self, out: Out, r: &AlarmResponse) -> Result<(), CtlError> {
         match self.format {
             Format::Simple => simple::alarm(out, r)?,

@@ -42,3 +42,35 @@ pub use status::SnapshotInfo;
 
 /// Length of the sha256 trailer.
 pub const SHA256_LEN: usize = 32;
+
+/// Visits the records of etcd's `bucket` as a snapshot of this backend holds
+/// them, in key order: a table hub keeps is read from the backend (the `auth`
+/// table over etcd's fresh-member defaults, which it overrides), any other
+/// bucket gets [`layout::fixed_records`]. `meta` is the caller's business.
+pub(crate) fn for_each_record(
+    backend: &dyn crate::backend::Backend,
+    bucket: &[u8],
+    visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), crate::StoreError>,
+) -> Result<(), crate::StoreError> {
+    let mut records: std::collections::BTreeMap<Vec<u8>, Vec<u8>> =
+        layout::fixed_records(bucket).into_iter().map(|(k, v)| (k.to_vec(), v)).collect();
+    if let Some(table) = crate::backend::Table::of_bucket(bucket) {
+        if records.is_empty() {
+            // Stream big tables (key, lease) without holding them.
+            let mut failure = None;
+            backend.scan(table, &[], None, &mut |k, v| match visit(k, v) {
+                Ok(()) => true,
+                Err(e) => {
+                    failure = Some(e);
+                    false
+                }
+            })?;
+            return failure.map_or(Ok(()), Err);
+        }
+        backend.scan(table, &[], None, &mut |k, v| {
+            records.insert(k.to_vec(), v.to_vec());
+            true
+        })?;
+    }
+    records.iter().try_for_each(|(k, v)| visit(k, v))
+}

@@ -1,7 +1,7 @@
 //! Restoring a snapshot (hub's or etcd's) into a fresh hub backend.
 //!
-//! The `key`, `lease` and `meta` buckets become the backend tables of the same
-//! names, byte for byte: hub keeps etcd's encodings, so
+//! The `key`, `lease`, `meta`, `auth`, `authUsers` and `authRoles` buckets
+//! become the backend tables of the same names, byte for byte: hub keeps etcd's encodings, so
 //! [`StateMachine::open`](crate::StateMachine::open) afterwards serves the
 //! same keys, revisions, versions and leases. Like etcd's `mvcc.restore`, a
 //! compaction the snapshot had scheduled but not finished is carried out here.
@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use hub_proto::leasepb;
+use hub_proto::{authpb, leasepb};
 use hub_proto::mvccpb::KeyValue;
 use prost::Message;
 
@@ -155,6 +155,20 @@ fn fill_backend(
         leases += 1;
         loader.put(Table::Lease, k, v)
     })?;
+
+    // Users, roles and the auth flags, in etcd's encodings as hub keeps them.
+    for table in [Table::Auth, Table::AuthUsers, Table::AuthRoles] {
+        let bucket = table.name().as_bytes();
+        snapshot.for_each(bucket, |k, v| {
+            let bad = |e: prost::DecodeError| corrupt(bucket, format!("{:?}: {e}", String::from_utf8_lossy(k)));
+            match table {
+                Table::AuthUsers => drop(authpb::User::decode(v).map_err(bad)?),
+                Table::AuthRoles => drop(authpb::Role::decode(v).map_err(bad)?),
+                _ => {}
+            }
+            loader.put(table, k, v)
+        })?;
+    }
 
     // The whole meta bucket is kept: besides etcd's records it carries what
     // the layers above hub-store stage there (raft's applied log position).

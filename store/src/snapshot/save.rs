@@ -18,9 +18,8 @@ use sha2::{Digest, Sha256};
 
 use super::bolt::write::BoltWriter;
 use super::status::{SnapshotInfo, StatusHasher};
-use super::{layout, SHA256_LEN};
+use super::{for_each_record, layout, SHA256_LEN};
 use crate::apply::StateMachine;
-use crate::backend::{Backend, Table};
 use crate::error::StoreError;
 use crate::mvcc::META_CONSISTENT_INDEX;
 
@@ -107,11 +106,9 @@ fn write_buckets<W: Write + Seek>(
             writer.put(k, v)
         };
         match bucket {
-            layout::KEY => copy_table(backend.as_ref(), Table::Key, &mut put)?,
-            layout::LEASE => copy_table(backend.as_ref(), Table::Lease, &mut put)?,
             layout::META => {
                 let mut meta = BTreeMap::new();
-                copy_table(backend.as_ref(), Table::Meta, &mut |k, v| {
+                for_each_record(backend.as_ref(), bucket, &mut |k, v| {
                     meta.insert(k.to_vec(), v.to_vec());
                     Ok(())
                 })?;
@@ -126,32 +123,11 @@ fn write_buckets<W: Write + Seek>(
                     put(k, v)?;
                 }
             }
-            other => {
-                for (k, v) in layout::fixed_records(other) {
-                    put(k, &v)?;
-                }
-            }
+            other => for_each_record(backend.as_ref(), other, &mut put)?,
         }
         writer.end_bucket()?;
     }
     Ok(())
-}
-
-/// Streams a backend table through `put` in key order.
-fn copy_table(
-    backend: &dyn Backend,
-    table: Table,
-    put: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
-) -> Result<(), StoreError> {
-    let mut failure = None;
-    backend.scan(table, &[], None, &mut |k, v| match put(k, v) {
-        Ok(()) => true,
-        Err(e) => {
-            failure = Some(e);
-            false
-        }
-    })?;
-    failure.map_or(Ok(()), Err)
 }
 
 /// Appends the sha256 of the first `db_len` bytes, as etcd's snapshot sender does.

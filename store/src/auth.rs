@@ -1,0 +1,640 @@
+//! etcd's auth store: users, roles, key-range permissions, the enabled flag
+//! and the auth revision, plus the simple tokens each member keeps in memory.
+//!
+//! Semantics are etcd 3.4's `auth/store.go`; records are etcd's (`authpb.User`
+//! and `authpb.Role` under the user or role name, `authEnabled` and
+//! `authRevision` in `auth`), so snapshots carry them to and from etcd.
+//!
+//! Authorization has one entry point per kind of access, all built on one
+//! walk ([`Checker`]): a request is checked whole — every compare and every op
+//! of both branches of every txn, nested or not, with what each op reads
+//! (`prev_kv`) and attaches (a lease whose keys it may not write) — so a
+//! request wrapped in a txn is checked exactly as the same request sent
+//! plainly. etcd skipped some of these (GHSA-rfx7-8w68-q57q, CVE-2026-44283);
+//! hub does not.
+//!
+//! Passwords never reach this module: the service layer hashes them with
+//! bcrypt before proposing and checks them against [`AuthStore::user`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use hub_proto::authpb::{permission::Type as PermType, Permission, Role, User, UserAddOptions};
+use hub_proto::etcdserverpb::{
+    request_op::Request, DeleteRangeRequest, InternalRaftRequest, PutRequest, RequestHeader, TxnRequest,
+};
+use prost::Message;
+
+use crate::backend::{Backend, Table, WriteBatch};
+use crate::error::{EtcdError, StoreError};
+use crate::lease::Lessor;
+
+/// The user and the role that may do everything.
+pub const ROOT: &str = "root";
+const ENABLED_KEY: &[u8] = b"authEnabled";
+const REVISION_KEY: &[u8] = b"authRevision";
+/// etcd's default `--auth-token-ttl`.
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(300);
+
+/// Who sends a request (etcd's `AuthInfo`): the user, and the auth revision
+/// its credentials were checked at. Revision 0 means no user at all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthInfo {
+    pub username: String,
+    pub revision: u64,
+}
+
+impl AuthInfo {
+    pub fn from_header(h: &RequestHeader) -> Self {
+        AuthInfo { username: h.username.clone(), revision: h.auth_revision }
+    }
+
+    /// The header a proposal carries, so the apply path checks it again.
+    pub fn header(&self) -> RequestHeader {
+        RequestHeader { id: 0, username: self.username.clone(), auth_revision: self.revision }
+    }
+}
+
+/// `[begin, end)`; `None` is the end of the key space.
+type Interval = (Vec<u8>, Option<Vec<u8>>);
+
+/// etcd's interval for a key and range end: a single key, `[key, end)`, or
+/// from the key on when the end is `\0`.
+fn interval(key: &[u8], range_end: &[u8]) -> Interval {
+    match range_end {
+        [] => {
+            let mut end = key.to_vec();
+            end.push(0);
+            (key.to_vec(), Some(end))
+        }
+        [0] => (key.to_vec(), None),
+        end => (key.to_vec(), Some(end.to_vec())),
+    }
+}
+
+/// Sorts and merges intervals that overlap or touch.
+fn merge(mut ivs: Vec<Interval>) -> Vec<Interval> {
+    ivs.sort();
+    let mut out: Vec<Interval> = Vec::with_capacity(ivs.len());
+    for (b, e) in ivs {
+        if let Some((_, last_end)) = out.last_mut() {
+            let touches = match last_end {
+                None => true,
+                Some(le) => b <= *le,
+            };
+            if touches {
+                if let (Some(le), new) = (last_end.as_ref(), &e) {
+                    *last_end = match new {
+                        None => None,
+                        Some(ne) => Some(if ne > le { ne.clone() } else { le.clone() }),
+                    };
+                }
+                continue;
+            }
+        }
+        out.push((b, e));
+    }
+    out
+}
+
+/// Whether the merged intervals cover all of `want`.
+fn covers(merged: &[Interval], want: &Interval) -> bool {
+    let (begin, end) = want;
+    if matches!(end, Some(e) if e <= begin) {
+        return false;
+    }
+    // Merged intervals neither overlap nor touch: one must hold all of `want`.
+    merged.iter().take_while(|(b, _)| b <= begin).any(|(_, e)| match (e, end) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(e), Some(want_end)) => e >= want_end,
+    })
+}
+
+/// A user's permissions from all its roles, merged (etcd's `unifiedRangePermissions`).
+#[derive(Debug, Default)]
+struct Ranges {
+    read: Vec<Interval>,
+    write: Vec<Interval>,
+}
+
+struct SimpleToken {
+    user: String,
+    deadline: Instant,
+}
+
+pub struct AuthStore {
+    enabled: bool,
+    revision: u64,
+    users: BTreeMap<String, User>,
+    roles: BTreeMap<String, Role>,
+    ranges: HashMap<String, Ranges>,
+    tokens: HashMap<String, SimpleToken>,
+    token_ttl: Duration,
+}
+
+fn corrupt(what: &str, key: &[u8], e: prost::DecodeError) -> StoreError {
+    StoreError::Corrupt(format!("{what} {:?}: {e}", String::from_utf8_lossy(key)))
+}
+
+fn has_root_role(user: &User) -> bool {
+    user.roles.iter().any(|r| r == ROOT)
+}
+
+fn is_admin_request(r: &InternalRaftRequest) -> bool {
+    r.auth_enable.is_some()
+        || r.auth_disable.is_some()
+        || r.auth_user_add.is_some()
+        || r.auth_user_delete.is_some()
+        || r.auth_user_change_password.is_some()
+        || r.auth_user_grant_role.is_some()
+        || r.auth_user_revoke_role.is_some()
+        || r.auth_role_add.is_some()
+        || r.auth_role_grant_permission.is_some()
+        || r.auth_role_revoke_permission.is_some()
+        || r.auth_role_delete.is_some()
+        || r.auth_user_list.is_some()
+        || r.auth_role_list.is_some()
+        // Arming or disarming an alarm; reading them is open to any user.
+        || r.alarm.as_ref().is_some_and(|a| a.action != 0)
+}
+
+/// Whether the command is one the auth store applies.
+pub(crate) fn is_auth_request(r: &InternalRaftRequest) -> bool {
+    is_admin_request(r) && r.alarm.is_none() || r.authenticate.is_some()
+}
+
+/// Checks one non-root user's access, request by request.
+struct Checker<'a> {
+    ranges: Option<&'a Ranges>,
+    lessor: &'a Lessor,
+}
+
+impl Checker<'_> {
+    fn allowed(&self, write: bool, key: &[u8], range_end: &[u8]) -> Result<(), EtcdError> {
+        let Some(r) = self.ranges else { return Err(EtcdError::PermissionDenied) };
+        let merged = if write { &r.write } else { &r.read };
+        if covers(merged, &interval(key, range_end)) {
+            Ok(())
+        } else {
+            Err(EtcdError::PermissionDenied)
+        }
+    }
+
+    fn read(&self, key: &[u8], range_end: &[u8]) -> Result<(), EtcdError> {
+        self.allowed(false, key, range_end)
+    }
+
+    /// A lease may be attached or revoked only by who may write all its keys.
+    fn lease(&self, id: i64) -> Result<(), EtcdError> {
+        match self.lessor.lookup(id) {
+            Some(lease) => lease.keys.iter().try_for_each(|k| self.allowed(true, k, &[])),
+            None => Ok(()),
+        }
+    }
+
+    fn put(&self, p: &PutRequest) -> Result<(), EtcdError> {
+        self.allowed(true, &p.key, &[])?;
+        self.lease(p.lease)?;
+        if p.prev_kv {
+            self.read(&p.key, &[])?;
+        }
+        Ok(())
+    }
+
+    fn delete(&self, d: &DeleteRangeRequest) -> Result<(), EtcdError> {
+        self.allowed(true, &d.key, &d.range_end)?;
+        if d.prev_kv {
+            self.read(&d.key, &d.range_end)?;
+        }
+        Ok(())
+    }
+
+    /// Every compare, and every op of both branches, nested txns included.
+    fn txn(&self, t: &TxnRequest) -> Result<(), EtcdError> {
+        for c in &t.compare {
+            self.read(&c.key, &c.range_end)?;
+        }
+        for op in t.success.iter().chain(&t.failure) {
+            match &op.request {
+                Some(Request::RequestRange(q)) => self.read(&q.key, &q.range_end)?,
+                Some(Request::RequestPut(p)) => self.put(p)?,
+                Some(Request::RequestDeleteRange(d)) => self.delete(d)?,
+                Some(Request::RequestTxn(nested)) => self.txn(nested)?,
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn request(&self, r: &InternalRaftRequest) -> Result<(), EtcdError> {
+        if let Some(q) = &r.range {
+            self.read(&q.key, &q.range_end)?;
+        }
+        if let Some(p) = &r.put {
+            self.put(p)?;
+        }
+        if let Some(d) = &r.delete_range {
+            self.delete(d)?;
+        }
+        if let Some(t) = &r.txn {
+            self.txn(t)?;
+        }
+        if let Some(l) = &r.lease_revoke {
+            self.lease(l.id)?;
+        }
+        Ok(())
+    }
+}
+
+impl AuthStore {
+    /// Reads the auth tables; a fresh backend is etcd's fresh store (disabled, revision 1).
+    pub fn load(backend: &dyn Backend) -> Result<Self, StoreError> {
+        let mut store = AuthStore {
+            enabled: false,
+            revision: 1,
+            users: BTreeMap::new(),
+            roles: BTreeMap::new(),
+            ranges: HashMap::new(),
+            tokens: HashMap::new(),
+            token_ttl: DEFAULT_TOKEN_TTL,
+        };
+        let mut failure = None;
+        backend.scan(Table::Auth, &[], None, &mut |k, v| {
+            match k {
+                ENABLED_KEY => store.enabled = v == [1],
+                REVISION_KEY => match v.try_into() {
+                    Ok(b) => store.revision = u64::from_be_bytes(b),
+                    Err(_) => failure = Some(StoreError::Corrupt(format!("auth revision {v:?}"))),
+                },
+                _ => {}
+            }
+            true
+        })?;
+        backend.scan(Table::AuthUsers, &[], None, &mut |k, v| {
+            match User::decode(v) {
+                Ok(u) => drop(store.users.insert(String::from_utf8_lossy(k).into_owned(), u)),
+                Err(e) => failure = Some(corrupt("user", k, e)),
+            }
+            true
+        })?;
+        backend.scan(Table::AuthRoles, &[], None, &mut |k, v| {
+            match Role::decode(v) {
+                Ok(r) => drop(store.roles.insert(String::from_utf8_lossy(k).into_owned(), r)),
+                Err(e) => failure = Some(corrupt("role", k, e)),
+            }
+            true
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        store.refresh_ranges();
+        Ok(store)
+    }
+
+    /// Takes over the simple tokens (and their TTL) of the store this one
+    /// replaces, for the users that still exist.
+    pub(crate) fn keep_tokens_of(&mut self, old: AuthStore) {
+        self.token_ttl = old.token_ttl;
+        self.tokens = old.tokens;
+        let users = &self.users;
+        self.tokens.retain(|_, t| users.contains_key(&t.user));
+        if !self.enabled {
+            self.tokens.clear();
+        }
+    }
+
+    pub fn set_token_ttl(&mut self, ttl: Duration) {
+        self.token_ttl = ttl;
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    pub fn user(&self, name: &str) -> Option<&User> {
+        self.users.get(name)
+    }
+
+    /// Users in name order.
+    pub fn users(&self) -> impl Iterator<Item = &User> {
+        self.users.values()
+    }
+
+    pub fn role(&self, name: &str) -> Option<&Role> {
+        self.roles.get(name)
+    }
+
+    /// Roles in name order.
+    pub fn roles(&self) -> impl Iterator<Item = &Role> {
+        self.roles.values()
+    }
+
+    /// Who a simple token stands for, renewing its TTL as etcd does on each use.
+    pub fn simple_token_user(&mut self, token: &str, now: Instant) -> Option<AuthInfo> {
+        let ttl = self.token_ttl;
+        let entry = self.tokens.get_mut(token)?;
+        if entry.deadline <= now {
+            self.tokens.remove(token);
+            return None;
+        }
+        entry.deadline = now + ttl;
+        Some(AuthInfo { username: entry.user.clone(), revision: self.revision })
+    }
+
+    fn refresh_ranges(&mut self) {
+        self.ranges = self
+            .users
+            .iter()
+            .map(|(name, user)| {
+                let (mut read, mut write) = (Vec::new(), Vec::new());
+                for perm in user.roles.iter().filter_map(|r| self.roles.get(r)).flat_map(|r| &r.key_permission) {
+                    let iv = interval(&perm.key, &perm.range_end);
+                    match PermType::try_from(perm.perm_type) {
+                        Ok(PermType::Read) => read.push(iv),
+                        Ok(PermType::Write) => write.push(iv),
+                        Ok(PermType::Readwrite) => {
+                            read.push(iv.clone());
+                            write.push(iv);
+                        }
+                        Err(_) => {}
+                    }
+                }
+                (name.clone(), Ranges { read: merge(read), write: merge(write) })
+            })
+            .collect();
+    }
+
+    /// etcd's `IsAdminPermitted`: the user must hold the root role.
+    pub fn check_admin(&self, who: &AuthInfo) -> Result<(), EtcdError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        if who.username.is_empty() {
+            return Err(EtcdError::UserEmpty);
+        }
+        let user = self.users.get(&who.username).ok_or(EtcdError::UserNotFound)?;
+        if has_root_role(user) {
+            Ok(())
+        } else {
+            Err(EtcdError::PermissionDenied)
+        }
+    }
+
+    /// Runs `check` for a known user with a current auth revision; root
+    /// passes without it. Nothing is checked while auth is disabled.
+    fn as_user(&self, who: &AuthInfo, lessor: &Lessor, check: impl FnOnce(&Checker) -> Result<(), EtcdError>)
+        -> Result<(), EtcdError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        if who.revision == 0 {
+            return Err(EtcdError::UserEmpty);
+        }
+        if who.revision < self.revision {
+            tracing::warn!(
+                user = %who.username, request_revision = who.revision, current = self.revision,
+                "request auth revision is older than the auth store's"
+            );
+            return Err(EtcdError::AuthOldRevision);
+        }
+        let user = self.users.get(&who.username).ok_or(EtcdError::PermissionDenied)?;
+        if has_root_role(user) {
+            return Ok(());
+        }
+        check(&Checker { ranges: self.ranges.get(&who.username), lessor })
+    }
+
+    /// Whether `who` may have `req` applied: the one check every proposal
+    /// passes at apply time (and reads before they are answered).
+    pub fn authorize(&self, who: &AuthInfo, req: &InternalRaftRequest, lessor: &Lessor) -> Result<(), EtcdError> {
+        if is_admin_request(req) {
+            return self.check_admin(who);
+        }
+        if req.authenticate.is_some() {
+            // The password was checked before proposing.
+            return Ok(());
+        }
+        // Everything else (leases granted, compaction, alarm reads) needs a
+        // known user at least; the key-range checks come on top.
+        self.as_user(who, lessor, |c| c.request(req))
+    }
+
+    /// Read permission on `[key, range_end)` (a watch, a lease's keys).
+    pub fn authorize_read(&self, who: &AuthInfo, key: &[u8], range_end: &[u8], lessor: &Lessor)
+        -> Result<(), EtcdError> {
+        self.as_user(who, lessor, |c| c.read(key, range_end))
+    }
+
+    /// A txn answered without the log (only ranges): the same walk.
+    pub fn authorize_txn(&self, who: &AuthInfo, t: &TxnRequest, lessor: &Lessor) -> Result<(), EtcdError> {
+        self.as_user(who, lessor, |c| c.txn(t))
+    }
+
+    /// Any known user with a current revision (lease keep-alives and lists).
+    pub fn authorize_user(&self, who: &AuthInfo, lessor: &Lessor) -> Result<(), EtcdError> {
+        self.as_user(who, lessor, |_| Ok(()))
+    }
+
+    /// Whether `user` holds `role` (a user may read its own roles).
+    pub fn has_role(&self, user: &str, role: &str) -> bool {
+        self.users.get(user).is_some_and(|u| u.roles.iter().any(|r| r == role))
+    }
+
+    fn bump_revision(&mut self, batch: &mut WriteBatch) {
+        self.revision += 1;
+        batch.put(Table::Auth, REVISION_KEY.to_vec(), self.revision.to_be_bytes().to_vec());
+    }
+
+    fn put_user(&mut self, user: User, batch: &mut WriteBatch) {
+        batch.put(Table::AuthUsers, user.name.clone(), user.encode_to_vec());
+        self.users.insert(String::from_utf8_lossy(&user.name).into_owned(), user);
+    }
+
+    fn put_role(&mut self, role: Role, batch: &mut WriteBatch) {
+        batch.put(Table::AuthRoles, role.name.clone(), role.encode_to_vec());
+        self.roles.insert(String::from_utf8_lossy(&role.name).into_owned(), role);
+    }
+
+    fn existing_user(&self, name: &str) -> Result<User, EtcdError> {
+        self.users.get(name).cloned().ok_or(EtcdError::UserNotFound)
+    }
+
+    fn existing_role(&self, name: &str) -> Result<Role, EtcdError> {
+        self.roles.get(name).cloned().ok_or(EtcdError::RoleNotFound)
+    }
+
+    /// Applies an auth command (see [`is_auth_request`]) into `batch`; the
+    /// in-memory state changes at once, so the caller commits the batch or
+    /// reloads. Returns the simple token an Authenticate assigned.
+    pub(crate) fn apply(&mut self, r: &InternalRaftRequest, index: u64, now: Instant, batch: &mut WriteBatch)
+        -> Result<Option<String>, EtcdError> {
+        if r.auth_enable.is_some() {
+            if !self.enabled {
+                let root = self.users.get(ROOT).ok_or(EtcdError::RootUserNotExist)?;
+                if !has_root_role(root) {
+                    return Err(EtcdError::RootRoleNotExist);
+                }
+                batch.put(Table::Auth, ENABLED_KEY.to_vec(), vec![1]);
+                self.enabled = true;
+                tracing::info!("enabled authentication");
+            }
+        } else if r.auth_disable.is_some() {
+            if self.enabled {
+                batch.put(Table::Auth, ENABLED_KEY.to_vec(), vec![0]);
+                self.bump_revision(batch);
+                self.enabled = false;
+                self.tokens.clear();
+                tracing::info!("disabled authentication");
+            }
+        } else if let Some(a) = &r.authenticate {
+            if !self.enabled {
+                return Err(EtcdError::AuthNotEnabled);
+            }
+            let user = self.users.get(&a.name).ok_or(EtcdError::AuthFailed)?;
+            if user.options.as_ref().is_some_and(|o| o.no_password) {
+                return Err(EtcdError::AuthFailed);
+            }
+            if a.simple_token.is_empty() {
+                return Ok(None);
+            }
+            self.tokens.retain(|_, t| t.deadline > now);
+            let token = format!("{}.{index}", a.simple_token);
+            self.tokens.insert(token.clone(), SimpleToken { user: a.name.clone(), deadline: now + self.token_ttl });
+            return Ok(Some(token));
+        } else if let Some(a) = &r.auth_user_add {
+            if a.name.is_empty() {
+                return Err(EtcdError::UserEmpty);
+            }
+            if self.users.contains_key(&a.name) {
+                return Err(EtcdError::UserAlreadyExist);
+            }
+            let options = a.options.clone().unwrap_or(UserAddOptions { no_password: false });
+            let password = if options.no_password { Vec::new() } else { a.hashed_password.clone().into_bytes() };
+            self.put_user(User { name: a.name.clone().into_bytes(), password, roles: Vec::new(), options: Some(options) }, batch);
+            self.bump_revision(batch);
+            tracing::info!(user = %a.name, "added a user");
+        } else if let Some(a) = &r.auth_user_delete {
+            if self.enabled && a.name == ROOT {
+                return Err(EtcdError::InvalidAuthMgmt);
+            }
+            self.existing_user(&a.name)?;
+            self.users.remove(&a.name);
+            batch.delete(Table::AuthUsers, a.name.clone().into_bytes());
+            self.tokens.retain(|_, t| t.user != a.name);
+            self.bump_revision(batch);
+            tracing::info!(user = %a.name, "deleted a user");
+        } else if let Some(a) = &r.auth_user_change_password {
+            let mut user = self.existing_user(&a.name)?;
+            user.password = a.hashed_password.clone().into_bytes();
+            self.put_user(user, batch);
+            self.tokens.retain(|_, t| t.user != a.name);
+            self.bump_revision(batch);
+            tracing::info!(user = %a.name, "changed a user's password");
+        } else if let Some(a) = &r.auth_user_grant_role {
+            let mut user = self.existing_user(&a.user)?;
+            if a.role != ROOT {
+                self.existing_role(&a.role)?;
+            }
+            if !user.roles.contains(&a.role) {
+                user.roles.push(a.role.clone());
+                user.roles.sort();
+                self.put_user(user, batch);
+                self.bump_revision(batch);
+                tracing::info!(user = %a.user, role = %a.role, "granted a role to a user");
+            }
+        } else if let Some(a) = &r.auth_user_revoke_role {
+            if self.enabled && a.name == ROOT && a.role == ROOT {
+                return Err(EtcdError::InvalidAuthMgmt);
+            }
+            let mut user = self.existing_user(&a.name)?;
+            let before = user.roles.len();
+            user.roles.retain(|r| *r != a.role);
+            if user.roles.len() == before {
+                return Err(EtcdError::RoleNotGranted);
+            }
+            self.put_user(user, batch);
+            self.bump_revision(batch);
+            tracing::info!(user = %a.name, role = %a.role, "revoked a role from a user");
+        } else if let Some(a) = &r.auth_role_add {
+            if a.name.is_empty() {
+                return Err(EtcdError::RoleEmpty);
+            }
+            if self.roles.contains_key(&a.name) {
+                return Err(EtcdError::RoleAlreadyExist);
+            }
+            self.put_role(Role { name: a.name.clone().into_bytes(), key_permission: Vec::new() }, batch);
+            self.bump_revision(batch);
+            tracing::info!(role = %a.name, "added a role");
+        } else if let Some(a) = &r.auth_role_delete {
+            if self.enabled && a.role == ROOT {
+                return Err(EtcdError::InvalidAuthMgmt);
+            }
+            self.existing_role(&a.role)?;
+            self.roles.remove(&a.role);
+            batch.delete(Table::AuthRoles, a.role.clone().into_bytes());
+            let holders: Vec<User> = self.users.values().filter(|u| u.roles.contains(&a.role)).cloned().collect();
+            for mut user in holders {
+                user.roles.retain(|r| *r != a.role);
+                self.put_user(user, batch);
+            }
+            self.bump_revision(batch);
+            tracing::info!(role = %a.role, "deleted a role");
+        } else if let Some(a) = &r.auth_role_grant_permission {
+            let mut role = self.existing_role(&a.name)?;
+            let perm = a.perm.clone().unwrap_or_default();
+            match role.key_permission.iter_mut().find(|p| p.key == perm.key && p.range_end == perm.range_end) {
+                Some(existing) => existing.perm_type = perm.perm_type,
+                None => {
+                    role.key_permission.push(Permission { perm_type: perm.perm_type, key: perm.key, range_end: perm.range_end });
+                    role.key_permission.sort_by(|x, y| x.key.cmp(&y.key));
+                }
+            }
+            self.put_role(role, batch);
+            self.bump_revision(batch);
+            tracing::info!(role = %a.name, "granted a permission to a role");
+        } else if let Some(a) = &r.auth_role_revoke_permission {
+            let mut role = self.existing_role(&a.role)?;
+            let before = role.key_permission.len();
+            role.key_permission.retain(|p| p.key != a.key || p.range_end != a.range_end);
+            if role.key_permission.len() == before {
+                return Err(EtcdError::PermissionNotGranted);
+            }
+            self.put_role(role, batch);
+            self.bump_revision(batch);
+            tracing::info!(role = %a.role, "revoked a permission from a role");
+        }
+        // UserList and RoleList are answered by the service from local state.
+        self.refresh_ranges();
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn iv(k: &str, e: &str) -> Interval {
+        interval(k.as_bytes(), e.as_bytes())
+    }
+
+    #[test]
+    fn coverage_follows_etcds_intervals() {
+        let merged = merge(vec![iv("a", "c"), iv("c", "e"), iv("x", ""), iv("z", "\0")]);
+        assert_eq!(merged.len(), 3);
+        assert!(covers(&merged, &iv("a", "e")));
+        assert!(covers(&merged, &iv("b", "")));
+        assert!(covers(&merged, &iv("x", "")));
+        assert!(!covers(&merged, &iv("x", "y")));
+        assert!(covers(&merged, &iv("z", "\0")));
+        assert!(covers(&merged, &iv("zz", "zzz")));
+        assert!(!covers(&merged, &iv("a", "f")));
+        assert!(!covers(&merged, &iv("y", "")));
+        assert!(!covers(&merged, &iv("c", "b")), "an empty range is refused, as etcd does");
+        assert!(!covers(&[], &iv("a", "")));
+    }
+}
