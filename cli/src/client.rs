@@ -11,10 +11,15 @@ use std::future::Future;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use std::path::Path;
+use std::sync::Arc;
+
 use hub_proto::etcdserverpb::{auth_client::AuthClient, AuthenticateRequest};
+use hub_tls::net::{Address, Url};
+use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 use tonic::metadata::AsciiMetadataValue;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Channel, Endpoint};
 
 use crate::error::CtlError;
 use crate::flags::GlobalOptions;
@@ -23,9 +28,9 @@ use crate::flags::GlobalOptions;
 #[derive(Clone, Debug)]
 pub struct Connector {
     endpoints: Vec<String>,
-    /// TLS settings for `https://` endpoints and, when TLS flags are given,
-    /// for endpoints written without a scheme.
-    tls: ClientTlsConfig,
+    /// TLS settings for `https://` and `unixs://` endpoints and, when TLS
+    /// flags are given, for endpoints written without a scheme.
+    tls: Arc<rustls::ClientConfig>,
     tls_for_bare_endpoints: bool,
     dial_timeout: Duration,
     keepalive_time: Duration,
@@ -82,22 +87,14 @@ impl Connector {
         if opts.discovery_srv.is_some() {
             return Err(CtlError::error("DNS discovery (--discovery-srv) is not supported by hubctl yet"));
         }
-        if opts.insecure_skip_tls_verify {
-            return Err(CtlError::error("--insecure-skip-tls-verify is not supported by hubctl yet"));
-        }
         for (flag, value) in [("cert", &opts.cert), ("key", &opts.key), ("cacert", &opts.cacert)] {
             if value.as_deref() == Some("") {
                 return Err(CtlError::bad_args(format!("empty string is passed to --{flag} option")));
             }
         }
-        let mut tls = ClientTlsConfig::new();
-        match &opts.cacert {
-            Some(path) => tls = tls.ca_certificate(Certificate::from_pem(read_file(path)?)),
-            None => tls = tls.with_native_roots(),
-        }
-        match (&opts.cert, &opts.key) {
-            (Some(cert), Some(key)) => tls = tls.identity(Identity::from_pem(read_file(cert)?, read_file(key)?)),
-            (None, None) => {}
+        let identity = match (&opts.cert, &opts.key) {
+            (Some(cert), Some(key)) => Some((Path::new(cert), Path::new(key))),
+            (None, None) => None,
             (cert, key) => {
                 return Err(CtlError::bad_args(format!(
                     "KeyFile and CertFile must both be present[key: {}, cert: {}]",
@@ -105,12 +102,18 @@ impl Connector {
                     cert.as_deref().unwrap_or("")
                 )))
             }
-        }
+        };
+        // etcdctl has a TLS setup only with a TLS file flag or
+        // --insecure-transport=false; without one, an https endpoint gets
+        // Go's defaults and --insecure-skip-tls-verify has no effect.
         let tls_for_bare_endpoints =
             opts.cert.is_some() || opts.key.is_some() || opts.cacert.is_some() || !opts.insecure_transport;
+        let skip_verify = opts.insecure_skip_tls_verify && tls_for_bare_endpoints;
+        let tls = hub_tls::client_config(opts.cacert.as_deref().map(Path::new), identity, skip_verify)
+            .map_err(|e| CtlError::bad_args(e.to_string()))?;
         Ok(Connector {
             endpoints: opts.endpoints.clone(),
-            tls,
+            tls: Arc::new(tls),
             tls_for_bare_endpoints,
             dial_timeout: opts.dial_timeout,
             keepalive_time: opts.keepalive_time,
@@ -136,17 +139,17 @@ impl Connector {
 
     /// A channel to the first endpoint that answers, retrying until `deadline`.
     pub async fn connect(&self, deadline: Instant) -> Result<Channel, CtlError> {
-        let endpoints: Vec<Endpoint> = self.endpoints.iter().map(|e| self.endpoint(e)).collect::<Result<_, _>>()?;
+        let endpoints: Vec<Target> = self.endpoints.iter().map(|e| self.target(e)).collect::<Result<_, _>>()?;
         self.connect_any(&endpoints, deadline).await
     }
 
     /// A channel to exactly `endpoint` (for per-endpoint commands such as `endpoint status`).
     pub async fn connect_to(&self, endpoint: &str, deadline: Instant) -> Result<Channel, CtlError> {
-        let endpoint = self.endpoint(endpoint)?;
-        self.connect_any(std::slice::from_ref(&endpoint), deadline).await
+        let target = self.target(endpoint)?;
+        self.connect_any(std::slice::from_ref(&target), deadline).await
     }
 
-    async fn connect_any(&self, endpoints: &[Endpoint], deadline: Instant) -> Result<Channel, CtlError> {
+    async fn connect_any(&self, endpoints: &[Target], deadline: Instant) -> Result<Channel, CtlError> {
         if endpoints.is_empty() {
             return Err(CtlError::error("no endpoints available"));
         }
@@ -157,7 +160,7 @@ impl Connector {
                 if remaining.is_zero() {
                     return Err(CtlError::deadline_exceeded());
                 }
-                if let Ok(Ok(channel)) = tokio::time::timeout(remaining, endpoint.connect()).await {
+                if let Ok(Ok(channel)) = tokio::time::timeout(remaining, endpoint.connect(&self.tls)).await {
                     self.authenticate(&channel, deadline).await?;
                     return Ok(channel);
                 }
@@ -194,20 +197,22 @@ impl Connector {
         }
     }
 
-    fn endpoint(&self, address: &str) -> Result<Endpoint, CtlError> {
-        let (uri, tls) = match address.split_once("://") {
-            Some(("http", _)) => (address.to_string(), false),
-            Some(("https", _)) => (address.to_string(), true),
-            Some((scheme, _)) => {
-                return Err(CtlError::error(format!(
-                    "endpoint {address}: {scheme}:// endpoints are not supported by hubctl yet"
-                )))
-            }
-            None if self.tls_for_bare_endpoints => (format!("https://{address}"), true),
-            None => (format!("http://{address}"), false),
-        };
+    /// Where `address` is: TCP or a Unix socket, TLS or not, as its scheme
+    /// (or, without one, the TLS flags) say.
+    fn target(&self, address: &str) -> Result<Target, CtlError> {
         let invalid = |e: &dyn std::fmt::Display| CtlError::error(format!("invalid endpoint {address}: {e}"));
-        let mut endpoint = Endpoint::from_shared(uri)
+        let url = match address.split_once("://") {
+            Some(_) => address.to_string(),
+            None if self.tls_for_bare_endpoints => format!("https://{address}"),
+            None => format!("http://{address}"),
+        };
+        let url = Url::parse(&url).map_err(|e| invalid(&e))?;
+        // The URI only names the server in requests (`:authority`); the connector dials.
+        let authority = match &url.address {
+            Address::Tcp(host_port) => host_port.clone(),
+            Address::Unix(_) => url.host.clone(),
+        };
+        let endpoint = Endpoint::from_shared(format!("http://{authority}"))
             .map_err(|e| invalid(&e))?
             .connect_timeout(self.dial_timeout)
             // grpc-go raises keepalive times below 10s to 10s, and etcd's server
@@ -215,15 +220,26 @@ impl Connector {
             .http2_keep_alive_interval(self.keepalive_time.max(Duration::from_secs(10)))
             .keep_alive_timeout(self.keepalive_timeout)
             .keep_alive_while_idle(false);
-        if tls {
-            endpoint = endpoint.tls_config(self.tls.clone()).map_err(|e| invalid(&e))?;
-        }
-        Ok(endpoint)
+        Ok(Target { endpoint, url })
     }
 }
 
-fn read_file(path: &str) -> Result<Vec<u8>, CtlError> {
-    std::fs::read(path).map_err(|e| CtlError::bad_args(format!("open {path}: {e}")))
+/// One endpoint and how to dial it.
+struct Target {
+    endpoint: Endpoint,
+    url: Url,
+}
+
+impl Target {
+    async fn connect(&self, tls: &Arc<rustls::ClientConfig>) -> Result<Channel, tonic::transport::Error> {
+        let (url, tls) = (self.url.clone(), tls.clone());
+        self.endpoint
+            .connect_with_connector(tower::service_fn(move |_: tonic::codegen::http::Uri| {
+                let (url, tls) = (url.clone(), tls.clone());
+                async move { hub_tls::net::dial(&url, Some(&tls)).await.map(TokioIo::new) }
+            }))
+            .await
+    }
 }
 
 /// A unary request carrying the time left until `deadline` (gRPC's `grpc-timeout`).

@@ -109,7 +109,7 @@ pub struct GlobalFlags {
     /// accept insecure SRV records describing cluster endpoints [default: true]
     #[arg(long, global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool)]
     pub insecure_discovery: Option<bool>,
-    /// skip server certificate verification (not supported by hubctl yet)
+    /// skip server certificate verification (CAUTION: this option should be enabled only for testing purposes)
     #[arg(long, global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool)]
     pub insecure_skip_tls_verify: Option<bool>,
     /// identify secure client using this TLS certificate file

@@ -1,7 +1,8 @@
-//! TLS: hubctl and etcdctl against an etcd that serves clients over https and
-//! requires client certificates (`--cacert`, `--cert`, `--key`). Certificates
-//! are made with the `openssl` command for each run. Runs against etcd only:
-//! hubd does not serve client TLS yet.
+//! TLS: hubctl and etcdctl against an etcd and a hubd that serve clients over
+//! https and require client certificates (`--cacert`, `--cert`, `--key`), and
+//! that serve a self-signed certificate (`--auto-tls`, which clients accept
+//! with `--insecure-skip-tls-verify`). Certificates are made with the
+//! `openssl` command for each run.
 
 mod common;
 
@@ -78,21 +79,38 @@ fn client_certificates_work_as_with_etcdctl() {
         "--trusted-ca-file".to_string(),
         file("ca.crt"),
     ];
-    let (client_port, peer_port) = (common::free_port(), common::free_port());
-    let mut results = Vec::new();
-    for tool in [Tool::Etcdctl, Tool::Hubctl] {
-        let server = Server::start_with(&common::etcd_bin(), client_port, peer_port, "https", &extra);
-        let script = script.replace("$SERVER", &server.endpoint());
-        results.push(common::run_script(tool, ServerKind::Etcd, &server.endpoint(), &script));
-    }
-    let (etcdctl, hubctl) = (&results[0], &results[1]);
-    for ((line, want), (_, got)) in etcdctl.iter().zip(hubctl) {
-        // Where etcd refuses the handshake, etcdctl retries until its timeout and
-        // hubctl names the TLS failure: only the exit code must agree there.
-        if line.contains("--command-timeout 1s") {
-            assert_eq!(want.exit, got.exit, "{line}");
-            continue;
+    compare_tools(&script, &extra, |line| line.contains("--command-timeout 1s"));
+}
+
+#[test]
+fn insecure_skip_tls_verify_works_as_with_etcdctl() {
+    let script = "put foo bar --insecure-transport=false --insecure-skip-tls-verify\n\
+                  --endpoints https://$SERVER get foo --insecure-skip-tls-verify\n\
+                  --endpoints https://$SERVER get foo --command-timeout 1s\n";
+    compare_tools(script, &["--auto-tls".to_string()], |line| line.contains("--command-timeout 1s"));
+}
+
+/// Runs `script` with etcdctl and with hubctl against etcd and against hubd,
+/// each started over https with `extra`, and compares hubctl's answers with
+/// etcdctl's. Where the server refuses the handshake (`refused` lines),
+/// etcdctl retries until its timeout and hubctl may word the failure
+/// differently: only the exit codes must agree there.
+fn compare_tools(script: &str, extra: &[String], refused: impl Fn(&str) -> bool) {
+    for (bin, kind) in [(common::etcd_bin(), ServerKind::Etcd), (common::hubd_bin(), ServerKind::Hubd)] {
+        let (client_port, peer_port) = (common::free_port(), common::free_port());
+        let mut results = Vec::new();
+        for tool in [Tool::Etcdctl, Tool::Hubctl] {
+            let server = Server::start_with(&bin, client_port, peer_port, "https", extra);
+            let script = script.replace("$SERVER", &server.endpoint());
+            results.push(common::run_script(tool, kind, &server.endpoint(), &script));
         }
-        assert_eq!(want, got, "{line}");
+        let (etcdctl, hubctl) = (&results[0], &results[1]);
+        for ((line, want), (_, got)) in etcdctl.iter().zip(hubctl) {
+            if refused(line) {
+                assert_eq!(want.exit, got.exit, "{kind:?}: {line}");
+                continue;
+            }
+            assert_eq!(want, got, "{kind:?}: {line}");
+        }
     }
 }

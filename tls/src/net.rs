@@ -26,6 +26,8 @@ use crate::Tls;
 
 /// How long a client may take to complete its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long [`dial`] waits for a TLS 1.3 server's first bytes.
+const FIRST_READ_TIMEOUT: Duration = Duration::from_millis(500);
 /// The first byte of a TLS record carrying a handshake.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
@@ -273,7 +275,7 @@ async fn handshake(
 ) -> io::Result<Conn> {
     if plain {
         let first = io.read_u8().await?;
-        let io: Box<dyn Io> = Box::new(Prefixed { first: Some(first), inner: io });
+        let io: Box<dyn Io> = Box::new(Prefixed { first: vec![first], inner: io });
         if first != TLS_HANDSHAKE_RECORD {
             return Ok(Conn { io, info });
         }
@@ -287,19 +289,19 @@ async fn handshake(
     Ok(Conn { io: Box::new(stream), info })
 }
 
-/// A stream whose first byte was already read (to tell TLS from clear text).
+/// A stream whose first bytes were already read (to tell TLS from clear
+/// text, or to see whether a TLS 1.3 server accepted our certificate).
 struct Prefixed {
-    first: Option<u8>,
+    first: Vec<u8>,
     inner: Box<dyn Io>,
 }
 
 impl AsyncRead for Prefixed {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        if let Some(byte) = self.first {
-            if buf.remaining() > 0 {
-                buf.put_slice(&[byte]);
-                self.first = None;
-            }
+        if !self.first.is_empty() {
+            let n = self.first.len().min(buf.remaining());
+            buf.put_slice(&self.first[..n]);
+            self.first.drain(..n);
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut *self.inner).poll_read(cx, buf)
@@ -336,11 +338,22 @@ pub async fn dial(url: &Url, tls: Option<&Arc<ClientConfig>>) -> io::Result<Box<
     }
     let config = tls.ok_or_else(|| io::Error::other(format!("{} needs TLS settings", url.address)))?;
     let name = ServerName::try_from(url.host.clone()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let stream = TlsConnector::from(config.clone())
-        .connect(name, io)
-        .await
-        .map_err(|e| io::Error::new(e.kind(), HandshakeError(crate::alert::describe(&e))))?;
-    Ok(Box::new(stream))
+    let handshake_error = |e: io::Error| io::Error::new(e.kind(), HandshakeError(crate::alert::describe(&e)));
+    let mut stream = TlsConnector::from(config.clone()).connect(name, io).await.map_err(handshake_error)?;
+    if stream.get_ref().1.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+        return Ok(Box::new(stream));
+    }
+    // In TLS 1.3 the server checks our certificate after our side of the
+    // handshake is done: a refusal arrives as an alert on the first read.
+    // HTTP/2 servers speak first (their SETTINGS), so wait briefly for that
+    // and keep what arrives for the caller.
+    let mut first = vec![0; 4096];
+    match tokio::time::timeout(FIRST_READ_TIMEOUT, stream.read(&mut first)).await {
+        Ok(Ok(n)) => first.truncate(n),
+        Ok(Err(e)) => return Err(handshake_error(e)),
+        Err(_) => first.clear(),
+    }
+    Ok(Box::new(Prefixed { first, inner: Box::new(stream) }))
 }
 
 /// The error inside a [`dial`] failure that the TLS handshake caused (as
