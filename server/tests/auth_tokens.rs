@@ -1,13 +1,15 @@
 //! Auth tokens on real hubd processes: simple tokens replicated to every
 //! member, a token of a deleted user, tampered and expired JWTs, and users
-//! and roles that survive a restart.
+//! and roles that survive a restart, watches refused at creation.
 
 mod common;
 
 use common::{hubd_bin, start_cluster_with, Member};
 use hub_proto::etcdserverpb::auth_client::AuthClient;
 use hub_proto::etcdserverpb::kv_client::KvClient;
-use hub_proto::etcdserverpb::{AuthenticateRequest, PutRequest, RangeRequest};
+use hub_proto::etcdserverpb::watch_client::WatchClient;
+use hub_proto::etcdserverpb::watch_request::RequestUnion;
+use hub_proto::etcdserverpb::{AuthenticateRequest, PutRequest, RangeRequest, WatchCreateRequest, WatchRequest};
 use tonic::transport::Channel;
 use tonic::Code;
 
@@ -127,4 +129,16 @@ async fn users_roles_and_the_enabled_flag_survive_a_restart() {
     KvClient::new(channel(&m).await).range(req).await.expect("read k/1");
     let anonymous = KvClient::new(channel(&m).await).range(RangeRequest { key: b"k/1".to_vec(), ..Default::default() }).await;
     assert_eq!(anonymous.expect_err("auth still enabled").message(), "etcdserver: user name is empty");
+
+    // A watch needs read permission on its whole range when it is created.
+    for (key, range_end, refused) in [("k/", "k0", ""), ("k/", "\0", "etcdserver: permission denied"), ("x", "", "etcdserver: permission denied")] {
+        let create = WatchCreateRequest { key: key.into(), range_end: range_end.into(), ..Default::default() };
+        let requests = tokio_stream::iter([WatchRequest { request_union: Some(RequestUnion::CreateRequest(create)) }]);
+        let mut req = tonic::Request::new(requests);
+        req.metadata_mut().insert("token", token.parse().expect("ascii"));
+        let mut stream = WatchClient::new(channel(&m).await).watch(req).await.expect("watch").into_inner();
+        let created = stream.message().await.expect("response").expect("created");
+        assert!(created.created);
+        assert_eq!((created.canceled, created.cancel_reason.as_str()), (!refused.is_empty(), refused), "{key}..{range_end}");
+    }
 }

@@ -16,8 +16,8 @@ use hub_proto::etcdserverpb::{
     compare::{CompareResult, CompareTarget, TargetUnion},
     range_request::{SortOrder, SortTarget},
     request_op::Request,
-    response_op, AuthenticateResponse, CompactionRequest, CompactionResponse, Compare, DeleteRangeRequest, DeleteRangeResponse,
-    InternalRaftRequest, LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse,
+    response_op, AuthenticateResponse, CompactionRequest, CompactionResponse, Compare, DeleteRangeRequest,
+    DeleteRangeResponse, InternalRaftRequest, LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse,
     PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
 use hub_proto::mvccpb::{Event, KeyValue};
@@ -314,7 +314,7 @@ impl StateMachine {
         // here against the auth state it is applied to, whatever checks ran
         // before proposing.
         if let Some(h) = &req.header {
-            self.auth.authorize(&AuthInfo::from_header(h), req, &self.lessor)?;
+            self.authorize(&AuthInfo::from_header(h), req)?;
         }
         if crate::auth::is_auth_request(req) {
             return self.apply_auth(index, req, now);

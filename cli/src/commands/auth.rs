@@ -21,6 +21,7 @@ use super::Ctx;
 use crate::client::{ask_password, call, request};
 use crate::error::CtlError;
 use crate::flags::go_bool;
+use crate::output::fields::AuthFields;
 use crate::output::json;
 
 #[derive(Subcommand, Debug)]
@@ -206,7 +207,7 @@ pub async fn user(cmd: UserCommand, ctx: &Ctx, out: &mut dyn Write) -> Result<()
                 hashed_password: String::new(),
             };
             let resp = call(deadline, auth.user_add(request(req, deadline))).await?;
-            p.auth(out, &resp, &resp.header, None, |o| writeln!(o, "User {name} created"))
+            p.auth(out, &resp, &resp.header, None, AuthFields::Header, |o| writeln!(o, "User {name} created"))
         }
         UserCommand::Delete(a) => {
             let [name] = a.args.as_slice() else {
@@ -215,7 +216,7 @@ pub async fn user(cmd: UserCommand, ctx: &Ctx, out: &mut dyn Write) -> Result<()
             let (mut auth, deadline) = client(ctx).await?;
             let req = AuthUserDeleteRequest { name: name.clone() };
             let resp = call(deadline, auth.user_delete(request(req, deadline))).await?;
-            p.auth(out, &resp, &resp.header, None, |o| writeln!(o, "User {name} deleted"))
+            p.auth(out, &resp, &resp.header, None, AuthFields::Header, |o| writeln!(o, "User {name} deleted"))
         }
         UserCommand::Get(a) => {
             let [name] = a.args.as_slice() else {
@@ -234,7 +235,7 @@ pub async fn user(cmd: UserCommand, ctx: &Ctx, out: &mut dyn Write) -> Result<()
                 return Ok(());
             }
             let list = Some(("roles", json::names(&resp.roles)));
-            p.auth(out, &resp, &resp.header, list, |o| {
+            p.auth(out, &resp, &resp.header, list, AuthFields::Unsupported, |o| {
                 write!(o, "User: {name}\nRoles:")?;
                 resp.roles.iter().try_for_each(|r| write!(o, " {r}"))?;
                 writeln!(o)
@@ -247,7 +248,7 @@ pub async fn user(cmd: UserCommand, ctx: &Ctx, out: &mut dyn Write) -> Result<()
             let (mut auth, deadline) = client(ctx).await?;
             let resp = call(deadline, auth.user_list(request(AuthUserListRequest {}, deadline))).await?;
             let list = Some(("users", json::names(&resp.users)));
-            p.auth(out, &resp, &resp.header, list, |o| resp.users.iter().try_for_each(|u| writeln!(o, "{u}")))
+            p.auth(out, &resp, &resp.header, list, AuthFields::Unsupported, |o| resp.users.iter().try_for_each(|u| writeln!(o, "{u}")))
         }
         UserCommand::Passwd(a) => {
             let [name] = a.args.as_slice() else {
@@ -257,7 +258,7 @@ pub async fn user(cmd: UserCommand, ctx: &Ctx, out: &mut dyn Write) -> Result<()
             let (mut auth, deadline) = client(ctx).await?;
             let req = AuthUserChangePasswordRequest { name: name.clone(), password, hashed_password: String::new() };
             let resp = call(deadline, auth.user_change_password(request(req, deadline))).await?;
-            p.auth(out, &resp, &resp.header, None, |o| writeln!(o, "Password updated"))
+            p.auth(out, &resp, &resp.header, None, AuthFields::Header, |o| writeln!(o, "Password updated"))
         }
         UserCommand::GrantRole(a) => {
             let [user, role] = a.args.as_slice() else {
@@ -268,7 +269,7 @@ pub async fn user(cmd: UserCommand, ctx: &Ctx, out: &mut dyn Write) -> Result<()
             let (mut auth, deadline) = client(ctx).await?;
             let req = AuthUserGrantRoleRequest { user: user.clone(), role: role.clone() };
             let resp = call(deadline, auth.user_grant_role(request(req, deadline))).await?;
-            p.auth(out, &resp, &resp.header, None, |o| writeln!(o, "Role {role} is granted to user {user}"))
+            p.auth(out, &resp, &resp.header, None, AuthFields::Header, |o| writeln!(o, "Role {role} is granted to user {user}"))
         }
         UserCommand::RevokeRole(a) => {
             let [user, role] = a.args.as_slice() else {
@@ -277,7 +278,7 @@ pub async fn user(cmd: UserCommand, ctx: &Ctx, out: &mut dyn Write) -> Result<()
             let (mut auth, deadline) = client(ctx).await?;
             let req = AuthUserRevokeRoleRequest { name: user.clone(), role: role.clone() };
             let resp = call(deadline, auth.user_revoke_role(request(req, deadline))).await?;
-            p.auth(out, &resp, &resp.header, None, |o| writeln!(o, "Role {role} is revoked from user {user}"))
+            p.auth(out, &resp, &resp.header, None, AuthFields::Header, |o| writeln!(o, "Role {role} is revoked from user {user}"))
         }
     }
 }
@@ -285,7 +286,7 @@ pub async fn user(cmd: UserCommand, ctx: &Ctx, out: &mut dyn Write) -> Result<()
 /// etcdctl's `RoleGet` printer.
 fn print_role(ctx: &Ctx, out: &mut dyn Write, role: &str, r: &AuthRoleGetResponse) -> Result<(), CtlError> {
     let list = Some(("perm", r.perm.iter().map(json::permission).collect()));
-    ctx.printer.auth(out, r, &r.header, list, |o| {
+    ctx.printer.auth(out, r, &r.header, list, AuthFields::Perms(&r.perm), |o| {
         writeln!(o, "Role {role}")?;
         for (title, wanted) in [("KV Read:", PermType::Read), ("KV Write:", PermType::Write)] {
             writeln!(o, "{title}")?;
@@ -344,7 +345,7 @@ pub async fn role(cmd: RoleCommand, ctx: &Ctx, out: &mut dyn Write) -> Result<()
             };
             let (mut auth, deadline) = client(ctx).await?;
             let resp = call(deadline, auth.role_add(request(AuthRoleAddRequest { name: name.clone() }, deadline))).await?;
-            p.auth(out, &resp, &resp.header, None, |o| writeln!(o, "Role {name} created"))
+            p.auth(out, &resp, &resp.header, None, AuthFields::Header, |o| writeln!(o, "Role {name} created"))
         }
         RoleCommand::Delete(a) => {
             let [name] = a.args.as_slice() else {
@@ -353,7 +354,7 @@ pub async fn role(cmd: RoleCommand, ctx: &Ctx, out: &mut dyn Write) -> Result<()
             let (mut auth, deadline) = client(ctx).await?;
             let req = AuthRoleDeleteRequest { role: name.clone() };
             let resp = call(deadline, auth.role_delete(request(req, deadline))).await?;
-            p.auth(out, &resp, &resp.header, None, |o| writeln!(o, "Role {name} deleted"))
+            p.auth(out, &resp, &resp.header, None, AuthFields::Header, |o| writeln!(o, "Role {name} deleted"))
         }
         RoleCommand::Get(a) => {
             let [name] = a.args.as_slice() else {
@@ -370,7 +371,7 @@ pub async fn role(cmd: RoleCommand, ctx: &Ctx, out: &mut dyn Write) -> Result<()
             let (mut auth, deadline) = client(ctx).await?;
             let resp = call(deadline, auth.role_list(request(AuthRoleListRequest {}, deadline))).await?;
             let list = Some(("roles", json::names(&resp.roles)));
-            p.auth(out, &resp, &resp.header, list, |o| resp.roles.iter().try_for_each(|r| writeln!(o, "{r}")))
+            p.auth(out, &resp, &resp.header, list, AuthFields::Roles(&resp.roles), |o| resp.roles.iter().try_for_each(|r| writeln!(o, "{r}")))
         }
         RoleCommand::GrantPermission(a) => {
             if a.args.len() < 3 {
@@ -392,7 +393,7 @@ pub async fn role(cmd: RoleCommand, ctx: &Ctx, out: &mut dyn Write) -> Result<()
                 perm: Some(Permission { perm_type: perm_type as i32, key, range_end }),
             };
             let resp = call(deadline, auth.role_grant_permission(request(req, deadline))).await?;
-            p.auth(out, &resp, &resp.header, None, |o| writeln!(o, "Role {name} updated"))
+            p.auth(out, &resp, &resp.header, None, AuthFields::Header, |o| writeln!(o, "Role {name} updated"))
         }
         RoleCommand::RevokePermission(a) => {
             if a.args.len() < 2 {
@@ -405,7 +406,7 @@ pub async fn role(cmd: RoleCommand, ctx: &Ctx, out: &mut dyn Write) -> Result<()
             let (mut auth, deadline) = client(ctx).await?;
             let req = AuthRoleRevokePermissionRequest { role: role.clone(), key, range_end: range_end.clone() };
             let resp = call(deadline, auth.role_revoke_permission(request(req, deadline))).await?;
-            p.auth(out, &resp, &resp.header, None, |o| match range_end.as_slice() {
+            p.auth(out, &resp, &resp.header, None, AuthFields::Header, |o| match range_end.as_slice() {
                 [] => writeln!(o, "Permission of key {shown_key} is revoked from role {role}"),
                 [0] => writeln!(o, "Permission of range [{shown_key}, <open ended> is revoked from role {role}"),
                 end => writeln!(

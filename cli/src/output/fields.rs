@@ -182,3 +182,33 @@ pub fn snapshot_status(out: &mut dyn Write, s: &SnapshotInfo) -> io::Result<()> 
     writeln!(out, "\"Keys\" : {}", s.total_keys)?;
     writeln!(out, "\"Size\" : {}", s.total_size)
 }
+
+/// What etcdctl's `fields` printer shows of an Auth response past its header.
+pub enum AuthFields<'a> {
+    /// The header alone.
+    Header,
+    /// `role list`: `"Roles" : "a" "b"`.
+    Roles(&'a [String]),
+    /// `role get`: each permission's type, key and range end.
+    Perms(&'a [hub_proto::authpb::Permission]),
+    /// `user get` and `user list`, which etcdctl cannot print as fields.
+    Unsupported,
+}
+
+pub fn auth(out: &mut dyn Write, h: Option<&ResponseHeader>, fields: &AuthFields) -> io::Result<()> {
+    hdr(out, h)?;
+    match fields {
+        AuthFields::Header | AuthFields::Unsupported => Ok(()),
+        AuthFields::Roles(roles) => {
+            write!(out, "\"Roles\" :")?;
+            roles.iter().try_for_each(|r| write!(out, " {}", quote(r.as_bytes())))?;
+            writeln!(out)
+        }
+        AuthFields::Perms(perms) => perms.iter().try_for_each(|p| {
+            let name = hub_proto::authpb::permission::Type::try_from(p.perm_type).map_or("READ", |t| t.as_str_name());
+            writeln!(out, "\"PermType\" :  {name}")?;
+            writeln!(out, "\"Key\" : {}", quote(&p.key))?;
+            writeln!(out, "\"RangeEnd\" : {}", quote(&p.range_end))
+        }),
+    }
+}

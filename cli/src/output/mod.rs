@@ -337,19 +337,21 @@ impl Printer {
     }
 
     /// An Auth service response: etcdctl's `simple` text, the response as
-    /// JSON or protobuf, or (`fields`) its header.
+    /// JSON (with its one `list`) or protobuf, or its `fields`.
     pub fn auth<M: Message>(
         &self,
         out: Out,
         r: &M,
         header: &Option<ResponseHeader>,
         list: Option<(&'static str, Vec<json::Json>)>,
+        fields: fields::AuthFields,
         simple: impl FnOnce(Out) -> std::io::Result<()>,
     ) -> Result<(), CtlError> {
         match self.format {
             Format::Simple => simple(out)?,
             Format::Json => Self::json(out, json::auth(header, list))?,
-            Format::Fields => fields::header_only(out, header.as_ref())?,
+            Format::Fields if matches!(fields, fields::AuthFields::Unsupported) => return Err(self.unsupported()),
+            Format::Fields => fields::auth(out, header.as_ref(), &fields)?,
             Format::Protobuf => Self::protobuf(out, r)?,
             Format::Table => return Err(self.unsupported()),
         }
