@@ -29,8 +29,12 @@ echo "control plane up in $((SECONDS - up))s ($dir)"
 cd "$here"
 status=0
 HUB_K8S_ENV=$dir/env nice -n "${HUB_K8S_NICE:-15}" go test -trimpath -count=1 -timeout 20m -v ./e2e || status=$?
+kill "$cp_pid" 2>/dev/null || true
+wait "$cp_pid" 2>/dev/null || true
 if ((status)); then
   for log in "$dir"/*.log; do echo "--- $log" >&2; tail -30 "$log" >&2; done
+else
+  rm -rf "$dir"
 fi
 echo "e2e took $((SECONDS - start))s in all"
 exit $status
