@@ -25,8 +25,11 @@ use tonic::{Request, Response, Status};
 use crate::{status, Context};
 
 /// The etcd release whose API and behaviour hub reproduces; clients read it
-/// from Status to decide which features they may use.
-pub const ETCD_VERSION: &str = "3.4.23";
+/// from Status to decide which features they may use. Etcd 3.4.23's API, with
+/// the watch-progress fixes of 3.4.31 (see watch.rs): the Kubernetes API
+/// server turns on progress requests, and with them consistent reads from its
+/// watch cache, only from 3.4.31 on.
+pub const ETCD_VERSION: &str = "3.4.31";
 
 pub struct MaintenanceService {
     ctx: Context,

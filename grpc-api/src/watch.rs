@@ -8,6 +8,12 @@
 //! Responses follow etcd's `v3rpc/watch.go`: a `created` response first, events
 //! of one revision never split (unless the client asked for fragments), a
 //! compacted start revision answered with `compact_revision` and a cancel.
+//!
+//! Progress is ordered with events, as in etcd 3.4.31+ (etcd-io/etcd#15220,
+//! #17507, #20229), which the Kubernetes API server's consistent reads from its
+//! watch cache rely on: a progress response at revision R promises that every
+//! event up to R was already sent on the stream, and a stream never reports a
+//! revision older than one it reported (or a watcher asked to start after).
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -55,6 +61,8 @@ impl Watch for WatchService {
             out: tx,
             watchers: BTreeMap::new(),
             next_id: 0,
+            progress_pending: false,
+            reported: 0,
         };
         let committed = self.ctx.node.subscribe();
         tokio::spawn(stream.run(req.into_inner(), committed));
@@ -99,6 +107,11 @@ struct WatchStreamTask {
     out: mpsc::Sender<Result<WatchResponse, Status>>,
     watchers: BTreeMap<i64, Watcher>,
     next_id: i64,
+    /// A progress request waits for an answer.
+    progress_pending: bool,
+    /// The newest revision the stream has reported: in an event, a progress
+    /// response, or as a watcher's start revision minus one.
+    reported: i64,
 }
 
 /// The stream's client went away; stop serving it.
@@ -124,6 +137,10 @@ impl WatchStreamTask {
                 },
                 _ = progress.tick() => self.notify_progress().await,
             };
+            let step = match step {
+                Ok(()) => self.answer_progress().await,
+                gone => gone,
+            };
             if step.is_err() {
                 return;
             }
@@ -146,8 +163,9 @@ impl WatchStreamTask {
                 Ok(())
             }
             Some(RequestUnion::ProgressRequest(_)) => {
-                let header = self.ctx.header(0);
-                self.send(WatchResponse { header, watch_id: INVALID_WATCH_ID, ..Default::default() }).await
+                // Answered by `answer_progress` once the stream has caught up.
+                self.progress_pending = true;
+                Ok(())
             }
             None => Ok(()),
         }
@@ -212,6 +230,7 @@ impl WatchStreamTask {
         };
         self.send(WatchResponse { header: self.ctx.header(current), watch_id: id, created: true, ..Default::default() })
             .await?;
+        self.reported = self.reported.max(watcher.next_rev - 1);
         self.watchers.insert(id, watcher);
         self.catch_up(id).await
     }
@@ -307,6 +326,7 @@ impl WatchStreamTask {
         }
         let Some(w) = self.watchers.get_mut(&id) else { return Ok(()) };
         w.sent_since_tick = true;
+        self.reported = self.reported.max(revision);
         let fragment = w.fragment;
         let header = self.ctx.header(revision);
         let limit = self.ctx.config.max_request_bytes;
@@ -344,19 +364,42 @@ impl WatchStreamTask {
 
     /// etcd's progress notification: an empty response carrying the current
     /// revision, to synced watchers that asked for it and got nothing lately.
+    /// A watcher that starts after the current revision gets none (etcd#20229).
     async fn notify_progress(&mut self) -> Result<(), Gone> {
         let current = self.ctx.node.state().lock().current_revision();
         let mut due = Vec::new();
         for w in self.watchers.values_mut() {
-            if w.progress_notify && !w.sent_since_tick && w.next_rev > current {
+            if w.progress_notify && !w.sent_since_tick && w.next_rev == current + 1 {
                 due.push(w.id);
             }
             w.sent_since_tick = false;
+        }
+        if !due.is_empty() {
+            self.reported = self.reported.max(current);
         }
         for id in due {
             self.send(WatchResponse { header: self.ctx.header(current), watch_id: id, ..Default::default() }).await?;
         }
         Ok(())
+    }
+
+    /// Answers a pending progress request (watch ID -1, for every watcher of
+    /// the stream) with the newest revision that every watcher has been given
+    /// all its events up to, once that is no older than what the stream
+    /// already reported; until then the request waits, as in etcd.
+    async fn answer_progress(&mut self) -> Result<(), Gone> {
+        if !self.progress_pending {
+            return Ok(());
+        }
+        let current = self.ctx.node.state().lock().current_revision();
+        let revision = self.watchers.values().map(|w| w.next_rev - 1).fold(current, i64::min);
+        if revision < self.reported && !self.watchers.is_empty() {
+            return Ok(());
+        }
+        self.progress_pending = false;
+        self.reported = self.reported.max(revision);
+        let header = self.ctx.header(revision);
+        self.send(WatchResponse { header, watch_id: INVALID_WATCH_ID, ..Default::default() }).await
     }
 }
 

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Kubernetes' own integration tests (of the release go.mod pins) against hub, and
+# against the reference etcd that release links (go.etcd.io/etcd/server/v3 from the
+# same module graph, built into the cache), one command:
+#
+#   tests/kubernetes/integration.sh [hub|etcd|both] [go test -run regex]
+#
+# Packages: $HUB_K8S_INTEGRATION (default test/integration/etcd and
+# test/integration/apiserver). The store is a single member on a free loopback
+# port named by KUBE_INTEGRATION_ETCD_URL; tests that start their own etcd find an
+# `etcd` on PATH that is the same binary (hubd takes etcd's flags). Prints each
+# run's pass/fail counts and, for "both", every test that passed on etcd but not
+# on hub. Results stay in $HUB_K8S_CACHE/integration-<store>.txt.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+cd "$here"
+which=${1:-both}
+run=${2:-.}
+cache=${HUB_K8S_CACHE:-$HOME/.cache/hub-k8s}
+read -r -a packages <<<"${HUB_K8S_INTEGRATION:-k8s.io/kubernetes/test/integration/etcd k8s.io/kubernetes/test/integration/apiserver}"
+nice=(nice -n "${HUB_K8S_NICE:-15}")
+
+etcd_version=$(go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)
+reference=$cache/etcd-$etcd_version
+if [[ $which != hub && ! -x $reference ]]; then
+  echo "building etcd $etcd_version into $reference" >&2
+  "${nice[@]}" go build -trimpath -p "${HUB_K8S_PARALLEL:-2}" -o "$reference" go.etcd.io/etcd/server/v3
+fi
+if [[ $which != etcd ]]; then
+  (cd "$repo" && cargo build --release --bin hubd -q)
+fi
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+run_against() { # $1: name, $2: binary
+  local name=$1 work
+  work=$(mktemp -d "/tmp/hub-k8s-integration-$name.XXXX")
+  mkdir -p "$work/bin"
+  cp "$2" "$work/bin/etcd"
+  local port peer
+  port=$(free_port)
+  peer=$(free_port)
+  "$work/bin/etcd" --data-dir "$work/data" --listen-client-urls "http://127.0.0.1:$port" \
+    --advertise-client-urls "http://127.0.0.1:$port" --listen-peer-urls "http://127.0.0.1:$peer" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$peer" --initial-cluster "default=http://127.0.0.1:$peer" \
+    >"$work/store.log" 2>&1 &
+  local pid=$!
+  local start=$SECONDS status=0
+  PATH=$work/bin:$PATH KUBE_INTEGRATION_ETCD_URL=http://127.0.0.1:$port \
+    "${nice[@]}" go test -trimpath -mod=mod -count=1 -timeout 60m -p 1 -run "$run" -v "${packages[@]}" \
+    >"$work/test.log" 2>&1 || status=$?
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  # Top-level results only: "--- PASS: TestX (1.2s)".
+  grep -E '^--- (PASS|FAIL|SKIP): ' "$work/test.log" | awk '{print $3, $2}' | tr -d ':' | sort >"$cache/integration-$name.txt"
+  local pass fail skip
+  pass=$(grep -c ' PASS$' "$cache/integration-$name.txt" || true)
+  fail=$(grep -c ' FAIL$' "$cache/integration-$name.txt" || true)
+  skip=$(grep -c ' SKIP$' "$cache/integration-$name.txt" || true)
+  echo "$name ($2): $pass passed, $fail failed, $skip skipped in $((SECONDS - start))s (go test exit $status; log $work/test.log)"
+}
+
+mkdir -p "$cache"
+[[ $which == hub ]] || run_against etcd "$reference"
+[[ $which == etcd ]] || run_against hub "$repo/target/release/hubd"
+if [[ $which == both ]]; then
+  missing=$(join <(grep ' PASS$' "$cache/integration-etcd.txt" | cut -d' ' -f1) \
+    <(grep ' PASS$' "$cache/integration-hub.txt" | cut -d' ' -f1) -v 1 || true)
+  if [[ -n $missing ]]; then
+    echo "passed on etcd but not on hub:"
+    echo "$missing"
+    exit 1
+  fi
+  echo "every test that passed on etcd passed on hub"
+fi
