@@ -58,8 +58,8 @@ initial=""
 for i in 1 2 3; do initial+="${initial:+,}m$i=http://127.0.0.1:${peer_port[i]}"; done
 endpoints=""
 for i in 1 2 3; do endpoints+="${endpoints:+,}http://127.0.0.1:${client_port[i]}"; done
-start_member() { # $1: member number; appends its pid to $dir/env's HUB_PIDS
-  local i=$1
+declare -a hub_pid
+for i in 1 2 3; do
   "$dir/hubd" --name "m$i" --data-dir "$dir/m$i.hub" \
     --listen-client-urls "http://127.0.0.1:${client_port[i]}" \
     --advertise-client-urls "http://127.0.0.1:${client_port[i]}" \
@@ -69,9 +69,7 @@ start_member() { # $1: member number; appends its pid to $dir/env's HUB_PIDS
     >>"$dir/m$i.log" 2>&1 &
   pids+=($!)
   hub_pid[i]=$!
-}
-declare -a hub_pid
-for i in 1 2 3; do start_member "$i"; done
+done
 
 # --- certificates and keys ------------------------------------------------------------
 pki=$dir/pki
