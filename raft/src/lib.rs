@@ -17,7 +17,10 @@
 //! - [`membership`]: etcd's member add/remove/update/promote on openraft.
 //! - [`tls`]: rustls on the peer transport, etcd's peer TLS flags.
 //! - [`node`]: a member, wiring it all together.
+//! - `chaos` (feature `failpoints`): bugs injected on purpose for the chaos suite.
 
+#[cfg(feature = "failpoints")]
+pub mod chaos;
 pub mod forward;
 pub mod log_store;
 pub mod membership;

@@ -77,6 +77,8 @@ pub struct Node {
     timeout: Duration,
     /// Set once this member is removed from the cluster.
     removed: tokio::sync::watch::Sender<bool>,
+    #[cfg(feature = "failpoints")]
+    wal: Arc<Wal>,
 }
 
 impl Node {
@@ -101,7 +103,8 @@ impl Node {
         if fresh && config.bootstrap {
             bootstrap(&wal, &config).await?;
         }
-        let log_store = LogStore::new(Arc::new(wal));
+        let wal = Arc::new(wal);
+        let log_store = LogStore::new(wal.clone());
         let (committed, _) = broadcast::channel(WATCH_BACKLOG);
         let state = Arc::new(Mutex::new(state));
         let sm = HubStateMachine::new(state.clone(), committed.clone());
@@ -119,6 +122,8 @@ impl Node {
             tls: config.tls.clone(),
             timeout: request_timeout(config.election_timeout_ms),
             removed: tokio::sync::watch::Sender::new(false),
+            #[cfg(feature = "failpoints")]
+            wal,
         });
         tokio::spawn(watch_leadership(node.clone()));
         if fresh && config.bootstrap && config.initial_members.len() == 1 {
@@ -126,6 +131,12 @@ impl Node {
             let _ = node.raft.trigger().elect().await;
         }
         Ok(node)
+    }
+
+    /// The WAL's disk-fault hooks, for the chaos suite.
+    #[cfg(feature = "failpoints")]
+    pub fn wal_failpoints(&self) -> &crate::wal::Failpoints {
+        self.wal.failpoints()
     }
 
     pub fn raft(&self) -> &Raft {
@@ -202,6 +213,10 @@ impl Node {
     /// call (etcd's ReadIndex): the leader confirms its leadership with a quorum;
     /// a follower asks the leader for the commit index and waits to apply it.
     pub async fn read_index(&self) -> Result<(), StoreError> {
+        #[cfg(feature = "failpoints")]
+        if crate::chaos::enabled(crate::chaos::Bug::StaleRead) {
+            return Ok(());
+        }
         let work = async {
             let (leader, node) = self.leader()?;
             let index = if leader == self.id {
