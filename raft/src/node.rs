@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use hub_proto::etcdserverpb::InternalRaftRequest;
 use hub_proto::hubpeer::{peer_client::PeerClient, Payload};
 use hub_store::{EtcdError, Response, StateMachine, StoreError};
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{Config, ServerState, SnapshotPolicy};
 use parking_lot::Mutex;
 use prost::Message;
@@ -108,7 +108,7 @@ impl Node {
         let (committed, _) = broadcast::channel(WATCH_BACKLOG);
         let state = Arc::new(Mutex::new(state));
         let sm = HubStateMachine::new(state.clone(), committed.clone());
-        let network = PeerNetwork { tls: config.tls.clone() };
+        let network = PeerNetwork::new(config.tls.clone());
         let raft = Raft::new(config.id, raft_config, network, log_store, sm)
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
@@ -239,12 +239,24 @@ impl Node {
         }
     }
 
+    /// The leader's read index. A round in which a quorum did not answer in time
+    /// (a slow network, a loaded host, a paused follower) is retried, as etcd
+    /// retries its ReadIndex until the request times out; only a lost leadership
+    /// fails the read at once.
     pub(crate) async fn read_index_here(&self) -> Result<u64, EtcdError> {
-        match self.raft.ensure_linearizable().await {
-            Ok(log_id) => Ok(log_id.map_or(0, |l| l.index)),
-            Err(RaftError::APIError(_)) => Err(EtcdError::LeaderChanged),
-            Err(RaftError::Fatal(_)) => Err(EtcdError::Stopped),
-        }
+        let rounds = async {
+            loop {
+                match self.raft.ensure_linearizable().await {
+                    Ok(log_id) => return Ok(log_id.map_or(0, |l| l.index)),
+                    Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    Err(RaftError::APIError(_)) => return Err(EtcdError::LeaderChanged),
+                    Err(RaftError::Fatal(_)) => return Err(EtcdError::Stopped),
+                }
+            }
+        };
+        tokio::time::timeout(self.timeout, rounds).await.unwrap_or(Err(EtcdError::Timeout))
     }
 
     /// Renews a lease on the leader (leases are counted down there only).
