@@ -105,7 +105,12 @@ pub async fn run(config: Config) -> anyhow::Result<Summary> {
     let steps = nemesis::schedule(config.seed, config.time, &config.nemesis, config.members);
     tracing::info!(faults = steps.len(), seed = config.seed, "schedule drawn");
     let opts = HubdOptions { bin: config.hubd.clone(), bugs: config.bugs.clone() };
-    let mut cluster = Cluster::start(config.members, opts, &config.dir.join("cluster")).await?;
+    // A fresh cluster: never the data of an earlier run in the same directory.
+    let cluster_dir = config.dir.join("cluster");
+    if cluster_dir.exists() {
+        std::fs::remove_dir_all(&cluster_dir)?;
+    }
+    let mut cluster = Cluster::start(config.members, opts, &cluster_dir).await?;
     tracing::info!(dir = %config.dir.display(), "cluster up");
 
     let (stop_tx, stop) = tokio::sync::watch::channel(false);

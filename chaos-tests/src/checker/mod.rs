@@ -264,3 +264,65 @@ pub fn k8s(ops: &[Op], state: &BTreeMap<String, Ev>) -> Vec<Anomaly> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn op(name: &str, key: &str, status: Status, output: Value) -> Op {
+        Op { process: "p".into(), op: name.into(), key: key.into(), input: json!(null), output, status, start: 0, end: 1, member: 0 }
+    }
+
+    fn put(revision: i64, key: &str, value: &str, prev: Option<(&str, i64)>) -> Ev {
+        Ev {
+            revision,
+            key: key.into(),
+            delete: false,
+            value: value.into(),
+            mod_revision: revision,
+            lease: 0,
+            prev: prev.map(|(v, r)| (v.to_string(), r)),
+        }
+    }
+
+    #[test]
+    fn set_lost_and_phantom_adds_are_caught() {
+        let ops = [
+            op("set/add", "set/a", Status::Ok, json!({"revision": 2})),
+            op("set/add", "set/b", Status::Info, json!("timeout")),
+            op("set/add", "set/c", Status::Ok, json!({"revision": 3})),
+        ];
+        let reference = [put(2, "set/a", "1", None), put(3, "set/c", "1", None)];
+        assert!(sets(&ops, &replay(&reference)).is_empty(), "the unknown add may be missing");
+        assert!(durability(&ops, &reference).is_empty());
+        let lost = [put(2, "set/a", "1", None), put(4, "set/x", "1", None)];
+        let kinds: Vec<String> = sets(&ops, &replay(&lost)).into_iter().map(|a| a.kind).collect();
+        assert_eq!(kinds, ["set-lost", "set-phantom"]);
+        assert_eq!(durability(&ops, &lost).len(), 1, "set/c acknowledged at 3 is not there");
+    }
+
+    #[test]
+    fn watch_gaps_duplicates_and_wrong_prev_kv_are_caught() {
+        let reference = vec![put(2, "a", "1", None), put(3, "a", "2", Some(("1", 2))), put(4, "b", "1", None)];
+        assert!(super::reference(&reference).is_empty());
+        let w = Watcher::new("w", "");
+        w.items.lock().extend([Item::Events(reference[..2].to_vec()), Item::Progress(3), Item::Events(reference[2..].to_vec())]);
+        assert!(watcher(&w, &reference, 4).is_empty());
+
+        let gap = Watcher::new("gap", "");
+        gap.items.lock().extend([Item::Events(vec![reference[0].clone()]), Item::Events(vec![reference[2].clone()])]);
+        assert_eq!(watcher(&gap, &reference, 4)[0].kind, "watch-mismatch");
+
+        let late = Watcher::new("late", "");
+        late.items.lock().extend([Item::Events(vec![reference[0].clone()]), Item::Progress(3), Item::Events(reference[1..].to_vec())]);
+        assert_eq!(watcher(&late, &reference, 4)[0].kind, "watch-after-progress");
+
+        let short = Watcher::new("short", "");
+        short.items.lock().push(Item::Events(reference[..1].to_vec()));
+        assert_eq!(watcher(&short, &reference, 4)[0].kind, "watch-missed");
+
+        let bad_prev = vec![put(2, "a", "1", None), put(3, "a", "2", None)];
+        assert_eq!(super::reference(&bad_prev)[0].kind, "watch-prev-kv");
+    }
+}
