@@ -16,7 +16,10 @@
 //!   `--listen-peer-urls`, TLS from `hub-tls`) and what followers forward to the leader.
 //! - [`membership`]: etcd's member add/remove/update/promote on openraft.
 //! - [`node`]: a member, wiring it all together.
+//! - `chaos` (feature `failpoints`): bugs injected on purpose for the chaos suite.
 
+#[cfg(feature = "failpoints")]
+pub mod chaos;
 pub mod forward;
 pub mod log_store;
 pub mod membership;

@@ -5,6 +5,7 @@
 //! target member, connected lazily so an unreachable member only costs a
 //! retry. [`PeerService`] (in `peer_service.rs`) is the server side.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,7 +70,29 @@ pub fn peer_channel(member: &Member, tls: Option<&Tls>) -> Result<Channel, Strin
 
 #[derive(Clone, Default)]
 pub struct PeerNetwork {
-    pub tls: Option<Arc<Tls>>,
+    tls: Option<Arc<Tls>>,
+    /// One channel per member and peer URL, shared by every connection openraft
+    /// asks for: it asks for a new one for each linearizable read's heartbeat
+    /// round, and a fresh TCP + HTTP/2 handshake per read would often not fit in
+    /// that round's heartbeat-interval deadline.
+    channels: Arc<parking_lot::Mutex<HashMap<(u64, String), Channel>>>,
+}
+
+impl PeerNetwork {
+    pub fn new(tls: Option<Arc<Tls>>) -> PeerNetwork {
+        PeerNetwork { tls, channels: Arc::default() }
+    }
+
+    fn channel(&self, target: u64, node: &Member) -> Result<Channel, String> {
+        let key = (target, node.peer_urls.first().cloned().unwrap_or_default());
+        let mut channels = self.channels.lock();
+        if let Some(c) = channels.get(&key) {
+            return Ok(c.clone());
+        }
+        let channel = peer_channel(node, self.tls.as_deref())?;
+        channels.insert(key, channel.clone());
+        Ok(channel)
+    }
 }
 
 pub struct PeerConnection {
@@ -81,7 +104,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: u64, node: &Member) -> Self::Network {
-        let client = peer_channel(node, self.tls.as_deref()).map(|c| PeerClient::new(c).max_decoding_message_size(usize::MAX));
+        let client = self.channel(target, node).map(|c| PeerClient::new(c).max_decoding_message_size(usize::MAX));
         PeerConnection { target, client }
     }
 }
@@ -144,5 +167,25 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
 
     async fn vote(&mut self, rpc: VoteRequest<u64>, option: RPCOption) -> RpcResult<VoteResponse<u64>, RaftError<u64>> {
         self.call(&rpc, &option, |c, r| Box::pin(c.vote(r))).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// openraft asks for a connection per linearizable read; each must reuse the
+    /// member's channel, not open a new TCP connection (found by hub-chaos: reads
+    /// failed with "leader changed" when the handshakes missed the deadline).
+    #[tokio::test]
+    async fn one_channel_per_member() {
+        let mut net = PeerNetwork::new(None);
+        let member = Member { name: "a".into(), peer_urls: vec!["http://127.0.0.1:1".into()], client_urls: Vec::new() };
+        for _ in 0..3 {
+            let _ = net.new_client(1, &member).await;
+        }
+        assert_eq!(net.channels.lock().len(), 1);
+        let _ = net.new_client(2, &member).await;
+        assert_eq!(net.channels.lock().len(), 2, "another member ID gets its own channel");
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use hub_proto::etcdserverpb::InternalRaftRequest;
 use hub_proto::hubpeer::{peer_client::PeerClient, Payload};
 use hub_store::{EtcdError, Response, StateMachine, StoreError};
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{Config, ServerState, SnapshotPolicy};
 use parking_lot::Mutex;
 use prost::Message;
@@ -77,6 +77,8 @@ pub struct Node {
     timeout: Duration,
     /// Set once this member is removed from the cluster.
     removed: tokio::sync::watch::Sender<bool>,
+    #[cfg(feature = "failpoints")]
+    wal: Arc<Wal>,
 }
 
 impl Node {
@@ -101,11 +103,12 @@ impl Node {
         if fresh && config.bootstrap {
             bootstrap(&wal, &config).await?;
         }
-        let log_store = LogStore::new(Arc::new(wal));
+        let wal = Arc::new(wal);
+        let log_store = LogStore::new(wal.clone());
         let (committed, _) = broadcast::channel(WATCH_BACKLOG);
         let state = Arc::new(Mutex::new(state));
         let sm = HubStateMachine::new(state.clone(), committed.clone());
-        let network = PeerNetwork { tls: config.tls.clone() };
+        let network = PeerNetwork::new(config.tls.clone());
         let raft = Raft::new(config.id, raft_config, network, log_store, sm)
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
@@ -119,6 +122,8 @@ impl Node {
             tls: config.tls.clone(),
             timeout: request_timeout(config.election_timeout_ms),
             removed: tokio::sync::watch::Sender::new(false),
+            #[cfg(feature = "failpoints")]
+            wal,
         });
         tokio::spawn(watch_leadership(node.clone()));
         if fresh && config.bootstrap && config.initial_members.len() == 1 {
@@ -126,6 +131,12 @@ impl Node {
             let _ = node.raft.trigger().elect().await;
         }
         Ok(node)
+    }
+
+    /// The WAL's disk-fault hooks, for the chaos suite.
+    #[cfg(feature = "failpoints")]
+    pub fn wal_failpoints(&self) -> &crate::wal::Failpoints {
+        self.wal.failpoints()
     }
 
     pub fn raft(&self) -> &Raft {
@@ -202,6 +213,10 @@ impl Node {
     /// call (etcd's ReadIndex): the leader confirms its leadership with a quorum;
     /// a follower asks the leader for the commit index and waits to apply it.
     pub async fn read_index(&self) -> Result<(), StoreError> {
+        #[cfg(feature = "failpoints")]
+        if crate::chaos::enabled(crate::chaos::Bug::StaleRead) {
+            return Ok(());
+        }
         let work = async {
             let (leader, node) = self.leader()?;
             let index = if leader == self.id {
@@ -224,12 +239,24 @@ impl Node {
         }
     }
 
+    /// The leader's read index. A round in which a quorum did not answer in time
+    /// (a slow network, a loaded host, a paused follower) is retried, as etcd
+    /// retries its ReadIndex until the request times out; only a lost leadership
+    /// fails the read at once.
     pub(crate) async fn read_index_here(&self) -> Result<u64, EtcdError> {
-        match self.raft.ensure_linearizable().await {
-            Ok(log_id) => Ok(log_id.map_or(0, |l| l.index)),
-            Err(RaftError::APIError(_)) => Err(EtcdError::LeaderChanged),
-            Err(RaftError::Fatal(_)) => Err(EtcdError::Stopped),
-        }
+        let rounds = async {
+            loop {
+                match self.raft.ensure_linearizable().await {
+                    Ok(log_id) => return Ok(log_id.map_or(0, |l| l.index)),
+                    Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    Err(RaftError::APIError(_)) => return Err(EtcdError::LeaderChanged),
+                    Err(RaftError::Fatal(_)) => return Err(EtcdError::Stopped),
+                }
+            }
+        };
+        tokio::time::timeout(self.timeout, rounds).await.unwrap_or(Err(EtcdError::Timeout))
     }
 
     /// Renews a lease on the leader (leases are counted down there only).

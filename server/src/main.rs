@@ -7,6 +7,8 @@
 //! cluster has a leader, and revokes expired leases. It owns no request
 //! semantics.
 
+#[cfg(feature = "failpoints")]
+mod chaos;
 mod config;
 mod identity;
 mod migrate;
@@ -147,6 +149,8 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     )
     .await
     .context("start raft")?;
+    #[cfg(feature = "failpoints")]
+    chaos::arm_disk_faults(node.clone());
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut servers = Vec::new();

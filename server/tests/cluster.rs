@@ -34,6 +34,35 @@ async fn leader(members: &[Member]) -> usize {
     }
 }
 
+/// Sends `sig` (STOP, CONT, ...) to each process.
+fn signal(pids: &[u32], sig: &str) {
+    for pid in pids {
+        let _ = std::process::Command::new("kill").args([format!("-{sig}"), pid.to_string()]).status();
+    }
+}
+
+/// A linearizable read on the leader while both followers are paused waits
+/// for them, as etcd's ReadIndex does, instead of failing with "leader changed"
+/// after one unanswered heartbeat round (found by hub-chaos on a loaded host).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn linearizable_read_waits_out_paused_followers() {
+    let members = start_cluster(&hubd_bin(), 3);
+    let l = leader(&members).await;
+    let mut c = client(&[&members[l]]).await;
+    c.put("k", "v", None).await.expect("put");
+    let followers: Vec<u32> = members.iter().enumerate().filter(|(i, _)| *i != l).filter_map(|(_, m)| m.pid()).collect();
+    signal(&followers, "STOP");
+    // Shorter than an election timeout: the leader stays the leader.
+    let resume = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(700));
+        signal(&followers, "CONT");
+    });
+    let got = c.get("k", None).await;
+    let _ = resume.join();
+    let got = got.expect("the read waits for the paused quorum");
+    assert_eq!(got.kvs().first().map(|kv| kv.value()), Some(&b"v"[..]));
+}
+
 /// Every key and value one member holds, read locally (serializable).
 async fn contents(m: &Member) -> Option<(i64, BTreeMap<Vec<u8>, Vec<u8>>)> {
     let mut c = Client::connect([m.endpoint()], None).await.ok()?;

@@ -302,6 +302,13 @@ impl Wal {
         let mut state = self.state.write();
         let Some(requests) = state.requests.clone() else { return Err(WalError::Stopped) };
         let records = if change(&mut state.log)? { records } else { Vec::new() };
+        #[cfg(feature = "failpoints")]
+        if crate::chaos::enabled(crate::chaos::Bug::AckBeforeFsync) {
+            requests.send(Request { records, done: Box::new(|_| {}) }).map_err(|_| WalError::Stopped)?;
+            drop(state);
+            done(Ok(()));
+            return Ok(());
+        }
         // Fails only if the writer thread is gone (it panicked).
         requests.send(Request { records, done }).map_err(|_| WalError::Stopped)
     }

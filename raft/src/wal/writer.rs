@@ -119,6 +119,11 @@ impl Writer {
     /// Runs until every sender is dropped, finishing what was queued first.
     fn run(mut self, queue: Receiver<Request>) {
         while let Ok(first) = queue.recv() {
+            #[cfg(feature = "failpoints")]
+            if crate::chaos::enabled(crate::chaos::Bug::AckBeforeFsync) {
+                // The volatile cache the injected bug acknowledges from.
+                thread::sleep(std::time::Duration::from_millis(500));
+            }
             let mut batch = vec![first];
             batch.extend(queue.try_iter());
             let result = if self.stopped { Err(WalError::Stopped) } else { self.write_batch(&batch) };

@@ -1,0 +1,45 @@
+//! A short run of the whole suite: a 3-member cluster under kills and
+//! partitions, every workload, every checker; it must find no anomaly.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use hub_chaos_tests::{run, Config};
+
+/// The debug hubd `cargo test --workspace` builds (built here if missing).
+fn hubd() -> PathBuf {
+    if let Some(p) = std::env::var_os("HUB_CHAOS_HUBD") {
+        return PathBuf::from(p);
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    let bin = target.join("debug").join("hubd");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo).current_dir(&root).args(["build", "-p", "hub-server", "--bin", "hubd"]).status();
+        assert!(status.is_ok_and(|s| s.success()), "cargo build hubd");
+    }
+    bin
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn short_run_finds_no_anomaly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Config {
+        hubd: hubd(),
+        members: 3,
+        time: Duration::from_secs(30),
+        nemesis: vec!["kill".into(), "partition".into()],
+        seed: 7,
+        bugs: Vec::new(),
+        dir: dir.path().to_path_buf(),
+        op_timeout: Duration::from_secs(5),
+    };
+    let summary = run(config).await.expect("run");
+    summary.print();
+    assert!(summary.anomalies.is_empty(), "anomalies: {:?}", summary.anomalies);
+    assert!(summary.faults.values().sum::<usize>() >= 1, "no fault was injected");
+    let ok: usize = summary.ops.values().map(|c| c.ok).sum();
+    assert!(ok > 100, "too few operations succeeded: {ok}");
+}
