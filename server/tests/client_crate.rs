@@ -651,3 +651,28 @@ async fn short_lease_expires_and_its_keys_disappear() {
     assert!(c.leases().await.unwrap().leases().is_empty());
     assert_eq!(c.get("durable", None).await.unwrap().count(), 1);
 }
+
+/// A watch that starts far back gets the history in responses of at most 1000
+/// revisions (etcd's watchBatchMaxRevs), not in one response that a client's
+/// receive limit may refuse (found by hub-chaos).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_catch_up_comes_in_batches_of_at_most_1000_revisions() {
+    let m = Member::start(&bin());
+    let mut c = connect(&m).await;
+    for i in 0..2500 {
+        c.put(format!("k{i}"), "v", None).await.unwrap();
+    }
+    let mut w = c.watch("k", Some(WatchOptions::new().with_prefix().with_start_revision(1))).await.unwrap();
+    created(&mut w).await;
+    let mut revisions_per_response = Vec::new();
+    let mut seen = 0;
+    while seen < 2500 {
+        let r = next(&mut w).await;
+        let revs: std::collections::BTreeSet<i64> = r.events().iter().filter_map(|e| e.kv().map(|kv| kv.mod_revision())).collect();
+        revisions_per_response.push(revs.len());
+        seen += r.events().len();
+    }
+    assert_eq!(seen, 2500);
+    assert!(revisions_per_response.len() >= 3, "{revisions_per_response:?}");
+    assert!(revisions_per_response.iter().all(|&n| n <= 1000), "{revisions_per_response:?}");
+}
