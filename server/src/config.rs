@@ -1487,6 +1487,21 @@ mod tests {
         parse_from_env(argv, env.iter().copied())
     }
 
+    #[test]
+    fn tls_flags_come_from_flags_and_etcd_variables() {
+        let c = parse_env(
+            &["--cipher-suites", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_AES_128_GCM_SHA256", "--client-crl-file", "r.crl"],
+            &[("ETCD_PEER_CERT_ALLOWED_CN", "example.com"), ("ETCD_PEER_CRL_FILE", "p.crl")],
+        )
+        .unwrap();
+        assert_eq!(c.cipher_suites, ["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "TLS_AES_128_GCM_SHA256"]);
+        assert_eq!(c.client_crl_file, Some(PathBuf::from("r.crl")));
+        assert_eq!(c.peer_crl_file, Some(PathBuf::from("p.crl")));
+        assert_eq!(c.peer_cert_allowed_cn.as_deref(), Some("example.com"));
+        assert_eq!((c.peer_cert_allowed_hostname, c.client_cert_allowed_hostname), (None, None));
+        assert!(c.unhonoured.is_empty(), "{:?}", c.unhonoured);
+    }
+
     fn ok(args: &[&str]) -> Config {
         match parse_args(args) {
             Ok(c) => c,
