@@ -10,11 +10,16 @@
 //! - [`lease`]: Lease grant, revoke, keep-alive, time-to-live, list; expiry.
 //! - [`maintenance`]: Status, Alarm, Defragment, Hash, HashKV, Snapshot.
 //! - [`cluster`]: MemberList.
+//! - [`election`], [`lock`]: etcd's Election and Lock services, built from the
+//!   [`concurrency`] recipes over the services above.
 //! - [`status`]: the one mapping from hub errors to gRPC statuses.
 
 pub mod cluster;
+pub mod concurrency;
+pub mod election;
 pub mod kv;
 pub mod lease;
+pub mod lock;
 pub mod maintenance;
 pub mod status;
 pub mod watch;
@@ -26,6 +31,8 @@ use hub_proto::etcdserverpb::{
     cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
     maintenance_server::MaintenanceServer, watch_server::WatchServer, InternalRaftRequest, ResponseHeader,
 };
+use hub_proto::v3electionpb::election_server::ElectionServer;
+use hub_proto::v3lockpb::lock_server::LockServer;
 use hub_raft::Node;
 use hub_store::{EtcdError, Response};
 use prost::Message;
@@ -106,5 +113,7 @@ impl Context {
                 MaintenanceServer::new(maintenance::MaintenanceService::new(self.clone())).max_decoding_message_size(max),
             )
             .add_service(ClusterServer::new(cluster::ClusterService::new(self.clone())).max_decoding_message_size(max))
+            .add_service(ElectionServer::new(election::ElectionService::new(self.clone())).max_decoding_message_size(max))
+            .add_service(LockServer::new(lock::LockService::new(self.clone())).max_decoding_message_size(max))
     }
 }
