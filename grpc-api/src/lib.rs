@@ -12,14 +12,20 @@
 //! - [`cluster`]: MemberList.
 //! - [`election`], [`lock`]: etcd's Election and Lock services, built from the
 //!   [`concurrency`] recipes over the services above.
+//! - [`gateway`], [`http`]: the JSON gateway, `/health` and `/version` on the
+//!   client port, beside gRPC.
+//! - [`metrics`]: etcd's Prometheus metrics.
 //! - [`status`]: the one mapping from hub errors to gRPC statuses.
 
 pub mod cluster;
 pub mod concurrency;
 pub mod election;
+pub mod gateway;
+pub mod http;
 pub mod kv;
 pub mod lease;
 pub mod lock;
+pub mod metrics;
 pub mod maintenance;
 pub mod status;
 pub mod watch;
@@ -64,6 +70,7 @@ impl Default for ServiceConfig {
 pub struct Context {
     node: Arc<Node>,
     config: Arc<ServiceConfig>,
+    metrics: Arc<metrics::Metrics>,
 }
 
 /// gRPC adds this much around a request; etcd allows it on top of
@@ -72,7 +79,13 @@ const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 impl Context {
     pub fn new(node: Arc<Node>, config: ServiceConfig) -> Self {
-        Context { node, config: Arc::new(config) }
+        // Registration fails only for a name registered twice, a bug caught by any test.
+        let metrics = Arc::new(metrics::Metrics::new().expect("every metric name is registered once"));
+        Context { node, config: Arc::new(config), metrics }
+    }
+
+    pub fn metrics(&self) -> &Arc<metrics::Metrics> {
+        &self.metrics
     }
 
     pub fn node(&self) -> &Arc<Node> {
@@ -100,7 +113,19 @@ impl Context {
         if req.encoded_len() > self.config.max_request_bytes {
             return Err(status::from_etcd(EtcdError::RequestTooLarge));
         }
-        self.node.propose(req).await.map_err(status::from_store)
+        self.metrics.proposals_pending.inc();
+        let result = self.node.propose(req).await;
+        self.metrics.proposals_pending.dec();
+        if result.is_err() {
+            self.metrics.proposals_failed.inc();
+        }
+        result.map_err(status::from_store)
+    }
+
+    /// What a client port serves: every gRPC service, and over HTTP/1.1 the
+    /// JSON gateway, `/health`, `/version` and `/metrics`.
+    pub fn client_routes(&self) -> tonic::service::Routes {
+        http::with_http(self.clone(), self.routes())
     }
 
     /// Every service of the API, ready to mount on a tonic server.

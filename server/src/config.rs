@@ -50,6 +50,7 @@ const ENV_PREFIX: &str = "ETCD_";
 /// Flags that hub implements; every other flag the user sets is reported in
 /// [`Config::unhonoured`].
 const HONOURED: &[&str] = &[
+    "listen-metrics-urls",
     "name",
     "data-dir",
     "listen-client-urls",
@@ -161,6 +162,8 @@ pub struct Config {
     /// `--log-outputs` (or the deprecated `--log-output`), deduplicated and sorted.
     pub log_outputs: Vec<String>,
     pub enable_pprof: bool,
+    /// `--listen-metrics-urls`: extra listeners serving `/metrics` and `/health`.
+    pub listen_metrics_urls: Vec<String>,
     /// The interval etcd would use: 0 means its default of 10 minutes, and
     /// anything shorter than 100ms is raised to 100ms.
     pub experimental_watch_progress_notify_interval: Duration,
@@ -1177,6 +1180,7 @@ fn finish(
         logger: f.logger,
         log_outputs,
         enable_pprof: f.enable_pprof,
+        listen_metrics_urls: f.listen_metrics_urls.0.clone(),
         experimental_watch_progress_notify_interval: watch_interval,
         cert_file: path(f.cert_file),
         key_file: path(f.key_file),

@@ -222,10 +222,27 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     node.clone().publish(config.name.clone(), config.advertise_client_urls.clone()).await;
     for (addr, listener) in client_listeners {
         tracing::info!(address = %addr, "serving insecure client requests, this is strongly discouraged!");
-        let routes = ctx.routes();
+        let routes = ctx.client_routes();
         let mut shutdown = shutdown_rx.clone();
         servers.push(tokio::spawn(async move {
             tonic::transport::Server::builder()
+                .accept_http1(true)
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(accept_nodelay(listener), async move {
+                    let _ = shutdown.changed().await;
+                })
+                .await
+        }));
+    }
+    for url in &config.listen_metrics_urls {
+        let addr = listen_addr(url, "--listen-metrics-urls")?;
+        let listener = TcpListener::bind(&addr).await.with_context(|| format!("listen on metrics URL {url}"))?;
+        tracing::info!(address = %addr, "serving /metrics and /health");
+        let routes = hub_grpc_api::http::metrics_only(ctx.clone());
+        let mut shutdown = shutdown_rx.clone();
+        servers.push(tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .accept_http1(true)
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(accept_nodelay(listener), async move {
                     let _ = shutdown.changed().await;
@@ -234,6 +251,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         }));
     }
     tokio::spawn(hub_grpc_api::lease::run_expiry(ctx.clone()));
+    tokio::spawn(hub_grpc_api::metrics::run(ctx.clone()));
     tracing::info!(name = %config.name, "ready to serve client requests");
 
     tokio::select! {
