@@ -10,6 +10,7 @@
 //! Snapshot) answer one `{"result":{...}}` line per message.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use axum::body::Body;
 use bytes::{Buf, Bytes};
@@ -19,6 +20,7 @@ use prost::Message;
 use prost_reflect::{DescriptorPool, DeserializeOptions, DynamicMessage, MessageDescriptor, MethodDescriptor, SerializeOptions};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::service::Routes;
+use tokio::sync::Semaphore;
 use tonic::{Code, Status};
 
 /// etcd's gateway paths (after `/v3/`) and the gRPC method each one calls, in
@@ -79,6 +81,10 @@ const ROUTES: &[(&str, &str, &str)] = &[
 pub struct Gateway {
     routes: Routes,
     pool: DescriptorPool,
+    /// etcd's gateway reaches the services over one gRPC connection, so
+    /// `--max-concurrent-streams` bounds its calls in flight (a watch holds
+    /// one until its client goes away); more wait for a free one.
+    streams: Arc<Semaphore>,
 }
 
 /// A method behind a gateway path.
@@ -88,10 +94,12 @@ struct Route {
 }
 
 impl Gateway {
-    /// A gateway calling `routes` (the gRPC services, not the gateway itself).
-    pub fn new(routes: Routes) -> Result<Self, prost_reflect::DescriptorError> {
+    /// A gateway calling `routes` (the gRPC services, not the gateway itself)
+    /// with at most `max_streams` calls in flight.
+    pub fn new(routes: Routes, max_streams: u32) -> Result<Self, prost_reflect::DescriptorError> {
         let pool = DescriptorPool::decode(hub_proto::FILE_DESCRIPTOR_SET)?;
-        Ok(Gateway { routes, pool })
+        let permits = usize::try_from(max_streams).unwrap_or(usize::MAX).min(Semaphore::MAX_PERMITS);
+        Ok(Gateway { routes, pool, streams: Arc::new(Semaphore::new(permits)) })
     }
 
     fn route(&self, path: &str) -> Option<Route> {
@@ -124,10 +132,14 @@ impl Gateway {
             Ok(m) => m,
             Err(e) => return error_response(&e),
         };
+        let Ok(permit) = self.streams.clone().acquire_owned().await else {
+            return error_response(&Status::unavailable("etcdserver: server stopped"));
+        };
         match self.call(&route, messages, token).await {
             Ok(Answer::One(msg)) => json_response(StatusCode::OK, Body::from(to_json(&msg))),
             Ok(Answer::Stream(stream)) => {
-                let lines = stream.map(|item| {
+                let lines = stream.map(move |item| {
+                    let _held = &permit;
                     let line = match item {
                         Ok(msg) => format!("{{\"result\":{}}}\n", to_json(&msg)),
                         Err(s) => stream_error(&s),
@@ -323,7 +335,7 @@ mod tests {
 
     #[test]
     fn every_route_names_a_compiled_method() {
-        let gw = Gateway::new(Routes::default()).expect("descriptors");
+        let gw = Gateway::new(Routes::default(), u32::MAX).expect("descriptors");
         for (path, service, name) in ROUTES {
             // Auth is served by the auth branch; its descriptors are compiled here already.
             let route = gw.route(&format!("/v3/{path}"));
@@ -335,7 +347,7 @@ mod tests {
 
     #[test]
     fn json_is_written_as_etcds_gateway_writes_it() {
-        let gw = Gateway::new(Routes::default()).expect("descriptors");
+        let gw = Gateway::new(Routes::default(), u32::MAX).expect("descriptors");
         let range = gw.route("/v3/kv/range").expect("route").method;
         let req = decode_json(&range.input(), br#"{"key":"Zm9v","keysOnly":true,"limit":"2","unknown":1}"#)
             .expect("decode");

@@ -20,7 +20,7 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// `routes` with the HTTP endpoints added for every other path.
 pub fn with_http(ctx: Context, routes: Routes) -> Routes {
-    let gateway = match Gateway::new(routes.clone()) {
+    let gateway = match Gateway::new(routes.clone(), ctx.config().max_concurrent_streams) {
         Ok(g) => Some(g),
         Err(e) => {
             tracing::error!(error = %e, "the JSON gateway cannot read its descriptors; serving gRPC only");

@@ -53,6 +53,9 @@ pub struct ServiceConfig {
     pub max_txn_ops: usize,
     /// `--experimental-watch-progress-notify-interval`.
     pub watch_progress_notify_interval: Duration,
+    /// `--max-concurrent-streams`: calls one client connection may have open;
+    /// the JSON gateway, one client of the services, keeps to it as well.
+    pub max_concurrent_streams: u32,
 }
 
 impl Default for ServiceConfig {
@@ -61,6 +64,7 @@ impl Default for ServiceConfig {
             max_request_bytes: 1536 * 1024,
             max_txn_ops: 128,
             watch_progress_notify_interval: Duration::from_secs(600),
+            max_concurrent_streams: u32::MAX,
         }
     }
 }
@@ -86,6 +90,10 @@ impl Context {
 
     pub fn metrics(&self) -> &Arc<metrics::Metrics> {
         &self.metrics
+    }
+
+    pub fn config(&self) -> &ServiceConfig {
+        &self.config
     }
 
     pub fn node(&self) -> &Arc<Node> {

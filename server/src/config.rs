@@ -51,6 +51,7 @@ const ENV_PREFIX: &str = "ETCD_";
 /// [`Config::unhonoured`].
 const HONOURED: &[&str] = &[
     "listen-metrics-urls",
+    "max-concurrent-streams",
     "name",
     "data-dir",
     "listen-client-urls",
@@ -162,6 +163,8 @@ pub struct Config {
     /// `--log-outputs` (or the deprecated `--log-output`), deduplicated and sorted.
     pub log_outputs: Vec<String>,
     pub enable_pprof: bool,
+    /// `--max-concurrent-streams`: per client connection (and the JSON gateway's calls).
+    pub max_concurrent_streams: u32,
     /// `--listen-metrics-urls`: extra listeners serving `/metrics` and `/health`.
     pub listen_metrics_urls: Vec<String>,
     /// The interval etcd would use: 0 means its default of 10 minutes, and
@@ -1181,6 +1184,7 @@ fn finish(
         log_outputs,
         enable_pprof: f.enable_pprof,
         listen_metrics_urls: f.listen_metrics_urls.0.clone(),
+        max_concurrent_streams: f.max_concurrent_streams,
         experimental_watch_progress_notify_interval: watch_interval,
         cert_file: path(f.cert_file),
         key_file: path(f.key_file),

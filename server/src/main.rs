@@ -210,6 +210,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
             max_request_bytes: config.max_request_bytes as usize,
             max_txn_ops: config.max_txn_ops as usize,
             watch_progress_notify_interval: config.experimental_watch_progress_notify_interval,
+            max_concurrent_streams: config.max_concurrent_streams,
         },
     );
     let mut client_listeners = Vec::new();
@@ -220,6 +221,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     }
     // etcd serves clients once it has published itself through the cluster's leader.
     node.clone().publish(config.name.clone(), config.advertise_client_urls.clone()).await;
+    let max_streams = Some(config.max_concurrent_streams);
     for (addr, listener) in client_listeners {
         tracing::info!(address = %addr, "serving insecure client requests, this is strongly discouraged!");
         let routes = ctx.client_routes();
@@ -227,6 +229,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         servers.push(tokio::spawn(async move {
             tonic::transport::Server::builder()
                 .accept_http1(true)
+                .max_concurrent_streams(max_streams)
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(accept_nodelay(listener), async move {
                     let _ = shutdown.changed().await;
