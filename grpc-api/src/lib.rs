@@ -1,4 +1,4 @@
-//! etcd's v3 gRPC API served over hub's raft node.
+//! etcd's v3 gRPC API (and its JSON gateway, health and metrics) served over hub's raft node.
 //!
 //! Place in the request path: first thing after the socket. Each service checks a
 //! request as etcd's `v3rpc` does, proposes writes to [`hub_raft::Node`] (reads go
