@@ -166,9 +166,9 @@ impl Gateway {
         let token = token.as_ref();
         let m = &route.method;
         if m.is_client_streaming() {
-            // As etcd's gateway, the request stream stays open once the body
-            // is read: a watch keeps watching until the client goes away.
-            let requests = futures::stream::iter(messages).chain(futures::stream::pending());
+            // As etcd's gateway: the body's messages, then the end of the
+            // request stream (a watch goes on; a keep-alive answers and ends).
+            let requests = futures::stream::iter(messages);
             let resp = grpc.streaming(with_token(requests, token), path, codec).await?;
             return Ok(Answer::Stream(resp.into_inner().boxed()));
         }
