@@ -1,4 +1,4 @@
-//! etcd's v3 gRPC API served over hub's raft node.
+//! etcd's v3 gRPC API (and its JSON gateway, health and metrics) served over hub's raft node.
 //!
 //! Place in the request path: first thing after the socket. Each service checks a
 //! request as etcd's `v3rpc` does, proposes writes to [`hub_raft::Node`] (reads go
@@ -12,6 +12,11 @@
 //! - [`cluster`]: MemberList.
 //! - [`auth`]: the Auth service (users, roles, enable, authenticate).
 //! - [`token`]: simple and JWT tokens; [`identity`]: the client certificate's name.
+//! - [`election`], [`lock`]: etcd's Election and Lock services, built from the
+//!   [`concurrency`] recipes over the services above.
+//! - [`gateway`], [`http`]: the JSON gateway, `/health` and `/version` on the
+//!   client port, beside gRPC.
+//! - [`metrics`]: etcd's Prometheus metrics.
 //! - [`status`]: the one mapping from hub errors to gRPC statuses.
 //!
 //! Who sends a request ([`Context::caller`]: a token, else the client
@@ -21,9 +26,15 @@
 
 pub mod auth;
 pub mod cluster;
+pub mod concurrency;
+pub mod election;
+pub mod gateway;
+pub mod http;
 pub mod identity;
 pub mod kv;
 pub mod lease;
+pub mod lock;
+pub mod metrics;
 pub mod maintenance;
 pub mod status;
 pub mod token;
@@ -36,6 +47,8 @@ use hub_proto::etcdserverpb::{
     auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
     maintenance_server::MaintenanceServer, watch_server::WatchServer, InternalRaftRequest, ResponseHeader,
 };
+use hub_proto::v3electionpb::election_server::ElectionServer;
+use hub_proto::v3lockpb::lock_server::LockServer;
 use hub_raft::Node;
 use hub_store::{AuthInfo, EtcdError, Response};
 use prost::Message;
@@ -57,6 +70,9 @@ pub struct ServiceConfig {
     /// `--client-cert-auth`: a certificate's common name is the user when
     /// a request carries no token.
     pub client_cert_auth: bool,
+    /// `--max-concurrent-streams`: calls one client connection may have open;
+    /// the JSON gateway, one client of the services, keeps to it as well.
+    pub max_concurrent_streams: u32,
 }
 
 impl Default for ServiceConfig {
@@ -68,6 +84,7 @@ impl Default for ServiceConfig {
             tokens: Arc::new(token::Tokens::Simple),
             bcrypt_cost: 10,
             client_cert_auth: false,
+            max_concurrent_streams: u32::MAX,
         }
     }
 }
@@ -84,6 +101,7 @@ pub struct Credentials {
 pub struct Context {
     node: Arc<Node>,
     config: Arc<ServiceConfig>,
+    metrics: Arc<metrics::Metrics>,
 }
 
 /// gRPC adds this much around a request; etcd allows it on top of
@@ -92,7 +110,17 @@ const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 impl Context {
     pub fn new(node: Arc<Node>, config: ServiceConfig) -> Self {
-        Context { node, config: Arc::new(config) }
+        // Registration fails only for a name registered twice, a bug caught by any test.
+        let metrics = Arc::new(metrics::Metrics::new().expect("every metric name is registered once"));
+        Context { node, config: Arc::new(config), metrics }
+    }
+
+    pub fn metrics(&self) -> &Arc<metrics::Metrics> {
+        &self.metrics
+    }
+
+    pub fn config(&self) -> &ServiceConfig {
+        &self.config
     }
 
     pub fn node(&self) -> &Arc<Node> {
@@ -123,7 +151,19 @@ impl Context {
         if req.encoded_len() > self.config.max_request_bytes {
             return Err(status::from_etcd(EtcdError::RequestTooLarge));
         }
-        self.node.propose(req).await.map_err(status::from_store)
+        self.metrics.proposals_pending.inc();
+        let result = self.node.propose(req).await;
+        self.metrics.proposals_pending.dec();
+        if result.is_err() {
+            self.metrics.proposals_failed.inc();
+        }
+        result.map_err(status::from_store)
+    }
+
+    /// What a client port serves: every gRPC service, and over HTTP/1.1 the
+    /// JSON gateway, `/health`, `/version` and `/metrics`.
+    pub fn client_routes(&self) -> tonic::service::Routes {
+        http::with_http(self.clone(), self.routes())
     }
 
     /// Who sends `request` (etcd's `AuthInfoFromCtx`, then `AuthInfoFromTLS`).
@@ -201,5 +241,7 @@ impl Context {
             )
             .add_service(ClusterServer::new(cluster::ClusterService::new(self.clone())).max_decoding_message_size(max))
             .add_service(AuthServer::new(auth::AuthService::new(self.clone())).max_decoding_message_size(max))
+            .add_service(ElectionServer::new(election::ElectionService::new(self.clone())).max_decoding_message_size(max))
+            .add_service(LockServer::new(lock::LockService::new(self.clone())).max_decoding_message_size(max))
     }
 }

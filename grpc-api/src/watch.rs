@@ -127,12 +127,21 @@ impl WatchStreamTask {
     async fn run(mut self, mut incoming: Streaming<WatchRequest>, mut committed: broadcast::Receiver<Arc<Committed>>) {
         let period = self.ctx.config.watch_progress_notify_interval;
         let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        // As etcd, a client that closes its sending side keeps its watchers;
+        // the stream ends when the client goes away.
+        let mut client_sending = true;
+        let out = self.out.clone();
         loop {
             let step = tokio::select! {
-                msg = incoming.message() => match msg {
+                msg = incoming.message(), if client_sending => match msg {
                     Ok(Some(req)) => self.handle_request(req).await,
-                    _ => Err(Gone),
+                    Ok(None) => {
+                        client_sending = false;
+                        Ok(())
+                    }
+                    Err(_) => Err(Gone),
                 },
+                _ = out.closed() => Err(Gone),
                 batch = committed.recv() => match batch {
                     Ok(batch) => self.deliver(&batch).await,
                     Err(broadcast::error::RecvError::Lagged(n)) => {

@@ -25,6 +25,10 @@ pub mod v3electionpb {
 pub mod v3lockpb {
     tonic::include_proto!("v3lockpb");
 }
+/// The encoded `FileDescriptorSet` of every file above, for reflection (the
+/// JSON gateway transcodes with it).
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));
+
 /// hub's member-to-member protocol (not part of etcd's API).
 pub mod hubpeer {
     tonic::include_proto!("hubpeer");

@@ -50,6 +50,8 @@ const ENV_PREFIX: &str = "ETCD_";
 /// Flags that hub implements; every other flag the user sets is reported in
 /// [`Config::unhonoured`].
 const HONOURED: &[&str] = &[
+    "listen-metrics-urls",
+    "max-concurrent-streams",
     "name",
     "data-dir",
     "listen-client-urls",
@@ -176,6 +178,10 @@ pub struct Config {
     pub bcrypt_cost: u32,
     /// `--auth-token-ttl`: how long a simple token lives unused.
     pub auth_token_ttl: Duration,
+    /// `--max-concurrent-streams`: per client connection (and the JSON gateway's calls).
+    pub max_concurrent_streams: u32,
+    /// `--listen-metrics-urls`: extra listeners serving `/metrics` and `/health`.
+    pub listen_metrics_urls: Vec<String>,
     /// The interval etcd would use: 0 means its default of 10 minutes, and
     /// anything shorter than 100ms is raised to 100ms.
     pub experimental_watch_progress_notify_interval: Duration,
@@ -1208,6 +1214,8 @@ fn finish(
             }
         },
         auth_token_ttl: Duration::from_secs(f.auth_token_ttl),
+        listen_metrics_urls: f.listen_metrics_urls.0.clone(),
+        max_concurrent_streams: f.max_concurrent_streams,
         experimental_watch_progress_notify_interval: watch_interval,
         cert_file: path(f.cert_file),
         key_file: path(f.key_file),

@@ -177,11 +177,13 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
             tokens: std::sync::Arc::new(tokens),
             bcrypt_cost: config.bcrypt_cost,
             client_cert_auth: config.client_cert_auth,
+            max_concurrent_streams: config.max_concurrent_streams,
         },
     );
     let client_listeners = transport::bind(&config.listen_client_urls, "--listen-client-urls", client_tls.as_deref()).await?;
     // etcd serves clients once it has published itself through the cluster's leader.
     node.clone().publish(config.name.clone(), config.advertise_client_urls.clone()).await;
+    let max_streams = Some(config.max_concurrent_streams);
     for (spec, listener) in client_listeners {
         if spec.plain {
             tracing::info!(address = %spec.address, "serving insecure client requests, this is strongly discouraged!");
@@ -190,10 +192,27 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
             tracing::info!(address = %spec.address, "serving client traffic securely");
         }
         let incoming = hub_tls::net::incoming(listener, &spec, client_tls.as_deref());
-        let routes = ctx.routes();
+        let routes = ctx.client_routes();
         let mut shutdown = shutdown_rx.clone();
         servers.push(tokio::spawn(async move {
             tonic::transport::Server::builder()
+                .accept_http1(true)
+                .max_concurrent_streams(max_streams)
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = shutdown.changed().await;
+                })
+                .await
+        }));
+    }
+    for (spec, listener) in transport::bind(&config.listen_metrics_urls, "--listen-metrics-urls", client_tls.as_deref()).await? {
+        tracing::info!(address = %spec.address, "serving /metrics and /health");
+        let incoming = hub_tls::net::incoming(listener, &spec, client_tls.as_deref());
+        let routes = hub_grpc_api::http::metrics_only(ctx.clone());
+        let mut shutdown = shutdown_rx.clone();
+        servers.push(tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .accept_http1(true)
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(incoming, async move {
                     let _ = shutdown.changed().await;
@@ -202,6 +221,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         }));
     }
     tokio::spawn(hub_grpc_api::lease::run_expiry(ctx.clone()));
+    tokio::spawn(hub_grpc_api::metrics::run(ctx.clone()));
     tracing::info!(name = %config.name, "ready to serve client requests");
 
     tokio::select! {
