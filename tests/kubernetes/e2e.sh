@@ -12,7 +12,7 @@ echo "kubernetes binaries ready in $((SECONDS - start))s"
 dir=$(mktemp -d /tmp/hub-k8s-e2e.XXXX)
 HUB_K8S_DIR=$dir "$here/control-plane.sh" >"$dir/control-plane.out" 2>&1 &
 cp_pid=$!
-trap 'kill $cp_pid 2>/dev/null; wait $cp_pid 2>/dev/null || true' EXIT
+trap 'kill $cp_pid 2>/dev/null || true; wait $cp_pid 2>/dev/null || true' EXIT
 up=$SECONDS
 until [[ -e $dir/ready ]]; do
   if ! kill -0 "$cp_pid" 2>/dev/null; then
