@@ -9,7 +9,6 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use tonic::service::Routes;
 
 use crate::gateway::Gateway;
-use crate::maintenance::ETCD_VERSION;
 use crate::Context;
 
 /// The cluster version etcd 3.4 reports (its major.minor, patch 0).
@@ -61,7 +60,10 @@ fn not_found() -> Response<Body> {
 async fn serve(ctx: &Context, gateway: Option<&Gateway>, req: Request<Body>) -> Response<Body> {
     match (req.uri().path(), gateway) {
         ("/health", _) => json(health_body(ctx).await),
-        ("/version", _) => json(format!(r#"{{"etcdserver":"{ETCD_VERSION}","etcdcluster":"{CLUSTER_VERSION}"}}"#)),
+        ("/version", _) => {
+            let version = &ctx.config.etcd_version;
+            json(format!(r#"{{"etcdserver":"{version}","etcdcluster":"{CLUSTER_VERSION}"}}"#))
+        }
         ("/metrics", _) => {
             let mut resp = Response::new(Body::from(ctx.metrics().render(ctx)));
             let text = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");

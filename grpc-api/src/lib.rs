@@ -73,6 +73,9 @@ pub struct ServiceConfig {
     /// `--max-concurrent-streams`: calls one client connection may have open;
     /// the JSON gateway, one client of the services, keeps to it as well.
     pub max_concurrent_streams: u32,
+    /// `--report-etcd-version`: the etcd release Status, `/version` and
+    /// `etcd_server_version` report.
+    pub etcd_version: String,
 }
 
 impl Default for ServiceConfig {
@@ -85,6 +88,7 @@ impl Default for ServiceConfig {
             bcrypt_cost: 10,
             client_cert_auth: false,
             max_concurrent_streams: u32::MAX,
+            etcd_version: maintenance::ETCD_VERSION.to_string(),
         }
     }
 }
@@ -111,7 +115,7 @@ const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 impl Context {
     pub fn new(node: Arc<Node>, config: ServiceConfig) -> Self {
         // Registration fails only for a name registered twice, a bug caught by any test.
-        let metrics = Arc::new(metrics::Metrics::new().expect("every metric name is registered once"));
+        let metrics = Arc::new(metrics::Metrics::new(&config.etcd_version).expect("every metric name is registered once"));
         Context { node, config: Arc::new(config), metrics }
     }
 

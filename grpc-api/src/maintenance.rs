@@ -24,12 +24,17 @@ use tonic::{Request, Response, Status};
 
 use crate::{status, Context};
 
-/// The etcd release whose API and behaviour hub reproduces; clients read it
-/// from Status to decide which features they may use. Etcd 3.4.23's API, with
-/// the watch-progress fixes of 3.4.31 (see watch.rs): the Kubernetes API
-/// server turns on progress requests, and with them consistent reads from its
-/// watch cache, only from 3.4.31 on.
-pub const ETCD_VERSION: &str = "3.4.31";
+/// The etcd release hub reports by default (Status, `/version`,
+/// `etcd_server_version`): the reference whose API and behaviour it
+/// reproduces. `--report-etcd-version` may name a later 3.4 patch release up
+/// to [`NEWEST_ETCD_VERSION`], whose behaviour hub also has.
+pub const ETCD_VERSION: &str = "3.4.23";
+
+/// The newest etcd release whose behaviour hub has: 3.4.23's API with the
+/// watch-progress fixes of 3.4.31 (see watch.rs). The Kubernetes API server
+/// turns on progress requests, and with them consistent reads from its watch
+/// cache, only from 3.4.31 on.
+pub const NEWEST_ETCD_VERSION: &str = "3.4.31";
 
 pub struct MaintenanceService {
     ctx: Context,
@@ -82,7 +87,7 @@ impl Maintenance for MaintenanceService {
         };
         Ok(Response::new(StatusResponse {
             header: self.ctx.header(0),
-            version: ETCD_VERSION.to_string(),
+            version: self.ctx.config.etcd_version.clone(),
             db_size,
             leader: self.ctx.node.leader_id(),
             raft_index: self.ctx.node.raft_index(),

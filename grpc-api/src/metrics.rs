@@ -24,7 +24,6 @@ use tokio::sync::broadcast::error::RecvError;
 use tonic::Code;
 
 use crate::http::CLUSTER_VERSION;
-use crate::maintenance::ETCD_VERSION;
 use crate::Context;
 
 /// Every metric hub exports.
@@ -66,10 +65,11 @@ fn version_gauge(registry: &Registry, name: &str, help: &str, label: &str, value
 }
 
 impl Metrics {
-    pub fn new() -> prometheus::Result<Self> {
+    /// `etcd_version` is the release hub reports (`--report-etcd-version`).
+    pub fn new(etcd_version: &str) -> prometheus::Result<Self> {
         let r = Registry::new();
         r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
-        version_gauge(&r, "etcd_server_version", "Which version is running. 1 for 'server_version' label with current version.", "server_version", ETCD_VERSION)?;
+        version_gauge(&r, "etcd_server_version", "Which version is running. 1 for 'server_version' label with current version.", "server_version", etcd_version)?;
         let cluster = CLUSTER_VERSION.rsplit_once('.').map_or(CLUSTER_VERSION, |(mm, _)| mm);
         version_gauge(&r, "etcd_cluster_version", "Which version is running. 1 for 'cluster_version' label with current cluster version", "cluster_version", cluster)?;
         let grpc_labels = ["grpc_type", "grpc_service", "grpc_method"];

@@ -52,6 +52,7 @@ const ENV_PREFIX: &str = "ETCD_";
 const HONOURED: &[&str] = &[
     "listen-metrics-urls",
     "max-concurrent-streams",
+    "report-etcd-version",
     "name",
     "data-dir",
     "listen-client-urls",
@@ -180,6 +181,8 @@ pub struct Config {
     pub auth_token_ttl: Duration,
     /// `--max-concurrent-streams`: per client connection (and the JSON gateway's calls).
     pub max_concurrent_streams: u32,
+    /// `--report-etcd-version` (hub's own flag): the etcd release hub reports.
+    pub report_etcd_version: String,
     /// `--listen-metrics-urls`: extra listeners serving `/metrics` and `/health`.
     pub listen_metrics_urls: Vec<String>,
     /// The interval etcd would use: 0 means its default of 10 minutes, and
@@ -642,6 +645,11 @@ struct Flags {
     #[arg(long, default_value = "100ms", value_parser = go_duration)]
     experimental_warning_apply_duration: Duration,
 
+    // hub's own
+    /// The etcd version hub reports (Status, /version, etcd_server_version): 3.4.23, or a later 3.4 patch release up to 3.4.31 whose behaviour hub has.
+    #[arg(long, default_value = hub_grpc_api::maintenance::ETCD_VERSION)]
+    report_etcd_version: String,
+
     // Unsafe
     /// Disables fsync, unsafe, will cause data loss.
     #[arg(long)]
@@ -653,6 +661,19 @@ struct Flags {
     /// Operands, which etcd rejects.
     #[arg(hide = true)]
     extra: Vec<String>,
+}
+
+/// `--report-etcd-version` names a 3.4 patch release from the reference
+/// (3.4.23) to the newest whose behaviour hub has.
+fn check_report_etcd_version(version: &str) -> Result<(), String> {
+    use hub_grpc_api::maintenance::{ETCD_VERSION, NEWEST_ETCD_VERSION};
+    let patch = |v: &str| v.strip_prefix("3.4.").and_then(|p| p.parse::<u32>().ok());
+    match (patch(version), patch(ETCD_VERSION), patch(NEWEST_ETCD_VERSION)) {
+        (Some(p), Some(oldest), Some(newest)) if (oldest..=newest).contains(&p) && version == format!("3.4.{p}") => Ok(()),
+        _ => Err(format!(
+            "--report-etcd-version {version:?} must be a release from {ETCD_VERSION} to {NEWEST_ETCD_VERSION}"
+        )),
+    }
 }
 
 /// A comma-separated URL list, checked as etcd checks it.
@@ -1172,6 +1193,7 @@ fn finish(
     } else {
         PathBuf::from(f.data_dir)
     };
+    check_report_etcd_version(&f.report_etcd_version).map_err(invalid)?;
     let watch_interval = match f.experimental_watch_progress_notify_interval {
         Duration::ZERO => DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL,
         d => d.max(MIN_WATCH_PROGRESS_NOTIFY_INTERVAL),
@@ -1216,6 +1238,7 @@ fn finish(
         auth_token_ttl: Duration::from_secs(f.auth_token_ttl),
         listen_metrics_urls: f.listen_metrics_urls.0.clone(),
         max_concurrent_streams: f.max_concurrent_streams,
+        report_etcd_version: f.report_etcd_version,
         experimental_watch_progress_notify_interval: watch_interval,
         cert_file: path(f.cert_file),
         key_file: path(f.key_file),
@@ -1620,6 +1643,11 @@ mod tests {
 
     #[test]
     fn bool_forms() {
+        assert_eq!(ok(&[]).report_etcd_version, "3.4.23");
+        assert_eq!(ok(&["--report-etcd-version=3.4.31"]).report_etcd_version, "3.4.31");
+        for bad in ["3.4.32", "3.4.22", "3.5.0", "3.4.031", "x"] {
+            assert!(err(&["--report-etcd-version", bad]).contains("must be a release from 3.4.23 to 3.4.31"), "{bad}");
+        }
         assert!(ok(&["--enable-pprof"]).enable_pprof);
         assert!(ok(&["--enable-pprof=true"]).enable_pprof);
         assert!(ok(&["-enable-pprof=1"]).enable_pprof);
