@@ -1426,6 +1426,8 @@ fn cors_urls(s: &str) -> Result<Urls, String> {
 
 /// Checks one URL as etcd's `types.NewURLs` does: scheme http, https, unix or
 /// unixs, a `host:port` address, no path. Returns it trimmed, scheme lower-cased.
+/// A unix URL may also name a socket by its path (`unix:///run/etcd.sock`), as
+/// from etcd 3.5 on: Kubernetes' integration tests start etcd that way.
 fn check_url(raw: &str) -> Result<String, String> {
     let s = raw.trim();
     let scheme_error = || format!("URL scheme must be http, https, unix, or unixs: {s}");
@@ -1433,6 +1435,9 @@ fn check_url(raw: &str) -> Result<String, String> {
     let scheme = scheme.to_ascii_lowercase();
     if !matches!(scheme.as_str(), "http" | "https" | "unix" | "unixs") {
         return Err(scheme_error());
+    }
+    if scheme.starts_with("unix") && rest.starts_with('/') && rest.len() > 1 {
+        return Ok(format!("{scheme}://{rest}"));
     }
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
@@ -1836,6 +1841,10 @@ mod tests {
             ["http://127.0.0.1:2379", "unix://localhost:1"]
         );
         assert_eq!(c.advertise_client_urls, ["http://127.0.0.1:2379"]);
+        // A socket by path, as Kubernetes' integration tests start etcd.
+        let c = ok(&["--listen-client-urls=unix:///tmp/hub.sock", "--advertise-client-urls=http://127.0.0.111:0"]);
+        assert_eq!(c.listen_client_urls, ["unix:///tmp/hub.sock"]);
+        assert!(err(&["--listen-client-urls=http:///tmp/hub.sock"]).contains("host:port"));
     }
 
     #[test]
