@@ -7,17 +7,23 @@ use std::time::Duration;
 
 use hub_chaos_tests::{run, Config};
 
-/// The debug hubd `cargo test --workspace` builds (built here if missing).
+/// The hubd of this test's profile, `target/<profile>/hubd`, that `cargo test
+/// --workspace` builds (built here if missing).
 fn hubd() -> PathBuf {
     if let Some(p) = std::env::var_os("HUB_CHAOS_HUBD") {
         return PathBuf::from(p);
     }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
-    let bin = target.join("debug").join("hubd");
+    // A test binary lives in target/<profile>/deps/.
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>");
+    let bin = profile.join("hubd");
     if !bin.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo).current_dir(&root).args(["build", "-p", "hub-server", "--bin", "hubd"]).status();
+        let release = profile.file_name().is_some_and(|p| p == "release");
+        let mut args = vec!["build", "-p", "hub-server", "--bin", "hubd"];
+        args.extend(release.then_some("--release"));
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let status = Command::new(cargo).current_dir(&root).args(args).status();
         assert!(status.is_ok_and(|s| s.success()), "cargo build hubd");
     }
     bin

@@ -38,9 +38,12 @@ pub fn hubctl_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_hubctl"))
 }
 
-/// hubd as built by `cargo build -p hub-server`.
+/// hubd of the profile these tests are built in (`target/<profile>/hubd`, which
+/// `cargo test --workspace` builds for the server's tests).
 pub fn hubd_bin() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/hubd");
+    // A test binary lives in target/<profile>/deps/.
+    let exe = std::env::current_exe().expect("test binary path");
+    let path = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>").join("hubd");
     assert!(path.exists(), "{} is missing: run `cargo build -p hub-server` first", path.display());
     path
 }
