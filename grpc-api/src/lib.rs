@@ -17,6 +17,7 @@
 //! - [`gateway`], [`http`]: the JSON gateway, `/health` and `/version` on the
 //!   client port, beside gRPC.
 //! - [`metrics`]: etcd's Prometheus metrics.
+//! - [`quota`]: `--quota-backend-bytes` and the NOSPACE alarm.
 //! - [`status`]: the one mapping from hub errors to gRPC statuses.
 //!
 //! Who sends a request ([`Context::caller`]: a token, else the client
@@ -36,6 +37,7 @@ pub mod lease;
 pub mod lock;
 pub mod metrics;
 pub mod maintenance;
+pub mod quota;
 pub mod status;
 pub mod token;
 pub mod watch;
@@ -73,6 +75,8 @@ pub struct ServiceConfig {
     /// `--max-concurrent-streams`: calls one client connection may have open;
     /// the JSON gateway, one client of the services, keeps to it as well.
     pub max_concurrent_streams: u32,
+    /// `--quota-backend-bytes` as [`quota::quota_bytes`] reads it (none: no quota).
+    pub quota_backend_bytes: Option<u64>,
 }
 
 impl Default for ServiceConfig {
@@ -85,6 +89,7 @@ impl Default for ServiceConfig {
             bcrypt_cost: 10,
             client_cert_auth: false,
             max_concurrent_streams: u32::MAX,
+            quota_backend_bytes: Some(quota::DEFAULT_QUOTA_BYTES as u64),
         }
     }
 }

@@ -178,6 +178,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
             bcrypt_cost: config.bcrypt_cost,
             client_cert_auth: config.client_cert_auth,
             max_concurrent_streams: config.max_concurrent_streams,
+            quota_backend_bytes: hub_grpc_api::quota::quota_bytes(config.quota_backend_bytes),
         },
     );
     let client_listeners = transport::bind(&config.listen_client_urls, "--listen-client-urls", client_tls.as_deref()).await?;

@@ -15,13 +15,15 @@ use std::time::Instant;
 use hub_proto::etcdserverpb::{
     compare::{CompareResult, CompareTarget, TargetUnion},
     range_request::{SortOrder, SortTarget},
+    alarm_request::AlarmAction,
     request_op::Request,
-    response_op, AuthenticateResponse, CompactionRequest, CompactionResponse, Compare, DeleteRangeRequest,
+    response_op, AlarmRequest, AlarmResponse, AlarmType, AuthenticateResponse, CompactionRequest, CompactionResponse, Compare, DeleteRangeRequest,
     DeleteRangeResponse, InternalRaftRequest, LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse,
     PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
 use hub_proto::mvccpb::{Event, KeyValue};
 
+use crate::alarm::AlarmStore;
 use crate::auth::{AuthInfo, AuthStore};
 use crate::backend::{Backend, RedbBackend, Table, WriteBatch};
 use crate::error::{EtcdError, StoreError};
@@ -50,6 +52,7 @@ pub enum Response {
     Range(RangeResponse),
     /// An auth command: only Authenticate fills it (with a simple token).
     Auth(AuthenticateResponse),
+    Alarm(AlarmResponse),
     /// A command this member already applied (replayed after a restart).
     AlreadyApplied,
 }
@@ -89,6 +92,7 @@ pub struct StateMachine {
     mvcc: Mvcc,
     lessor: Lessor,
     auth: AuthStore,
+    alarms: AlarmStore,
     applied_index: u64,
     min_lease_ttl: i64,
     /// Metadata of the layer above (raft's last applied log ID, membership),
@@ -119,10 +123,12 @@ impl StateMachine {
         let mut lessor = Lessor::new(min_lease_ttl);
         lessor.restore(&records, restored.leased_keys, Instant::now())?;
         let auth = AuthStore::load(backend.as_ref())?;
+        let alarms = AlarmStore::load(backend.as_ref())?;
         Ok(StateMachine {
             mvcc: restored.mvcc,
             lessor,
             auth,
+            alarms,
             applied_index: restored.consistent_index,
             min_lease_ttl,
             staged_meta: Vec::new(),
@@ -214,6 +220,22 @@ impl StateMachine {
 
     pub fn db_size(&self) -> u64 {
         self.mvcc.backend().size()
+    }
+
+    /// Bytes of [`StateMachine::db_size`] holding data (etcd's `dbSizeInUse`).
+    pub fn db_size_in_use(&self) -> Result<u64, StoreError> {
+        Ok(self.mvcc.backend().size_in_use()?)
+    }
+
+    /// What the backend quota is measured against: the bytes in use, which
+    /// grow with the data, not the file, which redb grows in big steps.
+    pub fn quota_size(&self) -> Result<u64, StoreError> {
+        self.db_size_in_use()
+    }
+
+    /// Gives the backend's free pages back to the file system (etcd's defrag).
+    pub fn defragment(&self) -> Result<(), StoreError> {
+        Ok(self.mvcc.backend().defragment()?)
     }
 
     pub fn mvcc(&self) -> &Mvcc {
@@ -319,6 +341,10 @@ impl StateMachine {
         if crate::auth::is_auth_request(req) {
             return self.apply_auth(index, req, now);
         }
+        if let Some(r) = &req.alarm {
+            return self.apply_alarm(index, r);
+        }
+        self.check_alarms(req)?;
         if let Some(r) = &req.put {
             return self.apply_put(index, r);
         }
@@ -341,7 +367,7 @@ impl StateMachine {
             let response = Response::Range(self.range(r)?);
             return Ok(Applied { response, events: Vec::new() });
         }
-        // Commands of later features (auth, alarms) are not produced yet.
+        // Nothing else is proposed (members, for one, change through raft itself).
         Ok(Applied { response: Response::AlreadyApplied, events: Vec::new() })
     }
 
@@ -353,6 +379,65 @@ impl StateMachine {
         commit(txn, &mut self.staged_meta, index)?;
         let resp = AuthenticateResponse { header: header(rev), token: token.unwrap_or_default() };
         Ok(Applied { response: Response::Auth(resp), events: Vec::new() })
+    }
+
+    /// What the raised alarms refuse, after authorization: under CORRUPT every
+    /// write (etcd's `applierV3Corrupt`), under NOSPACE a Put, a Txn with a put
+    /// in either top-level branch, a lease grant (`applierV3Capped`).
+    fn check_alarms(&self, req: &InternalRaftRequest) -> Result<(), EtcdError> {
+        if self.alarms.is_empty() {
+            return Ok(());
+        }
+        if self.alarms.is_raised(AlarmType::Corrupt)
+            && (req.put.is_some()
+                || req.delete_range.is_some()
+                || req.txn.is_some()
+                || req.compaction.is_some()
+                || req.lease_grant.is_some()
+                || req.lease_revoke.is_some()
+                || req.range.is_some())
+        {
+            return Err(EtcdError::Corrupt);
+        }
+        if self.alarms.is_raised(AlarmType::Nospace)
+            && (req.put.is_some() || req.lease_grant.is_some() || req.txn.as_ref().is_some_and(txn_has_put))
+        {
+            return Err(EtcdError::NoSpace);
+        }
+        Ok(())
+    }
+
+    fn apply_alarm(&mut self, index: u64, r: &AlarmRequest) -> Result<Applied, StoreError> {
+        let mut txn = self.mvcc.write();
+        let mut alarms = Vec::new();
+        match AlarmAction::try_from(r.action) {
+            Ok(AlarmAction::Get) => alarms = self.alarms.get(r.alarm),
+            Ok(AlarmAction::Activate) => {
+                let (m, first) = self.alarms.activate(r.member_id, r.alarm, txn.batch_mut());
+                if first {
+                    tracing::warn!(alarm = alarm_name(m.alarm), from = %format_args!("{:x}", m.member_id), "alarm raised");
+                }
+                alarms.push(m);
+            }
+            Ok(AlarmAction::Deactivate) => {
+                if let Some((m, last)) = self.alarms.deactivate(r.member_id, r.alarm, txn.batch_mut()) {
+                    if last {
+                        tracing::warn!(alarm = alarm_name(m.alarm), from = %format_args!("{:x}", m.member_id), "alarm disarmed");
+                    }
+                    alarms.push(m);
+                }
+            }
+            // etcd answers an unknown action with nothing at all.
+            Err(_) => {}
+        }
+        let rev = txn.revision();
+        commit(txn, &mut self.staged_meta, index)?;
+        Ok(Applied { response: Response::Alarm(AlarmResponse { header: header(rev), alarms }), events: Vec::new() })
+    }
+
+    /// The raised alarms (all types).
+    pub fn alarms(&self) -> Vec<hub_proto::etcdserverpb::AlarmMember> {
+        self.alarms.get(AlarmType::None as i32)
     }
 
     fn check_lease(&self, lease: i64) -> Result<(), EtcdError> {
@@ -499,6 +584,16 @@ impl StateMachine {
     pub fn prev_kv(&self, key: &[u8], rev: i64) -> Result<Option<KeyValue>, StoreError> {
         self.mvcc.get_at(key, rev - 1)
     }
+}
+
+fn alarm_name(alarm: i32) -> &'static str {
+    AlarmType::try_from(alarm).map_or("UNKNOWN", |t| t.as_str_name())
+}
+
+/// etcd's quota cost of a Txn is non-zero: a put among the ops of either
+/// top-level branch (nested txns are not looked into, as in etcd).
+pub fn txn_has_put(t: &TxnRequest) -> bool {
+    t.success.iter().chain(&t.failure).any(|op| matches!(op.request, Some(Request::RequestPut(_))))
 }
 
 /// Commits a write transaction with the staged metadata and the consistent index.
