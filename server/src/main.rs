@@ -151,6 +151,14 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     .context("start raft")?;
     #[cfg(feature = "failpoints")]
     chaos::arm_disk_faults(node.clone());
+    if config.experimental_initial_corrupt_check {
+        // Before serving anything, as etcd: a member whose data differs from
+        // its peers' does not start.
+        node.check_initial_hash_kv().await.map_err(|e| anyhow::anyhow!(e))?;
+    }
+    if !config.experimental_corrupt_check_time.is_zero() {
+        tokio::spawn(node.clone().monitor_kv_hash(config.experimental_corrupt_check_time));
+    }
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut servers = Vec::new();
