@@ -80,3 +80,118 @@ impl AlarmStore {
         Some((m, !self.raised.iter().any(|(t, _)| *t == alarm)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use hub_proto::etcdserverpb::{
+        alarm_request::AlarmAction, request_op::Request, AlarmRequest, AlarmType, DeleteRangeRequest, InternalRaftRequest,
+        LeaseGrantRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
+    };
+
+    use crate::{EtcdError, StateMachine, StoreError};
+
+    fn alarm(action: AlarmAction, member_id: u64, alarm: AlarmType) -> InternalRaftRequest {
+        let a = AlarmRequest { action: action as i32, member_id, alarm: alarm as i32 };
+        InternalRaftRequest { alarm: Some(a), ..Default::default() }
+    }
+
+    fn put(key: &str) -> PutRequest {
+        PutRequest { key: key.into(), value: b"v".to_vec(), ..Default::default() }
+    }
+
+    fn op(r: Request) -> RequestOp {
+        RequestOp { request: Some(r) }
+    }
+
+    struct Sm {
+        sm: StateMachine,
+        index: u64,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Sm {
+        fn apply(&mut self, req: InternalRaftRequest) -> Result<crate::Response, EtcdError> {
+            self.index += 1;
+            match self.sm.apply(self.index, &req, Instant::now()) {
+                Ok(a) => Ok(a.response),
+                Err(StoreError::Etcd(e)) => Err(e),
+                Err(e) => panic!("fatal: {e}"),
+            }
+        }
+    }
+
+    fn sm() -> Sm {
+        let dir = tempfile::tempdir().unwrap();
+        Sm { sm: StateMachine::open(dir.path(), 2).unwrap(), index: 0, _dir: dir }
+    }
+
+    #[test]
+    fn nospace_refuses_exactly_what_etcds_capped_applier_refuses() {
+        let mut s = sm();
+        s.apply(InternalRaftRequest { put: Some(put("a")), ..Default::default() }).unwrap();
+        s.apply(alarm(AlarmAction::Activate, 7, AlarmType::Nospace)).unwrap();
+        let refused = |s: &mut Sm, req: InternalRaftRequest| assert_eq!(s.apply(req), Err(EtcdError::NoSpace));
+        refused(&mut s, InternalRaftRequest { put: Some(put("b")), ..Default::default() });
+        refused(&mut s, InternalRaftRequest { lease_grant: Some(LeaseGrantRequest { id: 1, ttl: 10 }), ..Default::default() });
+        let txn_put = TxnRequest { failure: vec![op(Request::RequestPut(put("c")))], ..Default::default() };
+        refused(&mut s, InternalRaftRequest { txn: Some(txn_put), ..Default::default() });
+        // A put only inside a nested txn costs nothing to etcd's quota: allowed.
+        let inner = TxnRequest { success: vec![op(Request::RequestPut(put("n")))], ..Default::default() };
+        let nested = TxnRequest { success: vec![op(Request::RequestTxn(inner))], ..Default::default() };
+        s.apply(InternalRaftRequest { txn: Some(nested), ..Default::default() }).unwrap();
+        let txn_del = TxnRequest {
+            success: vec![op(Request::RequestDeleteRange(DeleteRangeRequest { key: b"a".to_vec(), ..Default::default() }))],
+            ..Default::default()
+        };
+        s.apply(InternalRaftRequest { txn: Some(txn_del), ..Default::default() }).unwrap();
+        let del = DeleteRangeRequest { key: b"n".to_vec(), ..Default::default() };
+        s.apply(InternalRaftRequest { delete_range: Some(del), ..Default::default() }).unwrap();
+
+        // Raising it again is one alarm; disarming an unknown one is nothing.
+        s.apply(alarm(AlarmAction::Activate, 7, AlarmType::Nospace)).unwrap();
+        assert_eq!(s.sm.alarms().len(), 1);
+        match s.apply(alarm(AlarmAction::Deactivate, 8, AlarmType::Nospace)).unwrap() {
+            crate::Response::Alarm(r) => assert!(r.alarms.is_empty()),
+            other => panic!("{other:?}"),
+        }
+        s.apply(alarm(AlarmAction::Deactivate, 7, AlarmType::Nospace)).unwrap();
+        assert!(s.sm.alarms().is_empty());
+        s.apply(InternalRaftRequest { put: Some(put("b")), ..Default::default() }).unwrap();
+    }
+
+    #[test]
+    fn corrupt_refuses_every_write_and_applied_range() {
+        let mut s = sm();
+        s.apply(alarm(AlarmAction::Activate, 9, AlarmType::Corrupt)).unwrap();
+        let refused = |s: &mut Sm, req: InternalRaftRequest| assert_eq!(s.apply(req), Err(EtcdError::Corrupt));
+        refused(&mut s, InternalRaftRequest { put: Some(put("b")), ..Default::default() });
+        let del = DeleteRangeRequest { key: b"b".to_vec(), ..Default::default() };
+        refused(&mut s, InternalRaftRequest { delete_range: Some(del), ..Default::default() });
+        let range = RangeRequest { key: b"b".to_vec(), ..Default::default() };
+        refused(&mut s, InternalRaftRequest { range: Some(range), ..Default::default() });
+        // Reads outside raft still work.
+        s.sm.range(&RangeRequest { key: b"b".to_vec(), ..Default::default() }).unwrap();
+    }
+
+    #[test]
+    fn alarms_survive_a_restart_and_a_snapshot() {
+        let mut s = sm();
+        s.apply(alarm(AlarmAction::Activate, 7, AlarmType::Nospace)).unwrap();
+        s.apply(alarm(AlarmAction::Activate, 9, AlarmType::Corrupt)).unwrap();
+        let raised = s.sm.alarms();
+        assert_eq!(raised.len(), 2);
+
+        let mut bytes = Vec::new();
+        crate::snapshot::write_snapshot(&s.sm, &mut bytes).unwrap();
+        let dir = s._dir.path().to_path_buf();
+        drop(s.sm);
+        assert_eq!(StateMachine::open(&dir, 2).unwrap().alarms(), raised);
+
+        let other = tempfile::tempdir().unwrap();
+        let mut restored = StateMachine::open(other.path(), 2).unwrap();
+        restored.replace_from_snapshot(&bytes).unwrap();
+        assert_eq!(restored.alarms(), raised);
+    }
+}
