@@ -77,7 +77,15 @@ impl Context {
         if cost == 0 {
             return Ok(());
         }
-        let size = self.node.state().lock().quota_size().map_err(status::from_store)?;
+        let size = {
+            let sm = self.node.state().lock();
+            // The bytes in use never exceed the file: counting them (a walk
+            // of every tree) is needed only when the file alone is too big.
+            if sm.db_size().saturating_add(cost) < quota {
+                return Ok(());
+            }
+            sm.quota_size().map_err(status::from_store)?
+        };
         if size.saturating_add(cost) < quota {
             return Ok(());
         }
