@@ -4,15 +4,19 @@
 //!
 //! While NOSPACE is raised the state machine refuses what grows the store
 //! (etcd's `applierV3Capped`); while CORRUPT is raised it refuses every write
-//! (`applierV3Corrupt`). See `apply.rs`.
+//! (`applierV3Corrupt`): [`AlarmStore::check`], which `apply.rs` calls after
+//! authorizing a request, never instead.
 
 use std::collections::BTreeSet;
 
-use hub_proto::etcdserverpb::{AlarmMember, AlarmType};
+use hub_proto::etcdserverpb::{
+    alarm_request::AlarmAction, request_op::Request, AlarmMember, AlarmRequest, AlarmType, InternalRaftRequest,
+    TxnRequest,
+};
 use prost::Message;
 
 use crate::backend::{Backend, Table, WriteBatch};
-use crate::error::StoreError;
+use crate::error::{EtcdError, StoreError};
 
 #[derive(Debug, Default)]
 pub struct AlarmStore {
@@ -54,13 +58,63 @@ impl AlarmStore {
         self.raised.iter().any(|(t, _)| *t == alarm as i32)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.raised.is_empty()
+    /// What the raised alarms refuse (the caller has authorized `req`):
+    /// under CORRUPT every write and applied range (etcd's
+    /// `applierV3Corrupt`), under NOSPACE a Put, a Txn with a put in either
+    /// top-level branch, a lease grant (`applierV3Capped`).
+    pub fn check(&self, req: &InternalRaftRequest) -> Result<(), EtcdError> {
+        if self.raised.is_empty() {
+            return Ok(());
+        }
+        if self.is_raised(AlarmType::Corrupt)
+            && (req.put.is_some()
+                || req.delete_range.is_some()
+                || req.txn.is_some()
+                || req.compaction.is_some()
+                || req.lease_grant.is_some()
+                || req.lease_revoke.is_some()
+                || req.range.is_some())
+        {
+            return Err(EtcdError::Corrupt);
+        }
+        if self.is_raised(AlarmType::Nospace)
+            && (req.put.is_some() || req.lease_grant.is_some() || req.txn.as_ref().is_some_and(txn_has_put))
+        {
+            return Err(EtcdError::NoSpace);
+        }
+        Ok(())
+    }
+
+    /// Applies an Alarm request (etcd's `applierV3backend.Alarm`): returns
+    /// what GET lists, the alarm raised, or the alarm cleared (none if it
+    /// was not raised; an unknown action answers nothing, as in etcd).
+    pub fn apply(&mut self, r: &AlarmRequest, batch: &mut WriteBatch) -> Vec<AlarmMember> {
+        let name = |alarm: i32| AlarmType::try_from(alarm).map_or("UNKNOWN", |t| t.as_str_name());
+        match AlarmAction::try_from(r.action) {
+            Ok(AlarmAction::Get) => self.get(r.alarm),
+            Ok(AlarmAction::Activate) => {
+                let (m, first) = self.activate(r.member_id, r.alarm, batch);
+                if first {
+                    tracing::warn!(alarm = name(m.alarm), from = %format_args!("{:x}", m.member_id), "alarm raised");
+                }
+                vec![m]
+            }
+            Ok(AlarmAction::Deactivate) => match self.deactivate(r.member_id, r.alarm, batch) {
+                Some((m, last)) => {
+                    if last {
+                        tracing::warn!(alarm = name(m.alarm), from = %format_args!("{:x}", m.member_id), "alarm disarmed");
+                    }
+                    vec![m]
+                }
+                None => Vec::new(),
+            },
+            Err(_) => Vec::new(),
+        }
     }
 
     /// Raises `alarm` for `member_id` (once: raising it again changes nothing).
     /// Returns the alarm, and whether it is the first of its type.
-    pub fn activate(&mut self, member_id: u64, alarm: i32, batch: &mut WriteBatch) -> (AlarmMember, bool) {
+    fn activate(&mut self, member_id: u64, alarm: i32, batch: &mut WriteBatch) -> (AlarmMember, bool) {
         let first = !self.raised.iter().any(|(t, _)| *t == alarm);
         let m = member(alarm, member_id);
         if self.raised.insert((alarm, member_id)) {
@@ -71,7 +125,7 @@ impl AlarmStore {
 
     /// Clears `alarm` of `member_id`, if raised; returns it, and whether no
     /// alarm of its type is left.
-    pub fn deactivate(&mut self, member_id: u64, alarm: i32, batch: &mut WriteBatch) -> Option<(AlarmMember, bool)> {
+    fn deactivate(&mut self, member_id: u64, alarm: i32, batch: &mut WriteBatch) -> Option<(AlarmMember, bool)> {
         if !self.raised.remove(&(alarm, member_id)) {
             return None;
         }
@@ -79,6 +133,12 @@ impl AlarmStore {
         batch.delete(Table::Alarm, m.encode_to_vec());
         Some((m, !self.raised.iter().any(|(t, _)| *t == alarm)))
     }
+}
+
+/// etcd's quota cost of a Txn is non-zero: a put among the ops of either
+/// top-level branch (nested txns are not looked into, as in etcd).
+fn txn_has_put(t: &TxnRequest) -> bool {
+    t.success.iter().chain(&t.failure).any(|op| matches!(op.request, Some(Request::RequestPut(_))))
 }
 
 #[cfg(test)]

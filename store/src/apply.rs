@@ -15,7 +15,6 @@ use std::time::Instant;
 use hub_proto::etcdserverpb::{
     compare::{CompareResult, CompareTarget, TargetUnion},
     range_request::{SortOrder, SortTarget},
-    alarm_request::AlarmAction,
     request_op::Request,
     response_op, AlarmRequest, AlarmResponse, AlarmType, AuthenticateResponse, CompactionRequest, CompactionResponse, Compare, DeleteRangeRequest,
     DeleteRangeResponse, InternalRaftRequest, LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse,
@@ -344,7 +343,7 @@ impl StateMachine {
         if let Some(r) = &req.alarm {
             return self.apply_alarm(index, r);
         }
-        self.check_alarms(req)?;
+        self.alarms.check(req)?;
         if let Some(r) = &req.put {
             return self.apply_put(index, r);
         }
@@ -381,55 +380,9 @@ impl StateMachine {
         Ok(Applied { response: Response::Auth(resp), events: Vec::new() })
     }
 
-    /// What the raised alarms refuse, after authorization: under CORRUPT every
-    /// write (etcd's `applierV3Corrupt`), under NOSPACE a Put, a Txn with a put
-    /// in either top-level branch, a lease grant (`applierV3Capped`).
-    fn check_alarms(&self, req: &InternalRaftRequest) -> Result<(), EtcdError> {
-        if self.alarms.is_empty() {
-            return Ok(());
-        }
-        if self.alarms.is_raised(AlarmType::Corrupt)
-            && (req.put.is_some()
-                || req.delete_range.is_some()
-                || req.txn.is_some()
-                || req.compaction.is_some()
-                || req.lease_grant.is_some()
-                || req.lease_revoke.is_some()
-                || req.range.is_some())
-        {
-            return Err(EtcdError::Corrupt);
-        }
-        if self.alarms.is_raised(AlarmType::Nospace)
-            && (req.put.is_some() || req.lease_grant.is_some() || req.txn.as_ref().is_some_and(txn_has_put))
-        {
-            return Err(EtcdError::NoSpace);
-        }
-        Ok(())
-    }
-
     fn apply_alarm(&mut self, index: u64, r: &AlarmRequest) -> Result<Applied, StoreError> {
         let mut txn = self.mvcc.write();
-        let mut alarms = Vec::new();
-        match AlarmAction::try_from(r.action) {
-            Ok(AlarmAction::Get) => alarms = self.alarms.get(r.alarm),
-            Ok(AlarmAction::Activate) => {
-                let (m, first) = self.alarms.activate(r.member_id, r.alarm, txn.batch_mut());
-                if first {
-                    tracing::warn!(alarm = alarm_name(m.alarm), from = %format_args!("{:x}", m.member_id), "alarm raised");
-                }
-                alarms.push(m);
-            }
-            Ok(AlarmAction::Deactivate) => {
-                if let Some((m, last)) = self.alarms.deactivate(r.member_id, r.alarm, txn.batch_mut()) {
-                    if last {
-                        tracing::warn!(alarm = alarm_name(m.alarm), from = %format_args!("{:x}", m.member_id), "alarm disarmed");
-                    }
-                    alarms.push(m);
-                }
-            }
-            // etcd answers an unknown action with nothing at all.
-            Err(_) => {}
-        }
+        let alarms = self.alarms.apply(r, txn.batch_mut());
         let rev = txn.revision();
         commit(txn, &mut self.staged_meta, index)?;
         Ok(Applied { response: Response::Alarm(AlarmResponse { header: header(rev), alarms }), events: Vec::new() })
@@ -584,16 +537,6 @@ impl StateMachine {
     pub fn prev_kv(&self, key: &[u8], rev: i64) -> Result<Option<KeyValue>, StoreError> {
         self.mvcc.get_at(key, rev - 1)
     }
-}
-
-fn alarm_name(alarm: i32) -> &'static str {
-    AlarmType::try_from(alarm).map_or("UNKNOWN", |t| t.as_str_name())
-}
-
-/// etcd's quota cost of a Txn is non-zero: a put among the ops of either
-/// top-level branch (nested txns are not looked into, as in etcd).
-pub fn txn_has_put(t: &TxnRequest) -> bool {
-    t.success.iter().chain(&t.failure).any(|op| matches!(op.request, Some(Request::RequestPut(_))))
 }
 
 /// Commits a write transaction with the staged metadata and the consistent index.
