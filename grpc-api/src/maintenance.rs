@@ -63,15 +63,21 @@ type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>
 impl Maintenance for MaintenanceService {
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         let who = self.ctx.caller(&req).await?;
-        if req.get_ref().action != AlarmAction::Get as i32 {
-            // Arming and disarming are the root's business (the state machine
-            // checks it again when it applies the request).
-            self.ctx.check_admin(&who)?;
-        }
+        let list = req.get_ref().action == AlarmAction::Get as i32;
         // Every action goes through raft (as etcd's), so a list is as of
         // every entry before it. etcd's answer carries no header.
         let req = InternalRaftRequest { alarm: Some(req.into_inner()), ..Default::default() };
-        match self.ctx.propose(&who, req).await? {
+        let applied = if list {
+            // Listing is open to anyone, as in etcd: proposed as the member's
+            // own read, without a user to authorize.
+            self.ctx.node.propose(req).await.map_err(status::from_store)?
+        } else {
+            // Arming and disarming are the root's business (the state machine
+            // checks it again when it applies the request).
+            self.ctx.check_admin(&who)?;
+            self.ctx.propose(&who, req).await?
+        };
+        match applied {
             StoreResponse::Alarm(resp) => Ok(Response::new(AlarmResponse { header: None, alarms: resp.alarms })),
             other => Err(Status::internal(format!("unexpected apply result {other:?}"))),
         }
