@@ -16,8 +16,8 @@ use hub_proto::etcdserverpb::{
     compare::{CompareResult, CompareTarget, TargetUnion},
     range_request::{SortOrder, SortTarget},
     request_op::Request,
-    response_op, AlarmRequest, AlarmResponse, AlarmType, AuthenticateResponse, CompactionRequest, CompactionResponse, Compare, DeleteRangeRequest,
-    DeleteRangeResponse, InternalRaftRequest, LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse,
+    response_op, AlarmMember, AlarmRequest, AlarmResponse, AlarmType, AuthenticateResponse, CompactionRequest,
+    CompactionResponse, Compare, DeleteRangeRequest, DeleteRangeResponse, InternalRaftRequest, LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse,
     PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
 use hub_proto::mvccpb::{Event, KeyValue};
@@ -389,7 +389,7 @@ impl StateMachine {
     }
 
     /// The raised alarms (all types).
-    pub fn alarms(&self) -> Vec<hub_proto::etcdserverpb::AlarmMember> {
+    pub fn alarms(&self) -> Vec<AlarmMember> {
         self.alarms.get(AlarmType::None as i32)
     }
 
