@@ -26,6 +26,8 @@ pub struct Member {
     pub paused: bool,
     /// Joins a running cluster (after a remove and re-add) instead of bootstrapping.
     joining: bool,
+    /// Flags added to hubd's at the next start (a nemesis's, e.g. a tiny quota).
+    pub extra_args: Vec<String>,
 }
 
 impl Member {
@@ -85,6 +87,7 @@ impl Cluster {
                 child: None,
                 paused: false,
                 joining: false,
+                extra_args: Vec::new(),
             });
         }
         let mut cluster = Cluster { members, net, opts, dir: dir.to_path_buf(), channels };
@@ -112,6 +115,7 @@ impl Cluster {
             .args(["--initial-cluster", &initial_cluster, "--initial-cluster-token", "hub-chaos"])
             .args(["--initial-cluster-state", if m.joining { "existing" } else { "new" }])
             .args(["--experimental-watch-progress-notify-interval", "1s"])
+            .args(&m.extra_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

@@ -18,8 +18,8 @@ struct Args {
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     time: Duration,
     /// Fault families, comma-separated: kill, pause, partition, latency, member,
-    /// disk (needs a failpoints build), all (everything but disk unless
-    /// --failpoints), none.
+    /// disk (needs a failpoints build), disk-full (NOSPACE), all (everything
+    /// but disk unless --failpoints), none.
     #[arg(long, default_value = "all")]
     nemesis: String,
     /// Seed of the fault schedule and the workloads' choices.

@@ -2,6 +2,14 @@
 //! same faults on the same targets at the same times; only "the leader" is
 //! resolved when the fault starts), and their execution, each logged in the
 //! history with its start and end.
+//!
+//! `disk-full` fills one member's disk as far as hub can tell: the member is
+//! restarted with a one-byte `--quota-backend-bytes`, so its next write raises
+//! NOSPACE and the whole cluster refuses writes that grow the store (clients
+//! see etcd's ResourceExhausted, a definite failure) while reads and deletes
+//! go on. The nemesis checks that a write through that member is refused so,
+//! then restarts it with its quota and disarms the alarm, as an operator would
+//! after freeing space.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -16,7 +24,7 @@ use crate::history::{Op, Recorder, Status};
 use crate::proxy::Degrade;
 
 /// Fault families, as `--nemesis` names them.
-pub const FAMILIES: &[&str] = &["kill", "pause", "partition", "latency", "member", "disk"];
+pub const FAMILIES: &[&str] = &["kill", "pause", "partition", "latency", "member", "disk", "disk-full"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
@@ -46,6 +54,8 @@ pub enum Fault {
     FsyncError(Target),
     /// The next WAL record is torn (failpoints build).
     TornWrite(Target),
+    /// The member's backend is full: NOSPACE, disarmed at the end.
+    DiskFull(usize),
 }
 
 #[derive(Debug, Clone)]
@@ -99,6 +109,7 @@ pub fn schedule(seed: u64, total: Duration, families: &[String], n: usize) -> Ve
                     Fault::TornWrite(target)
                 }
             }
+            "disk-full" => Fault::DiskFull(rng.random_range(0..n)),
             _ => continue,
         };
         let hold = Duration::from_millis(rng.random_range(4000..12000));
@@ -206,6 +217,14 @@ async fn start(cluster: &mut Cluster, fault: &Fault) -> Vec<usize> {
                 }
             }
         }
+        Fault::DiskFull(i) => {
+            cluster.kill(*i);
+            cluster.members[*i].extra_args = vec!["--quota-backend-bytes".into(), "1".into()];
+            if let Err(e) = cluster.restart(*i) {
+                tracing::warn!(member = i, error = %e, "restart with a full disk failed");
+            }
+            vec![*i]
+        }
         Fault::FsyncError(t) | Fault::TornWrite(t) => {
             let hit = members_of(*t, n, leader);
             let sig = if matches!(fault, Fault::FsyncError(_)) { "USR1" } else { "USR2" };
@@ -228,9 +247,10 @@ pub fn heal(cluster: &mut Cluster) {
 /// Restarts every member that is not running; a disk-faulted member is
 /// killed first (its WAL refuses writes until reopened).
 fn recover(cluster: &mut Cluster, fault: &Fault, hit: &[usize]) {
-    if matches!(fault, Fault::FsyncError(_) | Fault::TornWrite(_)) {
+    if matches!(fault, Fault::FsyncError(_) | Fault::TornWrite(_) | Fault::DiskFull(_)) {
         for &i in hit {
             cluster.kill(i);
+            cluster.members[i].extra_args.clear();
         }
     }
     for i in 0..cluster.members.len() {
@@ -251,16 +271,28 @@ pub async fn run(cluster: &mut Cluster, steps: &[Step], rec: &Recorder, mut stop
         let began = rec.now();
         let hit = start(cluster, &step.fault).await;
         tracing::info!(fault = ?step.fault, members = ?hit, "nemesis: fault on");
-        let _ = tokio::time::timeout(step.hold, stop.wait_for(|s| *s)).await;
+        let mut output = json!({"members": hit});
+        let on = std::time::Instant::now();
+        if let Fault::DiskFull(i) = step.fault {
+            let refused = disk_full::refused(cluster, i, step.hold).await;
+            tracing::info!(member = i, refused, "nemesis: a write through the full member got NOSPACE");
+            output["nospace"] = json!(refused);
+        }
+        let _ = tokio::time::timeout(step.hold.saturating_sub(on.elapsed()), stop.wait_for(|s| *s)).await;
         heal(cluster);
         recover(cluster, &step.fault, &hit);
+        if matches!(step.fault, Fault::DiskFull(_)) {
+            let disarmed = disk_full::disarm(cluster).await;
+            tracing::info!(disarmed, "nemesis: NOSPACE disarmed");
+            output["disarmed"] = json!(disarmed);
+        }
         tracing::info!(fault = ?step.fault, "nemesis: healed");
         rec.record(Op {
             process: "nemesis".into(),
             op: format!("nemesis/{}", name(&step.fault)),
             key: String::new(),
             input: json!(format!("{:?}", step.fault)),
-            output: json!({"members": hit}),
+            output,
             status: Status::Ok,
             start: began,
             end: rec.now(),
@@ -285,6 +317,65 @@ pub fn name(f: &Fault) -> &'static str {
         Fault::Replace(_) => "member-replace",
         Fault::FsyncError(_) => "fsync-error",
         Fault::TornWrite(_) => "torn-write",
+        Fault::DiskFull(_) => "disk-full",
+    }
+}
+
+/// The client side of the `disk-full` nemesis.
+mod disk_full {
+    use std::time::{Duration, Instant};
+
+    use hub_proto::etcdserverpb::{
+        alarm_request::AlarmAction, kv_client::KvClient, maintenance_client::MaintenanceClient, AlarmRequest,
+        AlarmType, PutRequest,
+    };
+    use tonic::Code;
+
+    use crate::cluster::Cluster;
+
+    /// A key no workload uses: the probe must never be written.
+    const PROBE: &[u8] = b"hub-chaos/disk-full-probe";
+
+    /// Whether a put through member `i` is refused with NOSPACE within
+    /// `limit` (the member is starting meanwhile).
+    pub async fn refused(cluster: &Cluster, i: usize, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut kv = KvClient::new(cluster.channel(i));
+        while Instant::now() < deadline {
+            let put = PutRequest { key: PROBE.to_vec(), value: b"x".to_vec(), ..Default::default() };
+            match tokio::time::timeout(Duration::from_secs(2), kv.put(put)).await {
+                Ok(Err(s)) if s.code() == Code::ResourceExhausted => return true,
+                Ok(Ok(_)) => {
+                    tracing::error!(member = i, "a put through a member over its quota was accepted");
+                    return false;
+                }
+                _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+        false
+    }
+
+    /// Disarms every alarm through any member that answers (etcdctl's
+    /// `alarm disarm`); false if none did within a while.
+    pub async fn disarm(cluster: &Cluster) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            for ch in cluster.channels() {
+                let mut m = MaintenanceClient::new(ch);
+                let get = AlarmRequest { action: AlarmAction::Get as i32, member_id: 0, alarm: AlarmType::None as i32 };
+                let Ok(Ok(list)) = tokio::time::timeout(Duration::from_secs(2), m.alarm(get)).await else { continue };
+                let mut all = true;
+                for a in list.into_inner().alarms {
+                    let off = AlarmRequest { action: AlarmAction::Deactivate as i32, member_id: a.member_id, alarm: a.alarm };
+                    all &= matches!(tokio::time::timeout(Duration::from_secs(2), m.alarm(off)).await, Ok(Ok(_)));
+                }
+                if all {
+                    return true;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        false
     }
 }
 

@@ -49,3 +49,35 @@ async fn short_run_finds_no_anomaly() {
     let ok: usize = summary.ops.values().map(|c| c.ok).sum();
     assert!(ok > 100, "too few operations succeeded: {ok}");
 }
+
+/// The disk-full nemesis: each time, a write through the full member is
+/// refused with NOSPACE, the alarm is disarmed afterwards, and the refused
+/// writes leave no anomaly (they are definite failures).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn disk_full_raises_nospace_and_finds_no_anomaly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Config {
+        hubd: hubd(),
+        members: 3,
+        time: Duration::from_secs(30),
+        nemesis: vec!["disk-full".into()],
+        seed: 3,
+        bugs: Vec::new(),
+        dir: dir.path().to_path_buf(),
+        op_timeout: Duration::from_secs(5),
+    };
+    let summary = run(config).await.expect("run");
+    summary.print();
+    assert!(summary.anomalies.is_empty(), "anomalies: {:?}", summary.anomalies);
+    let history = std::fs::read_to_string(dir.path().join("history.jsonl")).expect("history");
+    let faults: Vec<serde_json::Value> = history
+        .lines()
+        .filter(|l| l.contains("nemesis/disk-full"))
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert!(!faults.is_empty(), "no disk-full fault was injected");
+    for f in &faults {
+        assert_eq!(f["output"]["nospace"], true, "{f}");
+        assert_eq!(f["output"]["disarmed"], true, "{f}");
+    }
+}

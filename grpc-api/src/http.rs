@@ -75,10 +75,15 @@ async fn serve(ctx: &Context, gateway: Option<&Gateway>, req: Request<Body>) -> 
     }
 }
 
-/// etcd 3.4's `/health`: false without a leader or when a linearizable read
-/// does not succeed in time.
+/// etcd 3.4's `/health`: false while an alarm is raised, without a leader, or
+/// when a linearizable read does not succeed in time.
 async fn health_body(ctx: &Context) -> String {
-    let healthy = ctx.node().leader_id() != 0
+    let alarms = ctx.node().state().lock().alarms();
+    for a in &alarms {
+        tracing::warn!(alarm = %crate::maintenance::alarm_text(a), "/health error due to an alarm");
+    }
+    let healthy = alarms.is_empty()
+        && ctx.node().leader_id() != 0
         && matches!(tokio::time::timeout(HEALTH_TIMEOUT, ctx.node().read_index()).await, Ok(Ok(())));
     format!(r#"{{"health":"{healthy}"}}"#)
 }

@@ -57,6 +57,7 @@ impl Kv for KvService {
     async fn put(&self, req: GrpcRequest<PutRequest>) -> Result<GrpcResponse<PutResponse>, Status> {
         let who = self.ctx.caller(&req).await?;
         let r = req.into_inner();
+        self.ctx.check_quota(crate::quota::put_cost(&r)).await?;
         validate::check_put(&r).map_err(status::from_etcd)?;
         match self.ctx.propose(&who, InternalRaftRequest { put: Some(r), ..Default::default() }).await? {
             Response::Put(mut resp) => {
@@ -86,6 +87,7 @@ impl Kv for KvService {
     async fn txn(&self, req: GrpcRequest<TxnRequest>) -> Result<GrpcResponse<TxnResponse>, Status> {
         let who = self.ctx.caller(&req).await?;
         let r = req.into_inner();
+        self.ctx.check_quota(crate::quota::txn_cost(&r)).await?;
         validate::check_txn(&r, self.ctx.config.max_txn_ops).map_err(status::from_etcd)?;
         let mut resp = if is_read_only(&r) {
             if !is_serializable(&r) {

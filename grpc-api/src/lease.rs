@@ -62,6 +62,7 @@ impl Lease for LeaseService {
     async fn lease_grant(&self, req: Request<LeaseGrantRequest>) -> Result<GrpcResponse<LeaseGrantResponse>, Status> {
         let who = self.ctx.caller(&req).await?;
         let mut r = req.into_inner();
+        self.ctx.check_quota(crate::quota::lease_cost()).await?;
         while r.id == 0 {
             r.id = (self.ids.next() & (i64::MAX as u64)) as i64;
         }

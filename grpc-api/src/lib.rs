@@ -17,6 +17,7 @@
 //! - [`gateway`], [`http`]: the JSON gateway, `/health` and `/version` on the
 //!   client port, beside gRPC.
 //! - [`metrics`]: etcd's Prometheus metrics.
+//! - [`quota`]: `--quota-backend-bytes` and the NOSPACE alarm.
 //! - [`status`]: the one mapping from hub errors to gRPC statuses.
 //!
 //! Who sends a request ([`Context::caller`]: a token, else the client
@@ -36,6 +37,7 @@ pub mod lease;
 pub mod lock;
 pub mod metrics;
 pub mod maintenance;
+pub mod quota;
 pub mod status;
 pub mod token;
 pub mod watch;
@@ -76,6 +78,8 @@ pub struct ServiceConfig {
     /// `--report-etcd-version`: the etcd release Status, `/version` and
     /// `etcd_server_version` report.
     pub etcd_version: String,
+    /// `--quota-backend-bytes` as [`quota::quota_bytes`] reads it (none: no quota).
+    pub quota_backend_bytes: Option<u64>,
 }
 
 impl Default for ServiceConfig {
@@ -89,6 +93,7 @@ impl Default for ServiceConfig {
             client_cert_auth: false,
             max_concurrent_streams: u32::MAX,
             etcd_version: maintenance::ETCD_VERSION.to_string(),
+            quota_backend_bytes: Some(quota::DEFAULT_QUOTA_BYTES as u64),
         }
     }
 }

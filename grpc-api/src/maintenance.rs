@@ -1,5 +1,5 @@
-//! The Maintenance service: member status, alarms, the consistency hashes
-//! (HashKV, Hash) and the Snapshot stream. Leader transfer is not supported yet.
+//! The Maintenance service: member status, alarms, defragmentation, the
+//! consistency hashes (HashKV, Hash), the Snapshot stream and leader transfer.
 //!
 //! The hashes and the snapshot read the whole backend; they run on a blocking
 //! thread with the state machine locked, so they see one state and no
@@ -12,12 +12,13 @@ use std::pin::Pin;
 
 use futures::Stream;
 use hub_proto::etcdserverpb::{
-    alarm_request::AlarmAction, maintenance_server::Maintenance, AlarmRequest, AlarmResponse, DefragmentRequest,
-    DefragmentResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
-    MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
+    alarm_request::AlarmAction, maintenance_server::Maintenance, AlarmMember, AlarmRequest, AlarmResponse, AlarmType,
+    DefragmentRequest, DefragmentResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse,
+    InternalRaftRequest, MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest,
+    StatusResponse,
 };
 use hub_store::snapshot::{SnapshotFile, SHA256_LEN};
-use hub_store::{StateMachine, StoreError};
+use hub_store::{EtcdError, Response as StoreResponse, StateMachine, StoreError};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -66,42 +67,66 @@ type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        if req.get_ref().action != AlarmAction::Get as i32 {
-            // Arming and disarming are the root's business.
-            self.ctx.check_admin(&self.ctx.caller(&req).await?)?;
-        }
-        // No alarm is ever raised yet (quotas come later), so listing and
-        // disarming see none; raising one by hand is not supported.
-        match AlarmAction::try_from(req.into_inner().action) {
-            Ok(AlarmAction::Get) | Ok(AlarmAction::Deactivate) => {
-                Ok(Response::new(AlarmResponse { header: self.ctx.header(0), alarms: Vec::new() }))
-            }
-            _ => Err(Status::unimplemented("hub: raising alarms by request is not supported yet")),
+        let who = self.ctx.caller(&req).await?;
+        let list = req.get_ref().action == AlarmAction::Get as i32;
+        // Every action goes through raft (as etcd's), so a list is as of
+        // every entry before it. etcd's answer carries no header.
+        let req = InternalRaftRequest { alarm: Some(req.into_inner()), ..Default::default() };
+        let applied = if list {
+            // Listing is open to anyone, as in etcd: proposed as the member's
+            // own read, without a user to authorize.
+            self.ctx.node.propose(req).await.map_err(status::from_store)?
+        } else {
+            // Arming and disarming are the root's business (the state machine
+            // checks it again when it applies the request).
+            self.ctx.check_admin(&who)?;
+            self.ctx.propose(&who, req).await?
+        };
+        match applied {
+            StoreResponse::Alarm(resp) => Ok(Response::new(AlarmResponse { header: None, alarms: resp.alarms })),
+            other => Err(Status::internal(format!("unexpected apply result {other:?}"))),
         }
     }
 
     async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
-        let (db_size, applied) = {
+        let (db_size, db_size_in_use, applied, alarms) = {
             let sm = self.ctx.node.state().lock();
-            (sm.db_size() as i64, sm.applied_index())
+            (sm.db_size() as i64, sm.db_size_in_use().map_err(status::from_store)? as i64, sm.applied_index(), sm.alarms())
         };
+        let leader = self.ctx.node.leader_id();
+        let mut errors = Vec::new();
+        if leader == 0 {
+            errors.push(EtcdError::NoLeader.to_string());
+        }
+        errors.extend(alarms.iter().map(alarm_text));
         Ok(Response::new(StatusResponse {
             header: self.ctx.header(0),
             version: self.ctx.config.etcd_version.clone(),
             db_size,
-            leader: self.ctx.node.leader_id(),
+            leader,
             raft_index: self.ctx.node.raft_index(),
             raft_term: self.ctx.node.term(),
             raft_applied_index: applied,
-            errors: Vec::new(),
-            db_size_in_use: db_size,
+            errors,
+            db_size_in_use,
             is_learner: false,
         }))
     }
 
+    /// Rewrites this member's backend without its free pages, with every
+    /// apply held meanwhile (etcd blocks its backend the same way).
     async fn defragment(&self, req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
         self.ctx.check_admin(&self.ctx.caller(&req).await?)?;
-        // redb reuses freed pages itself; there is nothing to rewrite.
+        tracing::info!("starting defragment");
+        let (before, after) = self
+            .with_state(|sm| {
+                let before = sm.db_size();
+                sm.defragment()?;
+                Ok((before, sm.db_size()))
+            })
+            .await
+            .inspect_err(|e| tracing::warn!(error = %e.message(), "failed to defragment"))?;
+        tracing::info!(db_size_before = before, db_size_after = after, "finished defragment");
         Ok(Response::new(DefragmentResponse { header: self.ctx.header(0) }))
     }
 
@@ -149,6 +174,20 @@ impl Maintenance for MaintenanceService {
             Err(e @ MoveLeaderError::Timeout) => Err(Status::unavailable(e.to_string())),
         }
     }
+}
+
+/// An alarm as etcd prints it (gogo's compact text form of `AlarmMember`,
+/// fields at their zero value left out), in Status errors and logs.
+pub fn alarm_text(a: &AlarmMember) -> String {
+    let mut text = String::new();
+    if a.member_id != 0 {
+        text.push_str(&format!("memberID:{} ", a.member_id));
+    }
+    if a.alarm != 0 {
+        let name = AlarmType::try_from(a.alarm).map_or_else(|_| a.alarm.to_string(), |t| t.as_str_name().to_string());
+        text.push_str(&format!("alarm:{name} "));
+    }
+    text
 }
 
 /// Streams a snapshot as etcd's `Maintenance.Snapshot` does: the bbolt

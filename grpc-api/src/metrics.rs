@@ -115,7 +115,9 @@ impl Metrics {
             let sm = node.state().lock();
             self.proposals_applied.set(sm.applied_index() as i64);
             self.db_total_size.set(sm.db_size() as i64);
-            self.db_size_in_use.set(sm.db_size() as i64);
+            if let Ok(in_use) = sm.db_size_in_use() {
+                self.db_size_in_use.set(in_use as i64);
+            }
             let all = RangeRequest { key: vec![0], range_end: vec![0], count_only: true, ..Default::default() };
             if let Ok(r) = sm.range(&all) {
                 self.keys_total.set(r.count);

@@ -3,7 +3,7 @@
 //! response or etcd's error text.
 
 use hub_proto::etcdserverpb::{
-    AuthenticateResponse, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse, RangeResponse,
+    AlarmResponse, AuthenticateResponse, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse, RangeResponse,
     TxnResponse,
 };
 use hub_store::{EtcdError, Response};
@@ -28,6 +28,7 @@ pub fn encode_answer(result: &Result<Response, EtcdError>) -> Result<Vec<u8>, bi
                 Response::LeaseRevoke(m) => (6, m.encode_to_vec()),
                 Response::Range(m) => (7, m.encode_to_vec()),
                 Response::Auth(m) => (8, m.encode_to_vec()),
+                Response::Alarm(m) => (9, m.encode_to_vec()),
                 Response::AlreadyApplied => (0, Vec::new()),
             };
             Answer::Ok { kind, body }
@@ -55,6 +56,7 @@ pub fn decode_answer(bytes: &[u8]) -> Result<Result<Response, EtcdError>, String
         6 => Response::LeaseRevoke(LeaseRevokeResponse::decode(b).map_err(bad)?),
         7 => Response::Range(RangeResponse::decode(b).map_err(bad)?),
         8 => Response::Auth(AuthenticateResponse::decode(b).map_err(bad)?),
+        9 => Response::Alarm(AlarmResponse::decode(b).map_err(bad)?),
         0 => Response::AlreadyApplied,
         other => return Err(format!("unknown answer kind {other}")),
     }))

@@ -16,10 +16,12 @@
 //!   `--listen-peer-urls`, TLS from `hub-tls`) and what followers forward to the leader.
 //! - [`membership`]: etcd's member add/remove/update/promote on openraft.
 //! - [`node`]: a member, wiring it all together.
+//! - [`corrupt`]: etcd's corruption checks, HashKV compared across members.
 //! - `chaos` (feature `failpoints`): bugs injected on purpose for the chaos suite.
 
 #[cfg(feature = "failpoints")]
 pub mod chaos;
+pub mod corrupt;
 pub mod forward;
 pub mod log_store;
 pub mod membership;

@@ -191,7 +191,7 @@ impl Node {
         }
     }
 
-    fn peer(&self, id: u64, node: &Member) -> Result<PeerClient<Channel>, StoreError> {
+    pub(crate) fn peer(&self, id: u64, node: &Member) -> Result<PeerClient<Channel>, StoreError> {
         let mut peers = self.peers.lock();
         if let Some(c) = peers.get(&id) {
             return Ok(c.clone());
@@ -381,6 +381,11 @@ impl Node {
     /// The state machine, for reads. Hold the lock briefly: applies wait on it.
     pub fn state(&self) -> &Mutex<StateMachine> {
         &self.state
+    }
+
+    /// The state machine, for a blocking thread.
+    pub(crate) fn state_arc(&self) -> Arc<Mutex<StateMachine>> {
+        self.state.clone()
     }
 
     /// Subscribes to applied changes; subscribe before reading the store's

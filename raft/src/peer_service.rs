@@ -80,6 +80,11 @@ impl Peer for PeerService {
         reply(&self.node.local_lease_ttl(id))
     }
 
+    async fn hash_kv(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let rev: i64 = decode(req.get_ref()).map_err(bad_request)?;
+        reply(&self.node.hash_kv_here(rev).await)
+    }
+
     async fn members(&self, _req: Request<Payload>) -> Result<Response<Payload>, Status> {
         reply(&(self.node.cluster_id(), self.node.members()))
     }

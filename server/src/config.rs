@@ -74,6 +74,8 @@ const HONOURED: &[&str] = &[
     "log-output", // deprecated spelling of log-outputs
     "debug",
     "experimental-watch-progress-notify-interval",
+    "experimental-initial-corrupt-check",
+    "experimental-corrupt-check-time",
     "auto-compaction-mode",
     "auto-compaction-retention",
     "cert-file",
@@ -158,6 +160,9 @@ pub struct Config {
     pub max_request_bytes: u64,
     pub max_txn_ops: u64,
     pub quota_backend_bytes: i64,
+    /// `--experimental-initial-corrupt-check`, `--experimental-corrupt-check-time` (zero: off).
+    pub experimental_initial_corrupt_check: bool,
+    pub experimental_corrupt_check_time: Duration,
     pub snapshot_count: u64,
     pub heartbeat_interval_ms: u64,
     pub election_timeout_ms: u64,
@@ -1214,6 +1219,8 @@ fn finish(
         max_request_bytes: f.max_request_bytes,
         max_txn_ops: f.max_txn_ops,
         quota_backend_bytes: f.quota_backend_bytes,
+        experimental_initial_corrupt_check: f.experimental_initial_corrupt_check,
+        experimental_corrupt_check_time: f.experimental_corrupt_check_time,
         snapshot_count: f.snapshot_count,
         heartbeat_interval_ms: tick,
         election_timeout_ms: election,

@@ -151,6 +151,14 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     .context("start raft")?;
     #[cfg(feature = "failpoints")]
     chaos::arm_disk_faults(node.clone());
+    if config.experimental_initial_corrupt_check {
+        // Before serving anything, as etcd: a member whose data differs from
+        // its peers' does not start.
+        node.check_initial_hash_kv().await.map_err(|e| anyhow::anyhow!(e))?;
+    }
+    if !config.experimental_corrupt_check_time.is_zero() {
+        tokio::spawn(node.clone().monitor_kv_hash(config.experimental_corrupt_check_time));
+    }
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut servers = Vec::new();
@@ -179,6 +187,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
             client_cert_auth: config.client_cert_auth,
             max_concurrent_streams: config.max_concurrent_streams,
             etcd_version: config.report_etcd_version.clone(),
+            quota_backend_bytes: hub_grpc_api::quota::quota_bytes(config.quota_backend_bytes),
         },
     );
     let client_listeners = transport::bind(&config.listen_client_urls, "--listen-client-urls", client_tls.as_deref()).await?;

@@ -16,12 +16,13 @@ use hub_proto::etcdserverpb::{
     compare::{CompareResult, CompareTarget, TargetUnion},
     range_request::{SortOrder, SortTarget},
     request_op::Request,
-    response_op, AuthenticateResponse, CompactionRequest, CompactionResponse, Compare, DeleteRangeRequest,
-    DeleteRangeResponse, InternalRaftRequest, LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse,
+    response_op, AlarmMember, AlarmRequest, AlarmResponse, AlarmType, AuthenticateResponse, CompactionRequest,
+    CompactionResponse, Compare, DeleteRangeRequest, DeleteRangeResponse, InternalRaftRequest, LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse,
     PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
 use hub_proto::mvccpb::{Event, KeyValue};
 
+use crate::alarm::AlarmStore;
 use crate::auth::{AuthInfo, AuthStore};
 use crate::backend::{Backend, RedbBackend, Table, WriteBatch};
 use crate::error::{EtcdError, StoreError};
@@ -50,6 +51,7 @@ pub enum Response {
     Range(RangeResponse),
     /// An auth command: only Authenticate fills it (with a simple token).
     Auth(AuthenticateResponse),
+    Alarm(AlarmResponse),
     /// A command this member already applied (replayed after a restart).
     AlreadyApplied,
 }
@@ -89,6 +91,7 @@ pub struct StateMachine {
     mvcc: Mvcc,
     lessor: Lessor,
     auth: AuthStore,
+    alarms: AlarmStore,
     applied_index: u64,
     min_lease_ttl: i64,
     /// Metadata of the layer above (raft's last applied log ID, membership),
@@ -119,10 +122,12 @@ impl StateMachine {
         let mut lessor = Lessor::new(min_lease_ttl);
         lessor.restore(&records, restored.leased_keys, Instant::now())?;
         let auth = AuthStore::load(backend.as_ref())?;
+        let alarms = AlarmStore::load(backend.as_ref())?;
         Ok(StateMachine {
             mvcc: restored.mvcc,
             lessor,
             auth,
+            alarms,
             applied_index: restored.consistent_index,
             min_lease_ttl,
             staged_meta: Vec::new(),
@@ -214,6 +219,22 @@ impl StateMachine {
 
     pub fn db_size(&self) -> u64 {
         self.mvcc.backend().size()
+    }
+
+    /// Bytes of [`StateMachine::db_size`] holding data (etcd's `dbSizeInUse`).
+    pub fn db_size_in_use(&self) -> Result<u64, StoreError> {
+        Ok(self.mvcc.backend().size_in_use()?)
+    }
+
+    /// What the backend quota is measured against: the bytes in use, which
+    /// grow with the data, not the file, which redb grows in big steps.
+    pub fn quota_size(&self) -> Result<u64, StoreError> {
+        self.db_size_in_use()
+    }
+
+    /// Gives the backend's free pages back to the file system (etcd's defrag).
+    pub fn defragment(&self) -> Result<(), StoreError> {
+        Ok(self.mvcc.backend().defragment()?)
     }
 
     pub fn mvcc(&self) -> &Mvcc {
@@ -319,6 +340,10 @@ impl StateMachine {
         if crate::auth::is_auth_request(req) {
             return self.apply_auth(index, req, now);
         }
+        if let Some(r) = &req.alarm {
+            return self.apply_alarm(index, r);
+        }
+        self.alarms.check(req)?;
         if let Some(r) = &req.put {
             return self.apply_put(index, r);
         }
@@ -341,7 +366,7 @@ impl StateMachine {
             let response = Response::Range(self.range(r)?);
             return Ok(Applied { response, events: Vec::new() });
         }
-        // Commands of later features (auth, alarms) are not produced yet.
+        // Nothing else is proposed (members, for one, change through raft itself).
         Ok(Applied { response: Response::AlreadyApplied, events: Vec::new() })
     }
 
@@ -353,6 +378,19 @@ impl StateMachine {
         commit(txn, &mut self.staged_meta, index)?;
         let resp = AuthenticateResponse { header: header(rev), token: token.unwrap_or_default() };
         Ok(Applied { response: Response::Auth(resp), events: Vec::new() })
+    }
+
+    fn apply_alarm(&mut self, index: u64, r: &AlarmRequest) -> Result<Applied, StoreError> {
+        let mut txn = self.mvcc.write();
+        let alarms = self.alarms.apply(r, txn.batch_mut());
+        let rev = txn.revision();
+        commit(txn, &mut self.staged_meta, index)?;
+        Ok(Applied { response: Response::Alarm(AlarmResponse { header: header(rev), alarms }), events: Vec::new() })
+    }
+
+    /// The raised alarms (all types).
+    pub fn alarms(&self) -> Vec<AlarmMember> {
+        self.alarms.get(AlarmType::None as i32)
     }
 
     fn check_lease(&self, lease: i64) -> Result<(), EtcdError> {

@@ -3,10 +3,12 @@
 //!
 //! The trait is deliberately small so the engine stays cheap to replace (see
 //! `docs/architecture.md` on why redb and not sled). Table names follow etcd's
-//! bbolt buckets (`key`, `meta`, `lease`, `auth`, `authUsers`, `authRoles`) so a snapshot maps one to one.
+//! bbolt buckets (`key`, `meta`, `lease`, `alarm`, `auth`, `authUsers`, `authRoles`) so a snapshot maps one to one.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
+use parking_lot::{Mutex, RwLock};
 use redb::{Database, ReadableDatabase, TableDefinition};
 
 use crate::error::BackendError;
@@ -26,10 +28,13 @@ pub enum Table {
     AuthUsers,
     /// Role name → authpb.Role.
     AuthRoles,
+    /// etcdserverpb.AlarmMember (the raised alarm) → nothing.
+    Alarm,
 }
 
 impl Table {
-    pub const ALL: [Table; 6] = [Table::Key, Table::Meta, Table::Lease, Table::Auth, Table::AuthUsers, Table::AuthRoles];
+    pub const ALL: [Table; 7] =
+        [Table::Key, Table::Meta, Table::Lease, Table::Auth, Table::AuthUsers, Table::AuthRoles, Table::Alarm];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -39,6 +44,7 @@ impl Table {
             Table::Auth => "auth",
             Table::AuthUsers => "authUsers",
             Table::AuthRoles => "authRoles",
+            Table::Alarm => "alarm",
         }
     }
 
@@ -97,14 +103,44 @@ pub trait Backend: Send + Sync {
     ) -> Result<(), BackendError>;
     /// Bytes the backend occupies on disk.
     fn size(&self) -> u64;
+    /// Bytes of [`Backend::size`] that hold data (etcd's `SizeInUse`): the
+    /// rest is free pages a [`Backend::defragment`] gives back. The count may
+    /// be a moment old.
+    fn size_in_use(&self) -> Result<u64, BackendError>;
+    /// Rewrites the file without its free pages, making it durable first
+    /// (etcd's defragmentation). The caller keeps every other use of the
+    /// backend out meanwhile.
+    fn defragment(&self) -> Result<(), BackendError>;
 }
 
 /// The redb engine: one file, one write transaction per batch, fsynced on commit.
 pub struct RedbBackend {
-    db: Database,
+    /// Shared by every read and write; taken exclusively only by
+    /// [`Backend::defragment`], as redb's compaction needs the database alone.
+    db: RwLock<Database>,
     path: std::path::PathBuf,
     deferred: std::sync::atomic::AtomicBool,
+    /// The last count of bytes in use: when it was taken and how long it took.
+    in_use: Mutex<Option<InUse>>,
 }
+
+#[derive(Clone, Copy)]
+struct InUse {
+    bytes: u64,
+    at: Instant,
+    took: Duration,
+}
+
+impl InUse {
+    /// redb counts the pages in use by walking every tree, so a count is
+    /// reused for a while: at least [`IN_USE_MIN_AGE`], and twenty times what
+    /// it took, so counting never takes more than a twentieth of the time.
+    fn is_fresh(&self) -> bool {
+        self.at.elapsed() < IN_USE_MIN_AGE.max(self.took * 20)
+    }
+}
+
+const IN_USE_MIN_AGE: Duration = Duration::from_millis(200);
 
 impl RedbBackend {
     pub fn open(path: &Path) -> Result<Self, BackendError> {
@@ -114,7 +150,12 @@ impl RedbBackend {
             txn.open_table(table.definition())?;
         }
         txn.commit()?;
-        Ok(RedbBackend { db, path: path.to_path_buf(), deferred: std::sync::atomic::AtomicBool::new(false) })
+        Ok(RedbBackend {
+            db: RwLock::new(db),
+            path: path.to_path_buf(),
+            deferred: std::sync::atomic::AtomicBool::new(false),
+            in_use: Mutex::new(None),
+        })
     }
 }
 
@@ -125,12 +166,13 @@ impl Backend for RedbBackend {
 
     fn sync(&self) -> Result<(), BackendError> {
         // An immediate commit makes every earlier non-durable commit durable too.
-        self.db.begin_write()?.commit()?;
+        self.db.read().begin_write()?.commit()?;
         Ok(())
     }
 
     fn commit(&self, batch: WriteBatch) -> Result<(), BackendError> {
-        let mut txn = self.db.begin_write()?;
+        let db = self.db.read();
+        let mut txn = db.begin_write()?;
         if self.deferred.load(std::sync::atomic::Ordering::Relaxed) {
             txn.set_durability(redb::Durability::None)?;
         }
@@ -152,7 +194,8 @@ impl Backend for RedbBackend {
     }
 
     fn get_many(&self, table: Table, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
-        let txn = self.db.begin_read()?;
+        let db = self.db.read();
+        let txn = db.begin_read()?;
         let t = txn.open_table(table.definition())?;
         keys.iter()
             .map(|k| Ok(t.get(k.as_slice())?.map(|v| v.value().to_vec())))
@@ -166,7 +209,8 @@ impl Backend for RedbBackend {
         to: Option<&[u8]>,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), BackendError> {
-        let txn = self.db.begin_read()?;
+        let db = self.db.read();
+        let txn = db.begin_read()?;
         let t = txn.open_table(table.definition())?;
         let iter = match to {
             Some(to) => t.range::<&[u8]>(from..to)?,
@@ -183,5 +227,68 @@ impl Backend for RedbBackend {
 
     fn size(&self) -> u64 {
         std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+    }
+
+    fn size_in_use(&self) -> Result<u64, BackendError> {
+        let mut cached = self.in_use.lock();
+        if let Some(c) = cached.filter(InUse::is_fresh) {
+            return Ok(c.bytes);
+        }
+        let started = Instant::now();
+        let db = self.db.read();
+        let txn = db.begin_write()?;
+        let stats = txn.stats()?;
+        txn.abort()?;
+        let bytes = (stats.allocated_pages() * stats.page_size() as u64).min(self.size());
+        *cached = Some(InUse { bytes, at: Instant::now(), took: started.elapsed() });
+        Ok(bytes)
+    }
+
+    fn defragment(&self) -> Result<(), BackendError> {
+        let mut db = self.db.write();
+        db.compact()?;
+        *self.in_use.lock() = None;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defragment_gives_free_pages_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = RedbBackend::open(&dir.path().join("db")).unwrap();
+        let empty_in_use = b.size_in_use().unwrap();
+        eprintln!("empty: size {} in use {}", b.size(), empty_in_use);
+        for chunk in 0..20u32 {
+            let mut batch = WriteBatch::default();
+            for i in 0..100u32 {
+                batch.put(Table::Key, (chunk * 100 + i).to_be_bytes().to_vec(), vec![b'x'; 1024]);
+            }
+            b.commit(batch).unwrap();
+        }
+        *b.in_use.lock() = None;
+        let (full, full_in_use) = (b.size(), b.size_in_use().unwrap());
+        eprintln!("full: size {full} in use {full_in_use}");
+        let mut batch = WriteBatch::default();
+        for k in 0..2000u32 {
+            batch.delete(Table::Key, k.to_be_bytes().to_vec());
+        }
+        b.commit(batch).unwrap();
+        *b.in_use.lock() = None;
+        let emptied_in_use = b.size_in_use().unwrap();
+        eprintln!("emptied: size {} in use {emptied_in_use}", b.size());
+        assert!(emptied_in_use < full_in_use / 4, "{emptied_in_use} of {full_in_use}");
+        b.defragment().unwrap();
+        eprintln!("defragmented: size {} in use {}", b.size(), b.size_in_use().unwrap());
+        assert!(b.size() < full / 4, "{} of {full}", b.size());
+        assert!(b.size_in_use().unwrap() <= b.size());
+        // Still a working database.
+        let mut batch = WriteBatch::default();
+        batch.put(Table::Key, b"k".to_vec(), b"v".to_vec());
+        b.commit(batch).unwrap();
+        assert_eq!(b.get_many(Table::Key, &[b"k".to_vec()]).unwrap(), vec![Some(b"v".to_vec())]);
     }
 }

@@ -12,13 +12,15 @@
 //! - [`mvcc`]: ranges, write transactions and compaction over index + backend.
 //! - [`lease`]: leases and their attached keys.
 //! - [`validate`]: etcd's request checks before proposing.
-//! - [`apply`]: the one apply path (Put, DeleteRange, Txn, Compaction, leases, auth).
+//! - [`apply`]: the one apply path (Put, DeleteRange, Txn, Compaction, leases, auth, alarms).
+//! - [`alarm`]: raised alarms (NOSPACE, CORRUPT) and what they refuse.
 //! - [`auth`]: users, roles, key-range permissions and the one authorization walk.
 //! - [`hash`]: etcd's consistency hashes (HashKV, Hash) and their CRC-32C.
 //! - [`snapshot`]: etcd 3.4 snapshots (bbolt file + sha256) written from and
 //!   restored into the state machine.
 //! - [`error`]: etcd's error strings.
 
+pub mod alarm;
 pub mod apply;
 pub mod auth;
 pub mod backend;

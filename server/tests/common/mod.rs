@@ -82,19 +82,46 @@ impl Member {
         format!("127.0.0.1:{}", self.client_port)
     }
 
-    /// (Re)starts the process on the same ports and data directory.
-    pub fn spawn(&mut self) {
+    /// The member's command line, on its ports and data directory.
+    fn command(&self) -> Command {
         let client = format!("http://127.0.0.1:{}", self.client_port);
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let initial_cluster =
             if self.initial_cluster.is_empty() { format!("{}={peer}", self.name) } else { self.initial_cluster.clone() };
-        let mut child = Command::new(&self.bin)
+        let mut command = Command::new(&self.bin);
+        command
             .args(["--name", &self.name])
             .args(["--data-dir", &self.data_dir.to_string_lossy()])
             .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &initial_cluster])
-            .args(&self.extra)
+            .args(&self.extra);
+        command
+    }
+
+    /// Runs the member (stopped) with `extra` flags on top of its own until
+    /// it exits, which it must do within `timeout`; returns its status and
+    /// everything it printed.
+    pub fn run_to_exit(&self, extra: &[&str], timeout: Duration) -> (std::process::ExitStatus, String) {
+        let child = self.command().args(extra).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn member");
+        let pid = child.id().to_string();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        let Ok(out) = rx.recv_timeout(timeout) else {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            panic!("member still running after {timeout:?}");
+        };
+        let out = out.expect("member output");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status, text)
+    }
+
+    /// (Re)starts the process on the same ports and data directory.
+    pub fn spawn(&mut self) {
+        let mut child = self
+            .command()
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -33,7 +33,7 @@ pub const CLUSTER_VERSION: &[u8] = b"3.4.0";
 pub const AUTH_REVISION_KEY: &[u8] = b"authRevision";
 
 /// Records of the buckets whose state hub does not keep (yet), as a fresh etcd
-/// 3.4 member has them: the cluster version, no members or alarms; and the
+/// 3.4 member has them: the cluster version, no members; and the
 /// `auth` bucket's defaults, which the backend's own records override: auth
 /// disabled (no `authEnabled` key, which etcd reads as disabled) at auth
 /// revision 1 (`NewAuthStore` commits 1 over an empty store).

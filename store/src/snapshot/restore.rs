@@ -156,14 +156,16 @@ fn fill_backend(
         loader.put(Table::Lease, k, v)
     })?;
 
-    // Users, roles and the auth flags, in etcd's encodings as hub keeps them.
-    for table in [Table::Auth, Table::AuthUsers, Table::AuthRoles] {
+    // Users, roles and the auth flags, and the raised alarms, in etcd's
+    // encodings as hub keeps them.
+    for table in [Table::Auth, Table::AuthUsers, Table::AuthRoles, Table::Alarm] {
         let bucket = table.name().as_bytes();
         snapshot.for_each(bucket, |k, v| {
             let bad = |e: prost::DecodeError| corrupt(bucket, format!("{:?}: {e}", String::from_utf8_lossy(k)));
             match table {
                 Table::AuthUsers => drop(authpb::User::decode(v).map_err(bad)?),
                 Table::AuthRoles => drop(authpb::Role::decode(v).map_err(bad)?),
+                Table::Alarm => drop(hub_proto::etcdserverpb::AlarmMember::decode(k).map_err(bad)?),
                 _ => {}
             }
             loader.put(table, k, v)
