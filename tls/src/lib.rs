@@ -13,8 +13,11 @@
 //! etcd's requests; it must never let a connection through that etcd's TLS
 //! setup would refuse.
 //!
-//! - [`verify`]: client-certificate checks (CRL, allowed CN/hostname) and the
-//!   unverified server check of auto TLS.
+//! - [`verify`]: certificate checks on both sides (CRL, allowed CN/hostname,
+//!   a peer's SANs against its address, the unverified server check of auto
+//!   TLS).
+//! - [`reload`]: the certificate and key files, read again for each
+//!   handshake as etcd does.
 //! - [`cipher`]: Go's cipher-suite names to rustls suites.
 //! - [`net`]: listen and dial URLs, the accept loop, [`net::ConnInfo`].
 //! - [`alert`]: TLS failures worded as Go's `crypto/tls` words them.
