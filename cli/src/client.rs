@@ -19,6 +19,7 @@ use hub_tls::net::{Address, Url};
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 use tonic::metadata::AsciiMetadataValue;
+use tonic::service::interceptor::{InterceptedService, Interceptor};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::CtlError;
@@ -38,18 +39,26 @@ pub struct Connector {
     pub command_timeout: Duration,
     /// `--user`/`--password`: authenticate once connected.
     credentials: Option<(String, String)>,
+    /// The user's token, once authenticated (shared by the connector's
+    /// clones, so a command authenticates once whatever it connects to).
+    token: Arc<OnceLock<AsciiMetadataValue>>,
 }
 
-/// The token of this process's user, once authenticated; every request
-/// carries it (etcdctl runs one command per process, as hubctl does).
-static TOKEN: OnceLock<AsciiMetadataValue> = OnceLock::new();
+/// A connection to the cluster whose every request carries the user's token.
+pub type Conn = InterceptedService<Channel, WithToken>;
 
-/// Adds the user's token to a request, as clientv3 does with its `token` metadata.
-pub fn with_token<T>(mut request: tonic::Request<T>) -> tonic::Request<T> {
-    if let Some(token) = TOKEN.get() {
-        request.metadata_mut().insert("token", token.clone());
+/// Adds the user's token to each request, as clientv3 does with its `token`
+/// metadata (none without `--user`, or when auth is not enabled).
+#[derive(Clone, Debug)]
+pub struct WithToken(Option<AsciiMetadataValue>);
+
+impl Interceptor for WithToken {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(token) = &self.0 {
+            request.metadata_mut().insert("token", token.clone());
+        }
+        Ok(request)
     }
-    request
 }
 
 /// Reads a password without echo (etcdctl's `speakeasy.Ask`): from the
@@ -120,6 +129,7 @@ impl Connector {
             keepalive_timeout: opts.keepalive_timeout,
             command_timeout: opts.command_timeout,
             credentials: credentials(opts)?,
+            token: Arc::default(),
         })
     }
 
@@ -138,18 +148,18 @@ impl Connector {
     }
 
     /// A channel to the first endpoint that answers, retrying until `deadline`.
-    pub async fn connect(&self, deadline: Instant) -> Result<Channel, CtlError> {
+    pub async fn connect(&self, deadline: Instant) -> Result<Conn, CtlError> {
         let endpoints: Vec<Target> = self.endpoints.iter().map(|e| self.target(e)).collect::<Result<_, _>>()?;
         self.connect_any(&endpoints, deadline).await
     }
 
     /// A channel to exactly `endpoint` (for per-endpoint commands such as `endpoint status`).
-    pub async fn connect_to(&self, endpoint: &str, deadline: Instant) -> Result<Channel, CtlError> {
+    pub async fn connect_to(&self, endpoint: &str, deadline: Instant) -> Result<Conn, CtlError> {
         let target = self.target(endpoint)?;
         self.connect_any(std::slice::from_ref(&target), deadline).await
     }
 
-    async fn connect_any(&self, endpoints: &[Target], deadline: Instant) -> Result<Channel, CtlError> {
+    async fn connect_any(&self, endpoints: &[Target], deadline: Instant) -> Result<Conn, CtlError> {
         if endpoints.is_empty() {
             return Err(CtlError::error("no endpoints available"));
         }
@@ -162,7 +172,8 @@ impl Connector {
                 }
                 if let Ok(Ok(channel)) = tokio::time::timeout(remaining, endpoint.connect(&self.tls)).await {
                     self.authenticate(&channel, deadline).await?;
-                    return Ok(channel);
+                    let token = WithToken(self.token.get().cloned());
+                    return Ok(InterceptedService::new(channel, token));
                 }
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -178,7 +189,7 @@ impl Connector {
     /// auth answers "not enabled", and then requests go without one.
     async fn authenticate(&self, channel: &Channel, deadline: Instant) -> Result<(), CtlError> {
         let Some((name, password)) = &self.credentials else { return Ok(()) };
-        if TOKEN.get().is_some() {
+        if self.token.get().is_some() {
             return Ok(());
         }
         let req = AuthenticateRequest { name: name.clone(), password: password.clone() };
@@ -187,7 +198,7 @@ impl Connector {
             Ok(Ok(resp)) => {
                 let token = AsciiMetadataValue::try_from(resp.into_inner().token)
                     .map_err(|e| CtlError::error(format!("invalid auth token from the server: {e}")))?;
-                let _ = TOKEN.set(token);
+                let _ = self.token.set(token);
                 Ok(())
             }
             Ok(Err(status)) if status.message() == "etcdserver: authentication is not enabled" => Ok(()),
@@ -244,7 +255,7 @@ impl Target {
 
 /// A unary request carrying the time left until `deadline` (gRPC's `grpc-timeout`).
 pub fn request<T>(message: T, deadline: Instant) -> tonic::Request<T> {
-    let mut request = with_token(tonic::Request::new(message));
+    let mut request = tonic::Request::new(message);
     request.set_timeout(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)));
     request
 }

@@ -50,6 +50,7 @@ const ENV_PREFIX: &str = "ETCD_";
 /// Flags that hub implements; every other flag the user sets is reported in
 /// [`Config::unhonoured`].
 const HONOURED: &[&str] = &[
+    "experimental-peer-skip-client-san-verification",
     "listen-metrics-urls",
     "max-concurrent-streams",
     "report-etcd-version",
@@ -208,6 +209,8 @@ pub struct Config {
     pub peer_crl_file: Option<PathBuf>,
     pub peer_cert_allowed_cn: Option<String>,
     pub peer_cert_allowed_hostname: Option<String>,
+    /// `--experimental-peer-skip-client-san-verification`.
+    pub peer_skip_client_san_verification: bool,
     /// `--cipher-suites`, Go's names in the order given.
     pub cipher_suites: Vec<String>,
     /// The YAML file the configuration came from, if any.
@@ -1262,6 +1265,7 @@ fn finish(
         peer_crl_file: path(f.peer_crl_file),
         peer_cert_allowed_cn: Some(f.peer_cert_allowed_cn).filter(|s| !s.is_empty()),
         peer_cert_allowed_hostname: Some(f.peer_cert_allowed_hostname).filter(|s| !s.is_empty()),
+        peer_skip_client_san_verification: f.experimental_peer_skip_client_san_verification,
         cipher_suites: f.cipher_suites.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
         config_file,
         unhonoured,

@@ -36,6 +36,8 @@ pub fn client_tls(config: &Config) -> anyhow::Result<Option<Arc<Tls>>> {
         allowed_cn: None,
         allowed_hostname: config.client_cert_allowed_hostname.clone(),
         cipher_suites: config.cipher_suites.clone(),
+        // etcd checks the SANs of peers only.
+        check_san: false,
     };
     warn_auto_tls_ignored(&flags);
     Ok(Tls::from_flags(&flags).context("client TLS")?.map(Arc::new))
@@ -56,6 +58,7 @@ pub fn peer_tls(config: &Config) -> anyhow::Result<Option<Arc<Tls>>> {
         allowed_cn: config.peer_cert_allowed_cn.clone(),
         allowed_hostname: config.peer_cert_allowed_hostname.clone(),
         cipher_suites: config.cipher_suites.clone(),
+        check_san: !config.peer_skip_client_san_verification,
     };
     warn_auto_tls_ignored(&flags);
     Ok(Tls::from_flags(&flags).context("peer TLS")?.map(Arc::new))

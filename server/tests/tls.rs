@@ -268,3 +268,27 @@ fn auto_tls_serves_a_self_signed_certificate() {
     let out = ctl(&endpoint, &["--insecure-transport=false".to_string()], &["put", "k", "v"]);
     assert!(!ok(&out), "etcdctl trusted a self-signed certificate");
 }
+
+/// A certificate replaced on disk is served from the next handshake on, as
+/// etcd re-reads its files for each one: no restart for a rotation.
+#[test]
+fn a_rotated_server_certificate_is_served_without_a_restart() {
+    let pki = Pki::new();
+    let port = free_port();
+    let endpoint = format!("https://127.0.0.1:{port}");
+    let _server = Server::start(&common::hubd_bin(), &endpoint, &pki.server_flags());
+    let subject = || {
+        let out = openssl_connect(port, &pki, &[]);
+        assert!(ok(&out), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines().find(|l| l.starts_with("subject=")).map(str::to_string).unwrap_or_default()
+    };
+    assert!(subject().contains("hub-server"));
+    // Alice's certificate is also good for serving (same CA, same names).
+    for ext in ["crt", "key"] {
+        std::fs::copy(pki.path(&format!("alice.{ext}")), pki.path(&format!("server.{ext}"))).expect("rotate");
+    }
+    assert!(subject().contains("alice"), "the rotated certificate is served");
+    let out = ctl(&endpoint, &pki.client_flags("alice"), &["put", "k", "after rotation"]);
+    assert!(ok(&out), "{out:?}");
+}

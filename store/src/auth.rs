@@ -415,12 +415,13 @@ impl AuthStore {
         if is_admin_request(req) {
             return self.check_admin(who);
         }
-        if req.authenticate.is_some() {
-            // The password was checked before proposing.
+        if req.authenticate.is_some() || req.lease_grant.is_some() {
+            // The password was checked before proposing. A lease is granted
+            // to anyone, as by etcd: it holds no key until a put the writer
+            // may make attaches one.
             return Ok(());
         }
-        // Everything else (leases granted, compaction, alarm reads) needs a
-        // known user at least; the key-range checks come on top.
+        // Everything else (compaction, alarm reads) needs a known user at least; the key-range checks come on top.
         self.as_user(who, lessor, |c| c.request(req))
     }
 

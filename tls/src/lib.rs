@@ -13,8 +13,11 @@
 //! etcd's requests; it must never let a connection through that etcd's TLS
 //! setup would refuse.
 //!
-//! - [`verify`]: client-certificate checks (CRL, allowed CN/hostname) and the
-//!   unverified server check of auto TLS.
+//! - [`verify`]: certificate checks on both sides (CRL, allowed CN/hostname,
+//!   a peer's SANs against its address, the unverified server check of auto
+//!   TLS).
+//! - [`reload`]: the certificate and key files, read again for each
+//!   handshake as etcd does.
 //! - [`cipher`]: Go's cipher-suite names to rustls suites.
 //! - [`net`]: listen and dial URLs, the accept loop, [`net::ConnInfo`].
 //! - [`alert`]: TLS failures worded as Go's `crypto/tls` words them.
@@ -22,6 +25,7 @@
 pub mod alert;
 pub mod cipher;
 pub mod net;
+pub mod reload;
 pub mod verify;
 
 use std::path::{Path, PathBuf};
@@ -29,7 +33,8 @@ use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::CertificateDer;
+use rustls::client::danger::ServerCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
@@ -52,6 +57,10 @@ pub struct TlsFlags {
     pub allowed_hostname: Option<String>,
     /// `--cipher-suites`, Go's names; empty for rustls's defaults.
     pub cipher_suites: Vec<String>,
+    /// Whether a listener checks that a client certificate's SANs name the
+    /// address it connects from (etcd's peer listeners, unless
+    /// `--experimental-peer-skip-client-san-verification`).
+    pub check_san: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,11 +80,17 @@ pub struct Tls {
     /// (`--client-cert-auth`): only then is a certificate's common name the
     /// user, as in etcd.
     pub client_cert_auth: bool,
+    /// See [`TlsFlags::check_san`]; only with a trusted CA (without one,
+    /// no client certificate is asked for).
+    pub check_san: bool,
 }
 
 impl std::fmt::Debug for Tls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tls").field("client_cert_auth", &self.client_cert_auth).finish()
+        f.debug_struct("Tls")
+            .field("client_cert_auth", &self.client_cert_auth)
+            .field("check_san", &self.check_san)
+            .finish()
     }
 }
 
@@ -85,8 +100,8 @@ impl Tls {
     pub fn from_flags(f: &TlsFlags) -> Result<Option<Tls>, TlsError> {
         let side = f.side;
         let flag = |name: &str| if side == "peer" { format!("--peer-{name}") } else { format!("--{name}") };
-        let (cert_pem, key_pem, self_signed) = match (&f.cert_file, &f.key_file) {
-            (Some(c), Some(k)) => (read(c, &flag("cert-file"))?, read(k, &flag("key-file"))?, false),
+        let (cert_file, key_file, self_signed) = match (&f.cert_file, &f.key_file) {
+            (Some(c), Some(k)) => (c.clone(), k.clone(), false),
             (Some(_), None) | (None, Some(_)) => {
                 // etcd's TLSInfo check, word for word (auto TLS does not apply then).
                 let show = |p: &Option<PathBuf>| p.as_deref().map_or(String::new(), |p| p.display().to_string());
@@ -109,20 +124,16 @@ impl Tls {
                 f.allowed_hostname.as_deref().unwrap_or_default()
             )));
         }
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
-            .collect::<Result<_, _>>()
-            .map_err(|e| err(format!("parse {}", flag("cert-file")), e))?;
-        if certs.is_empty() {
-            return Err(TlsError(format!("{}: no certificate found", flag("cert-file"))));
-        }
-        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| err(format!("parse {}", flag("key-file")), e))?;
         let provider = Arc::new(cipher::provider(&f.cipher_suites)?);
+        // Read again for every handshake, so a rotated certificate takes effect.
+        let cert = reload::CertFiles::new(&cert_file, &key_file, (flag("cert-file"), flag("key-file")), provider.clone())?;
         // Auto TLS replaces the whole TLS setup with the self-signed
         // certificate: no CA, so no client verification (etcd's SelfCert).
         let roots = match &f.trusted_ca_file {
-            Some(path) if !self_signed => Some(Arc::new(root_store(path, &flag("trusted-ca-file"))?)),
+            Some(path) if !self_signed => Some(Trusted::read(path, &flag("trusted-ca-file"))?),
             _ => None,
         };
+        let allowed = verify::Allowed { cn: f.allowed_cn.clone(), hostname: f.allowed_hostname.clone() };
 
         // etcd's TLSInfo.ServerConfig: a trusted CA or --client-cert-auth
         // means every client must present a certificate that chains to it.
@@ -132,14 +143,14 @@ impl Tls {
             .map_err(|e| err("TLS versions", e))?;
         let server = match (&roots, client_cert_auth) {
             (Some(roots), _) => {
-                let webpki = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+                let webpki = WebPkiClientVerifier::builder_with_provider(roots.store.clone(), provider.clone())
                     .build()
                     .map_err(|e| err(flag("trusted-ca-file"), e))?;
                 server.with_client_cert_verifier(Arc::new(verify::ClientVerifier::new(
                     webpki,
+                    roots.clone(),
                     f.crl_file.clone(),
-                    f.allowed_cn.clone(),
-                    f.allowed_hostname.clone(),
+                    allowed.clone(),
                 )))
             }
             (None, true) => {
@@ -151,24 +162,30 @@ impl Tls {
             }
             (None, false) => server.with_no_client_auth(),
         };
-        let mut server = server
-            .with_single_cert(certs.clone(), key.clone_key())
-            .map_err(|e| err(format!("{} and {}", flag("cert-file"), flag("key-file")), e))?;
+        let mut server = server.with_cert_resolver(cert.clone());
         // h2 for gRPC; http/1.1 for the JSON gateway and /metrics on the same port.
         server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
 
         let client = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| err("TLS versions", e))?;
-        let client = match &roots {
-            Some(roots) => client.with_root_certificates(roots.clone()),
+        let server_verifier: Arc<dyn ServerCertVerifier> = match &roots {
+            Some(roots) => Arc::new(verify::ServerVerifier::new(roots, provider.clone(), allowed)?),
             // etcd's members do not verify each other without a trusted CA
-            // (auto TLS, or a certificate without a CA file).
-            None => client.dangerous().with_custom_certificate_verifier(Arc::new(verify::AcceptAnyServer(provider))),
+            // (auto TLS, or a certificate without a CA file); the allowed
+            // CN/hostname still applies (etcd's check is in the TLS config
+            // both sides share).
+            None => Arc::new(verify::ServerVerifier::any(provider.clone(), allowed)),
         };
-        let mut client = client.with_client_auth_cert(certs, key).map_err(|e| err("client certificate", e))?;
+        let mut client =
+            client.dangerous().with_custom_certificate_verifier(server_verifier).with_client_cert_resolver(cert);
         client.alpn_protocols = vec![b"h2".to_vec()];
-        Ok(Some(Tls { server: Arc::new(server), client: Arc::new(client), client_cert_auth }))
+        Ok(Some(Tls {
+            server: Arc::new(server),
+            client: Arc::new(client),
+            client_cert_auth,
+            check_san: f.check_san && roots.is_some(),
+        }))
     }
 }
 
@@ -176,17 +193,38 @@ fn read(path: &Path, what: &str) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|e| err(format!("{what}: open {}", path.display()), e))
 }
 
-/// The CAs of a PEM bundle.
-pub fn root_store(path: &Path, what: &str) -> Result<RootCertStore, TlsError> {
-    let pem = read(path, what)?;
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        roots.add(cert.map_err(|e| err(format!("parse {what}"), e))?).map_err(|e| err(what, e))?;
+/// The certificates of a trusted CA file (`--trusted-ca-file`, `--cacert`).
+///
+/// Besides the CAs rustls chains to, it keeps the certificates whole: Go
+/// trusts a certificate that is itself in the CA file even when it is a CA
+/// certificate used as a leaf (as etcd's `CommonName-root` fixture is),
+/// which webpki refuses on its own.
+#[derive(Debug, Clone)]
+pub struct Trusted {
+    pub store: Arc<RootCertStore>,
+    certs: Arc<Vec<CertificateDer<'static>>>,
+}
+
+impl Trusted {
+    pub fn read(path: &Path, what: &str) -> Result<Trusted, TlsError> {
+        let pem = read(path, what)?;
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| err(format!("parse {what}"), e))?;
+        let mut store = RootCertStore::empty();
+        for cert in &certs {
+            store.add(cert.clone()).map_err(|e| err(what, e))?;
+        }
+        if store.is_empty() {
+            return Err(TlsError(format!("{what}: no certificate found in {}", path.display())));
+        }
+        Ok(Trusted { store: Arc::new(store), certs: Arc::new(certs) })
     }
-    if roots.is_empty() {
-        return Err(TlsError(format!("{what}: no certificate found in {}", path.display())));
+
+    /// Whether `cert` is one of the file's certificates and valid at `now`.
+    pub fn lists(&self, cert: &CertificateDer<'_>, now: rustls::pki_types::UnixTime) -> bool {
+        self.certs.iter().any(|c| c.as_ref() == cert.as_ref()) && verify::valid_at(cert, now)
     }
-    Ok(roots)
 }
 
 /// A TLS client config as etcdctl builds one from `--cacert`, `--cert`,
@@ -200,23 +238,23 @@ pub fn client_config(
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| err("TLS versions", e))?;
-    let builder = if skip_verify {
-        builder.dangerous().with_custom_certificate_verifier(Arc::new(verify::AcceptAnyServer(provider)))
-    } else {
-        let roots = match ca_file {
-            Some(path) => root_store(path, "--cacert")?,
-            None => verify::system_roots(),
-        };
-        builder.with_root_certificates(roots)
+    let builder = match (skip_verify, ca_file) {
+        (true, _) => builder.dangerous().with_custom_certificate_verifier(Arc::new(verify::ServerVerifier::any(
+            provider.clone(),
+            verify::Allowed::default(),
+        ))),
+        (false, Some(path)) => builder.dangerous().with_custom_certificate_verifier(Arc::new(
+            verify::ServerVerifier::new(&Trusted::read(path, "--cacert")?, provider.clone(), verify::Allowed::default())?,
+        )),
+        (false, None) => builder.with_root_certificates(verify::system_roots()),
     };
     let mut config = match identity {
-        Some((cert, key)) => {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&read(cert, "--cert")?)
-                .collect::<Result<_, _>>()
-                .map_err(|e| err("parse --cert", e))?;
-            let key = PrivateKeyDer::from_pem_slice(&read(key, "--key")?).map_err(|e| err("parse --key", e))?;
-            builder.with_client_auth_cert(certs, key).map_err(|e| err("--cert and --key", e))?
-        }
+        Some((cert, key)) => builder.with_client_cert_resolver(reload::CertFiles::new(
+            cert,
+            key,
+            ("--cert".into(), "--key".into()),
+            provider,
+        )?),
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"h2".to_vec()];
@@ -225,10 +263,10 @@ pub fn client_config(
 
 /// etcd's auto TLS: a self-signed certificate for `hosts`, generated once and
 /// kept in `dir` (`cert.pem`, `key.pem`, as etcd names them).
-fn self_signed(dir: &Path, hosts: &[String]) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
+fn self_signed(dir: &Path, hosts: &[String]) -> Result<(PathBuf, PathBuf), TlsError> {
     let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
     if cert_path.exists() && key_path.exists() {
-        return Ok((read(&cert_path, "auto TLS certificate")?, read(&key_path, "auto TLS key")?));
+        return Ok((cert_path, key_path));
     }
     let mut names: Vec<String> = hosts.to_vec();
     if names.is_empty() {
@@ -246,11 +284,10 @@ fn self_signed(dir: &Path, hosts: &[String]) -> Result<(Vec<u8>, Vec<u8>), TlsEr
         vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
     let cert = params.self_signed(&key).map_err(|e| err("self-sign", e))?;
     std::fs::create_dir_all(dir).map_err(|e| err(format!("create {}", dir.display()), e))?;
-    let (cert_pem, key_pem) = (cert.pem().into_bytes(), key.serialize_pem().into_bytes());
-    std::fs::write(&cert_path, &cert_pem).map_err(|e| err("write the auto TLS certificate", e))?;
-    write_private(&key_path, &key_pem).map_err(|e| err("write the auto TLS key", e))?;
+    std::fs::write(&cert_path, cert.pem()).map_err(|e| err("write the auto TLS certificate", e))?;
+    write_private(&key_path, key.serialize_pem().as_bytes()).map_err(|e| err("write the auto TLS key", e))?;
     tracing::info!(cert = %cert_path.display(), "generated a self-signed certificate (auto TLS)");
-    Ok((cert_pem, key_pem))
+    Ok((cert_path, key_path))
 }
 
 /// Writes a private key readable by its owner only.

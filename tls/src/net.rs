@@ -221,7 +221,15 @@ pub fn incoming(
 ) -> ReceiverStream<io::Result<Conn>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let plain = spec.plain;
-    let tls = if spec.secure { tls.map(|t| (TlsAcceptor::from(t.server.clone()), t.client_cert_auth)) } else { None };
+    let tls = if spec.secure {
+        tls.map(|t| Accept {
+            acceptor: TlsAcceptor::from(t.server.clone()),
+            record_cn: t.client_cert_auth,
+            check_san: t.check_san,
+        })
+    } else {
+        None
+    };
     let address = spec.address.to_string();
     tokio::spawn(async move {
         loop {
@@ -242,10 +250,8 @@ pub fn incoming(
             tokio::spawn(async move {
                 let info = ConnInfo { remote_addr, common_name: None };
                 let conn = match tls {
-                    Some((acceptor, record_cn)) => {
-                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(io, info, plain, &acceptor, record_cn))
-                            .await
-                        {
+                    Some(accept) => {
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(io, info, plain, &accept)).await {
                             Ok(Ok(conn)) => conn,
                             Ok(Err(e)) => {
                                 let remote = remote_addr.map_or_else(String::new, |a| a.to_string());
@@ -264,27 +270,34 @@ pub fn incoming(
     ReceiverStream::new(rx)
 }
 
+/// How a listener's TLS connections are accepted.
+#[derive(Clone)]
+struct Accept {
+    acceptor: TlsAcceptor,
+    /// Record the client certificate's common name (`--client-cert-auth`).
+    record_cn: bool,
+    /// etcd's `checkSAN` (peer listeners).
+    check_san: bool,
+}
+
 /// TLS on `io` (or, when the listener also serves in the clear and the
 /// client did not open a handshake, the connection as it is).
-async fn handshake(
-    mut io: Box<dyn Io>,
-    mut info: ConnInfo,
-    plain: bool,
-    acceptor: &TlsAcceptor,
-    record_cn: bool,
-) -> io::Result<Conn> {
+async fn handshake(mut io: Box<dyn Io>, mut info: ConnInfo, plain: bool, accept: &Accept) -> io::Result<Conn> {
     if plain {
         let first = io.read_u8().await?;
         let io: Box<dyn Io> = Box::new(Prefixed { first: vec![first], inner: io });
         if first != TLS_HANDSHAKE_RECORD {
             return Ok(Conn { io, info });
         }
-        return Box::pin(handshake(io, info, false, acceptor, record_cn)).await;
+        return Box::pin(handshake(io, info, false, accept)).await;
     }
-    let stream = acceptor.accept(io).await?;
-    if record_cn {
-        info.common_name =
-            stream.get_ref().1.peer_certificates().and_then(|certs| certs.first()).and_then(crate::verify::common_name);
+    let stream = accept.acceptor.accept(io).await?;
+    let certificate = stream.get_ref().1.peer_certificates().and_then(|certs| certs.first());
+    if let (true, Some(cert), Some(remote)) = (accept.check_san, certificate, info.remote_addr) {
+        crate::verify::check_san(cert, remote.ip()).await.map_err(io::Error::other)?;
+    }
+    if accept.record_cn {
+        info.common_name = certificate.and_then(crate::verify::common_name);
     }
     Ok(Conn { io: Box::new(stream), info })
 }

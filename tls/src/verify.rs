@@ -5,19 +5,25 @@
 //! extra checks — the serial number is not in the CRL file (re-read for every
 //! connection, as etcd does, so a new CRL takes effect without a restart),
 //! and the common name or a SAN matches `--peer-cert-allowed-cn` /
-//! `--peer-cert-allowed-hostname`. [`AcceptAnyServer`] is how etcd's members
-//! dial each other without a trusted CA (auto TLS): no chain check, but the
-//! handshake signature still is.
+//! `--peer-cert-allowed-hostname`. [`ServerVerifier`] is the dialing side's
+//! check (a member dialing its peers, hubctl): the chain against the trusted
+//! CA, or none at all without one (auto TLS, `--insecure-skip-tls-verify`),
+//! then the same allowed CN/hostname. [`check_san`] is etcd's check that a
+//! peer's certificate names the address it connects from. Like Go, both
+//! sides trust a certificate that the CA file itself lists.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::ParsedCertificate;
+use x509_parser::extensions::GeneralName;
+use crate::{TlsError, Trusted};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 
 /// A certificate's subject common name; empty when it has none (Go's
@@ -28,22 +34,60 @@ pub fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
     Some(cn.unwrap_or_default())
 }
 
+/// `--peer-cert-allowed-cn` / `--peer-cert-allowed-hostname` (etcd's
+/// `VerifyPeerCertificate`): whom a member lets in, and whom it dials.
+#[derive(Debug, Clone, Default)]
+pub struct Allowed {
+    pub cn: Option<String>,
+    pub hostname: Option<String>,
+}
+
+impl Allowed {
+    pub fn is_set(&self) -> bool {
+        self.cn.is_some() || self.hostname.is_some()
+    }
+
+    /// Whether the verified certificate `end_entity` matches.
+    pub fn check(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        let allowed = match (&self.cn, &self.hostname) {
+            (Some(cn), _) => common_name(end_entity).as_deref() == Some(cn.as_str()),
+            (None, Some(host)) => {
+                let parsed = ParsedCertificate::try_from(end_entity)?;
+                let name = ServerName::try_from(host.as_str()).map_err(|e| other_error(e.to_string()))?;
+                rustls::client::verify_server_name(&parsed, &name).is_ok()
+            }
+            (None, None) => true,
+        };
+        if allowed {
+            return Ok(());
+        }
+        // etcd's words; Go answers with a bad_certificate alert, and so do we.
+        tracing::warn!(
+            common_name = common_name(end_entity).unwrap_or_default(),
+            allowed_cn = self.cn.as_deref().unwrap_or_default(),
+            allowed_hostname = self.hostname.as_deref().unwrap_or_default(),
+            "rejected connection: client certificate authentication failed"
+        );
+        Err(rustls::Error::InvalidCertificate(CertificateError::NotValidForName))
+    }
+}
+
 #[derive(Debug)]
 pub struct ClientVerifier {
     webpki: Arc<dyn ClientCertVerifier>,
+    trusted: Trusted,
     crl_file: Option<PathBuf>,
-    allowed_cn: Option<String>,
-    allowed_hostname: Option<String>,
+    allowed: Allowed,
 }
 
 impl ClientVerifier {
     pub fn new(
         webpki: Arc<dyn ClientCertVerifier>,
+        trusted: Trusted,
         crl_file: Option<PathBuf>,
-        allowed_cn: Option<String>,
-        allowed_hostname: Option<String>,
+        allowed: Allowed,
     ) -> Self {
-        ClientVerifier { webpki, crl_file, allowed_cn, allowed_hostname }
+        ClientVerifier { webpki, trusted, crl_file, allowed }
     }
 
     /// etcd's `checkCRL`: refuses a chain any of whose serial numbers the
@@ -64,30 +108,6 @@ impl ClientVerifier {
         }
         Ok(())
     }
-
-    /// `--peer-cert-allowed-cn` / `--peer-cert-allowed-hostname`.
-    fn check_allowed(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
-        let allowed = match (&self.allowed_cn, &self.allowed_hostname) {
-            (Some(cn), _) => common_name(end_entity).as_deref() == Some(cn.as_str()),
-            (None, Some(host)) => {
-                let parsed = ParsedCertificate::try_from(end_entity)?;
-                let name = ServerName::try_from(host.as_str()).map_err(|e| other_error(e.to_string()))?;
-                rustls::client::verify_server_name(&parsed, &name).is_ok()
-            }
-            (None, None) => true,
-        };
-        if allowed {
-            return Ok(());
-        }
-        // etcd's words; Go answers with a bad_certificate alert, and so do we.
-        tracing::warn!(
-            common_name = common_name(end_entity).unwrap_or_default(),
-            allowed_cn = self.allowed_cn.as_deref().unwrap_or_default(),
-            allowed_hostname = self.allowed_hostname.as_deref().unwrap_or_default(),
-            "rejected connection: client certificate authentication failed"
-        );
-        Err(rustls::Error::InvalidCertificate(CertificateError::NotValidForName))
-    }
 }
 
 impl ClientCertVerifier for ClientVerifier {
@@ -101,10 +121,15 @@ impl ClientCertVerifier for ClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.webpki.verify_client_cert(end_entity, intermediates, now)?;
+        if let Err(e) = self.webpki.verify_client_cert(end_entity, intermediates, now) {
+            // Go trusts a certificate the CA file lists, whatever it is.
+            if !self.trusted.lists(end_entity, now) {
+                return Err(e);
+            }
+        }
         let chain: Vec<&CertificateDer<'_>> = std::iter::once(end_entity).chain(intermediates).collect();
         self.check_crl(&chain)?;
-        self.check_allowed(end_entity)?;
+        self.allowed.check(end_entity)?;
         Ok(ClientCertVerified::assertion())
     }
 
@@ -129,6 +154,59 @@ impl ClientCertVerifier for ClientVerifier {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.webpki.supported_verify_schemes()
     }
+}
+
+/// etcd's `checkCertSAN` on a peer listener: a client certificate with
+/// SANs must name the IP address the connection comes from, by an IP SAN or
+/// by a DNS SAN that resolves to it. (etcd also tries a reverse lookup of the
+/// address, which only adds matches of wildcard names; hub does not.)
+/// Connections over Unix sockets have no address and are not checked.
+pub async fn check_san(cert: &CertificateDer<'_>, remote: std::net::IpAddr) -> Result<(), String> {
+    let remote = remote.to_canonical();
+    let (ips, dns_names) = {
+        let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|e| e.to_string())?;
+        let (mut ips, mut dns_names) = (Vec::new(), Vec::new());
+        if let Ok(Some(san)) = parsed.subject_alternative_name() {
+            for name in &san.value.general_names {
+                match name {
+                    GeneralName::IPAddress(bytes) => ips.extend(ip_from_bytes(bytes)),
+                    GeneralName::DNSName(name) => dns_names.push(name.to_string()),
+                    _ => {}
+                }
+            }
+        }
+        (ips, dns_names)
+    };
+    if (ips.is_empty() && dns_names.is_empty()) || ips.contains(&remote) {
+        return Ok(());
+    }
+    if dns_names.is_empty() {
+        return Err(format!("x509: certificate is valid for {}, not {remote}", join(&ips)));
+    }
+    let mut lookup_error = String::new();
+    for name in dns_names.iter().filter(|n| !n.starts_with("*.")) {
+        match tokio::net::lookup_host((name.as_str(), 0)).await {
+            Ok(mut addrs) => {
+                if addrs.any(|a| a.ip().to_canonical() == remote) {
+                    return Ok(());
+                }
+            }
+            Err(e) => lookup_error = format!(" (lookup {name}: {e})"),
+        }
+    }
+    Err(format!("tls: \"{remote}\" does not match any of DNSNames {dns_names:?}{lookup_error}"))
+}
+
+fn ip_from_bytes(bytes: &[u8]) -> Option<std::net::IpAddr> {
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes).ok().map(std::net::IpAddr::from),
+        16 => <[u8; 16]>::try_from(bytes).ok().map(|b| std::net::IpAddr::from(b).to_canonical()),
+        _ => None,
+    }
+}
+
+fn join(ips: &[std::net::IpAddr]) -> String {
+    ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
 fn other_error(message: String) -> rustls::Error {
@@ -172,36 +250,67 @@ pub fn system_roots() -> RootCertStore {
     roots
 }
 
-/// Accepts any server certificate (etcd's members without a trusted CA, and
-/// `--insecure-skip-tls-verify`). The handshake signature is still checked,
-/// except one by a P-521 key, which ring cannot verify and etcd's auto-TLS
-/// certificates use: when any certificate is accepted, that signature proves
-/// nothing an impostor could not produce with a certificate of its own.
+/// How hubd (dialing its peers) and hubctl check a server's certificate:
+/// against a trusted CA file (a certificate the file lists is trusted
+/// itself, as Go does), or not at all (etcd's members without a trusted CA,
+/// and `--insecure-skip-tls-verify`); then the [`Allowed`] check.
 #[derive(Debug)]
-pub struct AcceptAnyServer(pub Arc<CryptoProvider>);
+pub struct ServerVerifier {
+    /// `None`: any certificate (the handshake signature is still checked).
+    chain: Option<(Arc<WebPkiServerVerifier>, Trusted)>,
+    provider: Arc<CryptoProvider>,
+    allowed: Allowed,
+}
 
-impl AcceptAnyServer {
-    fn check(
+impl ServerVerifier {
+    pub fn new(trusted: &Trusted, provider: Arc<CryptoProvider>, allowed: Allowed) -> Result<Self, TlsError> {
+        let webpki = WebPkiServerVerifier::builder_with_provider(trusted.store.clone(), provider.clone())
+            .build()
+            .map_err(|e| TlsError(format!("trusted CA: {e}")))?;
+        Ok(ServerVerifier { chain: Some((webpki, trusted.clone())), provider, allowed })
+    }
+
+    pub fn any(provider: Arc<CryptoProvider>, allowed: Allowed) -> Self {
+        ServerVerifier { chain: None, provider, allowed }
+    }
+
+    /// A signature by a P-521 key, which ring cannot verify and etcd's
+    /// auto-TLS certificates use, is let through when any certificate is
+    /// accepted: that signature then proves nothing an impostor could not
+    /// produce with a certificate of its own.
+    fn check_signature(
         &self,
         dss: &DigitallySignedStruct,
         verify: impl FnOnce() -> Result<HandshakeSignatureValid, rustls::Error>,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        if dss.scheme == SignatureScheme::ECDSA_NISTP521_SHA512 {
+        if self.chain.is_none() && dss.scheme == SignatureScheme::ECDSA_NISTP521_SHA512 {
             return Ok(HandshakeSignatureValid::assertion());
         }
         verify()
     }
 }
 
-impl ServerCertVerifier for AcceptAnyServer {
+impl ServerCertVerifier for ServerVerifier {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Some((webpki, trusted)) = &self.chain {
+            if let Err(e) = webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+                let names_server = || {
+                    ParsedCertificate::try_from(end_entity)
+                        .is_ok_and(|c| rustls::client::verify_server_name(&c, server_name).is_ok())
+                };
+                if !(trusted.lists(end_entity, now) && names_server()) {
+                    return Err(e);
+                }
+            }
+        }
+        self.allowed.check(end_entity)?;
         Ok(ServerCertVerified::assertion())
     }
 
@@ -211,7 +320,9 @@ impl ServerCertVerifier for AcceptAnyServer {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.check(dss, || verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms))
+        self.check_signature(dss, || {
+            verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        })
     }
 
     fn verify_tls13_signature(
@@ -220,12 +331,25 @@ impl ServerCertVerifier for AcceptAnyServer {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.check(dss, || verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms))
+        self.check_signature(dss, || {
+            verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        })
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        let mut schemes = self.0.signature_verification_algorithms.supported_schemes();
-        schemes.push(SignatureScheme::ECDSA_NISTP521_SHA512);
+        let mut schemes = self.provider.signature_verification_algorithms.supported_schemes();
+        if self.chain.is_none() {
+            schemes.push(SignatureScheme::ECDSA_NISTP521_SHA512);
+        }
         schemes
     }
+}
+
+/// Whether `cert` is within its validity period at `now`.
+pub fn valid_at(cert: &CertificateDer<'_>, now: UnixTime) -> bool {
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert.as_ref()) else { return false };
+    i64::try_from(now.as_secs())
+        .ok()
+        .and_then(|secs| x509_parser::time::ASN1Time::from_timestamp(secs).ok())
+        .is_some_and(|at| parsed.validity().is_valid_at(at))
 }

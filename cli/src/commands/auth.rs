@@ -14,7 +14,7 @@ use hub_proto::etcdserverpb::{
     AuthUserGrantRoleRequest, AuthUserListRequest, AuthUserRevokeRoleRequest,
 };
 use tokio::time::Instant;
-use tonic::transport::Channel;
+use crate::client::Conn;
 
 use super::kv::prefix_end;
 use super::Ctx;
@@ -118,7 +118,7 @@ pub struct PermArgs {
     pub args: Vec<String>,
 }
 
-async fn client(ctx: &Ctx) -> Result<(AuthClient<Channel>, Instant), CtlError> {
+async fn client(ctx: &Ctx) -> Result<(AuthClient<Conn>, Instant), CtlError> {
     let connector = ctx.connector()?;
     let deadline = connector.command_deadline();
     Ok((AuthClient::new(connector.connect(deadline).await?), deadline))

@@ -12,7 +12,7 @@ use hub_proto::etcdserverpb::{
     LeaseGrantRequest, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesRequest, LeaseRevokeRequest,
     LeaseTimeToLiveRequest,
 };
-use tonic::transport::Channel;
+use crate::client::Conn;
 
 use super::Ctx;
 use crate::client::{call, call_unbounded, request};
@@ -110,7 +110,7 @@ async fn revoke(a: PositionalArgs, ctx: &Ctx, out: &mut dyn Write) -> Result<(),
 
 /// A client for the commands etcdctl runs without a timeout; failing to
 /// connect is ExitBadConnection for them.
-async fn unbounded_client(ctx: &Ctx) -> Result<LeaseClient<Channel>, CtlError> {
+async fn unbounded_client(ctx: &Ctx) -> Result<LeaseClient<Conn>, CtlError> {
     let connector = ctx.connector()?;
     let channel = connector
         .connect(connector.dial_deadline())
@@ -145,7 +145,7 @@ async fn keep_alive(a: KeepAliveArgs, ctx: &Ctx, out: &mut dyn Write) -> Result<
     // (headers included) only once a message has arrived.
     tx.send(LeaseKeepAliveRequest { id }).await.map_err(|_| CtlError::error("keep-alive stream closed"))?;
     let mut responses =
-        lease.lease_keep_alive(crate::client::with_token(tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx)))).await.map_err(stream_err)?.into_inner();
+        lease.lease_keep_alive(tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx))).await.map_err(stream_err)?.into_inner();
     loop {
         let resp: LeaseKeepAliveResponse = match responses.message().await.map_err(stream_err)? {
             Some(resp) => resp,

@@ -11,7 +11,7 @@ use hub_proto::etcdserverpb::{
     AlarmRequest, AlarmResponse, CompactionRequest, DefragmentRequest, MoveLeaderRequest, StatusRequest,
 };
 use tokio::time::Instant;
-use tonic::transport::Channel;
+use crate::client::Conn;
 
 use super::{endpoint, Ctx};
 use crate::client::{call, request};
@@ -98,7 +98,7 @@ pub async fn defrag(a: DefragArgs, ctx: &Ctx, out: &mut dyn Write) -> Result<(),
     Ok(())
 }
 
-async fn maintenance_client(ctx: &Ctx) -> Result<(MaintenanceClient<Channel>, Instant), CtlError> {
+async fn maintenance_client(ctx: &Ctx) -> Result<(MaintenanceClient<Conn>, Instant), CtlError> {
     let connector = ctx.connector()?;
     let deadline = connector.command_deadline();
     Ok((MaintenanceClient::new(connector.connect(deadline).await?), deadline))

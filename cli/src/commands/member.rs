@@ -9,7 +9,7 @@ use hub_proto::etcdserverpb::{
     MemberAddRequest, MemberListRequest, MemberPromoteRequest, MemberRemoveRequest, MemberUpdateRequest,
 };
 use tokio::time::Instant;
-use tonic::transport::Channel;
+use crate::client::Conn;
 
 use super::Ctx;
 use crate::client::{call, request};
@@ -93,7 +93,7 @@ pub async fn run(cmd: MemberCommand, ctx: &Ctx, out: &mut dyn Write) -> Result<(
     }
 }
 
-async fn client(ctx: &Ctx) -> Result<(ClusterClient<Channel>, Instant), CtlError> {
+async fn client(ctx: &Ctx) -> Result<(ClusterClient<Conn>, Instant), CtlError> {
     let connector = ctx.connector()?;
     let deadline = connector.command_deadline();
     Ok((ClusterClient::new(connector.connect(deadline).await?), deadline))

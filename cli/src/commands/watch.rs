@@ -14,7 +14,7 @@ use clap::{ArgAction, Args, Parser};
 use hub_proto::etcdserverpb::watch_client::WatchClient;
 use hub_proto::etcdserverpb::{watch_request, WatchCreateRequest, WatchProgressRequest, WatchRequest, WatchResponse};
 use tokio::sync::mpsc;
-use tonic::transport::Channel;
+use crate::client::Conn;
 
 use super::kv::prefix_end;
 use super::line::argify;
@@ -162,7 +162,7 @@ enum WatchEnd {
 /// Runs one watcher until the server ends it; `progress` asks for a progress
 /// notification each time it yields.
 async fn watch_stream(
-    channel: Channel,
+    channel: Conn,
     create: WatchCreateRequest,
     exec: Vec<OsString>,
     printer: Printer,
@@ -171,7 +171,7 @@ async fn watch_stream(
     let (tx, rx) = mpsc::channel(4);
     let create = WatchRequest { request_union: Some(watch_request::RequestUnion::CreateRequest(create)) };
     tx.send(create).await.map_err(|_| CtlError::error("watch stream closed"))?;
-    let mut request = crate::client::with_token(tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx)));
+    let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
     // clientv3.WithRequireLeader: the server cancels the watch if it loses its leader.
     request.metadata_mut().insert("hasleader", tonic::metadata::MetadataValue::from_static("true"));
     let mut responses =

@@ -125,7 +125,7 @@ async fn download(
         .map_err(|e| CtlError { code: ExitCode::Interrupted, ..e })?;
     let mut client = MaintenanceClient::new(channel);
     let rpc_error = |status: tonic::Status| interrupted(status_text(&status));
-    let mut stream = client.snapshot(crate::client::with_token(tonic::Request::new(SnapshotRequest {}))).await.map_err(rpc_error)?.into_inner();
+    let mut stream = client.snapshot(tonic::Request::new(SnapshotRequest {})).await.map_err(rpc_error)?.into_inner();
     zap::info("opened snapshot stream; downloading", Vec::new());
     zap::info("fetching snapshot", vec![("endpoint", text(endpoint))]);
 
