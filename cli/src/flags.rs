@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::commands::{auth, endpoint, kv, lease, maintenance, member, snapshot, txn, watch};
+use crate::commands::{auth, concurrency, endpoint, kv, lease, maintenance, member, snapshot, txn, watch};
 use crate::error::CtlError;
 use crate::gofmt;
 use crate::output::Format;
@@ -74,6 +74,10 @@ pub enum Command {
     /// Role related commands
     #[command(subcommand, arg_required_else_help = true)]
     Role(auth::RoleCommand),
+    /// Observes and participates in leader election
+    Elect(concurrency::ElectArgs),
+    /// Acquires a named lock
+    Lock(concurrency::LockArgs),
 }
 
 /// etcdctl's global flags as typed; `None` means "not on the command line".

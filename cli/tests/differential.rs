@@ -35,4 +35,5 @@ scripts! {
     flags => "flags.txt",
     snapshot => "snapshot.txt",
     auth => "auth.txt",
+    concurrency => "concurrency.txt",
 }

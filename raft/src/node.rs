@@ -103,6 +103,8 @@ impl Node {
         if fresh && config.bootstrap {
             bootstrap(&wal, &config).await?;
         }
+        // A backend restored from a snapshot holds data that no log entry carries.
+        let restored = fresh && state.current_revision() > 1;
         let wal = Arc::new(wal);
         let log_store = LogStore::new(wal.clone());
         let (committed, _) = broadcast::channel(WATCH_BACKLOG);
@@ -126,6 +128,9 @@ impl Node {
             wal,
         });
         tokio::spawn(watch_leadership(node.clone()));
+        if restored {
+            tokio::spawn(snapshot_restored_backend(node.clone()));
+        }
         if fresh && config.bootstrap && config.initial_members.len() == 1 {
             // A lone voter need not wait out an election timeout (nor does etcd's).
             let _ = node.raft.trigger().elect().await;
@@ -494,6 +499,29 @@ async fn bootstrap(wal: &Wal, config: &NodeConfig) -> Result<(), NodeError> {
     wal.append(vec![first]).await?;
     tracing::info!(members = config.initial_members.len(), "bootstrapped a new cluster");
     Ok(())
+}
+
+/// A member that joins later must get a restored backend's data (`etcdctl
+/// snapshot restore`) by snapshot, since replaying the log from its start
+/// gives none of it; so the first snapshot is taken as soon as the first
+/// entries are applied and the log behind it is purged, as etcd's restore
+/// starts its WAL from a snapshot.
+async fn snapshot_restored_backend(node: Arc<Node>) {
+    let mut metrics = node.raft.metrics();
+    if metrics.wait_for(|m| m.last_applied.is_some()).await.is_err() {
+        return;
+    }
+    if let Err(e) = node.raft.trigger().snapshot().await {
+        tracing::warn!(error = %e, "cannot snapshot the restored backend");
+        return;
+    }
+    let Ok(snapshot) = metrics.wait_for(|m| m.snapshot.is_some()).await.map(|m| m.snapshot) else { return };
+    if let Some(log_id) = snapshot {
+        tracing::info!(index = log_id.index, "snapshot of the restored backend taken; later members start from it");
+        if let Err(e) = node.raft.trigger().purge_log(log_id.index).await {
+            tracing::warn!(error = %e, "cannot purge the log behind the restored backend's snapshot");
+        }
+    }
 }
 
 /// A member that becomes leader restarts every lease's countdown, so leases do

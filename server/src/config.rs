@@ -1305,7 +1305,7 @@ const PARSE_ERROR: &str = "parse error";
 /// [`go_bool`]'s error, so that [`clap_error`] can word it as Go does for booleans.
 const GO_BOOL_ERROR_MARK: &str = "parse error (boolean)";
 
-fn go_bool(s: &str) -> Result<bool, String> {
+pub(crate) fn go_bool(s: &str) -> Result<bool, String> {
     match s {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
@@ -1354,7 +1354,7 @@ fn go_i64(s: &str) -> Result<i64, String> {
 
 /// Go's `time.ParseDuration` (`300ms`, `-1.5h`, `2h45m`; units ns, us, µs,
 /// ms, s, m, h). Negative durations become zero, which etcd treats alike.
-fn go_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn go_duration(s: &str) -> Result<Duration, String> {
     const UNITS: &[(&str, u128)] = &[
         ("ns", 1),
         ("us", 1_000),

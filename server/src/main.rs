@@ -10,6 +10,7 @@
 #[cfg(feature = "failpoints")]
 mod chaos;
 mod config;
+mod gateway;
 mod identity;
 mod migrate;
 mod transport;
@@ -25,6 +26,11 @@ use hub_raft::{Member, Node, NodeConfig, PeerService};
 use hub_store::StateMachine;
 
 fn main() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if gateway::requested(&args) {
+        init_logging("info");
+        std::process::exit(gateway::main(args));
+    }
     let config = match config::parse() {
         Ok(c) => c,
         Err(e) => e.exit(),

@@ -10,10 +10,12 @@
 //! - [`endpoint`]: `endpoint status|health|hashkv` (`--cluster`)
 //! - [`maintenance`]: `compaction`, `defrag`, `alarm list|disarm`, `move-leader`
 //! - [`snapshot`]: `snapshot save|status|restore`, on top of `hub_store::snapshot`
+//! - [`concurrency`]: `elect` and `lock`, through the server's Election and Lock services
 //! - [`auth`]: `auth enable|disable`, `user ...`, `role ...`
 //! - [`line`]: etcdctl's splitting of an input line into arguments
 
 pub mod auth;
+pub mod concurrency;
 pub mod endpoint;
 pub mod kv;
 pub mod lease;
@@ -70,6 +72,8 @@ pub async fn run(command: Command, ctx: &Ctx, out: &mut dyn Write) -> Result<(),
         Command::Auth(cmd) => auth::auth(cmd, ctx, out).await,
         Command::User(cmd) => auth::user(cmd, ctx, out).await,
         Command::Role(cmd) => auth::role(cmd, ctx, out).await,
+        Command::Elect(args) => concurrency::elect(args, ctx, out).await,
+        Command::Lock(args) => concurrency::lock(args, ctx, out).await,
     }
 }
 

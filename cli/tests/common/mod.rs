@@ -414,6 +414,26 @@ const VOLATILE_AFTER: &[&str] = &[
 ];
 
 /// Masks humanized sizes (`20 kB`, `1.5 MB`), as in `endpoint status`.
+/// Election and lock keys end in their session's lease ID (`name/<hex>`, Go's
+/// `%x`, so not always 16 digits), which differs from run to run.
+fn mask_session_keys(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find('/') {
+        let after = &rest[i + 1..];
+        let hex_len = after.find(|c: char| !c.is_ascii_hexdigit()).unwrap_or(after.len());
+        out.push_str(&rest[..=i]);
+        if (12..=16).contains(&hex_len) {
+            out.push_str("<LEASE>");
+            rest = &after[hex_len..];
+        } else {
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 fn mask_sizes(text: &str) -> String {
     let mut out = text.to_string();
     for unit in [" kB", " MB", " GB"] {
@@ -443,7 +463,7 @@ fn observe(stdout: &[u8], stderr: &[u8], exit: Option<i32>, masks: &[(String, &'
         for marker in VOLATILE_AFTER {
             text = mask_after(&text, marker);
         }
-        mask_sizes(&text)
+        mask_sizes(&mask_session_keys(&text))
     };
     let stderr = String::from_utf8_lossy(stderr);
     Observed {
