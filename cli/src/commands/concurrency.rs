@@ -18,10 +18,9 @@ use hub_proto::v3electionpb::election_client::ElectionClient;
 use hub_proto::v3electionpb::{CampaignRequest, LeaderKey, LeaderRequest, ResignRequest};
 use hub_proto::v3lockpb::lock_client::LockClient;
 use hub_proto::v3lockpb::{LockRequest, UnlockRequest};
-use tonic::transport::Channel;
 
 use super::Ctx;
-use crate::client::{call_unbounded, with_token};
+use crate::client::{call_unbounded, Conn};
 use crate::error::{CtlError, ExitCode};
 use crate::flags::{go_bool, go_int64};
 
@@ -51,7 +50,7 @@ fn status_error(s: tonic::Status) -> CtlError {
     CtlError::from_status(&s)
 }
 
-async fn channel(ctx: &Ctx) -> Result<Channel, CtlError> {
+async fn channel(ctx: &Ctx) -> Result<Conn, CtlError> {
     let connector = ctx.connector()?;
     connector.connect(connector.dial_deadline()).await.map_err(|e| CtlError { code: ExitCode::BadConnection, ..e })
 }
@@ -79,9 +78,9 @@ struct Session {
 }
 
 impl Session {
-    async fn new(channel: Channel, ttl: i64) -> Result<Session, CtlError> {
+    async fn new(channel: Conn, ttl: i64) -> Result<Session, CtlError> {
         let mut leases = LeaseClient::new(channel);
-        let grant = call_unbounded(leases.lease_grant(with_token(tonic::Request::new(LeaseGrantRequest { ttl, id: 0 }))))
+        let grant = call_unbounded(leases.lease_grant(tonic::Request::new(LeaseGrantRequest { ttl, id: 0 })))
             .await
             .map_err(status_error)?;
         if !grant.error.is_empty() {
@@ -93,7 +92,7 @@ impl Session {
             let (tx, rx) = tokio::sync::mpsc::channel(1);
             if tx.send(LeaseKeepAliveRequest { id: lease }).await.is_ok() {
                 let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
-                if let Ok(resp) = leases.lease_keep_alive(with_token(tonic::Request::new(stream))).await {
+                if let Ok(resp) = leases.lease_keep_alive(tonic::Request::new(stream)).await {
                     let mut responses = resp.into_inner();
                     // clientv3 renews a third of the TTL after each answer.
                     while let Ok(Some(r)) = responses.message().await {
@@ -114,9 +113,9 @@ impl Session {
 }
 
 /// A fresh read of `key`, which etcdctl prints once elected or locked.
-async fn read_key(channel: Channel, key: &[u8]) -> Result<RangeResponse, CtlError> {
+async fn read_key(channel: Conn, key: &[u8]) -> Result<RangeResponse, CtlError> {
     let request = RangeRequest { key: key.to_vec(), ..Default::default() };
-    call_unbounded(KvClient::new(channel).range(with_token(tonic::Request::new(request)))).await.map_err(status_error)
+    call_unbounded(KvClient::new(channel).range(tonic::Request::new(request))).await.map_err(status_error)
 }
 
 pub async fn elect(a: ElectArgs, ctx: &Ctx, out: &mut dyn Write) -> Result<(), CtlError> {
@@ -141,7 +140,7 @@ pub async fn elect(a: ElectArgs, ctx: &Ctx, out: &mut dyn Write) -> Result<(), C
     let mut election = ElectionClient::new(channel.clone());
     let campaign = CampaignRequest { name, lease: session.lease, value: a.args[1].as_bytes().to_vec() };
     let leader = tokio::select! {
-        r = call_unbounded(election.campaign(with_token(tonic::Request::new(campaign)))) => r.map_err(status_error)?,
+        r = call_unbounded(election.campaign(tonic::Request::new(campaign))) => r.map_err(status_error)?,
         _ = interrupted() => return Err(CtlError::error("context canceled")),
     };
     let leader: LeaderKey = leader.leader.ok_or_else(|| CtlError::error("campaign answered without a leader key"))?;
@@ -151,18 +150,18 @@ pub async fn elect(a: ElectArgs, ctx: &Ctx, out: &mut dyn Write) -> Result<(), C
         _ = interrupted() => {}
         _ = &mut session.lost => return Err(CtlError::error("elect: session expired")),
     }
-    call_unbounded(election.resign(with_token(tonic::Request::new(ResignRequest { leader: Some(leader) }))))
+    call_unbounded(election.resign(tonic::Request::new(ResignRequest { leader: Some(leader) })))
         .await
         .map_err(status_error)?;
     Ok(())
 }
 
 /// `elect -l`: every leader of the election, as it comes, until interrupted.
-async fn observe(ctx: &Ctx, channel: Channel, name: Vec<u8>, out: &mut dyn Write) -> Result<(), CtlError> {
+async fn observe(ctx: &Ctx, channel: Conn, name: Vec<u8>, out: &mut dyn Write) -> Result<(), CtlError> {
     let mut election = ElectionClient::new(channel);
     let watch = async {
         let mut leaders = election
-            .observe(with_token(tonic::Request::new(LeaderRequest { name })))
+            .observe(tonic::Request::new(LeaderRequest { name }))
             .await
             .map_err(status_error)?
             .into_inner();
@@ -189,12 +188,12 @@ pub async fn lock(a: LockArgs, ctx: &Ctx, out: &mut dyn Write) -> Result<(), Ctl
     let mut locks = LockClient::new(channel.clone());
     let request = LockRequest { name: name.as_bytes().to_vec(), lease: session.lease };
     let locked = tokio::select! {
-        r = call_unbounded(locks.lock(with_token(tonic::Request::new(request)))) => r.map_err(status_error)?,
+        r = call_unbounded(locks.lock(tonic::Request::new(request))) => r.map_err(status_error)?,
         _ = interrupted() => return Err(CtlError::error("context canceled")),
     };
     let key = locked.key;
-    let unlock = |mut locks: LockClient<Channel>, key: Vec<u8>| async move {
-        call_unbounded(locks.unlock(with_token(tonic::Request::new(UnlockRequest { key })))).await.map_err(status_error)
+    let unlock = |mut locks: LockClient<Conn>, key: Vec<u8>| async move {
+        call_unbounded(locks.unlock(tonic::Request::new(UnlockRequest { key }))).await.map_err(status_error)
     };
     if let Some((program, args)) = command.split_first() {
         let revision = locked.header.map_or(0, |h| h.revision);
