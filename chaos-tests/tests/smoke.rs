@@ -29,19 +29,24 @@ fn hubd() -> PathBuf {
     bin
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn short_run_finds_no_anomaly() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = Config {
+/// A 30-second run of 3 members under `nemesis`, writing into `dir`.
+fn short_run(dir: &std::path::Path, nemesis: Vec<String>, seed: u64) -> Config {
+    Config {
         hubd: hubd(),
         members: 3,
         time: Duration::from_secs(30),
-        nemesis: vec!["kill".into(), "partition".into()],
-        seed: 7,
+        nemesis,
+        seed,
         bugs: Vec::new(),
-        dir: dir.path().to_path_buf(),
+        dir: dir.to_path_buf(),
         op_timeout: Duration::from_secs(5),
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn short_run_finds_no_anomaly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = short_run(dir.path(), vec!["kill".into(), "partition".into()], 7);
     let summary = run(config).await.expect("run");
     summary.print();
     assert!(summary.anomalies.is_empty(), "anomalies: {:?}", summary.anomalies);
@@ -56,16 +61,7 @@ async fn short_run_finds_no_anomaly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn disk_full_raises_nospace_and_finds_no_anomaly() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = Config {
-        hubd: hubd(),
-        members: 3,
-        time: Duration::from_secs(30),
-        nemesis: vec!["disk-full".into()],
-        seed: 3,
-        bugs: Vec::new(),
-        dir: dir.path().to_path_buf(),
-        op_timeout: Duration::from_secs(5),
-    };
+    let config = short_run(dir.path(), vec!["disk-full".into()], 3);
     let summary = run(config).await.expect("run");
     summary.print();
     assert!(summary.anomalies.is_empty(), "anomalies: {:?}", summary.anomalies);

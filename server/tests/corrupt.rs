@@ -69,14 +69,19 @@ async fn wait_for_revision(m: &Member, revision: i64) {
     }
 }
 
+/// Fills the store through the first member and waits until every member has applied it.
+async fn fill_everywhere(members: &[Member]) {
+    fill(&members[0]).await;
+    let revision = client(&members[0]).await.status().await.expect("status").header().expect("header").revision();
+    for m in members {
+        wait_for_revision(m, revision).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn initial_check_refuses_a_corrupt_member() {
     let mut members = start_cluster_with(&hubd_bin(), 3, &[]);
-    fill(&members[0]).await;
-    let revision = client(&members[0]).await.status().await.expect("status").header().expect("header").revision();
-    for m in &members {
-        wait_for_revision(m, revision).await;
-    }
+    fill_everywhere(&members).await;
     let (i, id) = follower(&members).await;
     members[i].terminate();
 
@@ -100,11 +105,7 @@ async fn initial_check_passes_a_sound_member() {
 #[tokio::test(flavor = "multi_thread")]
 async fn periodic_check_raises_corrupt() {
     let mut members = start_cluster_with(&hubd_bin(), 3, &["--experimental-corrupt-check-time", "500ms"]);
-    fill(&members[0]).await;
-    let revision = client(&members[0]).await.status().await.expect("status").header().expect("header").revision();
-    for m in &members {
-        wait_for_revision(m, revision).await;
-    }
+    fill_everywhere(&members).await;
     let (i, id) = follower(&members).await;
     members[i].terminate();
     corrupt_values(&members[i]);
