@@ -105,6 +105,14 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
 
     let tls = transport::peer_tls(&config)?;
     let client_tls = transport::client_tls(&config)?;
+    // Every port is taken before raft or anything else dials out (as etcd's
+    // embed does): an outgoing connection's ephemeral port can otherwise be
+    // the one a listener is about to bind. Connections wait in the backlog
+    // until their server starts.
+    let peer_listeners = transport::bind(&config.listen_peer_urls, "--listen-peer-urls", tls.as_deref()).await?;
+    let client_listeners = transport::bind(&config.listen_client_urls, "--listen-client-urls", client_tls.as_deref()).await?;
+    let metrics_listeners =
+        transport::bind(&config.listen_metrics_urls, "--listen-metrics-urls", client_tls.as_deref()).await?;
     let (members, mut my_id, mut cluster_id) = initial_members(&config);
     let joining = config.initial_cluster_state == "existing";
     if joining && !identity::exists(&member_dir) {
@@ -168,7 +176,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut servers = Vec::new();
-    for (spec, listener) in transport::bind(&config.listen_peer_urls, "--listen-peer-urls", tls.as_deref()).await? {
+    for (spec, listener) in peer_listeners {
         let peer = PeerServer::new(PeerService::new(node.clone())).max_decoding_message_size(usize::MAX);
         let incoming = hub_tls::net::incoming(listener, &spec, tls.as_deref());
         let mut shutdown = shutdown_rx.clone();
@@ -196,7 +204,6 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
             quota_backend_bytes: hub_grpc_api::quota::quota_bytes(config.quota_backend_bytes),
         },
     );
-    let client_listeners = transport::bind(&config.listen_client_urls, "--listen-client-urls", client_tls.as_deref()).await?;
     // etcd serves clients once it has published itself through the cluster's leader.
     node.clone().publish(config.name.clone(), config.advertise_client_urls.clone()).await;
     let max_streams = Some(config.max_concurrent_streams);
@@ -221,7 +228,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
                 .await
         }));
     }
-    for (spec, listener) in transport::bind(&config.listen_metrics_urls, "--listen-metrics-urls", client_tls.as_deref()).await? {
+    for (spec, listener) in metrics_listeners {
         tracing::info!(address = %spec.address, "serving /metrics and /health");
         let incoming = hub_tls::net::incoming(listener, &spec, client_tls.as_deref());
         let routes = hub_grpc_api::http::metrics_only(ctx.clone());

@@ -109,13 +109,16 @@ impl Member {
         std::thread::spawn(move || {
             let _ = tx.send(child.wait_with_output());
         });
+        let text = |out: &std::process::Output| {
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+        };
         let Ok(out) = rx.recv_timeout(timeout) else {
             let _ = Command::new("kill").args(["-KILL", &pid]).status();
-            panic!("member still running after {timeout:?}");
+            let printed = rx.recv().ok().and_then(Result::ok).map(|out| text(&out)).unwrap_or_default();
+            panic!("member still running after {timeout:?}; it printed:\n{printed}");
         };
         let out = out.expect("member output");
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        (out.status, text)
+        (out.status, text(&out))
     }
 
     /// (Re)starts the process on the same ports and data directory.
