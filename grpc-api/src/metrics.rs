@@ -4,12 +4,15 @@
 //! key count) are read when scraped; counters are kept as things happen:
 //! leader changes by a watcher of the node, puts and deletes from the commit
 //! feed, proposals in [`crate::Context::propose`], and gRPC calls by the
-//! [`grpc_layer`] middleware (go-grpc-prometheus's `grpc_server_*`).
+//! [`grpc_layer`] middleware (go-grpc-prometheus's `grpc_server_*`, with its
+//! handling-time histogram under `--metrics extensive`). The consensus layer's
+//! metrics (WAL fsyncs, peer traffic) and the backend's (commit, defrag,
+//! snapshot timings) are kept where they happen and registered here.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -19,7 +22,10 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hub_proto::etcdserverpb::RangeRequest;
 use hub_proto::mvccpb::event::EventType;
-use prometheus::{Encoder, GaugeVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use hub_raft::Node;
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 use tokio::sync::broadcast::error::RecvError;
 use tonic::Code;
 
@@ -41,8 +47,12 @@ pub struct Metrics {
     keys_total: IntGauge,
     puts: IntCounter,
     deletes: IntCounter,
+    health_success: IntCounter,
+    health_failures: IntCounter,
     grpc_started: IntCounterVec,
     grpc_handled: IntCounterVec,
+    /// `--metrics extensive` only, as etcd enables it.
+    grpc_handling_seconds: Option<HistogramVec>,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
@@ -65,10 +75,13 @@ fn version_gauge(registry: &Registry, name: &str, help: &str, label: &str, value
 }
 
 impl Metrics {
-    /// `etcd_version` is the release hub reports (`--report-etcd-version`).
-    pub fn new(etcd_version: &str) -> prometheus::Result<Self> {
+    /// `etcd_version` is the release hub reports (`--report-etcd-version`);
+    /// `extensive` is `--metrics extensive`; `node`'s own metrics are served too.
+    pub fn new(etcd_version: &str, extensive: bool, node: &Node) -> prometheus::Result<Self> {
         let r = Registry::new();
         r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+        node.metrics().register(&r)?;
+        node.state().lock().metrics().register(&r)?;
         version_gauge(&r, "etcd_server_version", "Which version is running. 1 for 'server_version' label with current version.", "server_version", etcd_version)?;
         let cluster = CLUSTER_VERSION.rsplit_once('.').map_or(CLUSTER_VERSION, |(mm, _)| mm);
         version_gauge(&r, "etcd_cluster_version", "Which version is running. 1 for 'cluster_version' label with current cluster version", "cluster_version", cluster)?;
@@ -86,6 +99,19 @@ impl Metrics {
         )?;
         r.register(Box::new(grpc_started.clone()))?;
         r.register(Box::new(grpc_handled.clone()))?;
+        let grpc_handling_seconds = if extensive {
+            let h = HistogramVec::new(
+                HistogramOpts::new(
+                    "grpc_server_handling_seconds",
+                    "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
+                ),
+                &grpc_labels,
+            )?;
+            r.register(Box::new(h.clone()))?;
+            Some(h)
+        } else {
+            None
+        };
         Ok(Metrics {
             has_leader: gauge(&r, "etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.")?,
             is_leader: gauge(&r, "etcd_server_is_leader", "Whether or not this member is a leader. 1 if is, 0 otherwise.")?,
@@ -99,8 +125,11 @@ impl Metrics {
             keys_total: gauge(&r, "etcd_debugging_mvcc_keys_total", "Total number of keys.")?,
             puts: counter(&r, "etcd_mvcc_put_total", "Total number of puts seen by this member.")?,
             deletes: counter(&r, "etcd_mvcc_delete_total", "Total number of deletes seen by this member.")?,
+            health_success: counter(&r, "etcd_server_health_success", "The total number of successful health checks")?,
+            health_failures: counter(&r, "etcd_server_health_failures", "The total number of failed health checks")?,
             grpc_started,
             grpc_handled,
+            grpc_handling_seconds,
             registry: r,
         })
     }
@@ -132,6 +161,14 @@ impl Metrics {
 
     fn grpc_handled(&self, call: &GrpcCall, code: Code) {
         self.grpc_handled.with_label_values(&[call.kind, &call.service, &call.method, code_name(code)]).inc();
+        if let Some(h) = &self.grpc_handling_seconds {
+            h.with_label_values(&[call.kind, &call.service, &call.method]).observe(call.started.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Counts one `/health` answer.
+    pub(crate) fn health_checked(&self, healthy: bool) {
+        if healthy { &self.health_success } else { &self.health_failures }.inc();
     }
 }
 
@@ -191,6 +228,7 @@ struct GrpcCall {
     kind: &'static str,
     service: String,
     method: String,
+    started: Instant,
 }
 
 impl GrpcCall {
@@ -201,7 +239,7 @@ impl GrpcCall {
             ("etcdserverpb.Maintenance", "Snapshot") | ("v3electionpb.Election", "Observe") => "server_stream",
             _ => "unary",
         };
-        Some(GrpcCall { kind, service: service.to_string(), method: method.to_string() })
+        Some(GrpcCall { kind, service: service.to_string(), method: method.to_string(), started: Instant::now() })
     }
 }
 

@@ -24,6 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::metrics::RaftMetrics;
 use crate::types::{Member, TypeConfig};
 
 /// Encodes a peer message.
@@ -68,9 +69,10 @@ pub fn peer_channel(member: &Member, tls: Option<&Tls>) -> Result<Channel, Strin
     })))
 }
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct PeerNetwork {
     tls: Option<Arc<Tls>>,
+    metrics: RaftMetrics,
     /// One channel per member and peer URL, shared by every connection openraft
     /// asks for: it asks for a new one for each linearizable read's heartbeat
     /// round, and a fresh TCP + HTTP/2 handshake per read would often not fit in
@@ -79,8 +81,8 @@ pub struct PeerNetwork {
 }
 
 impl PeerNetwork {
-    pub fn new(tls: Option<Arc<Tls>>) -> PeerNetwork {
-        PeerNetwork { tls, channels: Arc::default() }
+    pub fn new(tls: Option<Arc<Tls>>, metrics: RaftMetrics) -> PeerNetwork {
+        PeerNetwork { tls, metrics, channels: Arc::default() }
     }
 
     fn channel(&self, target: u64, node: &Member) -> Result<Channel, String> {
@@ -98,6 +100,7 @@ impl PeerNetwork {
 pub struct PeerConnection {
     target: u64,
     client: Result<PeerClient<Channel>, String>,
+    metrics: RaftMetrics,
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
@@ -105,7 +108,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
 
     async fn new_client(&mut self, target: u64, node: &Member) -> Self::Network {
         let client = self.channel(target, node).map(|c| PeerClient::new(c).max_decoding_message_size(usize::MAX));
-        PeerConnection { target, client }
+        PeerConnection { target, client, metrics: self.metrics.clone() }
     }
 }
 
@@ -116,11 +119,13 @@ struct TransportError(String);
 type RpcResult<T, E> = Result<T, RPCError<u64, Member, E>>;
 
 impl PeerConnection {
-    /// Sends one RPC; the answer is the remote's `Result<Resp, Err>`.
+    /// Sends one RPC; the answer is the remote's `Result<Resp, Err>`. A
+    /// failed `heartbeat` (an AppendEntries without entries) is counted too.
     async fn call<Req, Resp, Err>(
         &mut self,
         req: &Req,
         option: &RPCOption,
+        heartbeat: bool,
         rpc: fn(&mut PeerClient<Channel>, tonic::Request<Payload>) -> RpcFuture<'_>,
     ) -> RpcResult<Resp, Err>
     where
@@ -128,17 +133,25 @@ impl PeerConnection {
         Resp: DeserializeOwned,
         Err: std::error::Error + DeserializeOwned,
     {
-        let client = self.client.as_mut().map_err(|e| RPCError::Unreachable(Unreachable::new(&TransportError(e.clone()))))?;
+        let (target, metrics) = (self.target, &self.metrics);
+        let client = self.client.as_mut().map_err(|e| {
+            metrics.send_failed(target, heartbeat);
+            RPCError::Unreachable(Unreachable::new(&TransportError(e.clone())))
+        })?;
         let payload = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let sent = payload.data.len();
         let mut request = tonic::Request::new(payload);
         request.set_timeout(option.hard_ttl());
         let reply = rpc(client, request).await.map_err(|status| {
+            metrics.send_failed(target, heartbeat);
             let e = TransportError(status.to_string());
             match status.code() {
                 tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => RPCError::Unreachable(Unreachable::new(&e)),
                 _ => RPCError::Network(NetworkError::new(&e)),
             }
         })?;
+        metrics.sent(target, sent);
+        metrics.received(target, reply.get_ref().data.len());
         let answer: Result<Resp, Err> =
             decode(reply.get_ref()).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
@@ -154,7 +167,8 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<u64>, RaftError<u64>> {
-        self.call(&rpc, &option, |c, r| Box::pin(c.append_entries(r))).await
+        let heartbeat = rpc.entries.is_empty();
+        self.call(&rpc, &option, heartbeat, |c, r| Box::pin(c.append_entries(r))).await
     }
 
     async fn install_snapshot(
@@ -162,11 +176,11 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>> {
-        self.call(&rpc, &option, |c, r| Box::pin(c.install_snapshot(r))).await
+        self.call(&rpc, &option, false, |c, r| Box::pin(c.install_snapshot(r))).await
     }
 
     async fn vote(&mut self, rpc: VoteRequest<u64>, option: RPCOption) -> RpcResult<VoteResponse<u64>, RaftError<u64>> {
-        self.call(&rpc, &option, |c, r| Box::pin(c.vote(r))).await
+        self.call(&rpc, &option, false, |c, r| Box::pin(c.vote(r))).await
     }
 }
 
@@ -179,7 +193,7 @@ mod tests {
     /// failed with "leader changed" when the handshakes missed the deadline).
     #[tokio::test]
     async fn one_channel_per_member() {
-        let mut net = PeerNetwork::new(None);
+        let mut net = PeerNetwork::new(None, RaftMetrics::new().unwrap());
         let member = Member { name: "a".into(), peer_urls: vec!["http://127.0.0.1:1".into()], client_urls: Vec::new() };
         for _ in 0..3 {
             let _ = net.new_client(1, &member).await;

@@ -194,6 +194,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
             max_concurrent_streams: config.max_concurrent_streams,
             etcd_version: config.report_etcd_version.clone(),
             quota_backend_bytes: hub_grpc_api::quota::quota_bytes(config.quota_backend_bytes),
+            metrics_extensive: config.metrics_extensive,
         },
     );
     let client_listeners = transport::bind(&config.listen_client_urls, "--listen-client-urls", client_tls.as_deref()).await?;
