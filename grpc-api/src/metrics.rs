@@ -51,6 +51,8 @@ pub struct Metrics {
     health_failures: IntCounter,
     grpc_started: IntCounterVec,
     grpc_handled: IntCounterVec,
+    grpc_sent_bytes: IntCounter,
+    grpc_received_bytes: IntCounter,
     /// `--metrics extensive` only, as etcd enables it.
     grpc_handling_seconds: Option<HistogramVec>,
 }
@@ -129,6 +131,12 @@ impl Metrics {
             health_failures: counter(&r, "etcd_server_health_failures", "The total number of failed health checks")?,
             grpc_started,
             grpc_handled,
+            grpc_sent_bytes: counter(&r, "etcd_network_client_grpc_sent_bytes_total", "The total number of bytes sent to grpc clients.")?,
+            grpc_received_bytes: counter(
+                &r,
+                "etcd_network_client_grpc_received_bytes_total",
+                "The total number of bytes received from grpc clients.",
+            )?,
             grpc_handling_seconds,
             registry: r,
         })
@@ -255,20 +263,26 @@ pub async fn grpc_layer(metrics: Arc<Metrics>, req: Request, next: Next) -> Resp
     let call = if is_grpc { GrpcCall::from_path(req.uri().path()) } else { None };
     let Some(call) = call else { return next.run(req).await };
     metrics.grpc_started.with_label_values(&[call.kind, &call.service, &call.method]).inc();
-    let resp = next.run(req).await;
+    let (parts, body) = req.into_parts();
+    let body = CountedBody { inner: body, bytes: metrics.grpc_received_bytes.clone(), done: None };
+    let resp = next.run(Request::from_parts(parts, Body::new(body))).await;
     if let Some(code) = status_of(resp.headers()) {
         metrics.grpc_handled(&call, code);
         return resp;
     }
     let (parts, body) = resp.into_parts();
-    let body = CountedBody { inner: body, done: Some((metrics, call)) };
+    let body = CountedBody { inner: body, bytes: metrics.grpc_sent_bytes.clone(), done: Some((metrics, call)) };
     Response::from_parts(parts, Body::new(body))
 }
 
-/// A response body that counts its call handled when the trailers carry the
+/// A gRPC body that counts its bytes (the messages with their 5-byte frame
+/// prefixes) into `etcd_network_client_grpc_{received,sent}_bytes_total`; a
+/// response body also counts its call handled when the trailers carry the
 /// status, or Canceled if it is dropped before.
 struct CountedBody {
     inner: Body,
+    bytes: IntCounter,
+    /// For a response: the call to count handled.
     done: Option<(Arc<Metrics>, GrpcCall)>,
 }
 
@@ -279,6 +293,9 @@ impl HttpBody for CountedBody {
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                self.bytes.inc_by(data.len() as u64);
+            }
             if let Some(code) = frame.trailers_ref().and_then(status_of) {
                 if let Some((m, call)) = self.done.take() {
                     m.grpc_handled(&call, code);

@@ -34,6 +34,9 @@ const REQUIRED: &[&str] = &[
     "grpc_server_started_total",
     "grpc_server_handled_total",
     "process_resident_memory_bytes",
+    // What etcd's own Grafana dashboard plots besides.
+    "etcd_network_client_grpc_received_bytes_total",
+    "etcd_network_client_grpc_sent_bytes_total",
 ];
 
 const PUT_OK: &str =
@@ -145,6 +148,9 @@ fn cluster_metrics_move_with_a_workload() {
         assert!(after.get("etcd_disk_wal_fsync_duration_seconds_count") > 0.0, "{}: no WAL fsync timed", m.name);
         assert!(after.get("etcd_disk_backend_commit_duration_seconds_count") > 0.0, "{}: no backend commit timed", m.name);
         assert_eq!(after.get("etcd_debugging_mvcc_keys_total"), PUTS as f64, "{}", m.name);
+        for traffic in ["etcd_network_client_grpc_received_bytes_total", "etcd_network_client_grpc_sent_bytes_total"] {
+            assert!(after.get(traffic) > before[i].get(traffic), "{}: {traffic} did not move", m.name);
+        }
 
         // Raft traffic between the leader and each follower, labelled by the
         // peer's ID in hex (followers do not talk to each other).
