@@ -11,7 +11,9 @@
 
 use std::time::{Duration, Instant};
 
-use prometheus::{exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 
 /// etcd counts an apply slower than this as slow (`warnApplyDuration`).
 pub const SLOW_APPLY: Duration = Duration::from_millis(100);
@@ -102,13 +104,16 @@ impl RaftMetrics {
         self.peer_received_bytes.with_label_values(&[&peer_label(from)]).inc_by(bytes as u64);
     }
 
-    /// A message to `to` that did not get through; `heartbeat` if it was the
-    /// leader's heartbeat.
-    pub(crate) fn send_failed(&self, to: u64, heartbeat: bool) {
+    /// A message to `to` that did not get through.
+    pub(crate) fn send_failed(&self, to: u64) {
         self.peer_sent_failures.with_label_values(&[&peer_label(to)]).inc();
-        if heartbeat {
-            self.heartbeat_send_failures.inc();
-        }
+    }
+
+    /// The leader sent a heartbeat later than twice the heartbeat interval
+    /// after the last (etcd: "leader failed to send out heartbeat on time",
+    /// likely an overloaded leader or slow disk).
+    pub(crate) fn heartbeat_late(&self) {
+        self.heartbeat_send_failures.inc();
     }
 
     pub(crate) fn round_trip(&self, to: u64, took: Duration) {

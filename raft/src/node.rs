@@ -24,8 +24,8 @@ use crate::membership::{self, MemberChange, MemberChangeError};
 use crate::network::{decode, encode, peer_channel, PeerNetwork};
 use crate::state_machine::HubStateMachine;
 use hub_tls::Tls;
-use crate::types::{Command, Member, Raft};
 use crate::metrics::RaftMetrics;
+use crate::types::{Command, Member, Raft};
 use crate::wal::{Wal, WalOptions};
 use crate::Committed;
 
@@ -114,7 +114,8 @@ impl Node {
         let (committed, _) = broadcast::channel(WATCH_BACKLOG);
         let state = Arc::new(Mutex::new(state));
         let sm = HubStateMachine::new(state.clone(), committed.clone(), metrics.clone());
-        let network = PeerNetwork::new(config.tls.clone(), metrics.clone());
+        let heartbeat = Duration::from_millis(config.heartbeat_interval_ms);
+        let network = PeerNetwork::new(config.tls.clone(), metrics.clone(), heartbeat);
         let raft = Raft::new(config.id, raft_config, network, log_store, sm)
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
@@ -187,7 +188,7 @@ impl Node {
                 let mut client = self.peer(leader, &node)?;
                 let sent = bytes.len();
                 let reply = client.propose(Payload { data: bytes }).await.map_err(|s| {
-                    self.metrics.send_failed(leader, false);
+                    self.metrics.send_failed(leader);
                     unavailable(&s)
                 })?;
                 // etcd forwards proposals over its peer streams, so they count as peer traffic.
