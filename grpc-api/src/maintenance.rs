@@ -151,11 +151,11 @@ impl Maintenance for MaintenanceService {
 
     async fn snapshot(&self, req: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
         self.ctx.check_admin(&self.ctx.caller(&req).await?)?;
-        // Built beside the backend: a snapshot is about its size, and the
-        // system's temporary directory may be a small tmpfs.
         // etcd times a snapshot from its start until it is sent.
         let started = std::time::Instant::now();
         let duration = self.ctx.node.state().lock().metrics().snapshot_duration.clone();
+        // Built beside the backend: a snapshot is about its size, and the
+        // system's temporary directory may be a small tmpfs.
         let snapshot = self.with_state(|sm| SnapshotFile::create(sm, sm.dir())).await?;
         let (tx, rx) = mpsc::channel(4);
         tokio::task::spawn_blocking(move || {

@@ -20,9 +20,7 @@ impl PeerService {
     pub fn new(node: Arc<Node>) -> Self {
         PeerService { node }
     }
-}
 
-impl PeerService {
     /// Counts a raft message from `from` (the leader or candidate it names)
     /// and the answer going back, as etcd counts its peer streams' bytes.
     fn count(

@@ -3,7 +3,8 @@
 //! client URL and on `--listen-metrics-urls`, and the ones that measure work
 //! moved on every member — WAL fsyncs, backend commits, peer bytes labelled
 //! with the peer's ID, round trips to every peer, proposals, gRPC calls.
-//! `--metrics extensive` adds the gRPC handling-time histogram.
+//! `--metrics extensive` adds the gRPC handling-time histogram; defrags and
+//! snapshots are timed.
 
 mod common;
 
@@ -177,4 +178,20 @@ fn extensive_metrics_add_grpc_handling_time() {
     assert_eq!(scrape.get(put), 1.0, "{}", scrape.text);
     let bucket = r#"grpc_server_handling_seconds_bucket{grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary",le="+Inf"}"#;
     assert_eq!(scrape.get(bucket), 1.0, "go-grpc-prometheus's default buckets end at +Inf");
+}
+
+#[test]
+fn defrag_and_snapshot_are_timed() {
+    let hub = Member::start(&hubd_bin());
+    assert!(hub.etcdctl(&["put", "k", "v"]).status.success());
+    assert!(hub.etcdctl(&["defrag"]).status.success());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("snap.db");
+    assert!(hub.etcdctl(&["snapshot", "save", &file.to_string_lossy()]).status.success());
+    // The snapshot is timed once its last piece is sent, just after etcdctl has it.
+    let scrape = scrape_until(&format!("http://{}", hub.endpoint()), "the snapshot timed", |s| {
+        s.get("etcd_disk_backend_snapshot_duration_seconds_count") == 1.0
+    });
+    assert_eq!(scrape.get("etcd_disk_backend_defrag_duration_seconds_count"), 1.0);
+    assert_eq!(scrape.get("etcd_disk_defrag_inflight"), 0.0);
 }
