@@ -85,6 +85,7 @@ async fn health_body(ctx: &Context) -> String {
     let healthy = alarms.is_empty()
         && ctx.node().leader_id() != 0
         && matches!(tokio::time::timeout(HEALTH_TIMEOUT, ctx.node().read_index()).await, Ok(Ok(())));
+    ctx.metrics().health_checked(healthy);
     format!(r#"{{"health":"{healthy}"}}"#)
 }
 

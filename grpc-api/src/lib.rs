@@ -80,6 +80,8 @@ pub struct ServiceConfig {
     pub etcd_version: String,
     /// `--quota-backend-bytes` as [`quota::quota_bytes`] reads it (none: no quota).
     pub quota_backend_bytes: Option<u64>,
+    /// `--metrics extensive`: gRPC handling-time histograms too.
+    pub metrics_extensive: bool,
 }
 
 impl Default for ServiceConfig {
@@ -94,6 +96,7 @@ impl Default for ServiceConfig {
             max_concurrent_streams: u32::MAX,
             etcd_version: maintenance::ETCD_VERSION.to_string(),
             quota_backend_bytes: Some(quota::DEFAULT_QUOTA_BYTES as u64),
+            metrics_extensive: false,
         }
     }
 }
@@ -120,7 +123,8 @@ const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 impl Context {
     pub fn new(node: Arc<Node>, config: ServiceConfig) -> Self {
         // Registration fails only for a name registered twice, a bug caught by any test.
-        let metrics = Arc::new(metrics::Metrics::new(&config.etcd_version).expect("every metric name is registered once"));
+        let metrics = metrics::Metrics::new(&config.etcd_version, config.metrics_extensive, &node);
+        let metrics = Arc::new(metrics.expect("every metric name is registered once"));
         Context { node, config: Arc::new(config), metrics }
     }
 

@@ -151,6 +151,9 @@ impl Maintenance for MaintenanceService {
 
     async fn snapshot(&self, req: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
         self.ctx.check_admin(&self.ctx.caller(&req).await?)?;
+        // etcd times a snapshot from its start until it is sent.
+        let started = std::time::Instant::now();
+        let duration = self.ctx.node.state().lock().metrics().snapshot_duration.clone();
         // Built beside the backend: a snapshot is about its size, and the
         // system's temporary directory may be a small tmpfs.
         let snapshot = self.with_state(|sm| SnapshotFile::create(sm, sm.dir())).await?;
@@ -159,6 +162,7 @@ impl Maintenance for MaintenanceService {
             if let Err(e) = send_snapshot(&snapshot, &tx) {
                 let _ = tx.blocking_send(Err(status::from_store(e)));
             }
+            duration.observe(started.elapsed().as_secs_f64());
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }

@@ -4,12 +4,15 @@
 //! key count) are read when scraped; counters are kept as things happen:
 //! leader changes by a watcher of the node, puts and deletes from the commit
 //! feed, proposals in [`crate::Context::propose`], and gRPC calls by the
-//! [`grpc_layer`] middleware (go-grpc-prometheus's `grpc_server_*`).
+//! [`grpc_layer`] middleware (go-grpc-prometheus's `grpc_server_*`, with its
+//! handling-time histogram under `--metrics extensive`). The consensus layer's
+//! metrics (WAL fsyncs, peer traffic) and the backend's (commit, defrag,
+//! snapshot timings) are kept where they happen and registered here.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -19,7 +22,10 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hub_proto::etcdserverpb::RangeRequest;
 use hub_proto::mvccpb::event::EventType;
-use prometheus::{Encoder, GaugeVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use hub_raft::Node;
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 use tokio::sync::broadcast::error::RecvError;
 use tonic::Code;
 
@@ -41,8 +47,14 @@ pub struct Metrics {
     keys_total: IntGauge,
     puts: IntCounter,
     deletes: IntCounter,
+    health_success: IntCounter,
+    health_failures: IntCounter,
     grpc_started: IntCounterVec,
     grpc_handled: IntCounterVec,
+    grpc_sent_bytes: IntCounter,
+    grpc_received_bytes: IntCounter,
+    /// `--metrics extensive` only, as etcd enables it.
+    grpc_handling_seconds: Option<HistogramVec>,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
@@ -65,10 +77,13 @@ fn version_gauge(registry: &Registry, name: &str, help: &str, label: &str, value
 }
 
 impl Metrics {
-    /// `etcd_version` is the release hub reports (`--report-etcd-version`).
-    pub fn new(etcd_version: &str) -> prometheus::Result<Self> {
+    /// `etcd_version` is the release hub reports (`--report-etcd-version`);
+    /// `extensive` is `--metrics extensive`; `node`'s own metrics are served too.
+    pub fn new(etcd_version: &str, extensive: bool, node: &Node) -> prometheus::Result<Self> {
         let r = Registry::new();
         r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+        node.metrics().register(&r)?;
+        node.state().lock().metrics().register(&r)?;
         version_gauge(&r, "etcd_server_version", "Which version is running. 1 for 'server_version' label with current version.", "server_version", etcd_version)?;
         let cluster = CLUSTER_VERSION.rsplit_once('.').map_or(CLUSTER_VERSION, |(mm, _)| mm);
         version_gauge(&r, "etcd_cluster_version", "Which version is running. 1 for 'cluster_version' label with current cluster version", "cluster_version", cluster)?;
@@ -86,6 +101,19 @@ impl Metrics {
         )?;
         r.register(Box::new(grpc_started.clone()))?;
         r.register(Box::new(grpc_handled.clone()))?;
+        let grpc_handling_seconds = if extensive {
+            let h = HistogramVec::new(
+                HistogramOpts::new(
+                    "grpc_server_handling_seconds",
+                    "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
+                ),
+                &grpc_labels,
+            )?;
+            r.register(Box::new(h.clone()))?;
+            Some(h)
+        } else {
+            None
+        };
         Ok(Metrics {
             has_leader: gauge(&r, "etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.")?,
             is_leader: gauge(&r, "etcd_server_is_leader", "Whether or not this member is a leader. 1 if is, 0 otherwise.")?,
@@ -99,8 +127,17 @@ impl Metrics {
             keys_total: gauge(&r, "etcd_debugging_mvcc_keys_total", "Total number of keys.")?,
             puts: counter(&r, "etcd_mvcc_put_total", "Total number of puts seen by this member.")?,
             deletes: counter(&r, "etcd_mvcc_delete_total", "Total number of deletes seen by this member.")?,
+            health_success: counter(&r, "etcd_server_health_success", "The total number of successful health checks")?,
+            health_failures: counter(&r, "etcd_server_health_failures", "The total number of failed health checks")?,
             grpc_started,
             grpc_handled,
+            grpc_sent_bytes: counter(&r, "etcd_network_client_grpc_sent_bytes_total", "The total number of bytes sent to grpc clients.")?,
+            grpc_received_bytes: counter(
+                &r,
+                "etcd_network_client_grpc_received_bytes_total",
+                "The total number of bytes received from grpc clients.",
+            )?,
+            grpc_handling_seconds,
             registry: r,
         })
     }
@@ -132,6 +169,14 @@ impl Metrics {
 
     fn grpc_handled(&self, call: &GrpcCall, code: Code) {
         self.grpc_handled.with_label_values(&[call.kind, &call.service, &call.method, code_name(code)]).inc();
+        if let Some(h) = &self.grpc_handling_seconds {
+            h.with_label_values(&[call.kind, &call.service, &call.method]).observe(call.started.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Counts one `/health` answer.
+    pub(crate) fn health_checked(&self, healthy: bool) {
+        if healthy { &self.health_success } else { &self.health_failures }.inc();
     }
 }
 
@@ -191,6 +236,7 @@ struct GrpcCall {
     kind: &'static str,
     service: String,
     method: String,
+    started: Instant,
 }
 
 impl GrpcCall {
@@ -201,7 +247,7 @@ impl GrpcCall {
             ("etcdserverpb.Maintenance", "Snapshot") | ("v3electionpb.Election", "Observe") => "server_stream",
             _ => "unary",
         };
-        Some(GrpcCall { kind, service: service.to_string(), method: method.to_string() })
+        Some(GrpcCall { kind, service: service.to_string(), method: method.to_string(), started: Instant::now() })
     }
 }
 
@@ -217,20 +263,26 @@ pub async fn grpc_layer(metrics: Arc<Metrics>, req: Request, next: Next) -> Resp
     let call = if is_grpc { GrpcCall::from_path(req.uri().path()) } else { None };
     let Some(call) = call else { return next.run(req).await };
     metrics.grpc_started.with_label_values(&[call.kind, &call.service, &call.method]).inc();
-    let resp = next.run(req).await;
+    let (parts, body) = req.into_parts();
+    let body = CountedBody { inner: body, bytes: metrics.grpc_received_bytes.clone(), done: None };
+    let resp = next.run(Request::from_parts(parts, Body::new(body))).await;
     if let Some(code) = status_of(resp.headers()) {
         metrics.grpc_handled(&call, code);
         return resp;
     }
     let (parts, body) = resp.into_parts();
-    let body = CountedBody { inner: body, done: Some((metrics, call)) };
+    let body = CountedBody { inner: body, bytes: metrics.grpc_sent_bytes.clone(), done: Some((metrics, call)) };
     Response::from_parts(parts, Body::new(body))
 }
 
-/// A response body that counts its call handled when the trailers carry the
+/// A gRPC body that counts its bytes (the messages with their 5-byte frame
+/// prefixes) into `etcd_network_client_grpc_{received,sent}_bytes_total`; a
+/// response body also counts its call handled when the trailers carry the
 /// status, or Canceled if it is dropped before.
 struct CountedBody {
     inner: Body,
+    bytes: IntCounter,
+    /// For a response: the call to count handled.
     done: Option<(Arc<Metrics>, GrpcCall)>,
 }
 
@@ -241,6 +293,9 @@ impl HttpBody for CountedBody {
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                self.bytes.inc_by(data.len() as u64);
+            }
             if let Some(code) = frame.trailers_ref().and_then(status_of) {
                 if let Some((m, call)) = self.done.take() {
                     m.grpc_handled(&call, code);

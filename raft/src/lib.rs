@@ -13,9 +13,11 @@
 //! - [`state_machine`]: openraft's state machine over `hub_store::StateMachine`.
 //! - [`snapshot`]: state-machine snapshots in etcd's format.
 //! - [`network`], [`peer_service`], [`forward`]: the peer transport (tonic on
-//!   `--listen-peer-urls`, TLS from `hub-tls`) and what followers forward to the leader.
+//!   `--listen-peer-urls`, TLS from `hub-tls`) and what followers forward to the leader;
+//!   `prober` times round trips to every peer.
 //! - [`membership`]: etcd's member add/remove/update/promote on openraft.
 //! - [`node`]: a member, wiring it all together.
+//! - [`metrics`]: etcd's WAL, peer-network and apply metrics.
 //! - [`corrupt`]: etcd's corruption checks, HashKV compared across members.
 //! - `chaos` (feature `failpoints`): bugs injected on purpose for the chaos suite.
 
@@ -25,9 +27,11 @@ pub mod corrupt;
 pub mod forward;
 pub mod log_store;
 pub mod membership;
+pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod peer_service;
+mod prober;
 pub mod snapshot;
 pub mod state_machine;
 pub mod types;

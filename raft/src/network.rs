@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper_util::rt::TokioIo;
 use hub_tls::net::{Address, Url};
@@ -24,6 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::metrics::RaftMetrics;
 use crate::types::{Member, TypeConfig};
 
 /// Encodes a peer message.
@@ -68,9 +69,11 @@ pub fn peer_channel(member: &Member, tls: Option<&Tls>) -> Result<Channel, Strin
     })))
 }
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct PeerNetwork {
     tls: Option<Arc<Tls>>,
+    metrics: RaftMetrics,
+    heartbeats: Arc<HeartbeatGaps>,
     /// One channel per member and peer URL, shared by every connection openraft
     /// asks for: it asks for a new one for each linearizable read's heartbeat
     /// round, and a fresh TCP + HTTP/2 handshake per read would often not fit in
@@ -79,8 +82,11 @@ pub struct PeerNetwork {
 }
 
 impl PeerNetwork {
-    pub fn new(tls: Option<Arc<Tls>>) -> PeerNetwork {
-        PeerNetwork { tls, channels: Arc::default() }
+    /// `heartbeat_interval` is `--heartbeat-interval`: a leader's messages to a
+    /// member further apart than twice that count as a late heartbeat.
+    pub fn new(tls: Option<Arc<Tls>>, metrics: RaftMetrics, heartbeat_interval: Duration) -> PeerNetwork {
+        let heartbeats = Arc::new(HeartbeatGaps { max: 2 * heartbeat_interval, last: Default::default() });
+        PeerNetwork { tls, metrics, heartbeats, channels: Arc::default() }
     }
 
     fn channel(&self, target: u64, node: &Member) -> Result<Channel, String> {
@@ -95,9 +101,34 @@ impl PeerNetwork {
     }
 }
 
+/// etcd's heartbeat timeout detector: when did the leader last send each
+/// member an AppendEntries (any carries its heartbeat), in which term.
+struct HeartbeatGaps {
+    max: Duration,
+    last: parking_lot::Mutex<HashMap<u64, (u64, Instant)>>,
+}
+
+impl HeartbeatGaps {
+    /// Records a message to `target` in `term`; whether it came later than it
+    /// should have after the previous one of the same term.
+    fn late(&self, target: u64, term: u64) -> bool {
+        let now = Instant::now();
+        let previous = self.last.lock().insert(target, (term, now));
+        previous.is_some_and(|(t, at)| t == term && now - at > self.max)
+    }
+
+    /// After a failed send the next one is a fresh start: a member that was
+    /// unreachable is the network's fault, not a late heartbeat.
+    fn forget(&self, target: u64) {
+        self.last.lock().remove(&target);
+    }
+}
+
 pub struct PeerConnection {
     target: u64,
     client: Result<PeerClient<Channel>, String>,
+    metrics: RaftMetrics,
+    heartbeats: Arc<HeartbeatGaps>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
@@ -105,7 +136,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
 
     async fn new_client(&mut self, target: u64, node: &Member) -> Self::Network {
         let client = self.channel(target, node).map(|c| PeerClient::new(c).max_decoding_message_size(usize::MAX));
-        PeerConnection { target, client }
+        PeerConnection { target, client, metrics: self.metrics.clone(), heartbeats: self.heartbeats.clone() }
     }
 }
 
@@ -128,17 +159,27 @@ impl PeerConnection {
         Resp: DeserializeOwned,
         Err: std::error::Error + DeserializeOwned,
     {
-        let client = self.client.as_mut().map_err(|e| RPCError::Unreachable(Unreachable::new(&TransportError(e.clone()))))?;
+        let (target, metrics, heartbeats) = (self.target, &self.metrics, &self.heartbeats);
+        let client = self.client.as_mut().map_err(|e| {
+            metrics.send_failed(target);
+            heartbeats.forget(target);
+            RPCError::Unreachable(Unreachable::new(&TransportError(e.clone())))
+        })?;
         let payload = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let sent = payload.data.len();
         let mut request = tonic::Request::new(payload);
         request.set_timeout(option.hard_ttl());
         let reply = rpc(client, request).await.map_err(|status| {
+            metrics.send_failed(target);
+            heartbeats.forget(target);
             let e = TransportError(status.to_string());
             match status.code() {
                 tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => RPCError::Unreachable(Unreachable::new(&e)),
                 _ => RPCError::Network(NetworkError::new(&e)),
             }
         })?;
+        metrics.sent(target, sent);
+        metrics.received(target, reply.get_ref().data.len());
         let answer: Result<Resp, Err> =
             decode(reply.get_ref()).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
@@ -154,6 +195,9 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<u64>, RaftError<u64>> {
+        if self.heartbeats.late(self.target, rpc.vote.leader_id().term) {
+            self.metrics.heartbeat_late();
+        }
         self.call(&rpc, &option, |c, r| Box::pin(c.append_entries(r))).await
     }
 
@@ -179,7 +223,7 @@ mod tests {
     /// failed with "leader changed" when the handshakes missed the deadline).
     #[tokio::test]
     async fn one_channel_per_member() {
-        let mut net = PeerNetwork::new(None);
+        let mut net = PeerNetwork::new(None, RaftMetrics::new().unwrap(), Duration::from_millis(100));
         let member = Member { name: "a".into(), peer_urls: vec!["http://127.0.0.1:1".into()], client_urls: Vec::new() };
         for _ in 0..3 {
             let _ = net.new_client(1, &member).await;
@@ -187,5 +231,17 @@ mod tests {
         assert_eq!(net.channels.lock().len(), 1);
         let _ = net.new_client(2, &member).await;
         assert_eq!(net.channels.lock().len(), 2, "another member ID gets its own channel");
+    }
+
+    #[test]
+    fn heartbeats_further_apart_than_two_intervals_are_late() {
+        let gaps = HeartbeatGaps { max: Duration::from_millis(20), last: Default::default() };
+        assert!(!gaps.late(1, 5), "the first message of a term is never late");
+        assert!(!gaps.late(1, 5));
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(gaps.late(1, 5));
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(!gaps.late(1, 6), "a new term starts over, as etcd resets its detector");
+        assert!(!gaps.late(2, 6), "members are timed apart");
     }
 }

@@ -24,6 +24,7 @@ use crate::membership::{self, MemberChange, MemberChangeError};
 use crate::network::{decode, encode, peer_channel, PeerNetwork};
 use crate::state_machine::HubStateMachine;
 use hub_tls::Tls;
+use crate::metrics::RaftMetrics;
 use crate::types::{Command, Member, Raft};
 use crate::wal::{Wal, WalOptions};
 use crate::Committed;
@@ -77,6 +78,7 @@ pub struct Node {
     timeout: Duration,
     /// Set once this member is removed from the cluster.
     removed: tokio::sync::watch::Sender<bool>,
+    metrics: RaftMetrics,
     #[cfg(feature = "failpoints")]
     wal: Arc<Wal>,
 }
@@ -98,7 +100,9 @@ impl Node {
             ..Default::default()
         };
         let raft_config = Arc::new(raft_config.validate().map_err(|e| NodeError::Config(e.to_string()))?);
-        let wal = Wal::open(&config.wal_dir, WalOptions::default())?;
+        let metrics = RaftMetrics::new().map_err(|e| NodeError::Config(format!("metrics: {e}")))?;
+        let wal_options = WalOptions { metrics: Some(metrics.wal.clone()), ..WalOptions::default() };
+        let wal = Wal::open(&config.wal_dir, wal_options)?;
         let fresh = wal.last_entry().is_none() && wal.purged().is_none() && wal.vote().is_none();
         if fresh && config.bootstrap {
             bootstrap(&wal, &config).await?;
@@ -109,8 +113,9 @@ impl Node {
         let log_store = LogStore::new(wal.clone());
         let (committed, _) = broadcast::channel(WATCH_BACKLOG);
         let state = Arc::new(Mutex::new(state));
-        let sm = HubStateMachine::new(state.clone(), committed.clone());
-        let network = PeerNetwork::new(config.tls.clone());
+        let sm = HubStateMachine::new(state.clone(), committed.clone(), metrics.clone());
+        let heartbeat = Duration::from_millis(config.heartbeat_interval_ms);
+        let network = PeerNetwork::new(config.tls.clone(), metrics.clone(), heartbeat);
         let raft = Raft::new(config.id, raft_config, network, log_store, sm)
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
@@ -124,10 +129,12 @@ impl Node {
             tls: config.tls.clone(),
             timeout: request_timeout(config.election_timeout_ms),
             removed: tokio::sync::watch::Sender::new(false),
+            metrics,
             #[cfg(feature = "failpoints")]
             wal,
         });
         tokio::spawn(watch_leadership(node.clone()));
+        tokio::spawn(crate::prober::run(Arc::downgrade(&node)));
         if restored {
             tokio::spawn(snapshot_restored_backend(node.clone()));
         }
@@ -179,7 +186,14 @@ impl Node {
                     return Err(EtcdError::NoLeader.into());
                 };
                 let mut client = self.peer(leader, &node)?;
-                let reply = client.propose(Payload { data: bytes }).await.map_err(|s| unavailable(&s))?;
+                let sent = bytes.len();
+                let reply = client.propose(Payload { data: bytes }).await.map_err(|s| {
+                    self.metrics.send_failed(leader);
+                    unavailable(&s)
+                })?;
+                // etcd forwards proposals over its peer streams, so they count as peer traffic.
+                self.metrics.sent(leader, sent);
+                self.metrics.received(leader, reply.get_ref().data.len());
                 forward::decode_answer(&reply.get_ref().data).map_err(StoreError::Corrupt)
             }
             Err(RaftError::APIError(e)) => Err(StoreError::Corrupt(e.to_string())),
@@ -397,6 +411,11 @@ impl Node {
     /// revision so nothing falls between the two.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Committed>> {
         self.committed.subscribe()
+    }
+
+    /// This member's WAL, peer and apply metrics, for `/metrics`.
+    pub fn metrics(&self) -> &RaftMetrics {
+        &self.metrics
     }
 
     pub fn member_id(&self) -> u64 {

@@ -20,6 +20,21 @@ impl PeerService {
     pub fn new(node: Arc<Node>) -> Self {
         PeerService { node }
     }
+
+    /// Counts a raft message from `from` (the leader or candidate it names)
+    /// and the answer going back, as etcd counts its peer streams' bytes.
+    fn count(
+        &self,
+        from: Option<u64>,
+        req: &Request<Payload>,
+        answer: Result<Response<Payload>, Status>,
+    ) -> Result<Response<Payload>, Status> {
+        if let (Some(from), Ok(resp)) = (from, &answer) {
+            self.node.metrics().received(from, req.get_ref().data.len());
+            self.node.metrics().sent(from, resp.get_ref().data.len());
+        }
+        answer
+    }
 }
 
 fn bad_request(e: bincode::Error) -> Status {
@@ -34,22 +49,30 @@ fn reply<T: serde::Serialize>(value: &T) -> Result<Response<Payload>, Status> {
 impl Peer for PeerService {
     async fn append_entries(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
         let rpc: AppendEntriesRequest<TypeConfig> = decode(req.get_ref()).map_err(bad_request)?;
-        reply(&self.node.raft().append_entries(rpc).await)
+        let from = rpc.vote.leader_id().voted_for();
+        let answer = reply(&self.node.raft().append_entries(rpc).await);
+        self.count(from, &req, answer)
     }
 
     async fn vote(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
         let rpc: VoteRequest<u64> = decode(req.get_ref()).map_err(bad_request)?;
-        reply(&self.node.raft().vote(rpc).await)
+        let from = rpc.vote.leader_id().voted_for();
+        let answer = reply(&self.node.raft().vote(rpc).await);
+        self.count(from, &req, answer)
     }
 
     async fn install_snapshot(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(req.get_ref()).map_err(bad_request)?;
-        reply(&self.node.raft().install_snapshot(rpc).await)
+        let from = rpc.vote.leader_id().voted_for();
+        let answer = reply(&self.node.raft().install_snapshot(rpc).await);
+        self.count(from, &req, answer)
     }
 
     async fn propose(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
         let answer = self.node.propose_here(req.into_inner().data).await;
         let bytes = forward::encode_answer(&answer).map_err(|e| Status::internal(e.to_string()))?;
+        // A forwarded proposal names no sender; the member that forwarded it
+        // counts it as sent, and its answer as received.
         Ok(Response::new(Payload { data: bytes }))
     }
 

@@ -21,6 +21,7 @@ use parking_lot::Mutex;
 use prost::Message;
 use tokio::sync::broadcast;
 
+use crate::metrics::RaftMetrics;
 use crate::types::{ApplyOutput, Entry, LogId, Member, StorageError, TypeConfig};
 use crate::Committed;
 
@@ -35,16 +36,17 @@ fn io_err(e: impl std::fmt::Display) -> StorageError {
 pub struct HubStateMachine {
     pub(crate) state: Arc<Mutex<StateMachine>>,
     committed: broadcast::Sender<Arc<Committed>>,
+    metrics: RaftMetrics,
     /// The newest snapshot built or installed, kept to serve followers.
     current: Arc<Mutex<Option<(SnapshotMeta<u64, Member>, Arc<Vec<u8>>)>>>,
 }
 
 impl HubStateMachine {
-    pub fn new(state: Arc<Mutex<StateMachine>>, committed: broadcast::Sender<Arc<Committed>>) -> Self {
+    pub fn new(state: Arc<Mutex<StateMachine>>, committed: broadcast::Sender<Arc<Committed>>, metrics: RaftMetrics) -> Self {
         // The WAL holds every committed entry durably, so the backend need only
         // be durable once per applied batch (and before a snapshot is taken).
         state.lock().defer_durability(true);
-        HubStateMachine { state, committed, current: Arc::new(Mutex::new(None)) }
+        HubStateMachine { state, committed, metrics, current: Arc::new(Mutex::new(None)) }
     }
 
     fn applied(sm: &StateMachine) -> Result<(Option<LogId>, StoredMembership<u64, Member>), StorageError> {
@@ -77,7 +79,10 @@ impl HubStateMachine {
             sm.commit_meta(index).map_err(io_err)?;
             return Ok(ApplyOutput::default());
         };
-        match sm.apply(index, &req, Instant::now()) {
+        let started = Instant::now();
+        let result = sm.apply(index, &req, started);
+        self.metrics.applied(started);
+        match result {
             Ok(applied) => {
                 if !applied.events.is_empty() {
                     let revision = sm.current_revision();

@@ -191,6 +191,8 @@ pub struct Config {
     pub report_etcd_version: String,
     /// `--listen-metrics-urls`: extra listeners serving `/metrics` and `/health`.
     pub listen_metrics_urls: Vec<String>,
+    /// `--metrics extensive` (anything else is basic, as in etcd).
+    pub metrics_extensive: bool,
     /// The interval etcd would use: 0 means its default of 10 minutes, and
     /// anything shorter than 100ms is raised to 100ms.
     pub experimental_watch_progress_notify_interval: Duration,
@@ -1247,6 +1249,7 @@ fn finish(
         },
         auth_token_ttl: Duration::from_secs(f.auth_token_ttl),
         listen_metrics_urls: f.listen_metrics_urls.0.clone(),
+        metrics_extensive: f.metrics == "extensive",
         max_concurrent_streams: f.max_concurrent_streams,
         report_etcd_version: f.report_etcd_version,
         experimental_watch_progress_notify_interval: watch_interval,

@@ -202,6 +202,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
             max_concurrent_streams: config.max_concurrent_streams,
             etcd_version: config.report_etcd_version.clone(),
             quota_backend_bytes: hub_grpc_api::quota::quota_bytes(config.quota_backend_bytes),
+            metrics_extensive: config.metrics_extensive,
         },
     );
     // etcd serves clients once it has published itself through the cluster's leader.

@@ -28,6 +28,7 @@ use crate::backend::{Backend, RedbBackend, Table, WriteBatch};
 use crate::error::{EtcdError, StoreError};
 use crate::key_index::RangeEnd;
 use crate::lease::{Lease, Lessor};
+use crate::metrics::BackendMetrics;
 use crate::mvcc::{KvHash, Mvcc, RangeResult, WriteTxn, ETCD_META_KEYS};
 
 /// What applying one command produced.
@@ -99,6 +100,8 @@ pub struct StateMachine {
     staged_meta: Vec<(Vec<u8>, Vec<u8>)>,
     /// The directory holding the backend file.
     dir: PathBuf,
+    /// Kept across [`StateMachine::reload`] and snapshot installs.
+    metrics: BackendMetrics,
 }
 
 /// The backend file inside a member's data directory.
@@ -108,11 +111,22 @@ impl StateMachine {
     /// Opens (or creates) the backend in `dir` and rebuilds the index and leases.
     pub fn open(dir: &Path, min_lease_ttl: i64) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Corrupt(format!("create {}: {e}", dir.display())))?;
-        let backend: Arc<dyn Backend> = Arc::new(RedbBackend::open(&dir.join(BACKEND_FILE))?);
-        Self::from_backend(backend, min_lease_ttl, dir.to_path_buf())
+        // Constant names and buckets: only a bug makes this fail, and every test would catch it.
+        let metrics = BackendMetrics::new().expect("etcd's backend metric options are valid");
+        Self::open_with(dir, min_lease_ttl, metrics)
     }
 
-    fn from_backend(backend: Arc<dyn Backend>, min_lease_ttl: i64, dir: PathBuf) -> Result<Self, StoreError> {
+    fn open_with(dir: &Path, min_lease_ttl: i64, metrics: BackendMetrics) -> Result<Self, StoreError> {
+        let backend: Arc<dyn Backend> = Arc::new(RedbBackend::open(&dir.join(BACKEND_FILE))?);
+        Self::from_backend(backend, min_lease_ttl, dir.to_path_buf(), metrics)
+    }
+
+    fn from_backend(
+        backend: Arc<dyn Backend>,
+        min_lease_ttl: i64,
+        dir: PathBuf,
+        metrics: BackendMetrics,
+    ) -> Result<Self, StoreError> {
         let restored = Mvcc::restore(backend.clone())?;
         let mut records = Vec::new();
         backend.scan(Table::Lease, &[], None, &mut |k, v| {
@@ -132,6 +146,7 @@ impl StateMachine {
             min_lease_ttl,
             staged_meta: Vec::new(),
             dir,
+            metrics,
         })
     }
 
@@ -140,7 +155,8 @@ impl StateMachine {
     /// of it survives.
     fn reload(&mut self) -> Result<(), StoreError> {
         let backend = self.mvcc.backend().clone();
-        let old = std::mem::replace(self, Self::from_backend(backend, self.min_lease_ttl, self.dir.clone())?);
+        let reloaded = Self::from_backend(backend, self.min_lease_ttl, self.dir.clone(), self.metrics.clone())?;
+        let old = std::mem::replace(self, reloaded);
         self.auth.keep_tokens_of(old.auth);
         Ok(())
     }
@@ -163,7 +179,8 @@ impl StateMachine {
         std::fs::rename(restored.join(BACKEND_FILE), self.dir.join(BACKEND_FILE))
             .map_err(|e| io("move the restored backend into place", e))?;
         std::fs::File::open(&self.dir).and_then(|d| d.sync_all()).map_err(|e| io("sync the directory", e))?;
-        let old = std::mem::replace(self, Self::open(&self.dir.clone(), self.min_lease_ttl)?);
+        let reopened = Self::open_with(&self.dir, self.min_lease_ttl, self.metrics.clone())?;
+        let old = std::mem::replace(self, reopened);
         self.auth.keep_tokens_of(old.auth);
         std::fs::remove_dir_all(&work).map_err(|e| io("remove the work directory", e))?;
         Ok(())
@@ -175,9 +192,11 @@ impl StateMachine {
         self.mvcc.backend().defer_durability(deferred);
     }
 
-    /// Makes everything applied so far durable in the backend.
+    /// Makes everything applied so far durable in the backend: with
+    /// durability deferred, this is the commit that reaches the disk, timed as
+    /// etcd times its backend's commits.
     pub fn sync(&self) -> Result<(), StoreError> {
-        Ok(self.mvcc.backend().sync()?)
+        Ok(self.metrics.commit(|| self.mvcc.backend().sync())?)
     }
 
     /// Stages a metadata record to be committed with the next change.
@@ -234,7 +253,12 @@ impl StateMachine {
 
     /// Gives the backend's free pages back to the file system (etcd's defrag).
     pub fn defragment(&self) -> Result<(), StoreError> {
-        Ok(self.mvcc.backend().defragment()?)
+        Ok(self.metrics.defrag(|| self.mvcc.backend().defragment())?)
+    }
+
+    /// The backend's commit, defrag and snapshot timings, for `/metrics`.
+    pub fn metrics(&self) -> &BackendMetrics {
+        &self.metrics
     }
 
     pub fn mvcc(&self) -> &Mvcc {

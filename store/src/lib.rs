@@ -18,6 +18,7 @@
 //! - [`hash`]: etcd's consistency hashes (HashKV, Hash) and their CRC-32C.
 //! - [`snapshot`]: etcd 3.4 snapshots (bbolt file + sha256) written from and
 //!   restored into the state machine.
+//! - [`metrics`]: etcd's backend commit, defrag and snapshot timings.
 //! - [`error`]: etcd's error strings.
 
 pub mod alarm;
@@ -28,6 +29,7 @@ pub mod error;
 pub mod hash;
 pub mod key_index;
 pub mod lease;
+pub mod metrics;
 pub mod mvcc;
 pub mod revision;
 pub mod snapshot;

@@ -71,12 +71,14 @@ pub struct WalOptions {
     /// A segment that has reached this size is closed and a new one started before
     /// the next record (so a segment can exceed it by one record).
     pub segment_bytes: u64,
+    /// Where fsync latencies and bytes written are counted, if anywhere.
+    pub metrics: Option<crate::metrics::WalMetrics>,
 }
 
 impl Default for WalOptions {
     fn default() -> Self {
         // etcd's SegmentSizeBytes.
-        WalOptions { segment_bytes: 64 * 1024 * 1024 }
+        WalOptions { segment_bytes: 64 * 1024 * 1024, metrics: None }
     }
 }
 

@@ -54,6 +54,7 @@ pub(crate) struct Writer {
     /// Index of the last entry written, for naming the next segment.
     last_index: Option<u64>,
     status: Arc<WriterStatus>,
+    metrics: Option<crate::metrics::WalMetrics>,
     stopped: bool,
     /// Held for the writer's lifetime so no second process writes the directory.
     _dir_lock: File,
@@ -92,6 +93,7 @@ impl Writer {
             header,
             last_index,
             status,
+            metrics: opts.metrics.clone(),
             stopped: false,
             _dir_lock: dir_lock,
         };
@@ -241,6 +243,9 @@ impl Writer {
         }
         let path = &self.segments[self.segments.len() - 1].path;
         self.file.write_all(buf).map_err(io_error("write segment", path))?;
+        if let Some(m) = &self.metrics {
+            m.write_bytes.add(buf.len() as i64);
+        }
         buf.clear();
         Ok(())
     }
@@ -251,7 +256,11 @@ impl Writer {
         if self.status.failpoints.take_sync_failure() {
             return Err(io_error("sync segment", path)(std::io::Error::other("failpoint: fsync failed")));
         }
+        let started = std::time::Instant::now();
         self.file.sync_data().map_err(io_error("sync segment", path))?;
+        if let Some(m) = &self.metrics {
+            m.fsync_duration.observe(started.elapsed().as_secs_f64());
+        }
         self.status.syncs.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

@@ -231,6 +231,11 @@ pub fn start_cluster(bin: &Path, n: usize) -> Vec<Member> {
 /// [`start_cluster`] with extra flags for every member.
 pub fn start_cluster_with(bin: &Path, n: usize, extra: &[&str]) -> Vec<Member> {
     let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    start_cluster_each(bin, n, |_| extra.clone())
+}
+
+/// [`start_cluster`] with `extra(i)` flags for member `i`.
+pub fn start_cluster_each(bin: &Path, n: usize, extra: impl Fn(usize) -> Vec<String>) -> Vec<Member> {
     let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
     let initial_cluster = ports
         .iter()
@@ -244,7 +249,7 @@ pub fn start_cluster_with(bin: &Path, n: usize, extra: &[&str]) -> Vec<Member> {
         .map(|(i, (client_port, peer_port))| {
             let bin = bin.to_path_buf();
             let initial_cluster = initial_cluster.clone();
-            let extra = extra.clone();
+            let extra = extra(i);
             std::thread::spawn(move || {
                 let mut m = Member::unstarted(&bin, &format!("m{i}"), client_port, peer_port, initial_cluster, extra);
                 m.spawn();

@@ -23,7 +23,7 @@ fn entries(indexes: RangeInclusive<u64>, term: u64) -> Vec<LogEntry> {
 }
 
 fn open(dir: &Path, segment_bytes: u64) -> Wal {
-    Wal::open(dir, WalOptions { segment_bytes }).unwrap()
+    Wal::open(dir, WalOptions { segment_bytes, metrics: None }).unwrap()
 }
 
 /// Appends and waits until durable.

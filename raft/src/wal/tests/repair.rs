@@ -68,7 +68,7 @@ fn a_cut_anywhere_in_the_newest_segment_keeps_every_record_before_it() {
         OpenOptions::new().write(true).open(&path).unwrap().set_len(cut as u64).unwrap();
 
         let wal =
-            Wal::open(dir.path(), WalOptions { segment_bytes: 200 }).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+            Wal::open(dir.path(), WalOptions { segment_bytes: 200, metrics: None }).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
         let last_whole = frames.iter().filter(|(_, end, _)| *end <= cut).filter_map(|(_, _, r)| entry_index(r)).last();
         let expected_last = last_whole.unwrap_or(first_in_newest - 1);
         assert_eq!(ids(&wal), (1..=expected_last).map(|i| (i, 1)).collect::<Vec<_>>(), "cut at {cut}");

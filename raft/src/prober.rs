@@ -1,0 +1,42 @@
+//! etcd's peer prober: every member times a small request to every other
+//! member now and then, for `etcd_network_peer_round_trip_time_seconds`.
+//!
+//! etcd probes each peer's `/raft/probing` on the peer listener and records
+//! the round trip every few seconds, on leader and followers alike; hub asks
+//! each peer for its member list (the cheapest read of the peer service).
+//! Probes are not raft traffic, so they count in no byte counter.
+
+use std::sync::Weak;
+use std::time::{Duration, Instant};
+
+use hub_proto::hubpeer::Payload;
+
+use crate::node::Node;
+
+/// etcd records a round trip every 5 s while a peer is unreachable, every 30 s
+/// once it answers; hub probes every 5 s throughout, so a new member's
+/// histogram fills soon and a slow link shows within one scrape interval.
+const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+/// A probe slower than this counts as no answer (etcd's dial timeout).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Probes every peer each interval until the node is gone.
+pub(crate) async fn run(node: Weak<Node>) {
+    let mut tick = tokio::time::interval(PROBE_INTERVAL);
+    loop {
+        tick.tick().await;
+        let Some(node) = node.upgrade() else { return };
+        for (id, member, _) in node.members() {
+            if id == node.member_id() {
+                continue;
+            }
+            let Ok(mut client) = node.peer(id, &member) else { continue };
+            let started = Instant::now();
+            match tokio::time::timeout(PROBE_TIMEOUT, client.members(Payload::default())).await {
+                Ok(Ok(_)) => node.metrics().round_trip(id, started.elapsed()),
+                Ok(Err(e)) => tracing::debug!(peer = format_args!("{id:x}"), error = %e, "peer probe failed"),
+                Err(_) => tracing::debug!(peer = format_args!("{id:x}"), "peer probe timed out"),
+            }
+        }
+    }
+}
