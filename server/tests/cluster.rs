@@ -256,7 +256,14 @@ async fn kill_leader_under_load(n: usize) {
     let killed = leader(&members).await;
     members[killed].kill9();
     let acked_before_kill = acked.lock().unwrap().len();
-    tokio::time::sleep(Duration::from_millis(4000)).await;
+    // The survivors elect a leader and take writes again. Under CI load (every
+    // test of this file runs its own cluster on two cores) that can take longer
+    // than the few election timeouts it takes on an idle machine.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while acked.lock().unwrap().len() < acked_before_kill + 20 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for w in writers {
         w.await.unwrap();
