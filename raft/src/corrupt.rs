@@ -74,6 +74,13 @@ impl Node {
     pub async fn check_initial_hash_kv(&self) -> Result<(), String> {
         let me = self.member_id();
         tracing::info!(local_member_id = %format_args!("{me:x}"), "starting initial corruption check");
+        // After a restart whose log was purged by a snapshot, the membership
+        // is known only once the snapshot's has been installed into raft's
+        // metrics; asking before then would ask no peers at all.
+        let deadline = tokio::time::Instant::now() + PEER_HASH_TIMEOUT;
+        while self.members().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let local = self.local_hash(0).await.map_err(|e| format!("{me:x} failed to fetch hash ({e})"))?;
         let mut mismatch = 0;
         for (id, answer) in self.peer_hashes(local.revision).await {
