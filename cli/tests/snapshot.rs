@@ -152,7 +152,7 @@ fn restore_both(file: &Path, extra: &[&str]) -> (Printed, Printed) {
             .collect();
         assert!(left.is_empty(), "hubctl left {left:?} after a failed restore");
     } else {
-        assert!(hub_dir.join("member/db").exists());
+        assert!(hub_dir.join("member/snap/db").exists());
     }
     (want, got)
 }

@@ -1,14 +1,15 @@
 //! Starting on a data directory written by `etcdctl snapshot restore` (or
 //! left by a stopped etcd 3.4): hub takes over etcd's backend.
 //!
-//! etcd keeps its backend in `<data-dir>/member/snap/db` (a bbolt file, no
-//! sha256 trailer) and its WAL in `<data-dir>/member/wal`; hub keeps its own
-//! backend in `member/db`, its identity in `member/identity` and its log in
-//! `member/hub-wal`, so the two never collide. When hub has no backend yet and
-//! etcd's is there, it is restored into hub's before the state machine opens.
-//! etcd's WAL is not read: the member then bootstraps its membership from the
-//! flags as a new cluster, the same flags `etcdctl snapshot restore` was given
-//! (so the member IDs match), and starts a new raft log.
+//! etcd and hub both keep their backend in `<data-dir>/member/snap/db`, a
+//! bbolt file in etcd's layout. etcd's WAL (`member/wal`) is not read: hub
+//! keeps its identity in `member/identity` and its log in `member/hub-wal`.
+//! A backend without hub's identity beside it was written by etcd (or by
+//! `etcdctl`/`hubctl snapshot restore`): before the state machine opens, it is
+//! restored afresh at consistent index 0, without what an old cluster's raft
+//! position staged in `meta`. The member then bootstraps its membership from
+//! the flags as a new cluster, the same flags `etcdctl snapshot restore` was
+//! given (so the member IDs match), and starts a new raft log.
 
 use std::path::Path;
 
@@ -18,30 +19,28 @@ use hub_store::key_index::RangeEnd;
 use hub_store::snapshot::{restore_into, RestoreOptions, SnapshotReader};
 use hub_store::StateMachine;
 
-/// Where etcd keeps its backend inside the member directory.
-const ETCD_BACKEND: &str = "snap/db";
 /// Where the import is built before its backend is moved into place.
 const IMPORT_DIR: &str = "etcd-import";
 
-/// Imports etcd's backend into hub's when `member_dir` holds etcd's
-/// (`snap/db`) and not hub's (`db`); returns whether it did. Call it before
-/// [`StateMachine::open`] on `member_dir`.
+/// Imports the backend in `member_dir` when it is not hub's yet (no identity
+/// beside it); returns whether it did. Call it before [`StateMachine::open`]
+/// on `member_dir`.
 pub fn import_etcd_backend(member_dir: &Path) -> anyhow::Result<bool> {
-    let source = member_dir.join(ETCD_BACKEND);
-    let target = member_dir.join(BACKEND_FILE);
-    if target.exists() || !source.exists() {
+    let backend = member_dir.join(BACKEND_FILE);
+    if crate::identity::exists(member_dir) || !backend.exists() {
         return Ok(false);
     }
-    // Built aside and moved into place last: an interrupted import leaves no
-    // backend, and the next start imports again.
+    // Built aside and moved into place last: an interrupted import leaves
+    // etcd's backend as it was, and the next start imports again.
     let work = member_dir.join(IMPORT_DIR);
     if work.exists() {
         std::fs::remove_dir_all(&work).with_context(|| format!("remove {}", work.display()))?;
     }
     // A data directory's database has no sha256 trailer to check.
-    let mut reader = SnapshotReader::open(&source, true)?;
+    let mut reader = SnapshotReader::open(&backend, true)?;
     // Index 0: every entry of the new raft log, from the first, must apply.
     let summary = restore_into(&mut reader, &work, &RestoreOptions { consistent_index: Some(0) })?;
+    drop(reader);
 
     let mut state = StateMachine::open(&work, 0)?;
     // A snapshot saved from hub also carries its old cluster's raft position
@@ -50,14 +49,13 @@ pub fn import_etcd_backend(member_dir: &Path) -> anyhow::Result<bool> {
     let keys = state.mvcc().range(&[], RangeEnd::Unbounded, 0, 0, true)?.count;
     drop(state);
 
-    std::fs::rename(work.join(BACKEND_FILE), &target)
-        .with_context(|| format!("move the backend to {}", target.display()))?;
-    std::fs::File::open(member_dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("sync {}", member_dir.display()))?;
+    std::fs::rename(work.join(BACKEND_FILE), &backend)
+        .with_context(|| format!("move the backend to {}", backend.display()))?;
+    let dir = backend.parent().unwrap_or(member_dir);
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("sync {}", dir.display()))?;
     std::fs::remove_dir_all(&work).with_context(|| format!("remove {}", work.display()))?;
     tracing::info!(
-        source = %source.display(),
+        backend = %backend.display(),
         revision = summary.revision,
         compact_revision = summary.compact_revision,
         keys,
@@ -90,7 +88,7 @@ mod tests {
         bytes.truncate(bytes.len() - hub_store::snapshot::SHA256_LEN);
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("snap")).unwrap();
-        std::fs::write(dir.path().join(ETCD_BACKEND), bytes).unwrap();
+        std::fs::write(dir.path().join(BACKEND_FILE), bytes).unwrap();
         dir
     }
 
@@ -117,7 +115,8 @@ mod tests {
         ]);
         drop(sm);
 
-        // hub's own backend wins from then on.
+        // Once the member has its identity, the backend is hub's.
+        crate::identity::load_or_create(member.path(), || (1, 2)).unwrap();
         assert!(!import_etcd_backend(member.path()).unwrap());
     }
 

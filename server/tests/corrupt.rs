@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::{hubd_bin, start_cluster_with, Member};
 use etcd_client::Client;
-use hub_store::backend::{Backend, RedbBackend, Table, WriteBatch};
+use hub_store::backend::{open_bolt, Backend, Table, WriteBatch};
 use prost::Message;
 
 async fn client(m: &Member) -> Client {
@@ -22,7 +22,7 @@ async fn client(m: &Member) -> Client {
 
 /// Changes the first byte of every stored value of a stopped member.
 fn corrupt_values(m: &Member) {
-    let backend = RedbBackend::open(&m.data_dir.join("member").join("db")).expect("open the backend");
+    let backend = open_bolt(&m.data_dir.join("member").join(hub_store::apply::BACKEND_FILE)).expect("open the backend");
     let mut batch = WriteBatch::default();
     backend
         .scan(Table::Key, &[], None, &mut |k, v| {

@@ -24,7 +24,7 @@ use hub_proto::mvccpb::{Event, KeyValue};
 
 use crate::alarm::AlarmStore;
 use crate::auth::{AuthInfo, AuthStore};
-use crate::backend::{Backend, RedbBackend, Table, WriteBatch};
+use crate::backend::{open_bolt, Backend, Table, WriteBatch};
 use crate::error::{EtcdError, StoreError};
 use crate::key_index::RangeEnd;
 use crate::lease::{Lease, Lessor};
@@ -105,7 +105,7 @@ pub struct StateMachine {
 }
 
 /// The backend file inside a member's data directory.
-pub const BACKEND_FILE: &str = "db";
+pub const BACKEND_FILE: &str = "snap/db";
 
 impl StateMachine {
     /// Opens (or creates) the backend in `dir` and rebuilds the index and leases.
@@ -117,7 +117,7 @@ impl StateMachine {
     }
 
     fn open_with(dir: &Path, min_lease_ttl: i64, metrics: BackendMetrics) -> Result<Self, StoreError> {
-        let backend: Arc<dyn Backend> = Arc::new(RedbBackend::open(&dir.join(BACKEND_FILE))?);
+        let backend: Arc<dyn Backend> = Arc::new(open_bolt(&dir.join(BACKEND_FILE))?);
         Self::from_backend(backend, min_lease_ttl, dir.to_path_buf(), metrics)
     }
 
@@ -245,10 +245,10 @@ impl StateMachine {
         Ok(self.mvcc.backend().size_in_use()?)
     }
 
-    /// What the backend quota is measured against: the bytes in use, which
-    /// grow with the data, not the file, which redb grows in big steps.
+    /// What the backend quota is measured against: as etcd, the database
+    /// size (bbolt's high-water mark), which only a defragmentation lowers.
     pub fn quota_size(&self) -> Result<u64, StoreError> {
-        self.db_size_in_use()
+        Ok(self.db_size())
     }
 
     /// Gives the backend's free pages back to the file system (etcd's defrag).

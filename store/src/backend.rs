@@ -6,11 +6,9 @@
 //! bbolt buckets (`key`, `meta`, `lease`, `alarm`, `auth`, `authUsers`, `authRoles`) so a snapshot maps one to one.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
-use parking_lot::{Mutex, RwLock};
-use redb::{Database, ReadableDatabase, TableDefinition};
 
+use crate::bolt::db::{BoltDb, Op};
 use crate::error::BackendError;
 
 /// One of the backend's tables; names are etcd's bucket names.
@@ -51,10 +49,6 @@ impl Table {
     /// The table that holds etcd's bucket `name`, if hub keeps that bucket.
     pub fn of_bucket(name: &[u8]) -> Option<Table> {
         Self::ALL.into_iter().find(|t| t.name().as_bytes() == name)
-    }
-
-    fn definition(self) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
-        TableDefinition::new(self.name())
     }
 }
 
@@ -113,93 +107,24 @@ pub trait Backend: Send + Sync {
     fn defragment(&self) -> Result<(), BackendError>;
 }
 
-/// The redb engine: one file, one write transaction per batch, fsynced on commit.
-pub struct RedbBackend {
-    /// Shared by every read and write; taken exclusively only by
-    /// [`Backend::defragment`], as redb's compaction needs the database alone.
-    db: RwLock<Database>,
-    path: std::path::PathBuf,
-    deferred: std::sync::atomic::AtomicBool,
-    /// The last count of bytes in use: when it was taken and how long it took.
-    in_use: Mutex<Option<InUse>>,
-}
-
-#[derive(Clone, Copy)]
-struct InUse {
-    bytes: u64,
-    at: Instant,
-    took: Duration,
-}
-
-impl InUse {
-    /// redb counts the pages in use by walking every tree, so a count is
-    /// reused for a while: at least [`IN_USE_MIN_AGE`], and twenty times what
-    /// it took, so counting never takes more than a twentieth of the time.
-    fn is_fresh(&self) -> bool {
-        self.at.elapsed() < IN_USE_MIN_AGE.max(self.took * 20)
+/// The bbolt engine: etcd's own backend format, updated in place.
+impl Backend for BoltDb {
+    fn commit(&self, batch: WriteBatch) -> Result<(), BackendError> {
+        let ops: Vec<Op<'_>> =
+            batch.ops.iter().map(|(t, k, v)| (t.name().as_bytes(), k.as_slice(), v.as_deref())).collect();
+        self.update(&ops)
     }
-}
 
-const IN_USE_MIN_AGE: Duration = Duration::from_millis(200);
-
-impl RedbBackend {
-    pub fn open(path: &Path) -> Result<Self, BackendError> {
-        let db = Database::create(path)?;
-        let txn = db.begin_write()?;
-        for table in Table::ALL {
-            txn.open_table(table.definition())?;
-        }
-        txn.commit()?;
-        Ok(RedbBackend {
-            db: RwLock::new(db),
-            path: path.to_path_buf(),
-            deferred: std::sync::atomic::AtomicBool::new(false),
-            in_use: Mutex::new(None),
-        })
-    }
-}
-
-impl Backend for RedbBackend {
     fn defer_durability(&self, deferred: bool) {
-        self.deferred.store(deferred, std::sync::atomic::Ordering::Relaxed);
+        BoltDb::defer_durability(self, deferred);
     }
 
     fn sync(&self) -> Result<(), BackendError> {
-        // An immediate commit makes every earlier non-durable commit durable too.
-        self.db.read().begin_write()?.commit()?;
-        Ok(())
-    }
-
-    fn commit(&self, batch: WriteBatch) -> Result<(), BackendError> {
-        let db = self.db.read();
-        let mut txn = db.begin_write()?;
-        if self.deferred.load(std::sync::atomic::Ordering::Relaxed) {
-            txn.set_durability(redb::Durability::None)?;
-        }
-        for table in Table::ALL {
-            let mut t = txn.open_table(table.definition())?;
-            for (_, key, value) in batch.ops.iter().filter(|(t, _, _)| *t == table) {
-                match value {
-                    Some(v) => {
-                        t.insert(key.as_slice(), v.as_slice())?;
-                    }
-                    None => {
-                        t.remove(key.as_slice())?;
-                    }
-                }
-            }
-        }
-        txn.commit()?;
-        Ok(())
+        BoltDb::sync(self)
     }
 
     fn get_many(&self, table: Table, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
-        let db = self.db.read();
-        let txn = db.begin_read()?;
-        let t = txn.open_table(table.definition())?;
-        keys.iter()
-            .map(|k| Ok(t.get(k.as_slice())?.map(|v| v.value().to_vec())))
-            .collect()
+        self.begin_read().get_many(table.name().as_bytes(), keys)
     }
 
     fn scan(
@@ -209,47 +134,26 @@ impl Backend for RedbBackend {
         to: Option<&[u8]>,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), BackendError> {
-        let db = self.db.read();
-        let txn = db.begin_read()?;
-        let t = txn.open_table(table.definition())?;
-        let iter = match to {
-            Some(to) => t.range::<&[u8]>(from..to)?,
-            None => t.range::<&[u8]>(from..)?,
-        };
-        for entry in iter {
-            let (k, v) = entry?;
-            if !visit(k.value(), v.value()) {
-                break;
-            }
-        }
-        Ok(())
+        self.begin_read().scan(table.name().as_bytes(), from, to, visit)
     }
 
     fn size(&self) -> u64 {
-        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+        BoltDb::size(self)
     }
 
     fn size_in_use(&self) -> Result<u64, BackendError> {
-        let mut cached = self.in_use.lock();
-        if let Some(c) = cached.filter(InUse::is_fresh) {
-            return Ok(c.bytes);
-        }
-        let started = Instant::now();
-        let db = self.db.read();
-        let txn = db.begin_write()?;
-        let stats = txn.stats()?;
-        txn.abort()?;
-        let bytes = (stats.allocated_pages() * stats.page_size() as u64).min(self.size());
-        *cached = Some(InUse { bytes, at: Instant::now(), took: started.elapsed() });
-        Ok(bytes)
+        Ok(BoltDb::size_in_use(self))
     }
 
     fn defragment(&self) -> Result<(), BackendError> {
-        let mut db = self.db.write();
-        db.compact()?;
-        *self.in_use.lock() = None;
-        Ok(())
+        BoltDb::defragment(self)
     }
+}
+
+/// Opens (or creates, with every table) the bbolt backend at `path`.
+pub fn open_bolt(path: &Path) -> Result<BoltDb, BackendError> {
+    let names: Vec<&[u8]> = Table::ALL.iter().map(|t| t.name().as_bytes()).collect();
+    BoltDb::open(path, &names)
 }
 
 #[cfg(test)]
@@ -259,7 +163,7 @@ mod tests {
     #[test]
     fn defragment_gives_free_pages_back() {
         let dir = tempfile::tempdir().unwrap();
-        let b = RedbBackend::open(&dir.path().join("db")).unwrap();
+        let b: Box<dyn Backend> = Box::new(open_bolt(&dir.path().join("db")).unwrap());
         let empty_in_use = b.size_in_use().unwrap();
         eprintln!("empty: size {} in use {}", b.size(), empty_in_use);
         for chunk in 0..20u32 {
@@ -269,7 +173,6 @@ mod tests {
             }
             b.commit(batch).unwrap();
         }
-        *b.in_use.lock() = None;
         let (full, full_in_use) = (b.size(), b.size_in_use().unwrap());
         eprintln!("full: size {full} in use {full_in_use}");
         let mut batch = WriteBatch::default();
@@ -277,7 +180,6 @@ mod tests {
             batch.delete(Table::Key, k.to_be_bytes().to_vec());
         }
         b.commit(batch).unwrap();
-        *b.in_use.lock() = None;
         let emptied_in_use = b.size_in_use().unwrap();
         eprintln!("emptied: size {} in use {emptied_in_use}", b.size());
         assert!(emptied_in_use < full_in_use / 4, "{emptied_in_use} of {full_in_use}");

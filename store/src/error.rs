@@ -133,11 +133,12 @@ impl EtcdError {
 #[error("backend: {0}")]
 pub struct BackendError(String);
 
-impl<E: Into<redb::Error>> From<E> for BackendError {
-    fn from(e: E) -> Self {
-        BackendError(e.into().to_string())
+impl BackendError {
+    pub fn new(msg: impl Into<String>) -> Self {
+        BackendError(msg.into())
     }
 }
+
 
 /// What applying a command or serving a read can fail with.
 #[derive(Debug, thiserror::Error)]

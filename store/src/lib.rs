@@ -25,6 +25,7 @@ pub mod alarm;
 pub mod apply;
 pub mod auth;
 pub mod backend;
+pub mod bolt;
 pub mod error;
 pub mod hash;
 pub mod key_index;

@@ -11,7 +11,7 @@ use hub_proto::etcdserverpb::{
     CompactionRequest, DeleteRangeRequest, InternalRaftRequest, LeaseGrantRequest, PutRequest, RangeRequest,
 };
 use hub_proto::mvccpb::KeyValue;
-use hub_store::snapshot::bolt::write::BoltWriter;
+use hub_store::bolt::write::BoltWriter;
 use hub_store::snapshot::{layout, restore_into, write_snapshot, RestoreOptions, SnapshotFile, SnapshotReader};
 use hub_store::{EtcdError, StateMachine, StoreError};
 use prost::Message;

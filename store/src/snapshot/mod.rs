@@ -28,7 +28,7 @@
 //! just that in a few hundred lines of safe code, checked against etcd 3.4.23
 //! (`tests/snapshot_etcd.rs`).
 
-pub mod bolt;
+
 pub mod layout;
 mod reader;
 mod restore;

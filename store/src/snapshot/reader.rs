@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use super::bolt::read::{BoltReader, Bucket};
+use crate::bolt::read::{BoltReader, Bucket};
 use super::save::sha256_of;
 use super::status::{SnapshotInfo, StatusHasher};
 use super::SHA256_LEN;

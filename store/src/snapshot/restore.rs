@@ -18,7 +18,7 @@ use prost::Message;
 use super::layout;
 use super::reader::SnapshotReader;
 use crate::apply::BACKEND_FILE;
-use crate::backend::{Backend, RedbBackend, Table, WriteBatch};
+use crate::backend::{open_bolt, Backend, Table, WriteBatch};
 use crate::error::StoreError;
 use crate::mvcc::{Mvcc, META_CONSISTENT_INDEX, META_FINISHED_COMPACT, META_SCHEDULED_COMPACT};
 use crate::revision::Revision;
@@ -64,14 +64,14 @@ pub fn restore_into(
     }
     let io =
         |what: &str, e: std::io::Error| StoreError::Snapshot(format!("restore into {}: {what}: {e}", dir.display()));
-    std::fs::create_dir_all(dir).map_err(|e| io("create the directory", e))?;
+    std::fs::create_dir_all(target.parent().unwrap_or(dir)).map_err(|e| io("create the directory", e))?;
     let staging = dir.join(format!("{BACKEND_FILE}.restoring"));
     if staging.exists() {
         // Left by an interrupted restore; it was never renamed into place.
         std::fs::remove_file(&staging).map_err(|e| io("remove a stale partial restore", e))?;
     }
 
-    let filled = RedbBackend::open(&staging)
+    let filled = open_bolt(&staging)
         .map_err(StoreError::from)
         .and_then(|backend| fill_backend(snapshot, Arc::new(backend), options));
     let summary = match filled {
@@ -79,6 +79,10 @@ pub fn restore_into(
         Err(e) => {
             // The backend is closed (fill_backend owned it); leave nothing half-done.
             let _ = std::fs::remove_file(&staging);
+            if let Some(snap) = target.parent().filter(|p| *p != dir) {
+                // Only if empty: the directory the backend was to live in.
+                let _ = std::fs::remove_dir(snap);
+            }
             return Err(e);
         }
     };

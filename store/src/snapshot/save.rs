@@ -16,7 +16,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::bolt::write::BoltWriter;
+use crate::bolt::write::BoltWriter;
 use super::status::{SnapshotInfo, StatusHasher};
 use super::{for_each_record, layout, SHA256_LEN};
 use crate::apply::StateMachine;

@@ -7,7 +7,7 @@
 //! must not exist, then the sha256 trailer unless `--skip-hash-check`. What it
 //! builds differs: etcd's data directory has a bbolt backend, a WAL and a raft
 //! snapshot holding the membership; hub's has only its backend,
-//! `<data-dir>/member/db`, at consistent index 0. On its first start hubd
+//! `<data-dir>/member/snap/db` (bbolt, as etcd's), at consistent index 0. On its first start hubd
 //! bootstraps the membership from its flags (the same `--name`,
 //! `--initial-cluster`, `--initial-cluster-token` and
 //! `--initial-advertise-peer-urls`) and begins a new raft log, every entry of
@@ -105,7 +105,7 @@ fn check_sha256_trailer(path: &str, skip: bool) -> Result<(), CtlError> {
     Ok(())
 }
 
-/// Builds `<staging>/member/db` beside `data_dir` and renames the staging
+/// Builds `<staging>/member/snap/db` beside `data_dir` and renames the staging
 /// directory to `data_dir` once the backend is complete.
 fn build_data_dir(reader: &mut SnapshotReader, data_dir: &Path) -> Result<(), CtlError> {
     let Some(base) = data_dir.file_name() else {

@@ -172,33 +172,33 @@ struct Elem {
 
 /// Elements of one node being filled; keys and values back to back in `data`.
 #[derive(Default)]
-struct NodeBuf {
+pub(super) struct NodeBuf {
     elems: Vec<Elem>,
     data: Vec<u8>,
 }
 
 impl NodeBuf {
-    fn size(&self) -> usize {
+    pub(super) fn size(&self) -> usize {
         PAGE_HEADER_SIZE + self.elems.len() * ELEMENT_SIZE + self.data.len()
     }
 
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.elems.len()
     }
 
-    fn push_leaf(&mut self, key: &[u8], value: &[u8], flags: u32) {
+    pub(super) fn push_leaf(&mut self, key: &[u8], value: &[u8], flags: u32) {
         self.elems.push(Elem { flags, ksize: key.len() as u32, vsize: value.len() as u32, child: 0 });
         self.data.extend_from_slice(key);
         self.data.extend_from_slice(value);
     }
 
-    fn push_branch(&mut self, key: &[u8], child: u64) {
+    pub(super) fn push_branch(&mut self, key: &[u8], child: u64) {
         self.elems.push(Elem { flags: 0, ksize: key.len() as u32, vsize: 0, child });
         self.data.extend_from_slice(key);
     }
 
     /// The node as bbolt lays out a page (id and overflow left zero).
-    fn encode(&self, branch: bool) -> Result<Vec<u8>, StoreError> {
+    pub(super) fn encode(&self, branch: bool) -> Result<Vec<u8>, StoreError> {
         let n = self.elems.len();
         let count = u16::try_from(n).ok().filter(|&c| c < u16::MAX).ok_or_else(|| bolt_error("too many elements"))?;
         let flags = if branch { BRANCH_PAGE } else { LEAF_PAGE };

@@ -19,6 +19,7 @@
 //!   `{root pgid u64, sequence u64}`; root 0 means the bucket is *inline*: its
 //!   single leaf page follows the header inside the value.
 
+pub mod db;
 pub mod read;
 pub mod write;
 
