@@ -1,9 +1,11 @@
 //! Durable storage under the MVCC layer: named tables of byte keys and values,
 //! read by point lookups and ordered scans, written by atomic batches.
 //!
-//! The trait is deliberately small so the engine stays cheap to replace (see
-//! `docs/architecture.md` on why redb and not sled). Table names follow etcd's
-//! bbolt buckets (`key`, `meta`, `lease`, `alarm`, `auth`, `authUsers`, `authRoles`) so a snapshot maps one to one.
+//! The engine is a bbolt file in etcd's layout ([`crate::bolt::db`]; see
+//! `docs/architecture.md` on why). The trait is deliberately small so the
+//! engine stays cheap to replace. Table names are etcd's bbolt buckets (`key`,
+//! `meta`, `lease`, `alarm`, `auth`, `authUsers`, `authRoles`), so the backend
+//! and a snapshot map one to one.
 
 use std::path::Path;
 

@@ -1,4 +1,5 @@
-//! hub's state machine: etcd's multi-version key space and leases, on redb.
+//! hub's state machine: etcd's multi-version key space and leases, in a bbolt
+//! file laid out as etcd's backend.
 //!
 //! Place in the request path: below raft. Raft hands committed commands to
 //! [`StateMachine::apply`] in log order; services read through
@@ -8,7 +9,9 @@
 //!
 //! - [`revision`]: revision numbers and their on-disk bytes.
 //! - [`key_index`]: the in-memory index of each key's generations.
-//! - [`backend`]: the small storage trait and its redb implementation.
+//! - [`backend`]: the small storage trait over the engine.
+//! - [`bolt`]: bbolt's file format: the live engine, and the one-pass writer
+//!   and reader of snapshots.
 //! - [`mvcc`]: ranges, write transactions and compaction over index + backend.
 //! - [`lease`]: leases and their attached keys.
 //! - [`validate`]: etcd's request checks before proposing.

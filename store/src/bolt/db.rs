@@ -982,9 +982,9 @@ impl BoltDb {
         })();
         let written = built.and_then(|root| {
             write_pages(&mut w.file, &mut w.file_len, &self.path, tx.page_size() as u64, tx.high_water, &tx.writes)
-                .map(|grew| (root, grew))
+                .map(|()| root)
         });
-        let (root, grew) = match written {
+        let root = match written {
             Ok(done) => done,
             Err(e) => {
                 // Nothing reachable was touched: the pages go back to the free set.
@@ -995,7 +995,8 @@ impl BoltDb {
         let WriteTx { high_water, freed, .. } = tx;
         w.meta = Meta { root, freelist: NO_FREELIST, high_water, txid: w.meta.txid + 1, ..w.meta };
         w.pending.insert(w.meta.txid, freed);
-        if grew {
+        // Also after a failed commit that grew the file: the map covers all of it.
+        if (w.map.len() as u64) < w.file_len {
             match map_file(&w.file, &self.path) {
                 Ok(map) => w.map = Arc::new(map),
                 Err(e) => {
@@ -1083,8 +1084,7 @@ impl BoltDb {
     }
 }
 
-/// Writes `pages` after growing the file to at least `needed` bytes; returns
-/// whether it grew (the map must then be renewed).
+/// Writes `pages` after growing the file to hold `high_water` pages.
 fn write_pages(
     file: &mut File,
     file_len: &mut u64,
@@ -1092,10 +1092,9 @@ fn write_pages(
     page_size: u64,
     high_water: u64,
     pages: &[(u64, Vec<u8>)],
-) -> Result<bool, BackendError> {
+) -> Result<(), BackendError> {
     let needed = high_water * page_size;
-    let grew = needed > *file_len;
-    if grew {
+    if needed > *file_len {
         // Grow ahead, as bbolt does, so the map is not renewed on every commit:
         // double up to 1 GiB, then 1 GiB at a time.
         const GIB: u64 = 1 << 30;
@@ -1109,7 +1108,7 @@ fn write_pages(
     for (pgid, bytes) in order {
         file.write_all_at(bytes, pgid * page_size).map_err(|e| io_error("write", path, e))?;
     }
-    Ok(grew)
+    Ok(())
 }
 
 /// Creates an empty database with `buckets`, atomically.

@@ -1,7 +1,6 @@
-//! bbolt's file format, as much of it as an etcd snapshot needs: hub writes a
-//! fresh file in one pass ([`write::BoltWriter`]) and reads any bbolt file
-//! etcd wrote ([`read::BoltReader`]). It is not a database: no transactions, no
-//! updates in place, no free-page reuse.
+//! bbolt's file format: the live backend updates a bbolt file in place
+//! ([`db::BoltDb`]); snapshots are written in one pass ([`write::BoltWriter`])
+//! and any bbolt file etcd wrote is read sequentially ([`read::BoltReader`]).
 //!
 //! The layout is bbolt v1.3's (`page.go`, `db.go`, `node.go`, `bucket.go`), all
 //! integers little-endian as bbolt writes them on amd64 and arm64:
