@@ -323,20 +323,44 @@ impl Node {
             return Ok(());
         }
         let members = self.members();
-        if !members.iter().any(|(id, _, learner)| *id == target && !learner) {
+        let Some(transferee) = members.iter().find(|(id, _, learner)| *id == target && !learner).map(|(_, m, _)| m.clone())
+        else {
             return Err(MoveLeaderError::BadTransferee);
-        }
+        };
         let others: Vec<(u64, Member)> =
             members.into_iter().filter(|(id, _, _)| *id != target && *id != self.id).map(|(id, m, _)| (id, m)).collect();
         self.set_elections(&others, false).await;
         self.raft.runtime_config().elect(false);
         self.raft.runtime_config().heartbeat(false);
         let mut metrics = self.raft.metrics();
-        let moved = tokio::time::timeout(self.timeout, async {
+        let handed_over = async {
             while metrics.borrow().current_leader != Some(target) || metrics.borrow().state == ServerState::Leader {
                 if metrics.changed().await.is_err() {
                     break;
                 }
+            }
+        };
+        // Voters refuse a candidate while they heard from the leader within its
+        // lease (openraft's: the longest election timeout). Once that has run
+        // out the transferee is told to campaign at once, and again every
+        // election timeout, rather than left to its own timer, which the
+        // leader's appends keep resetting.
+        let config = self.raft.config();
+        let campaign = async {
+            tokio::time::sleep(Duration::from_millis(config.election_timeout_max)).await;
+            loop {
+                if let Ok(mut client) = self.peer(target, &transferee) {
+                    if let Err(e) = client.campaign(Payload { data: Vec::new() }).await {
+                        tracing::debug!(member = format_args!("{target:x}"), error = %e, "could not start the transferee's campaign");
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(config.election_timeout_min)).await;
+            }
+        };
+        let moved = tokio::time::timeout(self.timeout, async {
+            tokio::select! {
+                () = handed_over => {}
+                () = campaign => {}
             }
         })
         .await;

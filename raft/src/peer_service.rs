@@ -98,6 +98,11 @@ impl Peer for PeerService {
         reply(&())
     }
 
+    async fn campaign(&self, _req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        self.node.raft().trigger().elect().await.map_err(|e| Status::unavailable(e.to_string()))?;
+        reply(&())
+    }
+
     async fn lease_time_to_live(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
         let id: i64 = decode(req.get_ref()).map_err(bad_request)?;
         reply(&self.node.local_lease_ttl(id))

@@ -382,36 +382,13 @@ fn bucket_root(value: &[u8]) -> Result<(Root<'_>, u64), BackendError> {
     }
 }
 
-/// Reads both meta pages and returns the valid one with the higher txid.
+/// The meta of the mapped file (see [`super::select_meta`]), checked against its length.
 fn read_meta(map: &[u8]) -> Result<Meta, String> {
-    let meta_at = |offset: usize| -> Result<Meta, String> {
-        let page = map.get(offset..offset + PAGE_HEADER_SIZE + META_LEN).ok_or("file too short for a meta page")?;
-        if PageHeader::decode(page).flags & META_PAGE == 0 {
-            return Err("not a meta page".into());
-        }
-        Meta::decode(&page[PAGE_HEADER_SIZE..])
-    };
-    let first = meta_at(0);
-    // bbolt takes the page size from meta 0, or assumes its default.
-    let page_size = first.as_ref().map_or(super::PAGE_SIZE, |m| m.page_size as usize);
-    if !(512..=1 << 16).contains(&page_size) || !page_size.is_power_of_two() {
-        return Err(format!("implausible page size {page_size}"));
-    }
-    let meta = match (first, meta_at(page_size)) {
-        (Ok(a), Ok(b)) => {
-            if a.txid >= b.txid {
-                a
-            } else {
-                b
-            }
-        }
-        (Ok(m), Err(_)) | (Err(_), Ok(m)) => m,
-        (Err(a), Err(b)) => return Err(format!("no valid meta page (page 0: {a}; page 1: {b})")),
-    };
-    if meta.page_size as usize != page_size {
-        return Err("the meta pages disagree on the page size".into());
-    }
-    let needed = meta.high_water.saturating_mul(page_size as u64);
+    let meta = super::select_meta(&mut |offset, len| {
+        let start = usize::try_from(offset).map_err(|e| e.to_string())?;
+        map.get(start..start + len).map(<[u8]>::to_vec).ok_or_else(|| "file too short for a meta page".to_string())
+    })?;
+    let needed = meta.high_water.saturating_mul(u64::from(meta.page_size));
     if needed > map.len() as u64 {
         return Err(format!("truncated: the meta needs {needed} bytes, the file has {}", map.len()));
     }

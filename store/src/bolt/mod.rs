@@ -115,6 +115,42 @@ impl Meta {
     }
 }
 
+/// The meta bbolt opens a file with: the page size comes from meta page 0 (or
+/// is bbolt's default when that page is damaged), and of the two meta pages
+/// the valid one with the higher txid wins. `read(offset, len)` reads the file.
+fn select_meta(read: &mut dyn FnMut(u64, usize) -> Result<Vec<u8>, String>) -> Result<Meta, String> {
+    const LEN: usize = PAGE_HEADER_SIZE + META_LEN;
+    let meta_of = |page: &[u8], pgid: u64| -> Result<Meta, String> {
+        let header = PageHeader::decode(page);
+        if header.flags & META_PAGE == 0 {
+            return Err(format!("page {pgid} is not a meta page (flags {:#x})", header.flags));
+        }
+        Meta::decode(page.get(PAGE_HEADER_SIZE..).unwrap_or_default())
+    };
+    let first = read(0, LEN).map_err(|e| format!("meta page 0: {e}"))?;
+    let meta0 = meta_of(&first, 0);
+    let page_size = meta0.as_ref().map_or(PAGE_SIZE as u64, |m| u64::from(m.page_size));
+    if !(512..=1 << 16).contains(&page_size) || !page_size.is_power_of_two() {
+        return Err(format!("implausible page size {page_size}"));
+    }
+    let meta1 = read(page_size, LEN).and_then(|page| meta_of(&page, 1));
+    let meta = match (meta0, meta1) {
+        (Ok(a), Ok(b)) => {
+            if a.txid >= b.txid {
+                a
+            } else {
+                b
+            }
+        }
+        (Ok(m), Err(_)) | (Err(_), Ok(m)) => m,
+        (Err(a), Err(b)) => return Err(format!("no valid meta page (page 0: {a}; page 1: {b})")),
+    };
+    if u64::from(meta.page_size) != page_size {
+        return Err("the meta pages disagree on the page size".into());
+    }
+    Ok(meta)
+}
+
 /// FNV-1a, 64 bit: bbolt's meta checksum.
 fn fnv64a(data: &[u8]) -> u64 {
     data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))

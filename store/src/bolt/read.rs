@@ -10,7 +10,7 @@ use std::io::{Read, Seek, SeekFrom};
 
 use super::{
     bolt_error, le_u32, le_u64, Meta, PageHeader, BRANCH_PAGE, BUCKET_HEADER_SIZE, BUCKET_LEAF_FLAG, ELEMENT_SIZE,
-    LEAF_PAGE, META_PAGE, NO_FREELIST, PAGE_HEADER_SIZE, PAGE_SIZE,
+    LEAF_PAGE, NO_FREELIST, PAGE_HEADER_SIZE,
 };
 use crate::error::StoreError;
 
@@ -51,30 +51,8 @@ pub struct BoltReader<R: Read + Seek> {
 impl<R: Read + Seek> BoltReader<R> {
     /// Reads the meta pages of the bbolt file in the first `db_len` bytes of `src`.
     pub fn open(mut src: R, db_len: u64) -> Result<Self, StoreError> {
-        let first = read_at(&mut src, db_len, 0, PAGE_SIZE).map_err(|e| bolt_error(format!("meta page 0: {e}")))?;
-        let meta0 = meta_of(&first, 0);
-        // bbolt too takes the page size from meta 0, or assumes its default.
-        let page_size = meta0.as_ref().map_or(PAGE_SIZE as u64, |m| u64::from(m.page_size));
-        if !(512..=1 << 16).contains(&page_size) || !page_size.is_power_of_two() {
-            return Err(bolt_error(format!("implausible page size {page_size}")));
-        }
-        let meta1 = read_at(&mut src, db_len, page_size, PAGE_HEADER_SIZE + super::META_LEN)
-            .map_err(|e| e.to_string())
-            .and_then(|page| meta_of(&page, 1));
-        let meta = match (meta0, meta1) {
-            (Ok(a), Ok(b)) => {
-                if a.txid >= b.txid {
-                    a
-                } else {
-                    b
-                }
-            }
-            (Ok(m), Err(_)) | (Err(_), Ok(m)) => m,
-            (Err(a), Err(b)) => return Err(bolt_error(format!("no valid meta page (page 0: {a}; page 1: {b})"))),
-        };
-        if u64::from(meta.page_size) != page_size {
-            return Err(bolt_error("meta pages disagree on the page size"));
-        }
+        let meta = super::select_meta(&mut |offset, len| read_at(&mut src, db_len, offset, len)).map_err(bolt_error)?;
+        let page_size = u64::from(meta.page_size);
         let needed = meta.high_water.saturating_mul(page_size);
         if needed > db_len {
             return Err(bolt_error(format!(
@@ -227,14 +205,6 @@ fn read_at<R: Read + Seek>(src: &mut R, db_len: u64, offset: u64, len: usize) ->
     src.seek(SeekFrom::Start(offset)).map_err(|e| format!("seek: {e}"))?;
     src.read_exact(&mut buf).map_err(|e| format!("read: {e}"))?;
     Ok(buf)
-}
-
-fn meta_of(page: &[u8], pgid: u64) -> Result<Meta, String> {
-    let header = PageHeader::decode(page);
-    if header.flags & META_PAGE == 0 {
-        return Err(format!("page {pgid} is not a meta page (flags {:#x})", header.flags));
-    }
-    Meta::decode(page.get(PAGE_HEADER_SIZE..).unwrap_or_default())
 }
 
 /// Decodes a bucket's header from its entry value in the parent.

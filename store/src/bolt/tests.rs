@@ -134,6 +134,8 @@ fn truncated_file_is_a_clear_error() {
     let err = open(&bytes[..bytes.len() - PAGE_SIZE]).err().unwrap().to_string();
     assert!(err.contains("truncated"), "{err}");
     let err = open(&bytes[..100]).err().unwrap().to_string();
+    assert!(err.contains("truncated"), "{err}");
+    let err = open(&bytes[..50]).err().unwrap().to_string();
     assert!(err.contains("meta page 0"), "{err}");
 }
 
