@@ -27,6 +27,16 @@ const IMPORT_DIR: &str = "etcd-import";
 /// on `member_dir`.
 pub fn import_etcd_backend(member_dir: &Path) -> anyhow::Result<bool> {
     let backend = member_dir.join(BACKEND_FILE);
+    // hub kept a redb backend at `member/db` before it kept etcd's bbolt file;
+    // starting on such a directory would start from an empty backend.
+    let redb = member_dir.join("db");
+    if redb.is_file() && !backend.exists() {
+        anyhow::bail!(
+            "{} is a backend of an earlier hub (redb), which this hub does not read: \
+             save a snapshot with that hub and restore it (hubctl or etcdctl snapshot restore)",
+            redb.display()
+        );
+    }
     if crate::identity::exists(member_dir) || !backend.exists() {
         return Ok(false);
     }
@@ -118,6 +128,14 @@ mod tests {
         // Once the member has its identity, the backend is hub's.
         crate::identity::load_or_create(member.path(), || (1, 2)).unwrap();
         assert!(!import_etcd_backend(member.path()).unwrap());
+    }
+
+    #[test]
+    fn refuses_an_earlier_hubs_redb_backend() {
+        let member = tempfile::tempdir().unwrap();
+        std::fs::write(member.path().join("db"), b"redb").unwrap();
+        let err = import_etcd_backend(member.path()).unwrap_err().to_string();
+        assert!(err.contains("earlier hub"), "{err}");
     }
 
     #[test]
