@@ -139,7 +139,6 @@ impl BackendError {
     }
 }
 
-
 /// What applying a command or serving a read can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

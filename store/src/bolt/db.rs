@@ -37,8 +37,9 @@ use memmap2::Mmap;
 use parking_lot::{Mutex, RwLock};
 
 use super::write::{BoltWriter, NodeBuf};
+use super::PageRef;
 use super::{
-    le_u32, le_u64, Meta, PageHeader, BRANCH_PAGE, BUCKET_HEADER_SIZE, BUCKET_LEAF_FLAG, ELEMENT_SIZE, LEAF_PAGE,
+    le_u64, Meta, PageHeader, BUCKET_HEADER_SIZE, BUCKET_LEAF_FLAG, ELEMENT_SIZE,
     META_LEN, META_PAGE, NO_FREELIST, PAGE_HEADER_SIZE,
 };
 use crate::error::BackendError;
@@ -135,84 +136,6 @@ enum Root<'a> {
     Inline(&'a [u8]),
 }
 
-/// A page (or an inline bucket's leaf) with its header checked.
-struct PageRef<'a> {
-    bytes: &'a [u8],
-    flags: u16,
-    count: usize,
-}
-
-impl<'a> PageRef<'a> {
-    fn parse(bytes: &'a [u8], what: impl Fn() -> String) -> Result<Self, BackendError> {
-        if bytes.len() < PAGE_HEADER_SIZE {
-            return Err(corrupt(format!("{} is short", what())));
-        }
-        let header = PageHeader::decode(bytes);
-        let count = usize::from(header.count);
-        if PAGE_HEADER_SIZE + count * ELEMENT_SIZE > bytes.len() {
-            return Err(corrupt(format!("{}: {count} elements do not fit", what())));
-        }
-        if header.flags & (LEAF_PAGE | BRANCH_PAGE) == 0 {
-            return Err(corrupt(format!("{}: not a leaf or branch page (flags {:#x})", what(), header.flags)));
-        }
-        Ok(PageRef { bytes, flags: header.flags, count })
-    }
-
-    fn is_leaf(&self) -> bool {
-        self.flags & LEAF_PAGE != 0
-    }
-
-    fn slice(&self, start: usize, len: usize) -> Result<&'a [u8], BackendError> {
-        start
-            .checked_add(len)
-            .and_then(|end| self.bytes.get(start..end))
-            .ok_or_else(|| corrupt("an element points past its page"))
-    }
-
-    /// Leaf element `i`: flags, key, value.
-    fn leaf(&self, i: usize) -> Result<(u32, &'a [u8], &'a [u8]), BackendError> {
-        let at = PAGE_HEADER_SIZE + i * ELEMENT_SIZE;
-        let start = at + le_u32(self.bytes, at + 4) as usize;
-        let ksize = le_u32(self.bytes, at + 8) as usize;
-        let vsize = le_u32(self.bytes, at + 12) as usize;
-        Ok((le_u32(self.bytes, at), self.slice(start, ksize)?, self.slice(start + ksize, vsize)?))
-    }
-
-    /// Branch element `i`: the child's first key and page.
-    fn branch(&self, i: usize) -> Result<(&'a [u8], u64), BackendError> {
-        let at = PAGE_HEADER_SIZE + i * ELEMENT_SIZE;
-        let start = at + le_u32(self.bytes, at) as usize;
-        let ksize = le_u32(self.bytes, at + 4) as usize;
-        Ok((self.slice(start, ksize)?, le_u64(self.bytes, at + 8)))
-    }
-
-    fn key(&self, i: usize) -> Result<&'a [u8], BackendError> {
-        if self.is_leaf() {
-            Ok(self.leaf(i)?.1)
-        } else {
-            Ok(self.branch(i)?.0)
-        }
-    }
-
-    /// The first element whose key is `>= key` (leaf) or the last whose key
-    /// is `<= key`, else the first (branch): where a search for `key` goes.
-    fn search(&self, key: &[u8]) -> Result<usize, BackendError> {
-        // First index whose key is > key (branch) or >= key (leaf).
-        let (mut lo, mut hi) = (0, self.count);
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            let k = self.key(mid)?;
-            let before = if self.is_leaf() { k < key } else { k <= key };
-            if before {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        Ok(if self.is_leaf() { lo } else { lo.saturating_sub(1) })
-    }
-}
-
 impl ReadTx {
     /// Page `pgid` with its overflow pages.
     fn page(&self, pgid: u64) -> Result<&[u8], BackendError> {
@@ -239,6 +162,7 @@ impl ReadTx {
             Root::Page(pgid) => PageRef::parse(self.page(pgid)?, || format!("page {pgid}")),
             Root::Inline(bytes) => PageRef::parse(bytes, || "inline bucket".to_string()),
         }
+        .map_err(corrupt)
     }
 
     /// The tree of bucket `name`, if the database has that bucket.
@@ -254,10 +178,10 @@ impl ReadTx {
     fn get_in<'s>(&'s self, root: Root<'s>, key: &[u8]) -> Result<Option<(u32, &'s [u8])>, BackendError> {
         let mut page = self.page_ref(root)?;
         for _ in 0..MAX_DEPTH {
-            let i = page.search(key)?;
+            let i = page.search(key).map_err(corrupt)?;
             if page.is_leaf() {
                 if i < page.count {
-                    let (flags, k, v) = page.leaf(i)?;
+                    let (flags, k, v) = page.leaf(i).map_err(corrupt)?;
                     if k == key {
                         return Ok(Some((flags, v)));
                     }
@@ -267,7 +191,7 @@ impl ReadTx {
             if page.count == 0 {
                 return Err(corrupt("empty branch page"));
             }
-            let (_, child) = page.branch(i)?;
+            let (_, child) = page.branch(i).map_err(corrupt)?;
             page = self.page_ref(Root::Page(child))?;
         }
         Err(corrupt(format!("tree deeper than {MAX_DEPTH} levels (a cycle?)")))
@@ -308,15 +232,15 @@ impl ReadTx {
         if depth > MAX_DEPTH {
             return Err(corrupt(format!("tree deeper than {MAX_DEPTH} levels (a cycle?)")));
         }
-        let start = page.search(from)?;
+        let start = page.search(from).map_err(corrupt)?;
         for i in start..page.count {
             if page.is_leaf() {
-                let (_, k, v) = page.leaf(i)?;
+                let (_, k, v) = page.leaf(i).map_err(corrupt)?;
                 if to.is_some_and(|to| k >= to) || !visit(k, v) {
                     return Ok(false);
                 }
             } else {
-                let (k, child) = page.branch(i)?;
+                let (k, child) = page.branch(i).map_err(corrupt)?;
                 if i > start && to.is_some_and(|to| k >= to) {
                     return Ok(false);
                 }
@@ -356,13 +280,13 @@ impl ReadTx {
         let page = self.page_ref(root)?;
         for i in 0..page.count {
             if page.is_leaf() {
-                let (flags, _, value) = page.leaf(i)?;
+                let (flags, _, value) = page.leaf(i).map_err(corrupt)?;
                 if flags & BUCKET_LEAF_FLAG != 0 {
                     let (sub, _) = bucket_root(value)?;
                     self.mark_reachable(sub, seen, depth + 1)?;
                 }
             } else {
-                let (_, child) = page.branch(i)?;
+                let (_, child) = page.branch(i).map_err(corrupt)?;
                 self.mark_reachable(Root::Page(child), seen, depth + 1)?;
             }
         }
@@ -578,7 +502,7 @@ impl Loaded {
         let node = if page.is_leaf() {
             let items = (0..page.count)
                 .map(|i| {
-                    let (flags, k, v) = page.leaf(i)?;
+                    let (flags, k, v) = page.leaf(i).map_err(corrupt)?;
                     Ok(LeafItem { key: k.to_vec(), value: v.to_vec(), flags })
                 })
                 .collect::<Result<_, BackendError>>()?;
@@ -586,7 +510,7 @@ impl Loaded {
         } else {
             let items = (0..page.count)
                 .map(|i| {
-                    let (k, child) = page.branch(i)?;
+                    let (k, child) = page.branch(i).map_err(corrupt)?;
                     Ok(BranchItem { key: k.to_vec(), child: Child::Page(child) })
                 })
                 .collect::<Result<_, BackendError>>()?;
@@ -611,7 +535,7 @@ impl WriteTx<'_> {
         if let Child::Page(pgid) = *child {
             let bytes = self.view.page(pgid)?;
             let pages = (bytes.len() / self.page_size()) as u64;
-            let node = Loaded::decode(&PageRef::parse(bytes, || format!("page {pgid}"))?)?;
+            let node = Loaded::decode(&PageRef::parse(bytes, || format!("page {pgid}")).map_err(corrupt)?)?;
             self.freed.extend(pgid..pgid + pages);
             *child = Child::Node(node);
         }

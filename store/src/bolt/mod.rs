@@ -178,6 +178,86 @@ impl PageHeader {
     }
 }
 
+/// A leaf or branch page (or an inline bucket's leaf) with its header checked;
+/// every element read from it is bounds-checked.
+pub(super) struct PageRef<'a> {
+    bytes: &'a [u8],
+    flags: u16,
+    pub(super) count: usize,
+}
+
+impl<'a> PageRef<'a> {
+    pub(super) fn parse(bytes: &'a [u8], what: impl Fn() -> String) -> Result<Self, String> {
+        if bytes.len() < PAGE_HEADER_SIZE {
+            return Err(format!("{} is short", what()));
+        }
+        let header = PageHeader::decode(bytes);
+        let count = usize::from(header.count);
+        if PAGE_HEADER_SIZE + count * ELEMENT_SIZE > bytes.len() {
+            return Err(format!("{}: {count} elements do not fit", what()));
+        }
+        if header.flags & (LEAF_PAGE | BRANCH_PAGE) == 0 {
+            return Err(format!("{}: not a leaf or branch page (flags {:#x})", what(), header.flags));
+        }
+        Ok(PageRef { bytes, flags: header.flags, count })
+    }
+
+    pub(super) fn is_leaf(&self) -> bool {
+        self.flags & LEAF_PAGE != 0
+    }
+
+    fn slice(&self, start: usize, len: usize) -> Result<&'a [u8], String> {
+        start
+            .checked_add(len)
+            .and_then(|end| self.bytes.get(start..end))
+            .ok_or_else(|| "an element points past its page".to_string())
+    }
+
+    /// Leaf element `i`: flags, key, value.
+    pub(super) fn leaf(&self, i: usize) -> Result<(u32, &'a [u8], &'a [u8]), String> {
+        let at = PAGE_HEADER_SIZE + i * ELEMENT_SIZE;
+        let start = at + le_u32(self.bytes, at + 4) as usize;
+        let ksize = le_u32(self.bytes, at + 8) as usize;
+        let vsize = le_u32(self.bytes, at + 12) as usize;
+        Ok((le_u32(self.bytes, at), self.slice(start, ksize)?, self.slice(start + ksize, vsize)?))
+    }
+
+    /// Branch element `i`: the child's first key and page.
+    pub(super) fn branch(&self, i: usize) -> Result<(&'a [u8], u64), String> {
+        let at = PAGE_HEADER_SIZE + i * ELEMENT_SIZE;
+        let start = at + le_u32(self.bytes, at) as usize;
+        let ksize = le_u32(self.bytes, at + 4) as usize;
+        Ok((self.slice(start, ksize)?, le_u64(self.bytes, at + 8)))
+    }
+
+    pub(super) fn key(&self, i: usize) -> Result<&'a [u8], String> {
+        if self.is_leaf() {
+            Ok(self.leaf(i)?.1)
+        } else {
+            Ok(self.branch(i)?.0)
+        }
+    }
+
+    /// The first element whose key is `>= key` (leaf) or the last whose key
+    /// is `<= key`, else the first (branch): where a search for `key` goes.
+    pub(super) fn search(&self, key: &[u8]) -> Result<usize, String> {
+        // First index whose key is > key (branch) or >= key (leaf).
+        let (mut lo, mut hi) = (0, self.count);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let k = self.key(mid)?;
+            let before = if self.is_leaf() { k < key } else { k <= key };
+            if before {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(if self.is_leaf() { lo } else { lo.saturating_sub(1) })
+    }
+}
+
+
 // Callers check `b.len()` first; a short slice reads as zeros rather than panicking.
 fn le_u16(b: &[u8], at: usize) -> u16 {
     b.get(at..at + 2).and_then(|s| s.try_into().ok()).map_or(0, u16::from_le_bytes)

@@ -9,8 +9,8 @@
 use std::io::{Read, Seek, SeekFrom};
 
 use super::{
-    bolt_error, le_u32, le_u64, Meta, PageHeader, BRANCH_PAGE, BUCKET_HEADER_SIZE, BUCKET_LEAF_FLAG, ELEMENT_SIZE,
-    LEAF_PAGE, NO_FREELIST, PAGE_HEADER_SIZE,
+    bolt_error, le_u64, Meta, PageHeader, PageRef, BUCKET_HEADER_SIZE, BUCKET_LEAF_FLAG, NO_FREELIST,
+    PAGE_HEADER_SIZE,
 };
 use crate::error::StoreError;
 
@@ -136,11 +136,11 @@ impl<R: Read + Seek> BoltReader<R> {
         };
         match root {
             BucketRoot::Inline(page) => {
-                let header = PageHeader::decode(page);
-                if header.flags & LEAF_PAGE == 0 {
+                let page = PageRef::parse(page, || "inline bucket".into()).map_err(bolt_error)?;
+                if !page.is_leaf() {
                     return Err(bolt_error("inline bucket page is not a leaf"));
                 }
-                visit_leaf(page, header.count, "inline bucket", &mut checked)
+                visit_leaf(&page, "inline bucket", &mut checked)
             }
             BucketRoot::Page(pgid) => self.walk(*pgid, 0, &mut checked),
         }
@@ -155,19 +155,19 @@ impl<R: Read + Seek> BoltReader<R> {
         if depth > MAX_DEPTH {
             return Err(bolt_error(format!("page {pgid}: tree deeper than {MAX_DEPTH} levels (a cycle?)")));
         }
-        let page = self.read_page(pgid)?;
-        let header = PageHeader::decode(&page);
-        if header.flags & LEAF_PAGE != 0 {
-            visit_leaf(&page, header.count, &format!("page {pgid}"), visit)
-        } else if header.flags & BRANCH_PAGE != 0 {
-            let children = branch_children(&page, header.count).map_err(|m| bolt_error(format!("page {pgid}: {m}")))?;
-            for child in children {
-                self.walk(child, depth + 1, visit)?;
-            }
-            Ok(())
-        } else {
-            Err(bolt_error(format!("page {pgid}: expected a leaf or branch page, found flags {:#x}", header.flags)))
+        let bytes = self.read_page(pgid)?;
+        let page = PageRef::parse(&bytes, || format!("page {pgid}")).map_err(bolt_error)?;
+        if page.is_leaf() {
+            return visit_leaf(&page, &format!("page {pgid}"), visit);
         }
+        if page.count == 0 {
+            return Err(bolt_error(format!("page {pgid}: empty branch page")));
+        }
+        for i in 0..page.count {
+            let (_, child) = page.branch(i).map_err(|m| bolt_error(format!("page {pgid}: {m}")))?;
+            self.walk(child, depth + 1, visit)?;
+        }
+        Ok(())
     }
 
     /// Reads page `pgid` with its overflow pages.
@@ -224,43 +224,14 @@ fn bucket_root(value: &[u8]) -> Result<BucketRoot, StoreError> {
     }
 }
 
-fn element_area(page: &[u8], count: u16) -> Result<(), String> {
-    let end = PAGE_HEADER_SIZE + usize::from(count) * ELEMENT_SIZE;
-    if end > page.len() {
-        return Err(format!("{count} elements do not fit in the page"));
-    }
-    Ok(())
-}
-
 fn visit_leaf(
-    page: &[u8],
-    count: u16,
+    page: &PageRef<'_>,
     context: &str,
     visit: &mut dyn FnMut(Entry<'_>) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
-    element_area(page, count).map_err(|m| bolt_error(format!("{context}: {m}")))?;
-    for i in 0..usize::from(count) {
-        let at = PAGE_HEADER_SIZE + i * ELEMENT_SIZE;
-        let flags = le_u32(page, at);
-        let start = at + le_u32(page, at + 4) as usize;
-        let ksize = le_u32(page, at + 8) as usize;
-        let vsize = le_u32(page, at + 12) as usize;
-        let kv = start
-            .checked_add(ksize)
-            .and_then(|kend| Some((kend, kend.checked_add(vsize)?)))
-            .filter(|&(_, vend)| vend <= page.len());
-        let Some((kend, vend)) = kv else {
-            return Err(bolt_error(format!("{context}: element {i} points past the page")));
-        };
-        visit(Entry { key: &page[start..kend], value: &page[kend..vend], is_bucket: flags & BUCKET_LEAF_FLAG != 0 })?;
+    for i in 0..page.count {
+        let (flags, key, value) = page.leaf(i).map_err(|m| bolt_error(format!("{context}: element {i}: {m}")))?;
+        visit(Entry { key, value, is_bucket: flags & BUCKET_LEAF_FLAG != 0 })?;
     }
     Ok(())
-}
-
-fn branch_children(page: &[u8], count: u16) -> Result<Vec<u64>, String> {
-    element_area(page, count)?;
-    if count == 0 {
-        return Err("empty branch page".into());
-    }
-    Ok((0..usize::from(count)).map(|i| le_u64(page, PAGE_HEADER_SIZE + i * ELEMENT_SIZE + 8)).collect())
 }
