@@ -25,6 +25,9 @@ use hub_proto::hubpeer::peer_server::PeerServer;
 use hub_raft::{Member, Node, NodeConfig, PeerService};
 use hub_store::StateMachine;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if gateway::requested(&args) {
