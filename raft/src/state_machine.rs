@@ -17,7 +17,7 @@ use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageIOError, StoredMembership,
 };
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use prost::Message;
 use tokio::sync::broadcast;
 
@@ -116,9 +116,18 @@ impl RaftStateMachine<TypeConfig> for HubStateMachine {
         let entries: Vec<Entry> = entries.into_iter().collect();
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
-            let mut sm = this.state.lock();
-            let outputs = entries.iter().map(|e| this.apply_entry(&mut sm, e)).collect::<Result<Vec<_>, _>>()?;
-            sm.sync().map_err(io_err)?;
+            // The state is locked entry by entry and handed on fairly after
+            // each: a read or a proposal's quota check waits for one entry at
+            // most, not for the whole batch.
+            let mut outputs = Vec::with_capacity(entries.len());
+            for entry in &entries {
+                let mut sm = this.state.lock();
+                outputs.push(this.apply_entry(&mut sm, entry)?);
+                MutexGuard::unlock_fair(sm);
+            }
+            // Nor for the fsync, which needs no lock on the state.
+            let syncer = this.state.lock().syncer();
+            syncer.sync().map_err(io_err)?;
             Ok(outputs)
         })
         .await

@@ -31,6 +31,19 @@ use crate::lease::{Lease, Lessor};
 use crate::metrics::BackendMetrics;
 use crate::mvcc::{KvHash, Mvcc, RangeResult, WriteTxn, ETCD_META_KEYS};
 
+/// Makes the backend durable up to the commits made before it was taken
+/// ([`StateMachine::syncer`]).
+pub struct Syncer {
+    backend: Arc<dyn Backend>,
+    metrics: BackendMetrics,
+}
+
+impl Syncer {
+    pub fn sync(&self) -> Result<(), StoreError> {
+        Ok(self.metrics.commit(|| self.backend.sync())?)
+    }
+}
+
 /// What applying one command produced.
 #[derive(Debug)]
 pub struct Applied {
@@ -196,7 +209,13 @@ impl StateMachine {
     /// durability deferred, this is the commit that reaches the disk, timed as
     /// etcd times its backend's commits.
     pub fn sync(&self) -> Result<(), StoreError> {
-        Ok(self.metrics.commit(|| self.mvcc.backend().sync())?)
+        self.syncer().sync()
+    }
+
+    /// What [`StateMachine::sync`] does, as a handle usable without holding
+    /// the state machine: the fsync then keeps no reader or proposer waiting.
+    pub fn syncer(&self) -> Syncer {
+        Syncer { backend: self.mvcc.backend().clone(), metrics: self.metrics.clone() }
     }
 
     /// Stages a metadata record to be committed with the next change.

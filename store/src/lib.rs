@@ -39,7 +39,7 @@ pub mod revision;
 pub mod snapshot;
 pub mod validate;
 
-pub use apply::{Applied, Response, StateMachine};
+pub use apply::{Applied, Response, StateMachine, Syncer};
 pub use auth::AuthInfo;
 pub use error::{EtcdError, StoreError};
 pub use mvcc::KvHash;
