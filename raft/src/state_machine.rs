@@ -8,7 +8,7 @@
 //! the commit feed for watchers on this member.
 
 use std::io::Cursor;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use hub_proto::etcdserverpb::InternalRaftRequest;
@@ -19,7 +19,7 @@ use openraft::{
 };
 use parking_lot::{Mutex, MutexGuard};
 use prost::Message;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, Notify};
 
 use crate::metrics::RaftMetrics;
 use crate::types::{ApplyOutput, Entry, LogId, Member, StorageError, TypeConfig};
@@ -39,14 +39,19 @@ pub struct HubStateMachine {
     metrics: RaftMetrics,
     /// The newest snapshot built or installed, kept to serve followers.
     current: Arc<Mutex<Option<(SnapshotMeta<u64, Member>, Arc<Vec<u8>>)>>>,
+    /// Wakes [`sync_backend`] after each applied batch.
+    sync_wanted: Arc<Notify>,
 }
 
 impl HubStateMachine {
+    /// Also starts [`sync_backend`] for `state`.
     pub fn new(state: Arc<Mutex<StateMachine>>, committed: broadcast::Sender<Arc<Committed>>, metrics: RaftMetrics) -> Self {
         // The WAL holds every committed entry durably, so the backend need only
-        // be durable once per applied batch (and before a snapshot is taken).
+        // be durable after the fact (and before a snapshot lets the WAL be purged).
         state.lock().defer_durability(true);
-        HubStateMachine { state, committed, metrics, current: Arc::new(Mutex::new(None)) }
+        let sync_wanted = Arc::new(Notify::new());
+        tokio::spawn(sync_backend(Arc::downgrade(&state), sync_wanted.clone()));
+        HubStateMachine { state, committed, metrics, current: Arc::new(Mutex::new(None)), sync_wanted }
     }
 
     fn applied(sm: &StateMachine) -> Result<(Option<LogId>, StoredMembership<u64, Member>), StorageError> {
@@ -101,6 +106,22 @@ impl HubStateMachine {
     }
 }
 
+/// Makes the backend durable after each applied batch (or after several, if
+/// they came during one fsync), off the apply path and without the state's
+/// lock. A failed fsync poisons the backend: the next apply fails and stops
+/// raft. Ends when the state machine is gone.
+async fn sync_backend(state: Weak<Mutex<StateMachine>>, wanted: Arc<Notify>) {
+    loop {
+        wanted.notified().await;
+        let Some(syncer) = state.upgrade().map(|s| s.lock().syncer()) else { return };
+        match tokio::task::spawn_blocking(move || syncer.sync()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "backend sync failed"),
+            Err(e) => tracing::error!(error = %e, "backend sync failed"),
+        }
+    }
+}
+
 impl RaftStateMachine<TypeConfig> for HubStateMachine {
     type SnapshotBuilder = Self;
 
@@ -125,9 +146,9 @@ impl RaftStateMachine<TypeConfig> for HubStateMachine {
                 outputs.push(this.apply_entry(&mut sm, entry)?);
                 MutexGuard::unlock_fair(sm);
             }
-            // Nor for the fsync, which needs no lock on the state.
-            let syncer = this.state.lock().syncer();
-            syncer.sync().map_err(io_err)?;
+            // The fsync is left to `sync_backend`: the WAL holds these entries
+            // durably, so their proposers need not wait for the backend's.
+            this.sync_wanted.notify_one();
             Ok(outputs)
         })
         .await
