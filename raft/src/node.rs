@@ -487,11 +487,8 @@ impl Node {
             tracing::warn!(error = %e, "raft shutdown");
         }
         // What was applied last may not have been synced yet.
-        let syncer = self.state.lock().syncer();
-        match tokio::task::spawn_blocking(move || syncer.sync()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "backend sync at shutdown"),
-            Err(e) => tracing::warn!(error = %e, "backend sync at shutdown"),
+        if let Err(e) = crate::state_machine::sync(&self.state).await {
+            tracing::warn!(error = %e, "backend sync at shutdown");
         }
     }
 }

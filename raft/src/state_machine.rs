@@ -113,12 +113,20 @@ impl HubStateMachine {
 async fn sync_backend(state: Weak<Mutex<StateMachine>>, wanted: Arc<Notify>) {
     loop {
         wanted.notified().await;
-        let Some(syncer) = state.upgrade().map(|s| s.lock().syncer()) else { return };
-        match tokio::task::spawn_blocking(move || syncer.sync()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "backend sync failed"),
-            Err(e) => tracing::error!(error = %e, "backend sync failed"),
+        let Some(state) = state.upgrade() else { return };
+        if let Err(e) = sync(&state).await {
+            tracing::error!(error = %e, "backend sync failed");
         }
+    }
+}
+
+/// Makes the backend durable on a blocking thread, without holding the state's
+/// lock during the fsync.
+pub(crate) async fn sync(state: &Mutex<StateMachine>) -> Result<(), String> {
+    let syncer = state.lock().syncer();
+    match tokio::task::spawn_blocking(move || syncer.sync()).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
