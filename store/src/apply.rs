@@ -31,8 +31,8 @@ use crate::lease::{Lease, Lessor};
 use crate::metrics::BackendMetrics;
 use crate::mvcc::{KvHash, Mvcc, RangeResult, WriteTxn, ETCD_META_KEYS};
 
-/// Makes the backend durable up to the commits made before it was taken
-/// ([`StateMachine::syncer`]).
+/// Makes the backend durable: every commit made before [`Syncer::sync`] runs
+/// (see [`StateMachine::syncer`]).
 pub struct Syncer {
     backend: Arc<dyn Backend>,
     metrics: BackendMetrics,

@@ -37,10 +37,9 @@ use memmap2::Mmap;
 use parking_lot::{Mutex, RwLock};
 
 use super::write::{BoltWriter, NodeBuf};
-use super::PageRef;
 use super::{
-    le_u64, Meta, PageHeader, BUCKET_HEADER_SIZE, BUCKET_LEAF_FLAG, ELEMENT_SIZE,
-    META_LEN, META_PAGE, NO_FREELIST, PAGE_HEADER_SIZE,
+    le_u64, Meta, PageError, PageHeader, PageRef, BUCKET_HEADER_SIZE, BUCKET_LEAF_FLAG, ELEMENT_SIZE, META_LEN,
+    META_PAGE, NO_FREELIST, PAGE_HEADER_SIZE,
 };
 use crate::error::BackendError;
 
@@ -57,6 +56,12 @@ const FILL_PERCENT: usize = 90;
 
 fn corrupt(msg: impl std::fmt::Display) -> BackendError {
     BackendError::new(format!("bbolt backend: {msg}"))
+}
+
+impl From<PageError> for BackendError {
+    fn from(e: PageError) -> Self {
+        corrupt(e)
+    }
 }
 
 fn io_error(what: &str, path: &Path, e: std::io::Error) -> BackendError {
@@ -162,7 +167,7 @@ impl ReadTx {
             Root::Page(pgid) => PageRef::parse(self.page(pgid)?, || format!("page {pgid}")),
             Root::Inline(bytes) => PageRef::parse(bytes, || "inline bucket".to_string()),
         }
-        .map_err(corrupt)
+        .map_err(BackendError::from)
     }
 
     /// The tree of bucket `name`, if the database has that bucket.
@@ -178,10 +183,10 @@ impl ReadTx {
     fn get_in<'s>(&'s self, root: Root<'s>, key: &[u8]) -> Result<Option<(u32, &'s [u8])>, BackendError> {
         let mut page = self.page_ref(root)?;
         for _ in 0..MAX_DEPTH {
-            let i = page.search(key).map_err(corrupt)?;
+            let i = page.search(key)?;
             if page.is_leaf() {
                 if i < page.count {
-                    let (flags, k, v) = page.leaf(i).map_err(corrupt)?;
+                    let (flags, k, v) = page.leaf(i)?;
                     if k == key {
                         return Ok(Some((flags, v)));
                     }
@@ -191,7 +196,7 @@ impl ReadTx {
             if page.count == 0 {
                 return Err(corrupt("empty branch page"));
             }
-            let (_, child) = page.branch(i).map_err(corrupt)?;
+            let (_, child) = page.branch(i)?;
             page = self.page_ref(Root::Page(child))?;
         }
         Err(corrupt(format!("tree deeper than {MAX_DEPTH} levels (a cycle?)")))
@@ -232,15 +237,15 @@ impl ReadTx {
         if depth > MAX_DEPTH {
             return Err(corrupt(format!("tree deeper than {MAX_DEPTH} levels (a cycle?)")));
         }
-        let start = page.search(from).map_err(corrupt)?;
+        let start = page.search(from)?;
         for i in start..page.count {
             if page.is_leaf() {
-                let (_, k, v) = page.leaf(i).map_err(corrupt)?;
+                let (_, k, v) = page.leaf(i)?;
                 if to.is_some_and(|to| k >= to) || !visit(k, v) {
                     return Ok(false);
                 }
             } else {
-                let (k, child) = page.branch(i).map_err(corrupt)?;
+                let (k, child) = page.branch(i)?;
                 if i > start && to.is_some_and(|to| k >= to) {
                     return Ok(false);
                 }
@@ -280,13 +285,13 @@ impl ReadTx {
         let page = self.page_ref(root)?;
         for i in 0..page.count {
             if page.is_leaf() {
-                let (flags, _, value) = page.leaf(i).map_err(corrupt)?;
+                let (flags, _, value) = page.leaf(i)?;
                 if flags & BUCKET_LEAF_FLAG != 0 {
                     let (sub, _) = bucket_root(value)?;
                     self.mark_reachable(sub, seen, depth + 1)?;
                 }
             } else {
-                let (_, child) = page.branch(i).map_err(corrupt)?;
+                let (_, child) = page.branch(i)?;
                 self.mark_reachable(Root::Page(child), seen, depth + 1)?;
             }
         }
@@ -502,7 +507,7 @@ impl Loaded {
         let node = if page.is_leaf() {
             let items = (0..page.count)
                 .map(|i| {
-                    let (flags, k, v) = page.leaf(i).map_err(corrupt)?;
+                    let (flags, k, v) = page.leaf(i)?;
                     Ok(LeafItem { key: k.to_vec(), value: v.to_vec(), flags })
                 })
                 .collect::<Result<_, BackendError>>()?;
@@ -510,7 +515,7 @@ impl Loaded {
         } else {
             let items = (0..page.count)
                 .map(|i| {
-                    let (k, child) = page.branch(i).map_err(corrupt)?;
+                    let (k, child) = page.branch(i)?;
                     Ok(BranchItem { key: k.to_vec(), child: Child::Page(child) })
                 })
                 .collect::<Result<_, BackendError>>()?;
@@ -535,7 +540,7 @@ impl WriteTx<'_> {
         if let Child::Page(pgid) = *child {
             let bytes = self.view.page(pgid)?;
             let pages = (bytes.len() / self.page_size()) as u64;
-            let node = Loaded::decode(&PageRef::parse(bytes, || format!("page {pgid}")).map_err(corrupt)?)?;
+            let node = Loaded::decode(&PageRef::parse(bytes, || format!("page {pgid}"))?)?;
             self.freed.extend(pgid..pgid + pages);
             *child = Child::Node(node);
         }

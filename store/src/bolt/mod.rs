@@ -178,6 +178,17 @@ impl PageHeader {
     }
 }
 
+/// What is wrong with a page [`PageRef`] read; the live engine and the snapshot
+/// reader each turn it into their own error.
+#[derive(Debug)]
+pub(super) struct PageError(String);
+
+impl std::fmt::Display for PageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A leaf or branch page (or an inline bucket's leaf) with its header checked;
 /// every element read from it is bounds-checked.
 pub(super) struct PageRef<'a> {
@@ -187,17 +198,17 @@ pub(super) struct PageRef<'a> {
 }
 
 impl<'a> PageRef<'a> {
-    pub(super) fn parse(bytes: &'a [u8], what: impl Fn() -> String) -> Result<Self, String> {
+    pub(super) fn parse(bytes: &'a [u8], what: impl Fn() -> String) -> Result<Self, PageError> {
         if bytes.len() < PAGE_HEADER_SIZE {
-            return Err(format!("{} is short", what()));
+            return Err(PageError(format!("{} is short", what())));
         }
         let header = PageHeader::decode(bytes);
         let count = usize::from(header.count);
         if PAGE_HEADER_SIZE + count * ELEMENT_SIZE > bytes.len() {
-            return Err(format!("{}: {count} elements do not fit", what()));
+            return Err(PageError(format!("{}: {count} elements do not fit", what())));
         }
         if header.flags & (LEAF_PAGE | BRANCH_PAGE) == 0 {
-            return Err(format!("{}: not a leaf or branch page (flags {:#x})", what(), header.flags));
+            return Err(PageError(format!("{}: not a leaf or branch page (flags {:#x})", what(), header.flags)));
         }
         Ok(PageRef { bytes, flags: header.flags, count })
     }
@@ -206,15 +217,15 @@ impl<'a> PageRef<'a> {
         self.flags & LEAF_PAGE != 0
     }
 
-    fn slice(&self, start: usize, len: usize) -> Result<&'a [u8], String> {
+    fn slice(&self, start: usize, len: usize) -> Result<&'a [u8], PageError> {
         start
             .checked_add(len)
             .and_then(|end| self.bytes.get(start..end))
-            .ok_or_else(|| "an element points past its page".to_string())
+            .ok_or_else(|| PageError("an element points past its page".to_string()))
     }
 
     /// Leaf element `i`: flags, key, value.
-    pub(super) fn leaf(&self, i: usize) -> Result<(u32, &'a [u8], &'a [u8]), String> {
+    pub(super) fn leaf(&self, i: usize) -> Result<(u32, &'a [u8], &'a [u8]), PageError> {
         let at = PAGE_HEADER_SIZE + i * ELEMENT_SIZE;
         let start = at + le_u32(self.bytes, at + 4) as usize;
         let ksize = le_u32(self.bytes, at + 8) as usize;
@@ -223,14 +234,14 @@ impl<'a> PageRef<'a> {
     }
 
     /// Branch element `i`: the child's first key and page.
-    pub(super) fn branch(&self, i: usize) -> Result<(&'a [u8], u64), String> {
+    pub(super) fn branch(&self, i: usize) -> Result<(&'a [u8], u64), PageError> {
         let at = PAGE_HEADER_SIZE + i * ELEMENT_SIZE;
         let start = at + le_u32(self.bytes, at) as usize;
         let ksize = le_u32(self.bytes, at + 4) as usize;
         Ok((self.slice(start, ksize)?, le_u64(self.bytes, at + 8)))
     }
 
-    pub(super) fn key(&self, i: usize) -> Result<&'a [u8], String> {
+    pub(super) fn key(&self, i: usize) -> Result<&'a [u8], PageError> {
         if self.is_leaf() {
             Ok(self.leaf(i)?.1)
         } else {
@@ -240,7 +251,7 @@ impl<'a> PageRef<'a> {
 
     /// The first element whose key is `>= key` (leaf) or the last whose key
     /// is `<= key`, else the first (branch): where a search for `key` goes.
-    pub(super) fn search(&self, key: &[u8]) -> Result<usize, String> {
+    pub(super) fn search(&self, key: &[u8]) -> Result<usize, PageError> {
         // First index whose key is > key (branch) or >= key (leaf).
         let (mut lo, mut hi) = (0, self.count);
         while lo < hi {
@@ -256,7 +267,6 @@ impl<'a> PageRef<'a> {
         Ok(if self.is_leaf() { lo } else { lo.saturating_sub(1) })
     }
 }
-
 
 // Callers check `b.len()` first; a short slice reads as zeros rather than panicking.
 fn le_u16(b: &[u8], at: usize) -> u16 {
