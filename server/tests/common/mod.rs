@@ -24,6 +24,25 @@ pub fn etcd_bin() -> PathBuf {
     PathBuf::from("/usr/bin/etcd")
 }
 
+/// etcd 3.6.16, the reference for behaviour, built from the Go module proxy by
+/// `tests/etcd36/build.sh` (scripts/test builds it and sets `HUB_ETCD36`). None
+/// when `HUB_ETCD36` is unset and the default build is missing: a test then
+/// says so and skips. When `HUB_ETCD36` is set, the binary must be there.
+pub fn etcd36_bin() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("HUB_ETCD36") {
+        let path = PathBuf::from(path);
+        assert!(path.is_file(), "HUB_ETCD36={} is not a file", path.display());
+        return Some(path);
+    }
+    let path = PathBuf::from(std::env::var_os("HOME")?).join(".cache/hub-etcd/v3.6.16/etcd");
+    if path.is_file() {
+        Some(path)
+    } else {
+        eprintln!("skipped: etcd 3.6.16 not found at {} (run tests/etcd36/build.sh)", path.display());
+        None
+    }
+}
+
 pub struct Member {
     child: Option<Child>,
     bin: PathBuf,
