@@ -6,7 +6,8 @@ use tonic::{Code, Status};
 pub fn from_etcd(e: EtcdError) -> Status {
     use EtcdError::*;
     let code = match e {
-        EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey | RequestTooLarge => {
+        EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey | InvalidSortOption
+        | RequestTooLarge => {
             Code::InvalidArgument
         }
         Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,

@@ -18,6 +18,8 @@ pub enum EtcdError {
     TooManyOps,
     #[error("etcdserver: duplicate key given in txn request")]
     DuplicateKey,
+    #[error("etcdserver: invalid sort option")]
+    InvalidSortOption,
     #[error("etcdserver: mvcc: required revision has been compacted")]
     Compacted,
     #[error("etcdserver: mvcc: required revision is a future revision")]
@@ -83,13 +85,14 @@ pub enum EtcdError {
 }
 
 impl EtcdError {
-    const ALL: [EtcdError; 36] = [
+    const ALL: [EtcdError; 37] = [
         EtcdError::EmptyKey,
         EtcdError::KeyNotFound,
         EtcdError::ValueProvided,
         EtcdError::LeaseProvided,
         EtcdError::TooManyOps,
         EtcdError::DuplicateKey,
+        EtcdError::InvalidSortOption,
         EtcdError::Compacted,
         EtcdError::FutureRev,
         EtcdError::NoSpace,

@@ -5,14 +5,20 @@
 //! the first write).
 
 use hub_proto::etcdserverpb::{
+    range_request::{SortOrder, SortTarget},
     request_op::Request, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
+
+use std::collections::BTreeSet;
 
 use crate::error::EtcdError;
 
 pub fn check_range(r: &RangeRequest) -> Result<(), EtcdError> {
     if r.key.is_empty() {
         return Err(EtcdError::EmptyKey);
+    }
+    if SortOrder::try_from(r.sort_order).is_err() || SortTarget::try_from(r.sort_target).is_err() {
+        return Err(EtcdError::InvalidSortOption);
     }
     Ok(())
 }
@@ -86,10 +92,17 @@ impl Deleted {
     }
 }
 
-/// etcd's `checkIntervals`: a key may not be put twice, nor put and deleted, in
-/// the ops that can run together; the then/else branches of a nested txn exclude
-/// each other. Returns the puts and deletes of `ops` for the enclosing level.
-fn check_intervals(ops: &[RequestOp]) -> Result<(Vec<Vec<u8>>, Vec<Deleted>), EtcdError> {
+/// etcd's `checkIntervals` (`v3rpc/key.go`): a key may not be put twice, nor put
+/// and deleted, in the ops that can run together. Returns the set of keys `ops`
+/// put and the intervals they delete, for the enclosing level. As in etcd:
+/// - the deletes of this level are collected first, so a put below is checked
+///   against every delete of this level whatever its position;
+/// - a nested txn's puts are checked against this level's deletes and the puts
+///   of the nested txns before it; its `else` puts may repeat its own `then`
+///   puts (the two branches exclude each other), and its deletes join this
+///   level's only after its puts were checked;
+/// - this level's puts come last, checked against everything collected.
+fn check_intervals(ops: &[RequestOp]) -> Result<(BTreeSet<Vec<u8>>, Vec<Deleted>), EtcdError> {
     let mut dels: Vec<Deleted> = ops
         .iter()
         .filter_map(|op| match &op.request {
@@ -102,7 +115,7 @@ fn check_intervals(ops: &[RequestOp]) -> Result<(Vec<Vec<u8>>, Vec<Deleted>), Et
         .collect();
     let deleted = |dels: &[Deleted], k: &[u8]| dels.iter().any(|d| d.contains(k));
 
-    let mut puts: Vec<Vec<u8>> = Vec::new();
+    let mut puts = BTreeSet::new();
     for op in ops {
         let Some(Request::RequestTxn(txn)) = &op.request else { continue };
         let (puts_then, dels_then) = check_intervals(&txn.success)?;
@@ -111,13 +124,13 @@ fn check_intervals(ops: &[RequestOp]) -> Result<(Vec<Vec<u8>>, Vec<Deleted>), Et
             if puts.contains(k) || deleted(&dels, k) {
                 return Err(EtcdError::DuplicateKey);
             }
-            puts.push(k.clone());
+            puts.insert(k.clone());
         }
-        for k in &puts_else {
-            if (puts.contains(k) && !puts_then.contains(k)) || deleted(&dels, k) {
+        for k in puts_else {
+            if (puts.contains(&k) && !puts_then.contains(&k)) || deleted(&dels, &k) {
                 return Err(EtcdError::DuplicateKey);
             }
-            puts.push(k.clone());
+            puts.insert(k);
         }
         dels.extend(dels_then);
         dels.extend(dels_else);
@@ -127,7 +140,7 @@ fn check_intervals(ops: &[RequestOp]) -> Result<(Vec<Vec<u8>>, Vec<Deleted>), Et
         if puts.contains(&put.key) || deleted(&dels, &put.key) {
             return Err(EtcdError::DuplicateKey);
         }
-        puts.push(put.key.clone());
+        puts.insert(put.key.clone());
     }
     Ok((puts, dels))
 }
@@ -167,6 +180,14 @@ mod tests {
             (txn(vec![nested(txn(vec![put("a")], vec![put("a")]))], vec![]), Ok(())),
             (txn(vec![put("a"), nested(txn(vec![put("a")], vec![]))], vec![]), Err(EtcdError::DuplicateKey)),
             (txn(vec![put("a")], vec![put("a")]), Ok(())),
+            // then/else puts of a txn nested two deep (issue 16: refused before)
+            (txn(vec![nested(txn(vec![nested(txn(vec![put("k")], vec![put("k")]))], vec![]))], vec![]), Ok(())),
+            (
+                txn(vec![nested(txn(vec![nested(txn(vec![put("k")], vec![put("k")]))], vec![])), put("k")], vec![]),
+                Err(EtcdError::DuplicateKey),
+            ),
+            // a nested delete is seen by the puts of later siblings' levels only once merged
+            (txn(vec![nested(txn(vec![del("a", "c")], vec![])), put("b")], vec![]), Err(EtcdError::DuplicateKey)),
         ];
         for (i, (req, want)) in cases.into_iter().enumerate() {
             assert_eq!(check_txn(&req, 128), want, "case {i}");
