@@ -102,7 +102,8 @@ impl Kv for KvService {
                 other => return Err(unexpected(other)),
             }
         };
-        // etcd fills only the outer header; nested responses carry just a revision.
+        // etcd fills only the outer header: a nested txn has an empty one, its
+        // ops just a revision.
         resp.header = self.ctx.fill(resp.header);
         Ok(GrpcResponse::new(resp))
     }

@@ -738,8 +738,9 @@ fn apply_txn_ops(
                 Some(response_op::Response::ResponseDeleteRange(delete_range(txn, lessor, d)?))
             }
             Some(Request::RequestTxn(t)) => {
+                // etcd gives a nested txn an empty header (`newTxnResp`).
                 let mut nested = apply_txn_ops(txn, lessor, t, path)?;
-                nested.header = header(txn.revision());
+                nested.header = Some(ResponseHeader::default());
                 Some(response_op::Response::ResponseTxn(nested))
             }
             None => None,
