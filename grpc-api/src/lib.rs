@@ -18,6 +18,7 @@
 //!   client port, beside gRPC.
 //! - [`metrics`]: etcd's Prometheus metrics.
 //! - [`quota`]: `--quota-backend-bytes` and the NOSPACE alarm.
+//! - [`limit`]: gRPC's received-message limit, in Go's words.
 //! - [`status`]: the one mapping from hub errors to gRPC statuses.
 //!
 //! Who sends a request ([`Context::caller`]: a token, else the client
@@ -34,6 +35,7 @@ pub mod http;
 pub mod identity;
 pub mod kv;
 pub mod lease;
+pub mod limit;
 pub mod lock;
 pub mod metrics;
 pub mod maintenance;
@@ -256,5 +258,8 @@ impl Context {
             .add_service(AuthServer::new(auth::AuthService::new(self.clone())).max_decoding_message_size(max))
             .add_service(ElectionServer::new(election::ElectionService::new(self.clone())).max_decoding_message_size(max))
             .add_service(LockServer::new(lock::LockService::new(self.clone())).max_decoding_message_size(max))
+            .into_axum_router()
+            .layer(axum::middleware::from_fn(move |req, next| limit::layer(max, req, next)))
+            .into()
     }
 }
