@@ -117,11 +117,12 @@ impl Gateway {
 
     /// Answers one HTTP request to a gateway path.
     pub async fn serve(&self, req: Request<Body>) -> Response<Body> {
+        // grpc-gateway v2 (etcd 3.6) answers these as gRPC errors.
         let Some(route) = self.route(req.uri().path()) else {
-            return plain(StatusCode::NOT_FOUND, "Not Found\n");
+            return error_response(&Status::not_found("Not Found"));
         };
         if req.method() != Method::POST {
-            return plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
+            return error_response(&Status::unimplemented("Method Not Allowed"));
         }
         let token = req.headers().get(header::AUTHORIZATION).cloned();
         let body = match axum::body::to_bytes(req.into_body(), usize::MAX).await {
@@ -243,10 +244,11 @@ fn http_status(code: Code) -> StatusCode {
     }
 }
 
-/// grpc-gateway's error body: `{"error":..,"message":..,"code":N}`.
+/// grpc-gateway v2's error body, as etcd 3.6 answers: `{"code":N,"message":..}`
+/// (3.4's v1 gateway also repeated the message as `"error"`).
 fn error_response(s: &Status) -> Response<Body> {
     let message = serde_json::Value::from(s.message());
-    let body = format!(r#"{{"error":{message},"message":{message},"code":{}}}"#, s.code() as i32);
+    let body = format!(r#"{{"code":{},"message":{message}}}"#, s.code() as i32);
     json_response(http_status(s.code()), Body::from(body))
 }
 
@@ -278,13 +280,6 @@ fn json_response(status: StatusCode, body: Body) -> Response<Body> {
     if status == StatusCode::OK {
         resp.headers_mut().insert("grpc-metadata-content-type", HeaderValue::from_static("application/grpc"));
     }
-    with_gateway_headers(resp)
-}
-
-fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
-    let mut resp = Response::new(Body::from(text));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     with_gateway_headers(resp)
 }
 
