@@ -1,0 +1,92 @@
+//! Request checks whose answers etcd 3.6 defines, each sent to etcd 3.6.16 and to
+//! hubd: the same answer, code and text (issue 16, items 1, 2 and 6).
+
+mod common;
+
+use std::process::Command;
+
+use common::{etcd36_bin, hubd_bin, Member};
+use hub_proto::etcdserverpb::{kv_client::KvClient, PutRequest};
+use serde_json::Value;
+
+/// POSTs `body` to the gateway at `path`; the HTTP status and the JSON with
+/// what differs between two clusters by nature blanked out.
+fn post(m: &Member, path: &str, body: &str) -> (u16, Value) {
+    let out = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", "-X", "POST", "-d", body])
+        .arg(format!("http://{}{path}", m.endpoint()))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (json, code) = text.rsplit_once('\n').expect("status line");
+    let mut v: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("not JSON ({e}): {json}"));
+    fn walk(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                for (k, val) in map.iter_mut() {
+                    if ["cluster_id", "member_id", "raft_term"].contains(&k.as_str()) {
+                        *val = Value::String("*".into());
+                    } else {
+                        walk(val);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    walk(&mut v);
+    (code.parse().expect("http code"), v)
+}
+
+#[test]
+fn gateway_answers_as_etcd_3_6() {
+    let Some(etcd36) = etcd36_bin() else { return };
+    let etcd = Member::start(&etcd36);
+    let hub = Member::start(&hubd_bin());
+    let calls: &[(&str, &str)] = &[
+        // A put of one key in both branches of a txn nested two deep: allowed
+        // (hubd refused it before), and a nested txn's header is empty.
+        (
+            "/v3/kv/txn",
+            r#"{"success":[{"request_txn":{"success":[{"request_txn":{"success":[{"request_put":{"key":"ay8yMQ==","value":"dg=="}}],"failure":[{"request_put":{"key":"ay8yMQ==","value":"dw=="}}]}}]}}]}"#,
+        ),
+        (
+            "/v3/kv/txn",
+            r#"{"success":[{"request_txn":{"success":[{"request_range":{"key":"ay8yMQ=="}},{"request_put":{"key":"eA==","value":"dg=="}}]}}]}"#,
+        ),
+        // ... but not beside a put of the same key one level up.
+        (
+            "/v3/kv/txn",
+            r#"{"success":[{"request_txn":{"success":[{"request_txn":{"success":[{"request_put":{"key":"ay8yMQ=="}}],"failure":[{"request_put":{"key":"ay8yMQ=="}}]}}]}},{"request_put":{"key":"ay8yMQ=="}}]}"#,
+        ),
+        // Unknown sort options: refused, alone and inside a txn (hubd sorted anyway).
+        ("/v3/kv/range", r#"{"key":"YQ==","sort_order":3}"#),
+        ("/v3/kv/range", r#"{"key":"YQ==","sort_target":5}"#),
+        ("/v3/kv/range", r#"{"key":"YQ==","sort_order":-1,"sort_target":1}"#),
+        ("/v3/kv/range", r#"{"key":"YQ==","sort_order":2,"sort_target":4}"#),
+        ("/v3/kv/txn", r#"{"success":[{"request_range":{"key":"YQ==","sort_target":9}}]}"#),
+    ];
+    for (path, body) in calls {
+        let want = post(&etcd, path, body);
+        let got = post(&hub, path, body);
+        assert_eq!(got, want, "{path} {body}");
+    }
+}
+
+#[tokio::test]
+async fn a_message_over_the_limit_gets_grpcs_resource_exhausted() {
+    let Some(etcd36) = etcd36_bin() else { return };
+    let etcd = Member::start(&etcd36);
+    let hub = Member::start(&hubd_bin());
+    let mut answers = Vec::new();
+    for m in [&etcd, &hub] {
+        let mut kv = KvClient::connect(format!("http://{}", m.endpoint())).await.expect("connect");
+        // Just over --max-request-bytes (1.5 MiB) + gRPC's 512 KiB: the transport refuses it.
+        let put = PutRequest { key: b"big".to_vec(), value: vec![7; 2 * 1024 * 1024 + 16], ..Default::default() };
+        let status = kv.put(put).await.expect_err("refused");
+        answers.push((status.code(), status.message().to_string()));
+    }
+    assert_eq!(answers[0].0, tonic::Code::ResourceExhausted, "{answers:?}");
+    assert_eq!(answers[1], answers[0]);
+}
