@@ -1,18 +1,24 @@
-//! etcd's metrics of the consensus layer, under etcd 3.4's names, types,
-//! labels and buckets: the WAL's fsyncs (`etcd_disk_wal_*`), the peer
-//! transport (`etcd_network_peer_*`) and slow applies and failed heartbeats
-//! (`etcd_server_*`).
+//! etcd's metrics of the consensus layer, under etcd 3.6's names, types,
+//! labels and buckets: the WAL's writes and fsyncs (`etcd_disk_wal_*`), the
+//! peer transport (`etcd_network_*`), and slow applies, failed heartbeats,
+//! read indexes and learner promotions (`etcd_server_*`).
 //!
 //! A [`Node`](crate::Node) keeps one set, updated where things happen (the WAL
 //! writer, [`network`](crate::network), [`peer_service`](crate::peer_service),
-//! the state machine); whoever serves `/metrics` registers them with
-//! [`RaftMetrics::register`]. Peers are labelled by member ID in hex, as etcd's
-//! `types.ID` prints them.
+//! the [`prober`](crate::prober), the state machine); whoever serves
+//! `/metrics` registers them with [`RaftMetrics::register`]. Peers are
+//! labelled by member ID in hex, as etcd's `types.ID` prints them; a peer's
+//! rows are made on first use and kept by ID, so a message to a peer formats
+//! no label.
 
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use parking_lot::RwLock;
 use prometheus::{
-    exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    core::Collector, exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 
 /// etcd counts an apply slower than this as slow (`warnApplyDuration`).
@@ -22,6 +28,7 @@ pub const SLOW_APPLY: Duration = Duration::from_millis(100);
 #[derive(Clone, Debug)]
 pub struct WalMetrics {
     pub fsync_duration: Histogram,
+    pub write_duration: Histogram,
     /// A gauge in etcd, though it only grows.
     pub write_bytes: IntGauge,
 }
@@ -34,8 +41,31 @@ pub struct RaftMetrics {
     peer_received_bytes: IntCounterVec,
     peer_sent_failures: IntCounterVec,
     peer_round_trip: HistogramVec,
+    active_peers: IntGaugeVec,
+    disconnected_peers: IntCounterVec,
+    /// Each peer's rows, by member ID.
+    peers: Arc<RwLock<HashMap<u64, Arc<PeerRows>>>>,
     heartbeat_send_failures: IntCounter,
     slow_applies: IntCounter,
+    read_indexes_failed: IntCounter,
+    slow_read_indexes: IntCounter,
+    learner_promotes: IntCounter,
+    learner_promote_failures: IntCounterVec,
+}
+
+/// One peer's rows of the labelled families, each made when first used
+/// (when etcd's row appears).
+#[derive(Debug, Default)]
+struct PeerRows {
+    label: String,
+    sent: OnceLock<IntCounter>,
+    received: OnceLock<IntCounter>,
+    sent_failures: OnceLock<IntCounter>,
+    round_trip: OnceLock<Histogram>,
+    active: OnceLock<IntGauge>,
+    disconnected: OnceLock<IntCounter>,
+    /// Whether the last probe was answered.
+    reachable: parking_lot::Mutex<bool>,
 }
 
 /// etcd's histogram buckets: `count` upper bounds from `start`, doubling.
@@ -51,6 +81,12 @@ impl RaftMetrics {
                 fsync_duration: histogram(
                     "etcd_disk_wal_fsync_duration_seconds",
                     "The latency distributions of fsync called by WAL.",
+                    0.001,
+                    14,
+                )?,
+                write_duration: histogram(
+                    "etcd_disk_wal_write_duration_seconds",
+                    "The latency distributions of write called by WAL.",
                     0.001,
                     14,
                 )?,
@@ -72,6 +108,34 @@ impl RaftMetrics {
                     .buckets(exponential_buckets(0.0001, 2.0, 16)?),
                 &["To"],
             )?,
+            active_peers: IntGaugeVec::new(
+                Opts::new("etcd_network_active_peers", "The current number of active peer connections."),
+                &["Local", "Remote"],
+            )?,
+            disconnected_peers: IntCounterVec::new(
+                Opts::new("etcd_network_disconnected_peers_total", "The total number of disconnected peers."),
+                &["Local", "Remote"],
+            )?,
+            peers: Arc::default(),
+            read_indexes_failed: IntCounter::new(
+                "etcd_server_read_indexes_failed_total",
+                "The total number of failed read indexes seen.",
+            )?,
+            slow_read_indexes: IntCounter::new(
+                "etcd_server_slow_read_indexes_total",
+                "The total number of pending read indexes not in sync with leader's or timed out read index requests.",
+            )?,
+            learner_promotes: IntCounter::new(
+                "etcd_server_learner_promote_successes",
+                "The total number of successful learner promotions while this member is leader.",
+            )?,
+            learner_promote_failures: IntCounterVec::new(
+                Opts::new(
+                    "etcd_server_learner_promote_failures",
+                    "The total number of failed learner promotions (likely learner not ready) while this member is leader.",
+                ),
+                &["Reason"],
+            )?,
             heartbeat_send_failures: IntCounter::new(
                 "etcd_server_heartbeat_send_failures_total",
                 "The total number of leader heartbeat send failures (likely overloaded from slow disk).",
@@ -85,28 +149,52 @@ impl RaftMetrics {
 
     /// Adds every metric to `registry`.
     pub fn register(&self, registry: &Registry) -> prometheus::Result<()> {
-        registry.register(Box::new(self.wal.fsync_duration.clone()))?;
-        registry.register(Box::new(self.wal.write_bytes.clone()))?;
-        registry.register(Box::new(self.peer_sent_bytes.clone()))?;
-        registry.register(Box::new(self.peer_received_bytes.clone()))?;
-        registry.register(Box::new(self.peer_sent_failures.clone()))?;
-        registry.register(Box::new(self.peer_round_trip.clone()))?;
-        registry.register(Box::new(self.heartbeat_send_failures.clone()))?;
-        registry.register(Box::new(self.slow_applies.clone()))?;
+        let all: [Box<dyn Collector>; 15] = [
+            Box::new(self.wal.fsync_duration.clone()),
+            Box::new(self.wal.write_duration.clone()),
+            Box::new(self.wal.write_bytes.clone()),
+            Box::new(self.peer_sent_bytes.clone()),
+            Box::new(self.peer_received_bytes.clone()),
+            Box::new(self.peer_sent_failures.clone()),
+            Box::new(self.peer_round_trip.clone()),
+            Box::new(self.active_peers.clone()),
+            Box::new(self.disconnected_peers.clone()),
+            Box::new(self.heartbeat_send_failures.clone()),
+            Box::new(self.slow_applies.clone()),
+            Box::new(self.read_indexes_failed.clone()),
+            Box::new(self.slow_read_indexes.clone()),
+            Box::new(self.learner_promotes.clone()),
+            Box::new(self.learner_promote_failures.clone()),
+        ];
+        for c in all {
+            registry.register(c)?;
+        }
         Ok(())
     }
 
+    /// `peer`'s rows, made on its first message.
+    fn peer(&self, peer: u64) -> Arc<PeerRows> {
+        if let Some(rows) = self.peers.read().get(&peer) {
+            return rows.clone();
+        }
+        let rows = Arc::new(PeerRows { label: peer_label(peer), ..Default::default() });
+        self.peers.write().entry(peer).or_insert(rows).clone()
+    }
+
     pub(crate) fn sent(&self, to: u64, bytes: usize) {
-        self.peer_sent_bytes.with_label_values(&[&peer_label(to)]).inc_by(bytes as u64);
+        let p = self.peer(to);
+        p.sent.get_or_init(|| self.peer_sent_bytes.with_label_values(&[&p.label])).inc_by(bytes as u64);
     }
 
     pub(crate) fn received(&self, from: u64, bytes: usize) {
-        self.peer_received_bytes.with_label_values(&[&peer_label(from)]).inc_by(bytes as u64);
+        let p = self.peer(from);
+        p.received.get_or_init(|| self.peer_received_bytes.with_label_values(&[&p.label])).inc_by(bytes as u64);
     }
 
     /// A message to `to` that did not get through.
     pub(crate) fn send_failed(&self, to: u64) {
-        self.peer_sent_failures.with_label_values(&[&peer_label(to)]).inc();
+        let p = self.peer(to);
+        p.sent_failures.get_or_init(|| self.peer_sent_failures.with_label_values(&[&p.label])).inc();
     }
 
     /// The leader sent a heartbeat later than twice the heartbeat interval
@@ -116,8 +204,30 @@ impl RaftMetrics {
         self.heartbeat_send_failures.inc();
     }
 
-    pub(crate) fn round_trip(&self, to: u64, took: Duration) {
-        self.peer_round_trip.with_label_values(&[&peer_label(to)]).observe(took.as_secs_f64());
+    /// A probe of `to` from member `local`: answered after `took`, or not.
+    /// etcd counts a peer active while its stream is connected, and a
+    /// disconnection each time it drops; hub's probes tell the same.
+    pub(crate) fn probed(&self, local: u64, to: u64, took: Option<Duration>) {
+        let p = self.peer(to);
+        let pair = || [peer_label(local), p.label.clone()];
+        let active = p.active.get_or_init(|| {
+            let [l, r] = pair();
+            self.active_peers.with_label_values(&[&l, &r])
+        });
+        let mut reachable = p.reachable.lock();
+        match took {
+            Some(took) => {
+                p.round_trip.get_or_init(|| self.peer_round_trip.with_label_values(&[&p.label])).observe(took.as_secs_f64());
+                active.set(1);
+            }
+            None if *reachable => {
+                active.set(0);
+                let [l, r] = pair();
+                p.disconnected.get_or_init(|| self.disconnected_peers.with_label_values(&[&l, &r])).inc();
+            }
+            None => {}
+        }
+        *reachable = took.is_some();
     }
 
     /// Counts an apply that started at `started` if it was slow.
@@ -126,9 +236,29 @@ impl RaftMetrics {
             self.slow_applies.inc();
         }
     }
+
+    /// A linearizable read's ReadIndex ended: a failure counts as failed,
+    /// one that timed out as slow too.
+    pub(crate) fn read_index<T>(&self, result: &Result<T, hub_store::StoreError>) {
+        if let Err(e) = result {
+            self.read_indexes_failed.inc();
+            if matches!(e, hub_store::StoreError::Etcd(hub_store::EtcdError::Timeout)) {
+                self.slow_read_indexes.inc();
+            }
+        }
+    }
+
+    /// A learner promotion this member (the leader) did, or refused with
+    /// `reason` (etcd's reasons: "not found", "not ready").
+    pub(crate) fn learner_promoted(&self, refused: Option<&str>) {
+        match refused {
+            None => self.learner_promotes.inc(),
+            Some(reason) => self.learner_promote_failures.with_label_values(&[reason]).inc(),
+        }
+    }
 }
 
 /// A member ID as etcd's `types.ID` prints it: lower-case hex, no padding.
-fn peer_label(id: u64) -> String {
+pub fn peer_label(id: u64) -> String {
     format!("{id:x}")
 }

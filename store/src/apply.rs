@@ -178,6 +178,11 @@ impl StateMachine {
     /// InstallSnapshot): the snapshot is restored into a fresh backend beside the
     /// current one, which then takes its place by an atomic rename.
     pub fn replace_from_snapshot(&mut self, data: &[u8]) -> Result<(), StoreError> {
+        let metrics = self.metrics.clone();
+        metrics.snapshot_installed(|| self.install_snapshot(data))
+    }
+
+    fn install_snapshot(&mut self, data: &[u8]) -> Result<(), StoreError> {
         let io = |what: &str, e: std::io::Error| StoreError::Snapshot(format!("install snapshot: {what}: {e}"));
         let work = self.dir.join("snapshot.install");
         if work.exists() {
@@ -191,7 +196,8 @@ impl StateMachine {
         crate::snapshot::restore_into(&mut reader, &restored, &crate::snapshot::RestoreOptions::default())?;
         std::fs::rename(restored.join(BACKEND_FILE), self.dir.join(BACKEND_FILE))
             .map_err(|e| io("move the restored backend into place", e))?;
-        std::fs::File::open(&self.dir).and_then(|d| d.sync_all()).map_err(|e| io("sync the directory", e))?;
+        let sync_dir = || std::fs::File::open(&self.dir).and_then(|d| d.sync_all());
+        self.metrics.snapshot_synced(sync_dir).map_err(|e| io("sync the directory", e))?;
         let reopened = Self::open_with(&self.dir, self.min_lease_ttl, self.metrics.clone())?;
         let old = std::mem::replace(self, reopened);
         self.auth.keep_tokens_of(old.auth);
