@@ -481,7 +481,7 @@ impl StateMachine {
         let mut resp = apply_txn_ops(&mut txn, &mut self.lessor, r, &mut path_iter)?;
         resp.header = header(txn.revision());
         let events = commit(txn, &mut self.staged_meta, index)?;
-        self.metrics.count(OpTally::txn(r, &path));
+        self.metrics.count_txn(OpTally::txn(r, &path, false));
         Ok(Applied { response: Response::Txn(resp), events })
     }
 
@@ -571,7 +571,7 @@ impl StateMachine {
                 _ => Ok(ResponseOp { response: None }),
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        self.metrics.count(OpTally::txn(r, &path));
+        self.metrics.count_txn(OpTally::txn(r, &path, true));
         Ok(TxnResponse { header: header(self.mvcc.current_revision()), succeeded: path.first().copied().unwrap_or(false), responses })
     }
 

@@ -160,24 +160,30 @@ impl OpTally {
 
     /// A txn whose compares chose `path` (each txn's result, nested ones in
     /// the order they are reached): every compare and every op of the
-    /// branches taken.
-    pub fn txn(r: &TxnRequest, path: &[bool]) -> Self {
-        fn walk(r: &TxnRequest, path: &mut impl Iterator<Item = bool>, t: &mut OpTally) {
-            t.ranges += r.compare.len() as u64;
-            let ops = if path.next().unwrap_or(false) { &r.success } else { &r.failure };
-            for op in ops {
+    /// branches taken. As etcd 3.6, a txn that writes runs its compares in a
+    /// read transaction and its ops in a write transaction, each counted on
+    /// its own; a read-only txn runs both in one.
+    pub fn txn(r: &TxnRequest, path: &[bool], read_only: bool) -> [Self; 2] {
+        fn walk(r: &TxnRequest, path: &mut impl Iterator<Item = bool>, compares: &mut OpTally, ops: &mut OpTally) {
+            compares.ranges += r.compare.len() as u64;
+            let branch = if path.next().unwrap_or(false) { &r.success } else { &r.failure };
+            for op in branch {
                 match &op.request {
-                    Some(Request::RequestRange(_)) => t.add(OpTally::range()),
-                    Some(Request::RequestPut(p)) => t.add(OpTally::put(p)),
-                    Some(Request::RequestDeleteRange(d)) => t.add(OpTally::delete_range(d)),
-                    Some(Request::RequestTxn(n)) => walk(n, path, t),
+                    Some(Request::RequestRange(_)) => ops.add(OpTally::range()),
+                    Some(Request::RequestPut(p)) => ops.add(OpTally::put(p)),
+                    Some(Request::RequestDeleteRange(d)) => ops.add(OpTally::delete_range(d)),
+                    Some(Request::RequestTxn(n)) => walk(n, path, compares, ops),
                     None => {}
                 }
             }
         }
-        let mut t = OpTally::default();
-        walk(r, &mut path.iter().copied(), &mut t);
-        t
+        let (mut compares, mut ops) = (OpTally::default(), OpTally::default());
+        walk(r, &mut path.iter().copied(), &mut compares, &mut ops);
+        if read_only {
+            ops.add(compares);
+            return [ops, OpTally::default()];
+        }
+        [compares, ops]
     }
 
     fn add(&mut self, o: OpTally) {
@@ -410,10 +416,12 @@ impl StoreMetrics {
         result
     }
 
-    /// Counts what one request ranged, put and deleted, as etcd does when
-    /// its MVCC transaction ends: a transaction of more than one of those is
-    /// also a txn.
+    /// Counts what one MVCC transaction ranged, put and deleted, as etcd
+    /// does when it ends: a transaction of more than one of those is also a txn.
     pub(crate) fn count(&self, t: OpTally) {
+        if t == OpTally::default() {
+            return;
+        }
         if t.ranges + t.puts + t.deletes > 1 {
             self.txns.inc();
         }
@@ -421,6 +429,13 @@ impl StoreMetrics {
         self.puts.inc_by(t.puts);
         self.deletes.inc_by(t.deletes);
         self.put_bytes.add(t.put_bytes as i64);
+    }
+
+    /// Counts the MVCC transactions of a txn (see [`OpTally::txn`]).
+    pub(crate) fn count_txn(&self, tallies: [OpTally; 2]) {
+        for t in tallies {
+            self.count(t);
+        }
     }
 
     /// An entry `r` applied since `started`; a compacted read is a success, as in etcd.
