@@ -51,6 +51,78 @@ pub struct RaftMetrics {
     slow_read_indexes: IntCounter,
     learner_promotes: IntCounter,
     learner_promote_failures: IntCounterVec,
+    snapshot_send: SnapshotFamilies,
+    snapshot_receive: SnapshotFamilies,
+}
+
+/// etcd's `etcd_network_snapshot_{send,receive}_*` families of one direction.
+#[derive(Clone, Debug)]
+struct SnapshotFamilies {
+    successes: IntCounterVec,
+    failures: IntCounterVec,
+    inflights: IntGaugeVec,
+    duration: HistogramVec,
+}
+
+impl SnapshotFamilies {
+    /// `way` is `send` or `receive`, `label` the peer's (`To` or `From`).
+    fn new(way: &str, label: &str) -> prometheus::Result<Self> {
+        let name = |what: &str| format!("etcd_network_snapshot_{way}_{what}");
+        let (done, doing) = if way == "send" { ("sends", "send") } else { ("receives", "receive") };
+        Ok(SnapshotFamilies {
+            successes: IntCounterVec::new(Opts::new(name("success"), format!("Total number of successful snapshot {done}")), &[label])?,
+            failures: IntCounterVec::new(Opts::new(name("failures"), format!("Total number of snapshot {doing} failures")), &[label])?,
+            inflights: IntGaugeVec::new(Opts::new(name("inflights_total"), format!("Total number of inflight snapshot {done}")), &[label])?,
+            duration: HistogramVec::new(
+                HistogramOpts::new(name("total_duration_seconds"), format!("Total latency distributions of v3 snapshot {done}"))
+                    .buckets(exponential_buckets(0.1, 2.0, 10)?),
+                &[label],
+            )?,
+        })
+    }
+
+    fn collectors(&self) -> [Box<dyn Collector>; 4] {
+        [
+            Box::new(self.successes.clone()),
+            Box::new(self.failures.clone()),
+            Box::new(self.inflights.clone()),
+            Box::new(self.duration.clone()),
+        ]
+    }
+
+    /// One chunk of a snapshot moved with a peer whose label is `peer`
+    /// (`first` and `last` of the transfer; `ok`: it got through).
+    fn chunk(&self, rows: &SnapshotRows, peer: &str, first: bool, last: bool, ok: bool) {
+        let inflight = rows.inflight.get_or_init(|| self.inflights.with_label_values(&[peer]));
+        let mut started = rows.started.lock();
+        if first {
+            *started = Some(Instant::now());
+            inflight.set(1);
+        }
+        if !ok {
+            rows.failures.get_or_init(|| self.failures.with_label_values(&[peer])).inc();
+        } else if last {
+            rows.successes.get_or_init(|| self.successes.with_label_values(&[peer])).inc();
+            if let Some(started) = *started {
+                let duration = rows.duration.get_or_init(|| self.duration.with_label_values(&[peer]));
+                duration.observe(started.elapsed().as_secs_f64());
+            }
+        }
+        if !ok || last {
+            *started = None;
+            inflight.set(0);
+        }
+    }
+}
+
+/// One peer's rows of one direction of snapshot transfers.
+#[derive(Debug, Default)]
+struct SnapshotRows {
+    started: parking_lot::Mutex<Option<Instant>>,
+    successes: OnceLock<IntCounter>,
+    failures: OnceLock<IntCounter>,
+    inflight: OnceLock<IntGauge>,
+    duration: OnceLock<Histogram>,
 }
 
 /// One peer's rows of the labelled families, each made when first used
@@ -66,6 +138,8 @@ struct PeerRows {
     disconnected: OnceLock<IntCounter>,
     /// Whether the last probe was answered.
     reachable: parking_lot::Mutex<bool>,
+    snapshot_send: SnapshotRows,
+    snapshot_receive: SnapshotRows,
 }
 
 /// etcd's histogram buckets: `count` upper bounds from `start`, doubling.
@@ -136,6 +210,8 @@ impl RaftMetrics {
                 ),
                 &["Reason"],
             )?,
+            snapshot_send: SnapshotFamilies::new("send", "To")?,
+            snapshot_receive: SnapshotFamilies::new("receive", "From")?,
             heartbeat_send_failures: IntCounter::new(
                 "etcd_server_heartbeat_send_failures_total",
                 "The total number of leader heartbeat send failures (likely overloaded from slow disk).",
@@ -149,6 +225,7 @@ impl RaftMetrics {
 
     /// Adds every metric to `registry`.
     pub fn register(&self, registry: &Registry) -> prometheus::Result<()> {
+        let snapshots = self.snapshot_send.collectors().into_iter().chain(self.snapshot_receive.collectors());
         let all: [Box<dyn Collector>; 15] = [
             Box::new(self.wal.fsync_duration.clone()),
             Box::new(self.wal.write_duration.clone()),
@@ -166,7 +243,7 @@ impl RaftMetrics {
             Box::new(self.learner_promotes.clone()),
             Box::new(self.learner_promote_failures.clone()),
         ];
-        for c in all {
+        for c in all.into_iter().chain(snapshots) {
             registry.register(c)?;
         }
         Ok(())
@@ -195,6 +272,19 @@ impl RaftMetrics {
     pub(crate) fn send_failed(&self, to: u64) {
         let p = self.peer(to);
         p.sent_failures.get_or_init(|| self.peer_sent_failures.with_label_values(&[&p.label])).inc();
+    }
+
+    /// A chunk of a snapshot sent to `to`: the `first` (offset 0) starts the
+    /// transfer, the `last` (done) ends it; `ok`: the peer took it.
+    pub(crate) fn snapshot_sent(&self, to: u64, first: bool, last: bool, ok: bool) {
+        let p = self.peer(to);
+        self.snapshot_send.chunk(&p.snapshot_send, &p.label, first, last, ok);
+    }
+
+    /// A chunk of a snapshot received from `from` (see [`Self::snapshot_sent`]).
+    pub(crate) fn snapshot_received(&self, from: u64, first: bool, last: bool, ok: bool) {
+        let p = self.peer(from);
+        self.snapshot_receive.chunk(&p.snapshot_receive, &p.label, first, last, ok);
     }
 
     /// The leader sent a heartbeat later than twice the heartbeat interval
@@ -261,4 +351,38 @@ impl RaftMetrics {
 /// A member ID as etcd's `types.ID` prints it: lower-case hex, no padding.
 pub fn peer_label(id: u64) -> String {
     format!("{id:x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples(m: &RaftMetrics) -> String {
+        let r = Registry::new();
+        m.register(&r).expect("register");
+        let mut out = Vec::new();
+        prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &r.gather(), &mut out).expect("encode");
+        String::from_utf8(out).expect("text")
+    }
+
+    #[test]
+    fn snapshot_transfers_are_counted_per_peer() {
+        let m = RaftMetrics::new().expect("metrics");
+        assert!(!samples(&m).contains("etcd_network_snapshot_send"), "no rows before a transfer");
+        m.snapshot_sent(0xab, true, false, true);
+        assert!(samples(&m).contains(r#"etcd_network_snapshot_send_inflights_total{To="ab"} 1"#));
+        m.snapshot_sent(0xab, false, true, true);
+        m.snapshot_received(0xcd, true, true, false);
+        let text = samples(&m);
+        for row in [
+            r#"etcd_network_snapshot_send_inflights_total{To="ab"} 0"#,
+            r#"etcd_network_snapshot_send_success{To="ab"} 1"#,
+            r#"etcd_network_snapshot_send_total_duration_seconds_count{To="ab"} 1"#,
+            r#"etcd_network_snapshot_receive_failures{From="cd"} 1"#,
+            r#"etcd_network_snapshot_receive_inflights_total{From="cd"} 0"#,
+        ] {
+            assert!(text.contains(row), "no {row} in\n{text}");
+        }
+        assert!(!text.contains("etcd_network_snapshot_send_failures"), "{text}");
+    }
 }
