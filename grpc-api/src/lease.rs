@@ -173,7 +173,10 @@ pub async fn run_expiry(ctx: Context) {
         for id in expired {
             let req = InternalRaftRequest { lease_revoke: Some(LeaseRevokeRequest { id }), ..Default::default() };
             match ctx.node.propose(req).await {
-                Ok(_) => tracing::info!(lease = id, "revoked expired lease"),
+                Ok(_) => {
+                    ctx.metrics().lease_expired();
+                    tracing::info!(lease = id, "revoked expired lease")
+                }
                 Err(e) => tracing::warn!(lease = id, error = %e, "failed to revoke expired lease"),
             }
         }

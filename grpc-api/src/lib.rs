@@ -125,7 +125,7 @@ const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 impl Context {
     pub fn new(node: Arc<Node>, config: ServiceConfig) -> Self {
         // Registration fails only for a name registered twice, a bug caught by any test.
-        let metrics = metrics::Metrics::new(&config.etcd_version, config.metrics_extensive, &node);
+        let metrics = metrics::Metrics::new(&config, &node);
         let metrics = Arc::new(metrics.expect("every metric name is registered once"));
         Context { node, config: Arc::new(config), metrics }
     }

@@ -1,176 +1,230 @@
-//! Prometheus metrics under etcd's names and labels, served at `/metrics`.
+//! Prometheus metrics under etcd 3.6's names, types and labels, served at
+//! `/metrics`: every family a member of etcd 3.6.16 exports but those of parts
+//! hub does not have (the v2 store, the gRPC proxy, Go's runtime); the test
+//! `server/tests/metrics.rs` lists them with the reasons and compares the
+//! rest with etcd's.
 //!
-//! Gauges that mirror the node's state (leader, raft indexes, database size,
-//! key count) are read when scraped; counters are kept as things happen:
-//! leader changes by a watcher of the node, puts and deletes from the commit
-//! feed, proposals in [`crate::Context::propose`], and gRPC calls by the
-//! [`grpc_layer`] middleware (go-grpc-prometheus's `grpc_server_*`, with its
-//! handling-time histogram under `--metrics extensive`). The consensus layer's
-//! metrics (WAL fsyncs, peer traffic) and the backend's (commit, defrag,
-//! snapshot timings) are kept where they happen and registered here.
+//! Gauges that mirror the node's state (leader, raft indexes, revisions,
+//! database size, key count, members, alarms, file descriptors) are read
+//! when scraped; counters are kept as things happen, where they happen:
+//! leader changes by a watcher of the node, proposals in
+//! [`crate::Context::propose`], watch streams and events by the watch
+//! service, gRPC calls by the [`grpc_layer`] middleware ([`grpc`]). The
+//! consensus layer's metrics (WAL, peers, read indexes) and the store's
+//! (backend timings, MVCC, leases, applies, snapshots) are kept where they
+//! happen and registered here; the process's own in [`process`].
+//!
+//! Nothing on a request's path formats a label or allocates: every labelled
+//! row a request touches is resolved once and kept.
 
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
-use std::time::{Duration, Instant};
+mod grpc;
+mod process;
 
-use axum::body::Body;
-use axum::extract::Request;
-use axum::middleware::Next;
-use axum::response::Response;
-use bytes::Bytes;
-use http_body::{Body as HttpBody, Frame, SizeHint};
-use hub_proto::etcdserverpb::RangeRequest;
-use hub_proto::mvccpb::event::EventType;
+use std::time::Duration;
+
+use hub_proto::etcdserverpb::AlarmType;
 use hub_raft::Node;
-use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
-};
-use tokio::sync::broadcast::error::RecvError;
-use tonic::Code;
+use hub_store::key_index::RangeEnd;
+use prometheus::core::Collector;
+use prometheus::{Encoder, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+
+pub use grpc::grpc_layer;
 
 use crate::http::CLUSTER_VERSION;
-use crate::Context;
+use crate::{Context, ServiceConfig};
+
+/// etcd's feature gates (`etcd_server_feature_enabled`) with their stage and
+/// whether hub behaves as etcd does with the gate on. hub has no gates of its
+/// own; these are etcd 3.6.16's defaults, which hub's behaviour matches.
+const FEATURES: [(&str, &str, bool); 9] = [
+    ("AllAlpha", "ALPHA", false),
+    ("AllBeta", "BETA", false),
+    ("CompactHashCheck", "ALPHA", false),
+    ("InitialCorruptCheck", "ALPHA", false),
+    ("LeaseCheckpoint", "ALPHA", false),
+    ("LeaseCheckpointPersist", "ALPHA", false),
+    ("SetMemberLocalAddr", "ALPHA", false),
+    ("StopGRPCServiceOnDefrag", "ALPHA", false),
+    ("TxnModeWriteWithSharedBuffer", "BETA", true),
+];
 
 /// Every metric hub exports.
 pub struct Metrics {
     registry: Registry,
+    grpc: grpc::GrpcMetrics,
+    member_id: String,
     has_leader: IntGauge,
     is_leader: IntGauge,
+    is_learner: IntGauge,
     leader_changes: IntCounter,
     proposals_committed: IntGauge,
     proposals_applied: IntGauge,
     pub(crate) proposals_pending: IntGauge,
     pub(crate) proposals_failed: IntCounter,
+    lease_expired: IntCounter,
     db_total_size: IntGauge,
     db_size_in_use: IntGauge,
     keys_total: IntGauge,
-    puts: IntCounter,
-    deletes: IntCounter,
+    current_revision: IntGauge,
+    compact_revision: IntGauge,
+    auth_revision: IntGauge,
+    known_peers: IntGaugeVec,
+    alarms: IntGaugeVec,
+    watch_streams: IntGauge,
+    watchers: IntGauge,
+    slow_watchers: IntGauge,
+    events: IntCounter,
     health_success: IntCounter,
     health_failures: IntCounter,
-    grpc_started: IntCounterVec,
-    grpc_handled: IntCounterVec,
-    grpc_sent_bytes: IntCounter,
-    grpc_received_bytes: IntCounter,
-    /// `--metrics extensive` only, as etcd enables it.
-    grpc_handling_seconds: Option<HistogramVec>,
+    scrapes_in_flight: IntGauge,
+    /// `promhttp_metric_handler_requests_total{code="200"}`: the scrapes answered.
+    scrapes: IntCounter,
 }
 
-fn gauge(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
-    let g = IntGauge::new(name, help)?;
-    registry.register(Box::new(g.clone()))?;
-    Ok(g)
-}
-
-fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
-    let c = IntCounter::new(name, help)?;
+/// Registers `c` and hands it back.
+fn registered<C: Collector + Clone + 'static>(registry: &Registry, c: prometheus::Result<C>) -> prometheus::Result<C> {
+    let c = c?;
     registry.register(Box::new(c.clone()))?;
     Ok(c)
 }
 
-fn version_gauge(registry: &Registry, name: &str, help: &str, label: &str, value: &str) -> prometheus::Result<()> {
-    let g = GaugeVec::new(Opts::new(name, help), &[label])?;
-    registry.register(Box::new(g.clone()))?;
+fn gauge(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
+    registered(registry, IntGauge::new(name, help))
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
+    registered(registry, IntCounter::new(name, help))
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntGaugeVec> {
+    registered(registry, IntGaugeVec::new(Opts::new(name, help), labels))
+}
+
+/// A gauge whose one row, set to 1, names a value (a version, an ID).
+fn info_gauge(registry: &Registry, name: &str, help: &str, label: &str, value: &str) -> prometheus::Result<()> {
+    let g = registered(registry, GaugeVec::new(Opts::new(name, help), &[label]))?;
     g.with_label_values(&[value]).set(1.0);
     Ok(())
 }
 
 impl Metrics {
-    /// `etcd_version` is the release hub reports (`--report-etcd-version`);
-    /// `extensive` is `--metrics extensive`; `node`'s own metrics are served too.
-    pub fn new(etcd_version: &str, extensive: bool, node: &Node) -> prometheus::Result<Self> {
+    /// `config` gives the release hub reports (`--report-etcd-version`), the
+    /// quota and `--metrics extensive`; `node`'s own metrics are served too.
+    pub fn new(config: &ServiceConfig, node: &Node) -> prometheus::Result<Self> {
         let r = Registry::new();
-        r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+        r.register(Box::new(process::ProcessFamilies::new()?))?;
         node.metrics().register(&r)?;
         node.state().lock().metrics().register(&r)?;
-        version_gauge(&r, "etcd_server_version", "Which version is running. 1 for 'server_version' label with current version.", "server_version", etcd_version)?;
+        let grpc = grpc::GrpcMetrics::new(config.metrics_extensive)?;
+        grpc.register(&r)?;
+        let member_id = hub_raft::metrics::peer_label(node.member_id());
+        info_gauge(&r, "etcd_server_version", "Which version is running. 1 for 'server_version' label with current version.", "server_version", &config.etcd_version)?;
         let cluster = CLUSTER_VERSION.rsplit_once('.').map_or(CLUSTER_VERSION, |(mm, _)| mm);
-        version_gauge(&r, "etcd_cluster_version", "Which version is running. 1 for 'cluster_version' label with current cluster version", "cluster_version", cluster)?;
-        let grpc_labels = ["grpc_type", "grpc_service", "grpc_method"];
-        let grpc_started = IntCounterVec::new(
-            Opts::new("grpc_server_started_total", "Total number of RPCs started on the server."),
-            &grpc_labels,
-        )?;
-        let grpc_handled = IntCounterVec::new(
-            Opts::new(
-                "grpc_server_handled_total",
-                "Total number of RPCs completed on the server, regardless of success or failure.",
+        info_gauge(&r, "etcd_cluster_version", "Which version is running. 1 for 'cluster_version' label with current cluster version", "cluster_version", cluster)?;
+        info_gauge(&r, "etcd_server_id", "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.", "server_id", &member_id)?;
+        let features = gauge_vec(&r, "etcd_server_feature_enabled", "Whether or not a feature is enabled. 1 is enabled, 0 is not.", &["name", "stage"])?;
+        for (name, stage, on) in FEATURES {
+            features.with_label_values(&[name, stage]).set(i64::from(on));
+        }
+        // etcd counts events pending from when a watcher is given them until
+        // its stream has sent them; hub's stream task sends events as it takes
+        // them from the commit feed, so none are ever pending.
+        gauge(&r, "etcd_debugging_mvcc_pending_events_total", "Total number of pending events to be sent.")?;
+        // Readers of hub's backend hold no transaction open beyond the call that reads.
+        gauge(&r, "etcd_mvcc_db_open_read_transactions", "The number of currently open read transactions")?;
+        let quota = gauge(&r, "etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes.")?;
+        quota.set(config.quota_backend_bytes.unwrap_or(0) as i64);
+        let scrapes = registered(
+            &r,
+            IntCounterVec::new(
+                Opts::new("promhttp_metric_handler_requests_total", "Total number of scrapes by HTTP status code."),
+                &["code"],
             ),
-            &["grpc_type", "grpc_service", "grpc_method", "grpc_code"],
         )?;
-        r.register(Box::new(grpc_started.clone()))?;
-        r.register(Box::new(grpc_handled.clone()))?;
-        let grpc_handling_seconds = if extensive {
-            let h = HistogramVec::new(
-                HistogramOpts::new(
-                    "grpc_server_handling_seconds",
-                    "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
-                ),
-                &grpc_labels,
-            )?;
-            r.register(Box::new(h.clone()))?;
-            Some(h)
-        } else {
-            None
-        };
+        // Only 200 is ever answered; the others stay at zero, as etcd shows them.
+        for code in ["500", "503"] {
+            scrapes.with_label_values(&[code]);
+        }
         Ok(Metrics {
+            grpc,
+            member_id,
             has_leader: gauge(&r, "etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.")?,
             is_leader: gauge(&r, "etcd_server_is_leader", "Whether or not this member is a leader. 1 if is, 0 otherwise.")?,
+            is_learner: gauge(&r, "etcd_server_is_learner", "Whether or not this member is a learner. 1 if is, 0 otherwise.")?,
             leader_changes: counter(&r, "etcd_server_leader_changes_seen_total", "The number of leader changes seen.")?,
             proposals_committed: gauge(&r, "etcd_server_proposals_committed_total", "The total number of consensus proposals committed.")?,
             proposals_applied: gauge(&r, "etcd_server_proposals_applied_total", "The total number of consensus proposals applied.")?,
             proposals_pending: gauge(&r, "etcd_server_proposals_pending", "The current number of pending proposals to commit.")?,
             proposals_failed: counter(&r, "etcd_server_proposals_failed_total", "The total number of failed proposals seen.")?,
+            lease_expired: counter(&r, "etcd_debugging_server_lease_expired_total", "The total number of expired leases.")?,
             db_total_size: gauge(&r, "etcd_mvcc_db_total_size_in_bytes", "Total size of the underlying database physically allocated in bytes.")?,
             db_size_in_use: gauge(&r, "etcd_mvcc_db_total_size_in_use_in_bytes", "Total size of the underlying database logically in use in bytes.")?,
             keys_total: gauge(&r, "etcd_debugging_mvcc_keys_total", "Total number of keys.")?,
-            puts: counter(&r, "etcd_mvcc_put_total", "Total number of puts seen by this member.")?,
-            deletes: counter(&r, "etcd_mvcc_delete_total", "Total number of deletes seen by this member.")?,
+            current_revision: gauge(&r, "etcd_debugging_mvcc_current_revision", "The current revision of store.")?,
+            compact_revision: gauge(&r, "etcd_debugging_mvcc_compact_revision", "The revision of the last compaction in store.")?,
+            auth_revision: gauge(&r, "etcd_debugging_auth_revision", "The current revision of auth store.")?,
+            known_peers: gauge_vec(&r, "etcd_network_known_peers", "The current number of known peers.", &["Local", "Remote"])?,
+            alarms: gauge_vec(
+                &r,
+                "etcd_debugging_server_alarms",
+                "Alarms for every member in cluster. 1 for 'server_id' label with current ID. 2 for 'alarm_type' label with type of this alarm",
+                &["server_id", "alarm_type"],
+            )?,
+            watch_streams: gauge(&r, "etcd_debugging_mvcc_watch_stream_total", "Total number of watch streams.")?,
+            watchers: gauge(&r, "etcd_debugging_mvcc_watcher_total", "Total number of watchers.")?,
+            slow_watchers: gauge(&r, "etcd_debugging_mvcc_slow_watcher_total", "Total number of unsynced slow watchers.")?,
+            events: counter(&r, "etcd_debugging_mvcc_events_total", "Total number of events sent by this member.")?,
             health_success: counter(&r, "etcd_server_health_success", "The total number of successful health checks")?,
             health_failures: counter(&r, "etcd_server_health_failures", "The total number of failed health checks")?,
-            grpc_started,
-            grpc_handled,
-            grpc_sent_bytes: counter(&r, "etcd_network_client_grpc_sent_bytes_total", "The total number of bytes sent to grpc clients.")?,
-            grpc_received_bytes: counter(
-                &r,
-                "etcd_network_client_grpc_received_bytes_total",
-                "The total number of bytes received from grpc clients.",
-            )?,
-            grpc_handling_seconds,
+            scrapes_in_flight: gauge(&r, "promhttp_metric_handler_requests_in_flight", "Current number of scrapes being served.")?,
+            scrapes: scrapes.with_label_values(&["200"]),
             registry: r,
         })
     }
 
     /// The exposition text, with the node's state read now.
     pub fn render(&self, ctx: &Context) -> String {
-        let node = ctx.node();
-        self.has_leader.set(i64::from(node.leader_id() != 0));
-        self.is_leader.set(i64::from(node.is_leader()));
-        self.proposals_committed.set(node.raft_index() as i64);
-        {
-            let sm = node.state().lock();
-            self.proposals_applied.set(sm.applied_index() as i64);
-            self.db_total_size.set(sm.db_size() as i64);
-            if let Ok(in_use) = sm.db_size_in_use() {
-                self.db_size_in_use.set(in_use as i64);
-            }
-            let all = RangeRequest { key: vec![0], range_end: vec![0], count_only: true, ..Default::default() };
-            if let Ok(r) = sm.range(&all) {
-                self.keys_total.set(r.count);
-            }
-        }
+        self.scrapes_in_flight.inc();
+        self.read_state(ctx.node());
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::error!(error = %e, "cannot encode metrics");
         }
+        self.scrapes_in_flight.dec();
+        self.scrapes.inc();
         String::from_utf8(out).unwrap_or_default()
     }
 
-    fn grpc_handled(&self, call: &GrpcCall, code: Code) {
-        self.grpc_handled.with_label_values(&[call.kind, &call.service, &call.method, code_name(code)]).inc();
-        if let Some(h) = &self.grpc_handling_seconds {
-            h.with_label_values(&[call.kind, &call.service, &call.method]).observe(call.started.elapsed().as_secs_f64());
+    /// Sets the gauges that mirror the node's state.
+    fn read_state(&self, node: &Node) {
+        self.has_leader.set(i64::from(node.leader_id() != 0));
+        self.is_leader.set(i64::from(node.is_leader()));
+        self.proposals_committed.set(node.raft_index() as i64);
+        self.known_peers.reset();
+        for (id, _, learner) in node.members() {
+            let remote = hub_raft::metrics::peer_label(id);
+            self.known_peers.with_label_values(&[&self.member_id, &remote]).set(1);
+            if id == node.member_id() {
+                self.is_learner.set(i64::from(learner));
+            }
+        }
+        let sm = node.state().lock();
+        self.proposals_applied.set(sm.applied_index() as i64);
+        self.db_total_size.set(sm.db_size() as i64);
+        if let Ok(in_use) = sm.db_size_in_use() {
+            self.db_size_in_use.set(in_use as i64);
+        }
+        // Read from the index, not through StateMachine::range: a scrape is no client's range.
+        if let Ok(r) = sm.mvcc().range(&[0], RangeEnd::from_request(&[0]), 0, 0, true) {
+            self.keys_total.set(r.count as i64);
+        }
+        self.current_revision.set(sm.current_revision());
+        self.compact_revision.set(sm.compact_revision());
+        self.auth_revision.set(sm.auth().revision() as i64);
+        self.alarms.reset();
+        for a in sm.alarms() {
+            let kind = AlarmType::try_from(a.alarm).map_or("NONE", |t| t.as_str_name());
+            self.alarms.with_label_values(&[&hub_raft::metrics::peer_label(a.member_id), kind]).set(1);
         }
     }
 
@@ -178,146 +232,81 @@ impl Metrics {
     pub(crate) fn health_checked(&self, healthy: bool) {
         if healthy { &self.health_success } else { &self.health_failures }.inc();
     }
+
+    /// The leader revoked an expired lease.
+    pub(crate) fn lease_expired(&self) {
+        self.lease_expired.inc();
+    }
+
+    /// Counts a watch stream and its watchers while it lives.
+    pub(crate) fn watch_stream(&self) -> WatchStreamCount {
+        self.watch_streams.inc();
+        WatchStreamCount {
+            watchers: self.watchers.clone(),
+            streams: self.watch_streams.clone(),
+            slow: self.slow_watchers.clone(),
+            counted: 0,
+            counted_slow: 0,
+        }
+    }
+
+    /// `n` events handed to a watch stream's client.
+    pub(crate) fn watch_events_sent(&self, n: usize) {
+        self.events.inc_by(n as u64);
+    }
 }
 
-/// Counts what the node commits and sees, until it stops.
+/// One watch stream in `etcd_debugging_mvcc_watch_stream_total`, and its
+/// watchers in `etcd_debugging_mvcc_watcher_total` (and, while they catch up
+/// from the store, in `etcd_debugging_mvcc_slow_watcher_total`), until dropped.
+pub(crate) struct WatchStreamCount {
+    watchers: IntGauge,
+    streams: IntGauge,
+    slow: IntGauge,
+    counted: i64,
+    counted_slow: i64,
+}
+
+impl WatchStreamCount {
+    /// The stream now has `n` watchers, all in sync.
+    pub(crate) fn watchers(&mut self, n: usize) {
+        let n = n as i64;
+        self.watchers.add(n - self.counted);
+        self.counted = n;
+        self.catching_up(0);
+    }
+
+    /// `n` watchers fell behind the commit feed and catch up from the store
+    /// (etcd's unsynced slow watchers), until the next [`Self::watchers`].
+    pub(crate) fn catching_up(&mut self, n: usize) {
+        let n = n as i64;
+        self.slow.add(n - self.counted_slow);
+        self.counted_slow = n;
+    }
+}
+
+impl Drop for WatchStreamCount {
+    fn drop(&mut self) {
+        self.watchers.sub(self.counted);
+        self.slow.sub(self.counted_slow);
+        self.streams.dec();
+    }
+}
+
+/// Counts the leader changes this member sees, for as long as it runs.
 pub async fn run(ctx: Context) {
     let metrics = ctx.metrics().clone();
-    let mut feed = ctx.node().subscribe();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut leader = 0;
     loop {
-        tokio::select! {
-            batch = feed.recv() => match batch {
-                Ok(batch) => for e in &batch.events {
-                    if e.r#type == EventType::Delete as i32 { metrics.deletes.inc() } else { metrics.puts.inc() }
-                },
-                Err(RecvError::Lagged(n)) => tracing::debug!(missed = n, "metrics fell behind the commit feed"),
-                Err(RecvError::Closed) => return,
-            },
-            _ = tick.tick() => {
-                let now = ctx.node().leader_id();
-                if now != leader && now != 0 {
-                    metrics.leader_changes.inc();
-                }
-                if now != 0 {
-                    leader = now;
-                }
-            }
+        tick.tick().await;
+        let now = ctx.node().leader_id();
+        if now != leader && now != 0 {
+            metrics.leader_changes.inc();
+        }
+        if now != 0 {
+            leader = now;
         }
     }
 }
 
-/// go-grpc-prometheus's name of a code.
-fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "Canceled",
-        Code::Unknown => "Unknown",
-        Code::InvalidArgument => "InvalidArgument",
-        Code::DeadlineExceeded => "DeadlineExceeded",
-        Code::NotFound => "NotFound",
-        Code::AlreadyExists => "AlreadyExists",
-        Code::PermissionDenied => "PermissionDenied",
-        Code::ResourceExhausted => "ResourceExhausted",
-        Code::FailedPrecondition => "FailedPrecondition",
-        Code::Aborted => "Aborted",
-        Code::OutOfRange => "OutOfRange",
-        Code::Unimplemented => "Unimplemented",
-        Code::Internal => "Internal",
-        Code::Unavailable => "Unavailable",
-        Code::DataLoss => "DataLoss",
-        Code::Unauthenticated => "Unauthenticated",
-    }
-}
-
-/// One gRPC call as go-grpc-prometheus labels it.
-struct GrpcCall {
-    kind: &'static str,
-    service: String,
-    method: String,
-    started: Instant,
-}
-
-impl GrpcCall {
-    fn from_path(path: &str) -> Option<Self> {
-        let (service, method) = path.strip_prefix('/')?.split_once('/')?;
-        let kind = match (service, method) {
-            ("etcdserverpb.Watch", "Watch") | ("etcdserverpb.Lease", "LeaseKeepAlive") => "bidi_stream",
-            ("etcdserverpb.Maintenance", "Snapshot") | ("v3electionpb.Election", "Observe") => "server_stream",
-            _ => "unary",
-        };
-        Some(GrpcCall { kind, service: service.to_string(), method: method.to_string(), started: Instant::now() })
-    }
-}
-
-fn status_of(headers: &http::HeaderMap) -> Option<Code> {
-    let code = headers.get("grpc-status")?.to_str().ok()?.parse::<i32>().ok()?;
-    Some(Code::from(code))
-}
-
-/// Middleware counting every gRPC call started and handled, by its code; a
-/// stream the client abandons counts as Canceled, as in etcd.
-pub async fn grpc_layer(metrics: Arc<Metrics>, req: Request, next: Next) -> Response {
-    let is_grpc = req.headers().get(http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-    let call = if is_grpc { GrpcCall::from_path(req.uri().path()) } else { None };
-    let Some(call) = call else { return next.run(req).await };
-    metrics.grpc_started.with_label_values(&[call.kind, &call.service, &call.method]).inc();
-    let (parts, body) = req.into_parts();
-    let body = CountedBody { inner: body, bytes: metrics.grpc_received_bytes.clone(), done: None };
-    let resp = next.run(Request::from_parts(parts, Body::new(body))).await;
-    if let Some(code) = status_of(resp.headers()) {
-        metrics.grpc_handled(&call, code);
-        return resp;
-    }
-    let (parts, body) = resp.into_parts();
-    let body = CountedBody { inner: body, bytes: metrics.grpc_sent_bytes.clone(), done: Some((metrics, call)) };
-    Response::from_parts(parts, Body::new(body))
-}
-
-/// A gRPC body that counts its bytes (the messages with their 5-byte frame
-/// prefixes) into `etcd_network_client_grpc_{received,sent}_bytes_total`; a
-/// response body also counts its call handled when the trailers carry the
-/// status, or Canceled if it is dropped before.
-struct CountedBody {
-    inner: Body,
-    bytes: IntCounter,
-    /// For a response: the call to count handled.
-    done: Option<(Arc<Metrics>, GrpcCall)>,
-}
-
-impl HttpBody for CountedBody {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                self.bytes.inc_by(data.len() as u64);
-            }
-            if let Some(code) = frame.trailers_ref().and_then(status_of) {
-                if let Some((m, call)) = self.done.take() {
-                    m.grpc_handled(&call, code);
-                }
-            }
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for CountedBody {
-    fn drop(&mut self) {
-        if let Some((m, call)) = self.done.take() {
-            m.grpc_handled(&call, Code::Cancelled);
-        }
-    }
-}

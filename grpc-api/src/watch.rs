@@ -131,6 +131,7 @@ impl WatchStreamTask {
         // the stream ends when the client goes away.
         let mut client_sending = true;
         let out = self.out.clone();
+        let mut counted = self.ctx.metrics().watch_stream();
         loop {
             let step = tokio::select! {
                 msg = incoming.message(), if client_sending => match msg {
@@ -146,6 +147,7 @@ impl WatchStreamTask {
                     Ok(batch) => self.deliver(&batch).await,
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         tracing::debug!(missed = n, "watch stream fell behind; catching up from the store");
+                        counted.catching_up(self.watchers.len());
                         self.catch_up_all().await
                     }
                     Err(broadcast::error::RecvError::Closed) => Err(Gone),
@@ -156,6 +158,7 @@ impl WatchStreamTask {
                 Ok(()) => self.answer_progress().await,
                 gone => gone,
             };
+            counted.watchers(self.watchers.len());
             if step.is_err() {
                 return;
             }
@@ -343,6 +346,7 @@ impl WatchStreamTask {
             return Ok(());
         }
         let Some(w) = self.watchers.get_mut(&id) else { return Ok(()) };
+        self.ctx.metrics().watch_events_sent(events.len());
         w.sent_since_tick = true;
         self.reported = self.reported.max(revision);
         let fragment = w.fragment;

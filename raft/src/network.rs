@@ -206,7 +206,10 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>> {
-        self.call(&rpc, &option, |c, r| Box::pin(c.install_snapshot(r))).await
+        let (first, last) = (rpc.offset == 0, rpc.done);
+        let result = self.call(&rpc, &option, |c, r| Box::pin(c.install_snapshot(r))).await;
+        self.metrics.snapshot_sent(self.target, first, last, result.is_ok());
+        result
     }
 
     async fn vote(&mut self, rpc: VoteRequest<u64>, option: RPCOption) -> RpcResult<VoteResponse<u64>, RaftError<u64>> {

@@ -252,10 +252,12 @@ impl Node {
                 .map_err(|_| StoreError::Etcd(EtcdError::Timeout))?;
             Ok(())
         };
-        match tokio::time::timeout(self.timeout, work).await {
+        let result = match tokio::time::timeout(self.timeout, work).await {
             Ok(r) => r,
             Err(_) => Err(EtcdError::Timeout.into()),
-        }
+        };
+        self.metrics.read_index(&result);
+        result
     }
 
     /// The leader's read index. A round in which a quorum did not answer in time
@@ -298,7 +300,14 @@ impl Node {
     pub async fn change_members(&self, change: MemberChange) -> Result<(), MemberChangeError> {
         let (leader, node) = self.leader().map_err(|_| MemberChangeError::NotLeader)?;
         if leader == self.id {
-            return membership::apply(&self.raft, change).await;
+            let promote = matches!(change, MemberChange::Promote { .. });
+            let result = membership::apply(&self.raft, change).await;
+            match &result {
+                Ok(()) if promote => self.metrics.learner_promoted(None),
+                Err(e @ MemberChangeError::LearnerNotReady) => self.metrics.learner_promoted(Some(&e.to_string())),
+                _ => {}
+            }
+            return result;
         }
         let other = |e: &dyn std::fmt::Display| MemberChangeError::Other(e.to_string());
         let mut client = self.peer(leader, &node).map_err(|e| other(&e))?;

@@ -64,8 +64,12 @@ impl Peer for PeerService {
     async fn install_snapshot(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(req.get_ref()).map_err(bad_request)?;
         let from = rpc.vote.leader_id().voted_for();
-        let answer = reply(&self.node.raft().install_snapshot(rpc).await);
-        self.count(from, &req, answer)
+        let (first, last) = (rpc.offset == 0, rpc.done);
+        let result = self.node.raft().install_snapshot(rpc).await;
+        if let Some(from) = from {
+            self.node.metrics().snapshot_received(from, first, last, result.is_ok());
+        }
+        self.count(from, &req, reply(&result))
     }
 
     async fn propose(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {

@@ -1,5 +1,6 @@
 //! etcd's peer prober: every member times a small request to every other
-//! member now and then, for `etcd_network_peer_round_trip_time_seconds`.
+//! member now and then, for `etcd_network_peer_round_trip_time_seconds` and
+//! `etcd_network_{active_peers,disconnected_peers_total}`.
 //!
 //! etcd probes each peer's `/raft/probing` on the peer listener and records
 //! the round trip every few seconds, on leader and followers alike; hub asks
@@ -32,11 +33,18 @@ pub(crate) async fn run(node: Weak<Node>) {
             }
             let Ok(mut client) = node.peer(id, &member) else { continue };
             let started = Instant::now();
-            match tokio::time::timeout(PROBE_TIMEOUT, client.members(Payload::default())).await {
-                Ok(Ok(_)) => node.metrics().round_trip(id, started.elapsed()),
-                Ok(Err(e)) => tracing::debug!(peer = format_args!("{id:x}"), error = %e, "peer probe failed"),
-                Err(_) => tracing::debug!(peer = format_args!("{id:x}"), "peer probe timed out"),
-            }
+            let took = match tokio::time::timeout(PROBE_TIMEOUT, client.members(Payload::default())).await {
+                Ok(Ok(_)) => Some(started.elapsed()),
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = format_args!("{id:x}"), error = %e, "peer probe failed");
+                    None
+                }
+                Err(_) => {
+                    tracing::debug!(peer = format_args!("{id:x}"), "peer probe timed out");
+                    None
+                }
+            };
+            node.metrics().probed(node.member_id(), id, took);
         }
     }
 }

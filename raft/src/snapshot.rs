@@ -7,7 +7,7 @@ use hub_store::{StateMachine, StoreError};
 /// The state machine as a snapshot file's bytes.
 pub fn build(sm: &StateMachine) -> Result<Vec<u8>, StoreError> {
     let mut out = Vec::new();
-    hub_store::snapshot::write_snapshot(sm, &mut out)?;
+    sm.metrics().snapshot_saved(|| hub_store::snapshot::write_snapshot(sm, &mut out))?;
     Ok(out)
 }
 

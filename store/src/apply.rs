@@ -28,14 +28,14 @@ use crate::backend::{open_bolt, Backend, Table, WriteBatch};
 use crate::error::{EtcdError, StoreError};
 use crate::key_index::RangeEnd;
 use crate::lease::{Lease, Lessor};
-use crate::metrics::BackendMetrics;
+use crate::metrics::{OpTally, StoreMetrics};
 use crate::mvcc::{KvHash, Mvcc, RangeResult, WriteTxn, ETCD_META_KEYS};
 
 /// Makes the backend durable: every commit made before [`Syncer::sync`] runs
 /// (see [`StateMachine::syncer`]).
 pub struct Syncer {
     backend: Arc<dyn Backend>,
-    metrics: BackendMetrics,
+    metrics: StoreMetrics,
 }
 
 impl Syncer {
@@ -114,7 +114,7 @@ pub struct StateMachine {
     /// The directory holding the backend file.
     dir: PathBuf,
     /// Kept across [`StateMachine::reload`] and snapshot installs.
-    metrics: BackendMetrics,
+    metrics: StoreMetrics,
 }
 
 /// The backend file inside a member's data directory.
@@ -125,11 +125,11 @@ impl StateMachine {
     pub fn open(dir: &Path, min_lease_ttl: i64) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Corrupt(format!("create {}: {e}", dir.display())))?;
         // Constant names and buckets: only a bug makes this fail, and every test would catch it.
-        let metrics = BackendMetrics::new().expect("etcd's backend metric options are valid");
+        let metrics = StoreMetrics::new().expect("etcd's store metric options are valid");
         Self::open_with(dir, min_lease_ttl, metrics)
     }
 
-    fn open_with(dir: &Path, min_lease_ttl: i64, metrics: BackendMetrics) -> Result<Self, StoreError> {
+    fn open_with(dir: &Path, min_lease_ttl: i64, metrics: StoreMetrics) -> Result<Self, StoreError> {
         let backend: Arc<dyn Backend> = Arc::new(open_bolt(&dir.join(BACKEND_FILE))?);
         Self::from_backend(backend, min_lease_ttl, dir.to_path_buf(), metrics)
     }
@@ -138,7 +138,7 @@ impl StateMachine {
         backend: Arc<dyn Backend>,
         min_lease_ttl: i64,
         dir: PathBuf,
-        metrics: BackendMetrics,
+        metrics: StoreMetrics,
     ) -> Result<Self, StoreError> {
         let restored = Mvcc::restore(backend.clone())?;
         let mut records = Vec::new();
@@ -178,6 +178,11 @@ impl StateMachine {
     /// InstallSnapshot): the snapshot is restored into a fresh backend beside the
     /// current one, which then takes its place by an atomic rename.
     pub fn replace_from_snapshot(&mut self, data: &[u8]) -> Result<(), StoreError> {
+        let metrics = self.metrics.clone();
+        metrics.snapshot_installed(|| self.install_snapshot(data))
+    }
+
+    fn install_snapshot(&mut self, data: &[u8]) -> Result<(), StoreError> {
         let io = |what: &str, e: std::io::Error| StoreError::Snapshot(format!("install snapshot: {what}: {e}"));
         let work = self.dir.join("snapshot.install");
         if work.exists() {
@@ -191,7 +196,8 @@ impl StateMachine {
         crate::snapshot::restore_into(&mut reader, &restored, &crate::snapshot::RestoreOptions::default())?;
         std::fs::rename(restored.join(BACKEND_FILE), self.dir.join(BACKEND_FILE))
             .map_err(|e| io("move the restored backend into place", e))?;
-        std::fs::File::open(&self.dir).and_then(|d| d.sync_all()).map_err(|e| io("sync the directory", e))?;
+        let sync_dir = || std::fs::File::open(&self.dir).and_then(|d| d.sync_all());
+        self.metrics.snapshot_synced(sync_dir).map_err(|e| io("sync the directory", e))?;
         let reopened = Self::open_with(&self.dir, self.min_lease_ttl, self.metrics.clone())?;
         let old = std::mem::replace(self, reopened);
         self.auth.keep_tokens_of(old.auth);
@@ -275,8 +281,8 @@ impl StateMachine {
         Ok(self.metrics.defrag(|| self.mvcc.backend().defragment())?)
     }
 
-    /// The backend's commit, defrag and snapshot timings, for `/metrics`.
-    pub fn metrics(&self) -> &BackendMetrics {
+    /// The store's metrics (backend timings, MVCC and lease counters), for `/metrics`.
+    pub fn metrics(&self) -> &StoreMetrics {
         &self.metrics
     }
 
@@ -320,12 +326,12 @@ impl StateMachine {
 
     /// Maintenance.HashKV: see [`Mvcc::hash_kv`].
     pub fn hash_kv(&self, rev: i64) -> Result<KvHash, StoreError> {
-        self.mvcc.hash_kv(rev)
+        self.metrics.hash(true, || self.mvcc.hash_kv(rev))
     }
 
     /// Maintenance.Hash: the whole backend, see [`crate::hash::backend_hash`].
     pub fn hash(&self) -> Result<u32, StoreError> {
-        crate::hash::backend_hash(self.mvcc.backend().as_ref())
+        self.metrics.hash(false, || crate::hash::backend_hash(self.mvcc.backend().as_ref()))
     }
 
     /// Deletes every meta record that is not etcd's own, and any staged one:
@@ -357,7 +363,10 @@ impl StateMachine {
         if index != 0 && index <= self.applied_index {
             return Ok(Applied { response: Response::AlreadyApplied, events: Vec::new() });
         }
+        let started = Instant::now();
         let result = self.apply_command(index, req, now);
+        let compacted = matches!(&result, Err(StoreError::Etcd(EtcdError::Compacted)));
+        self.metrics.applied(req, result.is_ok() || compacted, started);
         if index != 0 {
             self.applied_index = index;
         }
@@ -406,7 +415,8 @@ impl StateMachine {
             return self.apply_lease_revoke(index, r);
         }
         if let Some(r) = &req.range {
-            let response = Response::Range(self.range(r)?);
+            let response = Response::Range(range(&self.mvcc, r)?);
+            self.metrics.count(OpTally::range());
             return Ok(Applied { response, events: Vec::new() });
         }
         // Nothing else is proposed (members, for one, change through raft itself).
@@ -451,6 +461,7 @@ impl StateMachine {
         let mut txn = self.mvcc.write();
         let resp = put(&mut txn, &mut self.lessor, r)?;
         let events = commit(txn, &mut self.staged_meta, index)?;
+        self.metrics.count(OpTally::put(r));
         Ok(Applied { response: Response::Put(resp), events })
     }
 
@@ -458,6 +469,7 @@ impl StateMachine {
         let mut txn = self.mvcc.write();
         let resp = delete_range(&mut txn, &mut self.lessor, r)?;
         let events = commit(txn, &mut self.staged_meta, index)?;
+        self.metrics.count(OpTally::delete_range(r));
         Ok(Applied { response: Response::DeleteRange(resp), events })
     }
 
@@ -469,6 +481,7 @@ impl StateMachine {
         let mut resp = apply_txn_ops(&mut txn, &mut self.lessor, r, &mut path_iter)?;
         resp.header = header(txn.revision());
         let events = commit(txn, &mut self.staged_meta, index)?;
+        self.metrics.count_txn(OpTally::txn(r, &path, false));
         Ok(Applied { response: Response::Txn(resp), events })
     }
 
@@ -498,10 +511,14 @@ impl StateMachine {
     }
 
     fn apply_compaction(&mut self, index: u64, r: &CompactionRequest) -> Result<Applied, StoreError> {
+        let started = Instant::now();
         let batch = self.mvcc.compact(r.revision)?;
+        let keys = batch.deletes();
+        let indexed = started.elapsed();
         let mut txn = self.mvcc.write();
         *txn.batch_mut() = batch;
         commit(txn, &mut self.staged_meta, index)?;
+        self.metrics.compacted(indexed, started.elapsed() - indexed, keys);
         tracing::info!(revision = r.revision, "compacted");
         let resp = CompactionResponse { header: header(self.mvcc.current_revision()) };
         Ok(Applied { response: Response::Compaction(resp), events: Vec::new() })
@@ -512,6 +529,7 @@ impl StateMachine {
         let ttl = self.lessor.grant(r.id, r.ttl, now, txn.batch_mut())?;
         let rev = txn.revision();
         commit(txn, &mut self.staged_meta, index)?;
+        self.metrics.lease_granted(ttl);
         let resp = LeaseGrantResponse { header: header(rev), id: r.id, ttl, error: String::new() };
         Ok(Applied { response: Response::LeaseGrant(resp), events: Vec::new() })
     }
@@ -524,13 +542,19 @@ impl StateMachine {
         }
         let rev = txn.revision();
         let events = commit(txn, &mut self.staged_meta, index)?;
+        self.metrics.lease_revoked();
+        self.metrics.count(OpTally::lease_revoke(keys.len()));
         let resp = LeaseRevokeResponse { header: header(rev) };
         Ok(Applied { response: Response::LeaseRevoke(resp), events })
     }
 
     /// A Range outside raft (serializable, or after a ReadIndex).
     pub fn range(&self, r: &RangeRequest) -> Result<RangeResponse, StoreError> {
-        range(&self.mvcc, r)
+        let started = Instant::now();
+        let result = range(&self.mvcc, r);
+        self.metrics.ranged(result.is_ok(), started);
+        self.metrics.count(OpTally::range());
+        result
     }
 
     /// A Txn without writes, answered from local state without a log entry.
@@ -547,6 +571,7 @@ impl StateMachine {
                 _ => Ok(ResponseOp { response: None }),
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
+        self.metrics.count_txn(OpTally::txn(r, &path, true));
         Ok(TxnResponse { header: header(self.mvcc.current_revision()), succeeded: path.first().copied().unwrap_or(false), responses })
     }
 
@@ -560,7 +585,9 @@ impl StateMachine {
 
     /// Renews a lease (not a log entry: leases are kept alive by the leader).
     pub fn lease_renew(&mut self, id: i64, now: Instant) -> Result<i64, EtcdError> {
-        self.lessor.renew(id, now)
+        let ttl = self.lessor.renew(id, now)?;
+        self.metrics.lease_renewed();
+        Ok(ttl)
     }
 
     pub fn expired_leases(&self, now: Instant) -> Vec<i64> {

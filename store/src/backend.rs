@@ -72,6 +72,11 @@ impl WriteBatch {
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }
+
+    /// How many deletes the batch holds.
+    pub fn deletes(&self) -> usize {
+        self.ops.iter().filter(|(_, _, v)| v.is_none()).count()
+    }
 }
 
 pub trait Backend: Send + Sync {

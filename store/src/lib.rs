@@ -21,7 +21,7 @@
 //! - [`hash`]: etcd's consistency hashes (HashKV, Hash) and their CRC-32C.
 //! - [`snapshot`]: etcd 3.4 snapshots (bbolt file + sha256) written from and
 //!   restored into the state machine.
-//! - [`metrics`]: etcd's backend commit, defrag and snapshot timings.
+//! - [`metrics`]: etcd's metrics of the store: backend timings, MVCC, lease and apply counters.
 //! - [`error`]: etcd's error strings.
 
 pub mod alarm;

@@ -242,8 +242,10 @@ impl Writer {
             return Ok(());
         }
         let path = &self.segments[self.segments.len() - 1].path;
+        let started = std::time::Instant::now();
         self.file.write_all(buf).map_err(io_error("write segment", path))?;
         if let Some(m) = &self.metrics {
+            m.write_duration.observe(started.elapsed().as_secs_f64());
             m.write_bytes.add(buf.len() as i64);
         }
         buf.clear();
