@@ -24,9 +24,9 @@ use hub_proto::etcdserverpb::{
     watch_create_request::FilterType, watch_request::RequestUnion, watch_server::Watch, ResponseHeader,
     WatchCreateRequest, WatchRequest, WatchResponse,
 };
-use hub_store::EtcdError;
 use hub_proto::mvccpb::{event::EventType, Event};
 use hub_raft::Committed;
+use hub_store::EtcdError;
 use prost::Message;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;

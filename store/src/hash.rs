@@ -1,7 +1,8 @@
 //! etcd's consistency hashes, which members and operators compare to find a
 //! replica that diverged: Maintenance.HashKV (the `key` table up to a
-//! revision, [`KvHasher`]; which revision is hashed when is the MVCC layer's,
-//! [`Mvcc::hash_kv`](crate::mvcc::Mvcc::hash_kv)) and Maintenance.Hash ([`backend_hash`], the whole backend as etcd's
+//! revision, [`KvHasher`]; which revision is hashed when is the MVCC
+//! layer's, [`Mvcc::hash_kv`](crate::mvcc::Mvcc::hash_kv)) and
+//! Maintenance.Hash ([`backend_hash`], the whole backend as etcd's
 //! `backend.Hash` walks its bbolt buckets). Both are CRC-32C (Castagnoli),
 //! Go's `crc32.Update` with that table, so feeding the same bytes in the same
 //! order gives etcd's number; `etcdctl snapshot status` uses it too.
