@@ -26,6 +26,17 @@ pub fn from_etcd(e: EtcdError) -> Status {
     Status::new(code, e.to_string())
 }
 
+/// How Go's gRPC prints `status` as an error (`rpc error: code = ... desc =
+/// ...`), which etcd puts in texts such as a watch's cancel reason.
+pub fn go_error_text(status: &Status) -> String {
+    // Go's code names are tonic's, but for the spelling of one.
+    let code = match status.code() {
+        Code::Cancelled => "Canceled".to_string(),
+        code => format!("{code:?}"),
+    };
+    format!("rpc error: code = {code} desc = {}", status.message())
+}
+
 pub fn from_store(e: StoreError) -> Status {
     match e {
         StoreError::Etcd(e) => from_etcd(e),

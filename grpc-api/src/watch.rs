@@ -21,11 +21,12 @@ use std::sync::Arc;
 
 use futures::Stream;
 use hub_proto::etcdserverpb::{
-    watch_create_request::FilterType, watch_request::RequestUnion, watch_server::Watch, WatchCreateRequest,
-    WatchRequest, WatchResponse,
+    watch_create_request::FilterType, watch_request::RequestUnion, watch_server::Watch, ResponseHeader,
+    WatchCreateRequest, WatchRequest, WatchResponse,
 };
 use hub_proto::mvccpb::{event::EventType, Event};
 use hub_raft::Committed;
+use hub_store::EtcdError;
 use prost::Message;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -201,12 +202,13 @@ impl WatchStreamTask {
         let (current, denied) = {
             let sm = self.ctx.node.state().lock();
             // Read permission on the whole watched range (etcd checked a
-            // from-key watch as its first key alone).
-            let denied = match &who {
-                Ok(who) => sm.authorize_read(who, &key, &c.range_end).err().map(|e| e.to_string()),
-                Err(status) => Some(status.message().to_string()),
+            // from-key watch as its first key alone). etcd's reason is the
+            // gRPC error's text, code included.
+            let denied = match who {
+                Ok(who) => sm.authorize_read(&who, &key, &c.range_end).err().map(crate::status::from_etcd),
+                Err(status) => Some(status),
             };
-            (sm.current_revision(), denied)
+            (sm.current_revision(), denied.map(|status| crate::status::go_error_text(&status)))
         };
         let refuse = |reason: &str| WatchResponse {
             header: self.ctx.header(current),
@@ -216,6 +218,10 @@ impl WatchStreamTask {
             cancel_reason: reason.to_string(),
             ..Default::default()
         };
+        // etcd refuses a negative start revision before anything else.
+        if c.start_revision < 0 {
+            return self.send(refuse(&EtcdError::Compacted.to_string())).await;
+        }
         if let Some(reason) = denied {
             return self.send(refuse(&reason)).await;
         }
@@ -281,7 +287,8 @@ impl WatchStreamTask {
         match outcome {
             Err(compact_revision) => {
                 self.watchers.remove(&id);
-                let header = self.ctx.header(0);
+                // etcd's watchable store sends this one with revision 0.
+                let header = self.ctx.header(current).map(|h| ResponseHeader { revision: 0, ..h });
                 self.send(WatchResponse { header, watch_id: id, compact_revision, canceled: true, ..Default::default() })
                     .await
             }
@@ -425,12 +432,10 @@ impl WatchStreamTask {
     }
 }
 
-/// Sets each event's `prev_kv`: the key's value just before the event.
+/// Sets each event's `prev_kv` as etcd does ([`hub_store::StateMachine::watch_prev_kv`]).
 fn attach_prev_kvs(sm: &hub_store::StateMachine, events: &mut [Event]) -> Result<(), hub_store::StoreError> {
     for e in events {
-        if let Some(kv) = &e.kv {
-            e.prev_kv = sm.prev_kv(&kv.key, kv.mod_revision)?;
-        }
+        e.prev_kv = sm.watch_prev_kv(e)?;
     }
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! Maintenance against etcd 3.4.23, the reference:
+//! Maintenance against etcd 3.4.23 (HashKV against 3.6.16, the reference for
+//! behaviour, which answers HashKV at a compacted revision differently):
 //! - HashKV: the same etcdctl writes (compactions included) give the same
 //!   `etcdctl endpoint hashkv` answers from etcd and from hubd, errors too;
 //! - Hash: stable while nothing changes, and it covers the key space;
@@ -13,7 +14,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{etcd_bin, free_port, hubd_bin, Member};
+use common::{etcd36_bin, etcd_bin, free_port, hubd_bin, Member};
 use etcd_client::{Client, ConnectOptions};
 
 /// One step of a session: an etcdctl command that must succeed, or a HashKV
@@ -42,7 +43,8 @@ const SESSION: &[Step] = &[
     Run(&["compaction", "4", "--physical"], None),
     Run(&["put", "a", "7"], None),
     HashKv(0),
-    // The compacted revision itself is refused, unlike by a read.
+    // etcd 3.6 answers the compacted revision with the hash its compaction
+    // took (3.4 refused it).
     HashKv(4),
     HashKv(3),
     HashKv(5),
@@ -100,7 +102,8 @@ fn transcript(m: &Member) -> Vec<String> {
 
 #[test]
 fn hash_kv_matches_etcd() {
-    let want = transcript(&Member::start(&etcd_bin()));
+    let Some(etcd36) = etcd36_bin() else { return };
+    let want = transcript(&Member::start(&etcd36));
     let got = transcript(&Member::start(&hubd_bin()));
     let mismatches: Vec<String> =
         want.iter().zip(&got).filter(|(w, g)| w != g).map(|(w, g)| format!("etcd: {w}\nhubd: {g}")).collect();

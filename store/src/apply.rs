@@ -603,9 +603,9 @@ impl StateMachine {
         self.mvcc.events(from, to)
     }
 
-    /// The value of `key` just before revision `rev`, for watch `prev_kv`.
-    pub fn prev_kv(&self, key: &[u8], rev: i64) -> Result<Option<KeyValue>, StoreError> {
-        self.mvcc.get_at(key, rev - 1)
+    /// A watch event's `prev_kv`, see [`Mvcc::watch_prev_kv`].
+    pub fn watch_prev_kv(&self, event: &Event) -> Result<Option<KeyValue>, StoreError> {
+        self.mvcc.watch_prev_kv(event)
     }
 }
 

@@ -1,14 +1,18 @@
 //! etcd's consistency hashes, which members and operators compare to find a
 //! replica that diverged: Maintenance.HashKV (the `key` table up to a
-//! revision; its rules are the MVCC layer's, [`Mvcc::hash_kv`](crate::mvcc::Mvcc::hash_kv))
-//! and Maintenance.Hash ([`backend_hash`], the whole backend as etcd's
+//! revision, [`KvHasher`]; which revision is hashed when is the MVCC
+//! layer's, [`Mvcc::hash_kv`](crate::mvcc::Mvcc::hash_kv)) and
+//! Maintenance.Hash ([`backend_hash`], the whole backend as etcd's
 //! `backend.Hash` walks its bbolt buckets). Both are CRC-32C (Castagnoli),
 //! Go's `crc32.Update` with that table, so feeding the same bytes in the same
 //! order gives etcd's number; `etcdctl snapshot status` uses it too.
 
-use crate::backend::Backend;
+use std::collections::HashSet;
+
+use crate::backend::{Backend, Table};
 use crate::error::StoreError;
 use crate::mvcc::{ETCD_META_KEYS, META_CONSISTENT_INDEX};
+use crate::revision::Revision;
 use crate::snapshot::layout;
 
 const CASTAGNOLI_REVERSED: u32 = 0x82F6_3B78;
@@ -34,6 +38,46 @@ static CRC32C_TABLE: [u32; 256] = crc32c_table();
 /// Continues a CRC-32C (as Go's `crc32.Update` with the Castagnoli table).
 pub(crate) fn crc32c(crc: u32, data: &[u8]) -> u32 {
     !data.iter().fold(!crc, |c, &b| CRC32C_TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8))
+}
+
+/// etcd's `kvHasher`: the HashKV of revision `revision`, fed the `key`
+/// table's records in revision order.
+///
+/// It hashes the name `key`, then each revision up to `revision`, its bytes
+/// then its value. Revisions at or below `compact_revision` count only if
+/// they are in `keep` (those a compaction at `revision` keeps), unless `keep`
+/// is empty (a quirk of etcd's, copied), and a tombstone at exactly
+/// `compact_revision` never counts: etcd up to 3.5.14 deleted it in the
+/// compaction, later versions keep it, and both must hash alike. So revisions
+/// an asynchronous compaction has not removed yet are hashed out.
+pub(crate) struct KvHasher<'a> {
+    hash: u32,
+    compact_revision: i64,
+    revision: i64,
+    keep: &'a HashSet<Revision>,
+}
+
+impl<'a> KvHasher<'a> {
+    pub(crate) fn new(compact_revision: i64, revision: i64, keep: &'a HashSet<Revision>) -> KvHasher<'a> {
+        KvHasher { hash: crc32c(0, Table::Key.name().as_bytes()), compact_revision, revision, keep }
+    }
+
+    /// Feeds one record of the `key` table; revisions after `revision` are skipped.
+    pub(crate) fn write(&mut self, k: &[u8], v: &[u8]) -> Result<(), StoreError> {
+        let (r, tombstone) =
+            Revision::from_bytes(k).ok_or_else(|| StoreError::Corrupt(format!("revision key {k:?}")))?;
+        let counted = r.main <= self.revision
+            && (r.main > self.compact_revision || self.keep.is_empty() || self.keep.contains(&r))
+            && !(r.main == self.compact_revision && tombstone);
+        if counted {
+            self.hash = crc32c(crc32c(self.hash, k), v);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn hash(&self) -> u32 {
+        self.hash
+    }
 }
 
 /// etcd's `backend.Hash(DefaultIgnores)`: every bucket of etcd's layout in
@@ -163,12 +207,14 @@ mod tests {
             assert_eq!(s.hash_kv(rev), Ok((hash, -1, 7)), "rev {rev}");
         }
 
+        let at_4 = s.hash_kv(4).map(|(hash, compact, _)| (hash, compact, 8));
         s.compact(4);
         s.put("a", "7");
         for (rev, hash) in [(0, 3_093_902_304), (5, 1_468_967_122), (6, 2_450_235_489)] {
             assert_eq!(s.hash_kv(rev), Ok((hash, 4, 8)), "rev {rev} after compaction at 4");
         }
-        assert_eq!(s.hash_kv(4), Err(EtcdError::Compacted), "the compacted revision itself is refused");
+        // etcd 3.6: the compaction's own hash of its revision, taken before.
+        assert_eq!(s.hash_kv(4), at_4, "the compacted revision is answered from the compaction");
         assert_eq!(s.hash_kv(3), Err(EtcdError::Compacted));
         assert_eq!(s.hash_kv(9), Err(EtcdError::FutureRev));
     }

@@ -118,32 +118,22 @@ impl KeyIndex {
     }
 
     /// Drops revisions older than `at` that are no longer needed, recording in
-    /// `keep` the revisions at or below `at` that must stay in the backend (the
-    /// newest one of each key, unless it is a tombstone). Mirrors etcd's
-    /// `keyIndex.compact`.
+    /// `keep` the revisions at or below `at` that must stay in the backend:
+    /// the newest one of each key at `at`, a tombstone at exactly `at`
+    /// included. Mirrors etcd 3.6's `keyIndex.compact`: etcd up to 3.5.14
+    /// dropped that tombstone, so a watch from the compacted revision missed
+    /// the delete (etcd-io/etcd#18089); a later compaction drops it.
     pub fn compact(&mut self, at: i64, keep: &mut HashSet<Revision>) {
-        if self.generations.is_empty() {
-            return;
-        }
-        let mut gen_idx = 0;
-        while gen_idx < self.generations.len() - 1 {
-            let g = &self.generations[gen_idx];
-            match g.revs.last() {
-                Some(tomb) if tomb.main > at => break,
-                _ => gen_idx += 1,
-            }
-        }
-        let last_gen = self.generations.len() - 1;
-        let g = &mut self.generations[gen_idx];
-        if !g.is_empty() {
+        // The first generation that holds `at` or starts after it: one whose
+        // tombstone is at `at` or later (the last one has none).
+        let last = self.generations.len().saturating_sub(1);
+        let gen_idx = (0..last)
+            .find(|&i| self.generations[i].revs.last().is_none_or(|tomb| tomb.main >= at))
+            .unwrap_or(last);
+        if let Some(g) = self.generations.get_mut(gen_idx) {
             if let Some(n) = g.walk(|r| r.main > at) {
                 keep.insert(g.revs[n]);
                 g.revs.drain(..n);
-            }
-            // A generation left with only its tombstone is gone entirely.
-            if g.revs.len() == 1 && gen_idx != last_gen {
-                keep.remove(&g.revs[0]);
-                gen_idx += 1;
             }
         }
         self.generations.drain(..gen_idx);
@@ -265,8 +255,13 @@ mod tests {
 
         let mut keep = HashSet::new();
         ki.compact(4, &mut keep);
-        assert!(keep.is_empty(), "a tombstone is not kept");
+        assert_eq!(keep, HashSet::from([r(4)]), "a tombstone at the compacted revision is kept (etcd 3.6)");
+        assert_eq!(ki.get(4), None);
         assert_eq!(ki.get(5).map(|k| k.created), Some(r(5)));
+
+        let mut keep = HashSet::new();
+        ki.compact(5, &mut keep);
+        assert_eq!(keep, HashSet::from([r(5)]), "and dropped by the next compaction");
 
         let mut keep = HashSet::new();
         ki.compact(8, &mut keep);
@@ -279,8 +274,9 @@ mod tests {
         let mut tree = KeyIndexTree::default();
         tree.key_mut(b"a").put(r(1));
         assert!(tree.key_mut(b"a").tombstone(r(2)));
-        let keep = tree.compact(2);
-        assert!(keep.is_empty());
+        assert_eq!(tree.compact(2), HashSet::from([r(2)]), "the tombstone at the compacted revision stays");
+        assert!(tree.get(b"a").is_some_and(|ki| ki.get(2).is_none()));
+        assert!(tree.compact(3).is_empty());
         assert!(tree.get(b"a").is_none());
     }
 

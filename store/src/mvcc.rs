@@ -6,7 +6,7 @@
 //! keys it changes. The store starts at revision 1 with nothing in it, as etcd
 //! does. This module knows nothing of requests or leases' lifetimes; `apply` does.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use hub_proto::mvccpb::{event::EventType, Event, KeyValue};
@@ -14,7 +14,7 @@ use prost::Message;
 
 use crate::backend::{Backend, Table, WriteBatch};
 use crate::error::{EtcdError, StoreError};
-use crate::hash::crc32c;
+use crate::hash::KvHasher;
 use crate::key_index::{KeyIndexTree, RangeEnd};
 use crate::revision::Revision;
 
@@ -51,7 +51,14 @@ pub struct Mvcc {
     current_rev: i64,
     /// Main revision of the last compaction (-1 when never compacted).
     compact_rev: i64,
+    /// The hashes the last compactions took of their revision, oldest first;
+    /// each `revision` field is the compacted (hashed) revision.
+    compaction_hashes: VecDeque<KvHash>,
 }
+
+/// How many compactions' hashes [`Mvcc::hash_kv`] answers from (etcd's
+/// `hashStorageMaxSize`).
+pub const KEPT_COMPACTION_HASHES: usize = 10;
 
 /// What was read from the backend at open.
 pub struct Restored {
@@ -117,7 +124,7 @@ impl Mvcc {
             return Err(e);
         }
         current_rev = current_rev.max(compact_rev);
-        let mvcc = Mvcc { backend, index, current_rev, compact_rev };
+        let mvcc = Mvcc { backend, index, current_rev, compact_rev, compaction_hashes: VecDeque::new() };
         Ok(Restored { mvcc, consistent_index, leased_keys: leases.into_iter().collect() })
     }
 
@@ -141,19 +148,18 @@ impl Mvcc {
         Ok(at)
     }
 
-    /// etcd's `HashByRev`: a CRC-32C over `key` and then every stored
-    /// revision with main revision at most `rev` (0 = current), its bytes then
-    /// its value, in revision order.
-    ///
-    /// Revisions at or below the compacted revision count only if they are
-    /// the ones a compaction at `rev` would keep, unless it would keep none (a
-    /// quirk of etcd's, copied). etcd may still hold revisions its
-    /// asynchronous compaction has not removed yet; this rule hashes them out,
-    /// and hub, which compacts synchronously, holds only kept ones.
+    /// etcd's `HashByRev`: the [`KvHasher`] hash of revision `rev` (0 =
+    /// current) under the current compaction. As etcd 3.6, the hash each
+    /// compaction took of its revision is remembered (the last
+    /// [`KEPT_COMPACTION_HASHES`], in memory) and answers for that revision,
+    /// with the compaction before it: the corruption check compares members
+    /// at those revisions.
     pub fn hash_kv(&self, rev: i64) -> Result<KvHash, StoreError> {
         let (compact_revision, revision) = (self.compact_rev, self.current_rev);
-        // Unlike a read, the compacted revision itself is refused.
-        if rev > 0 && rev <= compact_revision {
+        if let Some(h) = self.compaction_hashes.iter().find(|h| h.revision == rev) {
+            return Ok(KvHash { revision, ..*h });
+        }
+        if rev > 0 && rev < compact_revision {
             return Err(EtcdError::Compacted.into());
         }
         if rev > revision {
@@ -164,25 +170,18 @@ impl Mvcc {
         // `at` when the key exists then (etcd's `keyIndex.keep`).
         let keep: HashSet<Revision> =
             self.index.range_at(&[], RangeEnd::Unbounded, at).map(|(_, s)| s.modified).collect();
-        let mut hash = crc32c(0, Table::Key.name().as_bytes());
+        let mut hasher = KvHasher::new(compact_revision, at, &keep);
         let mut failure = None;
         if at >= 0 {
             let upper = Revision::new(at.saturating_add(1), 0).to_bytes(false);
             self.backend.scan(Table::Key, &[], Some(&upper), &mut |k, v| {
-                let Some((r, _)) = Revision::from_bytes(k) else {
-                    failure = Some(StoreError::Corrupt(format!("revision key {k:?}")));
-                    return false;
-                };
-                if r.main <= compact_revision && !keep.is_empty() && !keep.contains(&r) {
-                    return true;
-                }
-                hash = crc32c(crc32c(hash, k), v);
-                true
+                failure = hasher.write(k, v).err();
+                failure.is_none()
             })?;
         }
         match failure {
             Some(e) => Err(e),
-            None => Ok(KvHash { hash, compact_revision, revision }),
+            None => Ok(KvHash { hash: hasher.hash(), compact_revision, revision }),
         }
     }
 
@@ -290,8 +289,10 @@ impl Mvcc {
     }
 
     /// Compacts away every revision older than `rev` that is not the newest
-    /// version of a live key. Returns the batch that records it, for the caller
-    /// to commit with its consistent index.
+    /// version of a live key (nor a tombstone at `rev`, see
+    /// [`KeyIndex::compact`](crate::key_index::KeyIndex::compact)), and takes
+    /// the hash of `rev` on the way, as etcd does. Returns the batch that
+    /// records it, for the caller to commit with its consistent index.
     pub fn compact(&mut self, rev: i64) -> Result<WriteBatch, StoreError> {
         if rev <= self.compact_rev {
             return Err(EtcdError::Compacted.into());
@@ -302,18 +303,44 @@ impl Mvcc {
         let keep = self.index.compact(rev);
         let mut batch = WriteBatch::default();
         let end = Revision::new(rev.saturating_add(1), 0).to_bytes(false);
-        self.backend.scan(Table::Key, &[], Some(&end), &mut |k, _| {
+        let mut failure = None;
+        let mut hasher = KvHasher::new(self.compact_rev, rev, &keep);
+        self.backend.scan(Table::Key, &[], Some(&end), &mut |k, v| {
             let kept = Revision::from_bytes(k).is_some_and(|(r, _)| keep.contains(&r));
             if !kept {
                 batch.delete(Table::Key, k.to_vec());
             }
-            true
+            failure = hasher.write(k, v).err();
+            failure.is_none()
         })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
         let mark = Revision::new(rev, 0).to_bytes(false);
         batch.put(Table::Meta, META_SCHEDULED_COMPACT.to_vec(), mark.clone());
         batch.put(Table::Meta, META_FINISHED_COMPACT.to_vec(), mark);
+        let hash = KvHash { hash: hasher.hash(), compact_revision: self.compact_rev, revision: rev };
+        if self.compaction_hashes.len() == KEPT_COMPACTION_HASHES {
+            self.compaction_hashes.pop_front();
+        }
+        self.compaction_hashes.push_back(hash);
         self.compact_rev = rev;
         Ok(batch)
+    }
+
+    /// etcd's `prev_kv` of a watch event: the key as of the revision before
+    /// the event, read as a Range at `mod_revision - 1` would be — nothing
+    /// when that revision is compacted — and never for a put that creates
+    /// its key (etcd's `IsCreateEvent`), even when a txn deleted and
+    /// re-created the key in one revision.
+    pub fn watch_prev_kv(&self, event: &Event) -> Result<Option<KeyValue>, StoreError> {
+        let Some(kv) = &event.kv else { return Ok(None) };
+        let creates = event.r#type == EventType::Put as i32 && kv.create_revision == kv.mod_revision;
+        let before = kv.mod_revision - 1;
+        if creates || before <= 0 || before < self.compact_rev {
+            return Ok(None);
+        }
+        self.get_at(&kv.key, before)
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {
