@@ -15,7 +15,7 @@
 //! event up to R was already sent on the stream, and a stream never reports a
 //! revision older than one it reported (or a watcher asked to start after).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -68,6 +68,7 @@ impl Watch for WatchService {
             out: tx,
             watchers: BTreeMap::new(),
             next_id: 0,
+            canceled_by_server: BTreeSet::new(),
             progress_pending: false,
             reported: 0,
         };
@@ -114,6 +115,10 @@ struct WatchStreamTask {
     out: mpsc::Sender<Result<WatchResponse, Status>>,
     watchers: BTreeMap<i64, Watcher>,
     next_id: i64,
+    /// Watchers the server cancelled (their start revision was compacted): as
+    /// in etcd, their IDs stay on the stream until the client cancels them,
+    /// and that cancel is answered.
+    canceled_by_server: BTreeSet<i64>,
     /// A progress request waits for an answer.
     progress_pending: bool,
     /// The newest revision the stream has reported: in an event, a progress
@@ -174,7 +179,7 @@ impl WatchStreamTask {
         match req.request_union {
             Some(RequestUnion::CreateRequest(c)) => self.create(c).await,
             Some(RequestUnion::CancelRequest(c)) => {
-                if self.watchers.remove(&c.watch_id).is_some() {
+                if self.watchers.remove(&c.watch_id).is_some() || self.canceled_by_server.remove(&c.watch_id) {
                     let header = self.ctx.header(0);
                     self.send(WatchResponse { header, watch_id: c.watch_id, canceled: true, ..Default::default() })
                         .await?;
@@ -287,6 +292,7 @@ impl WatchStreamTask {
         match outcome {
             Err(compact_revision) => {
                 self.watchers.remove(&id);
+                self.canceled_by_server.insert(id);
                 // etcd's watchable store sends this one with revision 0.
                 let header = self.ctx.header(current).map(|h| ResponseHeader { revision: 0, ..h });
                 self.send(WatchResponse { header, watch_id: id, compact_revision, canceled: true, ..Default::default() })

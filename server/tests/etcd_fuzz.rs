@@ -464,7 +464,11 @@ impl Server {
             Op::Compact(r) => answer(self.kv.compact(r).await, |_| ()),
             Op::LeaseGrant(r) => answer(self.lease.lease_grant(r).await, |_| ()),
             Op::LeaseRevoke(r) => answer(self.lease.lease_revoke(r).await, |_| ()),
-            Op::LeaseTimeToLive(r) => answer(self.lease.lease_time_to_live(r).await, |m| m.ttl = m.ttl.signum()),
+            // etcd lists a lease's keys from a Go map: in no order.
+            Op::LeaseTimeToLive(r) => answer(self.lease.lease_time_to_live(r).await, |m| {
+                m.ttl = m.ttl.signum();
+                m.keys.sort();
+            }),
             Op::LeaseLeases => {
                 answer(self.lease.lease_leases(LeaseLeasesRequest {}).await, |m| m.leases.sort_by_key(|l| l.id))
             }
