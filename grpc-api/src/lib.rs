@@ -21,10 +21,14 @@
 //! - [`status`]: the one mapping from hub errors to gRPC statuses.
 //!
 //! Who sends a request ([`Context::caller`]: a token, else the client
-//! certificate's common name) travels in the header of every proposal, and
-//! the state machine authorizes it when it applies it; reads are authorized
-//! under the same lock that reads the state (`hub_store::auth`).
+//! certificate's common name) is resolved once per call, which passes the
+//! gate of its request type there ([`access`]: a user, or the root role, as
+//! etcd 3.6 requires). The caller travels in the header of every proposal,
+//! and the state machine authorizes it when it applies it; reads are
+//! authorized under the same lock that reads the state (`hub_store::auth`).
+//! Election and Lock hand their caller to the calls they make ([`relay`]).
 
+pub mod access;
 pub mod auth;
 pub mod cluster;
 pub mod concurrency;
@@ -108,6 +112,19 @@ pub struct Credentials {
     common_name: Option<String>,
 }
 
+/// The caller a service makes a call for (Election and Lock call KV and
+/// Lease). Request extensions never come from the wire, so only the server
+/// itself can set one.
+#[derive(Debug, Clone)]
+struct Relayed(AuthInfo);
+
+/// `message` as a request made for `who`: [`Context::caller`] answers `who`.
+pub fn relay<T>(who: &AuthInfo, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.extensions_mut().insert(Relayed(who.clone()));
+    request
+}
+
 /// What every service holds: the raft node and the limits.
 #[derive(Clone)]
 pub struct Context {
@@ -179,9 +196,17 @@ impl Context {
         http::with_http(self.clone(), self.routes())
     }
 
-    /// Who sends `request` (etcd's `AuthInfoFromCtx`, then `AuthInfoFromTLS`).
-    pub async fn caller<T>(&self, request: &tonic::Request<T>) -> Result<AuthInfo, Status> {
-        self.who(&self.credentials(request)?).await
+    /// Who sends `request` (etcd's `AuthInfoFromCtx`, then `AuthInfoFromTLS`;
+    /// or the caller a service relays it for), once it passed the gate of
+    /// its call ([`access::Gated`]).
+    pub async fn caller<T: access::Gated>(&self, request: &tonic::Request<T>) -> Result<AuthInfo, Status> {
+        let who = match request.extensions().get::<Relayed>() {
+            Some(Relayed(who)) => who.clone(),
+            None => self.who(&self.credentials(request)?).await?,
+        };
+        let access = request.get_ref().access();
+        self.node.state().lock().auth().check_access(&who, access).map_err(status::from_etcd)?;
+        Ok(who)
     }
 
     /// What `request` carries to say who sends it: a token (`token`
@@ -236,11 +261,6 @@ impl Context {
         }
         self.node.read_index().await.ok()?;
         lookup()
-    }
-
-    /// Refuses `who` unless it holds the root role (while auth is enabled).
-    pub fn check_admin(&self, who: &AuthInfo) -> Result<(), Status> {
-        self.node.state().lock().auth().check_admin(who).map_err(status::from_etcd)
     }
 
     /// Every service of the API, ready to mount on a tonic server.
