@@ -112,22 +112,30 @@ pub fn range_kvs(resp: &TxnResponse, i: usize) -> &[KeyValue] {
     }
 }
 
+/// An error of a call the recipes make, as the Election or Lock caller gets
+/// it: etcd's services return their client's error as a plain Go error, which
+/// gRPC sends as Unknown with the message (so `etcdserver: user name is
+/// empty` is Unknown there, InvalidArgument from KV itself).
+fn as_client_error(e: Status) -> Status {
+    Status::unknown(e.message())
+}
+
 impl Client {
     pub fn new(ctx: Context) -> Self {
         Client { kv: KvService::new(ctx.clone()), lease: LeaseService::new(ctx.clone()), ctx }
     }
 
     pub async fn txn(&self, who: &AuthInfo, r: TxnRequest) -> Result<TxnResponse, Status> {
-        Ok(self.kv.txn(relay(who, r)).await?.into_inner())
+        Ok(self.kv.txn(relay(who, r)).await.map_err(as_client_error)?.into_inner())
     }
 
     pub async fn range(&self, who: &AuthInfo, r: RangeRequest) -> Result<RangeResponse, Status> {
-        Ok(self.kv.range(relay(who, r)).await?.into_inner())
+        Ok(self.kv.range(relay(who, r)).await.map_err(as_client_error)?.into_inner())
     }
 
     pub async fn delete(&self, who: &AuthInfo, key: &[u8]) -> Result<Option<ResponseHeader>, Status> {
         let r = DeleteRangeRequest { key: key.to_vec(), ..Default::default() };
-        Ok(self.kv.delete_range(relay(who, r)).await?.into_inner().header)
+        Ok(self.kv.delete_range(relay(who, r)).await.map_err(as_client_error)?.into_inner().header)
     }
 
     /// The lease of a session as `concurrency.NewSession(WithLease(lease))`
@@ -137,7 +145,7 @@ impl Client {
             return Ok(lease);
         }
         let r = LeaseGrantRequest { ttl: DEFAULT_SESSION_TTL, id: 0 };
-        Ok(self.lease.lease_grant(relay(who, r)).await?.into_inner().id)
+        Ok(self.lease.lease_grant(relay(who, r)).await.map_err(as_client_error)?.into_inner().id)
     }
 
     /// etcd's `waitDeletes`: returns once no key under `prefix` created at or

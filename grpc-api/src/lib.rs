@@ -131,6 +131,10 @@ pub struct Context {
     node: Arc<Node>,
     config: Arc<ServiceConfig>,
     metrics: Arc<metrics::Metrics>,
+    /// The member's one source of lease IDs: the Lease service, the
+    /// gateway's and Election's and Lock's sessions all draw from it, as
+    /// from etcd's one `reqIDGen` (two generators seeded alike collide).
+    lease_ids: Arc<lease::IdGenerator>,
 }
 
 /// gRPC adds this much around a request; etcd allows it on top of
@@ -142,7 +146,8 @@ impl Context {
         // Registration fails only for a name registered twice, a bug caught by any test.
         let metrics = metrics::Metrics::new(&config.etcd_version, config.metrics_extensive, &node);
         let metrics = Arc::new(metrics.expect("every metric name is registered once"));
-        Context { node, config: Arc::new(config), metrics }
+        let lease_ids = Arc::new(lease::IdGenerator::new(node.member_id()));
+        Context { node, config: Arc::new(config), metrics, lease_ids }
     }
 
     pub fn metrics(&self) -> &Arc<metrics::Metrics> {

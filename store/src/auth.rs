@@ -146,7 +146,8 @@ fn has_root_role(user: &User) -> bool {
     user.roles.iter().any(|r| r == ROOT)
 }
 
-fn is_admin_request(r: &InternalRaftRequest) -> bool {
+/// Changes (and lists) of users, roles and the enabled flag: the root's.
+fn is_auth_change(r: &InternalRaftRequest) -> bool {
     r.auth_enable.is_some()
         || r.auth_disable.is_some()
         || r.auth_user_add.is_some()
@@ -160,15 +161,20 @@ fn is_admin_request(r: &InternalRaftRequest) -> bool {
         || r.auth_role_delete.is_some()
         || r.auth_user_list.is_some()
         || r.auth_role_list.is_some()
+}
+
+/// Commands only the root role may have applied.
+fn is_admin_request(r: &InternalRaftRequest) -> bool {
+    is_auth_change(r)
         // etcd 3.6 compacts only for root (3.4 did for any user).
         || r.compaction.is_some()
-        // Arming or disarming an alarm; reading them is open to any user.
+        // Arming or disarming an alarm; listing them needs a user.
         || r.alarm.as_ref().is_some_and(|a| a.action != 0)
 }
 
 /// Whether the command is one the auth store applies.
 pub(crate) fn is_auth_request(r: &InternalRaftRequest) -> bool {
-    is_admin_request(r) && r.alarm.is_none() || r.authenticate.is_some()
+    is_auth_change(r) || r.authenticate.is_some()
 }
 
 /// What a call needs of its caller before anything else is looked at (etcd
@@ -469,7 +475,17 @@ impl AuthStore {
         self.as_user(who, lessor, |c| c.txn(t))
     }
 
-    /// Any known user with a current revision (lease keep-alives and lists).
+    /// Renewing lease `id`: who may write all its keys (etcd's `checkLeaseRenew`).
+    pub fn authorize_lease_renew(&self, who: &AuthInfo, id: i64, lessor: &Lessor) -> Result<(), EtcdError> {
+        self.as_user(who, lessor, |c| c.lease(id))
+    }
+
+    /// Listing the leases: who may read every key of every lease (etcd 3.6's `checkLeaseLeases`).
+    pub fn authorize_lease_list(&self, who: &AuthInfo, lessor: &Lessor) -> Result<(), EtcdError> {
+        self.as_user(who, lessor, |c| lessor.leases().flat_map(|l| &l.keys).try_for_each(|k| c.read(k, &[])))
+    }
+
+    /// Any known user with a current revision (a lease's time to live).
     pub fn authorize_user(&self, who: &AuthInfo, lessor: &Lessor) -> Result<(), EtcdError> {
         self.as_user(who, lessor, |_| Ok(()))
     }
