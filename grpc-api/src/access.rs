@@ -6,6 +6,9 @@
 //! role; what a call reads or writes is authorized on top of it, where it is
 //! read or applied (`hub_store::auth`). Classifying by request type makes the
 //! compiler refuse a handler whose request is in no row.
+//!
+//! Election and Lock make their calls for their own caller ([`relay`]), so
+//! each is gated and authorized as that caller's.
 
 use hub_proto::etcdserverpb::{
     alarm_request::AlarmAction, AlarmRequest, AuthDisableRequest, AuthEnableRequest, AuthRoleAddRequest,
@@ -20,7 +23,20 @@ use hub_proto::etcdserverpb::{
 use hub_proto::v3electionpb::{CampaignRequest, LeaderRequest, ProclaimRequest, ResignRequest};
 use hub_proto::v3lockpb::{LockRequest, UnlockRequest};
 pub use hub_store::auth::Access;
+use hub_store::AuthInfo;
 use tonic::Streaming;
+
+/// The caller a service makes a call for. Request extensions never come from
+/// the wire, so only the server itself can set one.
+#[derive(Debug, Clone)]
+pub(crate) struct Relayed(pub AuthInfo);
+
+/// `message` as a request made for `who`: [`Context::caller`](crate::Context::caller) answers `who`.
+pub fn relay<T>(who: &AuthInfo, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.extensions_mut().insert(Relayed(who.clone()));
+    request
+}
 
 /// A request of the API, with the gate its call passes.
 pub trait Gated {

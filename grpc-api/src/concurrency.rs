@@ -2,7 +2,7 @@
 //! Election and Lock services are made of. etcd builds those services on an
 //! in-process client; hub calls its own KV and Lease services and waits on the
 //! node's commit feed instead of a watch stream. Each call is made for the
-//! caller of the Election or Lock call ([`relay`]), so it is authorized as
+//! caller of the Election or Lock call ([`relay`](crate::access::relay)), so it is authorized as
 //! that caller's own would be: without credentials the first one is refused.
 //!
 //! A participant's key is `<prefix><lease in hex>`, bound to its lease; the key
@@ -27,7 +27,8 @@ use tonic::Status;
 
 use crate::kv::KvService;
 use crate::lease::LeaseService;
-use crate::{relay, Context};
+use crate::access::relay;
+use crate::Context;
 
 /// etcd's `concurrency.defaultSessionTTL`: a participant that names no lease
 /// gets one of this many seconds, which nobody keeps alive.

@@ -26,7 +26,7 @@
 //! etcd 3.6 requires). The caller travels in the header of every proposal,
 //! and the state machine authorizes it when it applies it; reads are
 //! authorized under the same lock that reads the state (`hub_store::auth`).
-//! Election and Lock hand their caller to the calls they make ([`relay`]).
+//! Election and Lock hand their caller to the calls they make ([`access::relay`]).
 
 pub mod access;
 pub mod auth;
@@ -112,19 +112,6 @@ pub struct Credentials {
     common_name: Option<String>,
 }
 
-/// The caller a service makes a call for (Election and Lock call KV and
-/// Lease). Request extensions never come from the wire, so only the server
-/// itself can set one.
-#[derive(Debug, Clone)]
-struct Relayed(AuthInfo);
-
-/// `message` as a request made for `who`: [`Context::caller`] answers `who`.
-pub fn relay<T>(who: &AuthInfo, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.extensions_mut().insert(Relayed(who.clone()));
-    request
-}
-
 /// What every service holds: the raft node and the limits.
 #[derive(Clone)]
 pub struct Context {
@@ -205,8 +192,8 @@ impl Context {
     /// or the caller a service relays it for), once it passed the gate of
     /// its call ([`access::Gated`]).
     pub async fn caller<T: access::Gated>(&self, request: &tonic::Request<T>) -> Result<AuthInfo, Status> {
-        let who = match request.extensions().get::<Relayed>() {
-            Some(Relayed(who)) => who.clone(),
+        let who = match request.extensions().get::<access::Relayed>() {
+            Some(access::Relayed(who)) => who.clone(),
             None => self.who(&self.credentials(request)?).await?,
         };
         let access = request.get_ref().access();
