@@ -1,7 +1,9 @@
 //! etcd's `clientv3/concurrency` recipes run inside the server: what the
 //! Election and Lock services are made of. etcd builds those services on an
 //! in-process client; hub calls its own KV and Lease services and waits on the
-//! node's commit feed instead of a watch stream.
+//! node's commit feed instead of a watch stream. Each call is made for the
+//! caller of the Election or Lock call ([`relay`](crate::access::relay)), so it is authorized as
+//! that caller's own would be: without credentials the first one is refused.
 //!
 //! A participant's key is `<prefix><lease in hex>`, bound to its lease; the key
 //! with the lowest create revision under the prefix holds the lock or leads the
@@ -19,11 +21,13 @@ use hub_proto::etcdserverpb::{
     ResponseHeader, TxnRequest, TxnResponse,
 };
 use hub_proto::mvccpb::{event::EventType, KeyValue};
+use hub_store::AuthInfo;
 use tokio::sync::broadcast::error::RecvError;
-use tonic::{Request, Status};
+use tonic::Status;
 
 use crate::kv::KvService;
 use crate::lease::LeaseService;
+use crate::access::relay;
 use crate::Context;
 
 /// etcd's `concurrency.defaultSessionTTL`: a participant that names no lease
@@ -109,37 +113,50 @@ pub fn range_kvs(resp: &TxnResponse, i: usize) -> &[KeyValue] {
     }
 }
 
+/// An error of a call the recipes make, as the Election or Lock caller gets
+/// it: etcd's services return their client's error as a plain Go error, which
+/// gRPC sends as Unknown with the message (so `etcdserver: user name is
+/// empty` is Unknown there, InvalidArgument from KV itself).
+fn as_client_error(e: Status) -> Status {
+    Status::unknown(e.message())
+}
+
 impl Client {
     pub fn new(ctx: Context) -> Self {
         Client { kv: KvService::new(ctx.clone()), lease: LeaseService::new(ctx.clone()), ctx }
     }
 
-    pub async fn txn(&self, r: TxnRequest) -> Result<TxnResponse, Status> {
-        Ok(self.kv.txn(Request::new(r)).await?.into_inner())
+    pub async fn txn(&self, who: &AuthInfo, r: TxnRequest) -> Result<TxnResponse, Status> {
+        Ok(self.kv.txn(relay(who, r)).await.map_err(as_client_error)?.into_inner())
     }
 
-    pub async fn range(&self, r: RangeRequest) -> Result<RangeResponse, Status> {
-        Ok(self.kv.range(Request::new(r)).await?.into_inner())
+    pub async fn range(&self, who: &AuthInfo, r: RangeRequest) -> Result<RangeResponse, Status> {
+        Ok(self.kv.range(relay(who, r)).await.map_err(as_client_error)?.into_inner())
     }
 
-    pub async fn delete(&self, key: &[u8]) -> Result<Option<ResponseHeader>, Status> {
+    pub async fn delete(&self, who: &AuthInfo, key: &[u8]) -> Result<Option<ResponseHeader>, Status> {
         let r = DeleteRangeRequest { key: key.to_vec(), ..Default::default() };
-        Ok(self.kv.delete_range(Request::new(r)).await?.into_inner().header)
+        Ok(self.kv.delete_range(relay(who, r)).await.map_err(as_client_error)?.into_inner().header)
     }
 
     /// The lease of a session as `concurrency.NewSession(WithLease(lease))`
     /// makes it: the given one, or a new lease of the default TTL for 0.
-    pub async fn session_lease(&self, lease: i64) -> Result<i64, Status> {
+    pub async fn session_lease(&self, who: &AuthInfo, lease: i64) -> Result<i64, Status> {
         if lease != 0 {
             return Ok(lease);
         }
         let r = LeaseGrantRequest { ttl: DEFAULT_SESSION_TTL, id: 0 };
-        Ok(self.lease.lease_grant(Request::new(r)).await?.into_inner().id)
+        Ok(self.lease.lease_grant(relay(who, r)).await.map_err(as_client_error)?.into_inner().id)
     }
 
     /// etcd's `waitDeletes`: returns once no key under `prefix` created at or
     /// before `max_create_rev` is left, with the header of the read that saw so.
-    pub async fn wait_deletes(&self, prefix: &[u8], max_create_rev: i64) -> Result<Option<ResponseHeader>, Status> {
+    pub async fn wait_deletes(
+        &self,
+        who: &AuthInfo,
+        prefix: &[u8],
+        max_create_rev: i64,
+    ) -> Result<Option<ResponseHeader>, Status> {
         let newest_older = RangeRequest {
             key: prefix.to_vec(),
             range_end: prefix_end(prefix),
@@ -152,7 +169,7 @@ impl Client {
         loop {
             // Subscribed before the read: no deletion after it can be missed.
             let mut feed = self.ctx.node().subscribe();
-            let resp = self.range(newest_older.clone()).await?;
+            let resp = self.range(who, newest_older.clone()).await?;
             let Some(kv) = resp.kvs.first() else { return Ok(resp.header) };
             let read_rev = resp.header.as_ref().map_or(0, |h| h.revision);
             // Wait for that key's deletion, then look again.

@@ -14,6 +14,7 @@ use hub_proto::v3electionpb::{
     election_server::Election, CampaignRequest, CampaignResponse, LeaderKey, LeaderRequest, LeaderResponse,
     ProclaimRequest, ProclaimResponse, ResignRequest, ResignResponse,
 };
+use hub_store::AuthInfo;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -53,9 +54,9 @@ fn resign_txn(key: &[u8], rev: i64) -> TxnRequest {
 }
 
 /// `Election.Proclaim`: a new value on the leader key if it is still ours.
-async fn proclaim(client: &Client, leader: &LeaderKey, value: &[u8]) -> Result<TxnResponse, Status> {
+async fn proclaim(client: &Client, who: &AuthInfo, leader: &LeaderKey, value: &[u8]) -> Result<TxnResponse, Status> {
     let resp = client
-        .txn(TxnRequest {
+        .txn(who, TxnRequest {
             compare: vec![create_revision_is(&leader.key, leader.rev)],
             success: vec![put_op(&leader.key, value, leader.lease)],
             failure: Vec::new(),
@@ -72,32 +73,33 @@ type ObserveStream = Pin<Box<dyn Stream<Item = Result<LeaderResponse, Status>> +
 #[tonic::async_trait]
 impl Election for ElectionService {
     async fn campaign(&self, req: Request<CampaignRequest>) -> Result<Response<CampaignResponse>, Status> {
+        let who = self.client.ctx.caller(&req).await?;
         let r = req.into_inner();
-        let lease = self.client.session_lease(r.lease).await?;
+        let lease = self.client.session_lease(&who, r.lease).await?;
         let prefix = prefix_of(&r.name);
         let key = participant_key(&prefix, lease);
         let resp = self
             .client
-            .txn(TxnRequest {
+            .txn(&who, TxnRequest {
                 compare: vec![create_revision_is(&key, 0)],
                 success: vec![put_op(&key, &r.value, lease)],
                 failure: vec![get_op(get_key(&key))],
             })
             .await?;
         let mut rev = resp.header.as_ref().map_or(0, |h| h.revision);
-        let mut withdraw = Withdraw { client: self.client.clone(), txn: None };
+        let mut withdraw = Withdraw { client: self.client.clone(), who: who.clone(), txn: None };
         if !resp.succeeded {
             if let Some(kv) = range_kvs(&resp, 0).first() {
                 rev = kv.create_revision;
                 withdraw.txn = Some(resign_txn(&key, rev));
                 if kv.value != r.value {
                     let leader = LeaderKey { name: r.name.clone(), key: key.clone(), rev, lease };
-                    proclaim(&self.client, &leader, &r.value).await?;
+                    proclaim(&self.client, &who, &leader, &r.value).await?;
                 }
             }
         }
         withdraw.txn = Some(resign_txn(&key, rev));
-        self.client.wait_deletes(&prefix, rev - 1).await?;
+        self.client.wait_deletes(&who, &prefix, rev - 1).await?;
         withdraw.txn = None;
         Ok(Response::new(CampaignResponse {
             header: resp.header,
@@ -106,15 +108,17 @@ impl Election for ElectionService {
     }
 
     async fn proclaim(&self, req: Request<ProclaimRequest>) -> Result<Response<ProclaimResponse>, Status> {
+        let who = self.client.ctx.caller(&req).await?;
         let r = req.into_inner();
         let leader = r.leader.ok_or_else(|| Status::unknown(MISSING_LEADER_KEY))?;
-        let resp = proclaim(&self.client, &leader, &r.value).await?;
+        let resp = proclaim(&self.client, &who, &leader, &r.value).await?;
         Ok(Response::new(ProclaimResponse { header: resp.header }))
     }
 
     async fn leader(&self, req: Request<LeaderRequest>) -> Result<Response<LeaderResponse>, Status> {
+        let who = self.client.ctx.caller(&req).await?;
         let prefix = prefix_of(&req.into_inner().name);
-        let resp = self.client.range(get_first_created(&prefix)).await?;
+        let resp = self.client.range(&who, get_first_created(&prefix)).await?;
         let kv = resp.kvs.into_iter().next().ok_or_else(|| Status::unknown(NO_LEADER))?;
         Ok(Response::new(LeaderResponse { header: resp.header, kv: Some(kv) }))
     }
@@ -122,13 +126,14 @@ impl Election for ElectionService {
     type ObserveStream = ObserveStream;
 
     async fn observe(&self, req: Request<LeaderRequest>) -> Result<Response<Self::ObserveStream>, Status> {
+        let who = self.client.ctx.caller(&req).await?;
         let prefix = prefix_of(&req.into_inner().name);
         let (tx, rx) = mpsc::channel(16);
         let client = self.client.clone();
         tokio::spawn(async move {
             let done = tx.clone();
             tokio::select! {
-                r = observe(&client, &prefix, &tx) => if let Err(e) = r { let _ = tx.send(Err(e)).await; },
+                r = observe(&client, &who, &prefix, &tx) => if let Err(e) = r { let _ = tx.send(Err(e)).await; },
                 _ = done.closed() => {}
             }
         });
@@ -136,8 +141,9 @@ impl Election for ElectionService {
     }
 
     async fn resign(&self, req: Request<ResignRequest>) -> Result<Response<ResignResponse>, Status> {
+        let who = self.client.ctx.caller(&req).await?;
         let leader = req.into_inner().leader.ok_or_else(|| Status::unknown(MISSING_LEADER_KEY))?;
-        let resp = self.client.txn(resign_txn(&leader.key, leader.rev)).await?;
+        let resp = self.client.txn(&who, resign_txn(&leader.key, leader.rev)).await?;
         Ok(Response::new(ResignResponse { header: resp.header }))
     }
 }
@@ -147,6 +153,7 @@ impl Election for ElectionService {
 /// when the client has gone away.
 async fn observe(
     client: &Client,
+    who: &AuthInfo,
     prefix: &[u8],
     tx: &mpsc::Sender<Result<LeaderResponse, Status>>,
 ) -> Result<(), Status> {
@@ -154,7 +161,7 @@ async fn observe(
     'leaders: loop {
         // Subscribed before the read: every change after it comes through the feed.
         let mut feed = client.ctx.node().subscribe();
-        let resp = client.range(get_first_created(prefix)).await?;
+        let resp = client.range(who, get_first_created(prefix)).await?;
         let mut seen = resp.header.as_ref().map_or(0, |h| h.revision);
         let mut leader: Option<KeyValue> = resp.kvs.into_iter().next();
         if let Some(kv) = &leader {

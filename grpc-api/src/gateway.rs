@@ -72,7 +72,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("election/leader", "v3electionpb.Election", "Leader"),
     ("election/observe", "v3electionpb.Election", "Observe"),
     ("election/resign", "v3electionpb.Election", "Resign"),
-    ("lock", "v3lockpb.Lock", "Lock"),
+    ("lock/lock", "v3lockpb.Lock", "Lock"),
     ("lock/unlock", "v3lockpb.Lock", "Unlock"),
 ];
 

@@ -45,13 +45,11 @@ impl IdGenerator {
 
 pub struct LeaseService {
     ctx: Context,
-    ids: IdGenerator,
 }
 
 impl LeaseService {
     pub fn new(ctx: Context) -> Self {
-        let ids = IdGenerator::new(ctx.node.member_id());
-        LeaseService { ctx, ids }
+        LeaseService { ctx }
     }
 }
 
@@ -64,7 +62,7 @@ impl Lease for LeaseService {
         let mut r = req.into_inner();
         self.ctx.check_quota(crate::quota::lease_cost()).await?;
         while r.id == 0 {
-            r.id = (self.ids.next() & (i64::MAX as u64)) as i64;
+            r.id = (self.ctx.lease_ids.next() & (i64::MAX as u64)) as i64;
         }
         // Refuse before proposing what the state machine would refuse anyway.
         self.ctx.node.state().lock().check_lease_grant(r.id, r.ttl).map_err(status::from_etcd)?;
@@ -95,13 +93,24 @@ impl Lease for LeaseService {
         &self,
         req: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<GrpcResponse<Self::LeaseKeepAliveStream>, Status> {
-        let who = self.ctx.caller(&req).await?;
-        self.ctx.node.state().lock().authorize_user(&who).map_err(status::from_etcd)?;
+        self.ctx.caller(&req).await?;
+        // Each renewal is checked as etcd's `checkLeaseRenew`: the caller as
+        // it stands now (the auth revision moves on while a stream lives) may
+        // write every key of the lease.
+        let credentials = self.ctx.credentials(&req)?;
         let mut incoming = req.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let ctx = self.ctx.clone();
         tokio::spawn(async move {
             while let Ok(Some(r)) = incoming.message().await {
+                let allowed = match ctx.who(&credentials).await {
+                    Ok(who) => ctx.node.state().lock().authorize_lease_renew(&who, r.id).map_err(status::from_etcd),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = allowed {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
                 let header = ctx.header(0);
                 // etcd answers TTL 0 for a lease it does not know.
                 let ttl = match ctx.node.lease_renew(r.id).await {
@@ -154,7 +163,7 @@ impl Lease for LeaseService {
         let who = self.ctx.caller(&req).await?;
         let leases = {
             let sm = self.ctx.node.state().lock();
-            sm.authorize_user(&who).map_err(status::from_etcd)?;
+            sm.authorize_lease_list(&who).map_err(status::from_etcd)?;
             sm.leases().map(|l| LeaseStatus { id: l.id }).collect()
         };
         Ok(GrpcResponse::new(LeaseLeasesResponse { header: self.ctx.header(0), leases }))

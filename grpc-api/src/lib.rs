@@ -22,10 +22,14 @@
 //! - [`status`]: the one mapping from hub errors to gRPC statuses.
 //!
 //! Who sends a request ([`Context::caller`]: a token, else the client
-//! certificate's common name) travels in the header of every proposal, and
-//! the state machine authorizes it when it applies it; reads are authorized
-//! under the same lock that reads the state (`hub_store::auth`).
+//! certificate's common name) is resolved once per call, which passes the
+//! gate of its request type there ([`access`]: a user, or the root role, as
+//! etcd 3.6 requires). The caller travels in the header of every proposal,
+//! and the state machine authorizes it when it applies it; reads are
+//! authorized under the same lock that reads the state (`hub_store::auth`).
+//! Election and Lock hand their caller to the calls they make ([`access::relay`]).
 
+pub mod access;
 pub mod auth;
 pub mod cluster;
 pub mod concurrency;
@@ -116,6 +120,10 @@ pub struct Context {
     node: Arc<Node>,
     config: Arc<ServiceConfig>,
     metrics: Arc<metrics::Metrics>,
+    /// The member's one source of lease IDs: the Lease service, the
+    /// gateway's and Election's and Lock's sessions all draw from it, as
+    /// from etcd's one `reqIDGen` (two generators seeded alike collide).
+    lease_ids: Arc<lease::IdGenerator>,
 }
 
 /// gRPC adds this much around a request; etcd allows it on top of
@@ -127,7 +135,8 @@ impl Context {
         // Registration fails only for a name registered twice, a bug caught by any test.
         let metrics = metrics::Metrics::new(&config, &node);
         let metrics = Arc::new(metrics.expect("every metric name is registered once"));
-        Context { node, config: Arc::new(config), metrics }
+        let lease_ids = Arc::new(lease::IdGenerator::new(node.member_id()));
+        Context { node, config: Arc::new(config), metrics, lease_ids }
     }
 
     pub fn metrics(&self) -> &Arc<metrics::Metrics> {
@@ -181,9 +190,17 @@ impl Context {
         http::with_http(self.clone(), self.routes())
     }
 
-    /// Who sends `request` (etcd's `AuthInfoFromCtx`, then `AuthInfoFromTLS`).
-    pub async fn caller<T>(&self, request: &tonic::Request<T>) -> Result<AuthInfo, Status> {
-        self.who(&self.credentials(request)?).await
+    /// Who sends `request` (etcd's `AuthInfoFromCtx`, then `AuthInfoFromTLS`;
+    /// or the caller a service relays it for), once it passed the gate of
+    /// its call ([`access::Gated`]).
+    pub async fn caller<T: access::Gated>(&self, request: &tonic::Request<T>) -> Result<AuthInfo, Status> {
+        let who = match request.extensions().get::<access::Relayed>() {
+            Some(access::Relayed(who)) => who.clone(),
+            None => self.who(&self.credentials(request)?).await?,
+        };
+        let access = request.get_ref().access();
+        self.node.state().lock().auth().check_access(&who, access).map_err(status::from_etcd)?;
+        Ok(who)
     }
 
     /// What `request` carries to say who sends it: a token (`token`
@@ -238,11 +255,6 @@ impl Context {
         }
         self.node.read_index().await.ok()?;
         lookup()
-    }
-
-    /// Refuses `who` unless it holds the root role (while auth is enabled).
-    pub fn check_admin(&self, who: &AuthInfo) -> Result<(), Status> {
-        self.node.state().lock().auth().check_admin(who).map_err(status::from_etcd)
     }
 
     /// Every service of the API, ready to mount on a tonic server.

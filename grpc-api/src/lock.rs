@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use hub_proto::etcdserverpb::TxnRequest;
 use hub_proto::v3lockpb::{lock_server::Lock, LockRequest, LockResponse, UnlockRequest, UnlockResponse};
+use hub_store::AuthInfo;
 use tonic::{Request, Response, Status};
 
 use crate::concurrency::{
@@ -24,9 +25,11 @@ impl LockService {
 }
 
 /// Deletes a waiter's key if its request goes away before it holds the lock,
-/// as etcd's `Mutex.Lock` does when its context is cancelled.
+/// as etcd's `Mutex.Lock` does when its context is cancelled (as the caller
+/// who put it).
 pub(crate) struct Withdraw {
     pub client: Arc<Client>,
+    pub who: AuthInfo,
     pub txn: Option<TxnRequest>,
 }
 
@@ -34,8 +37,9 @@ impl Drop for Withdraw {
     fn drop(&mut self) {
         if let Some(txn) = self.txn.take() {
             let client = self.client.clone();
+            let who = std::mem::take(&mut self.who);
             tokio::spawn(async move {
-                if let Err(e) = client.txn(txn).await {
+                if let Err(e) = client.txn(&who, txn).await {
                     tracing::warn!(error = %e, "failed to withdraw a lock or election key");
                 }
             });
@@ -46,14 +50,15 @@ impl Drop for Withdraw {
 #[tonic::async_trait]
 impl Lock for LockService {
     async fn lock(&self, req: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
+        let who = self.client.ctx.caller(&req).await?;
         let r = req.into_inner();
-        let lease = self.client.session_lease(r.lease).await?;
+        let lease = self.client.session_lease(&who, r.lease).await?;
         let prefix = [r.name.as_slice(), b"/"].concat();
         let key = participant_key(&prefix, lease);
         // Join the waiters (or find our key from an earlier Lock) and read the holder in one txn.
         let resp = self
             .client
-            .txn(TxnRequest {
+            .txn(&who, TxnRequest {
                 compare: vec![create_revision_is(&key, 0)],
                 success: vec![put_op(&key, b"", lease), get_op(get_first_created(&prefix))],
                 failure: vec![get_op(get_key(&key)), get_op(get_first_created(&prefix))],
@@ -70,15 +75,17 @@ impl Lock for LockService {
         }
         let mut withdraw = Withdraw {
             client: self.client.clone(),
+            who: who.clone(),
             txn: Some(TxnRequest { success: vec![delete_op(&key)], ..Default::default() }),
         };
-        let header = self.client.wait_deletes(&prefix, my_rev - 1).await?;
+        let header = self.client.wait_deletes(&who, &prefix, my_rev - 1).await?;
         withdraw.txn = None;
         Ok(Response::new(LockResponse { header, key }))
     }
 
     async fn unlock(&self, req: Request<UnlockRequest>) -> Result<Response<UnlockResponse>, Status> {
-        let header = self.client.delete(&req.into_inner().key).await?;
+        let who = self.client.ctx.caller(&req).await?;
+        let header = self.client.delete(&who, &req.into_inner().key).await?;
         Ok(Response::new(UnlockResponse { header }))
     }
 }

@@ -12,7 +12,7 @@ use std::pin::Pin;
 
 use futures::Stream;
 use hub_proto::etcdserverpb::{
-    alarm_request::AlarmAction, maintenance_server::Maintenance, AlarmMember, AlarmRequest, AlarmResponse, AlarmType,
+    maintenance_server::Maintenance, AlarmMember, AlarmRequest, AlarmResponse, AlarmType,
     DefragmentRequest, DefragmentResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse,
     InternalRaftRequest, MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest,
     StatusResponse,
@@ -67,28 +67,20 @@ type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        // Listing needs a user, arming and disarming the root role (the
+        // state machine checks them again when it applies the request).
         let who = self.ctx.caller(&req).await?;
-        let list = req.get_ref().action == AlarmAction::Get as i32;
         // Every action goes through raft (as etcd's), so a list is as of
         // every entry before it. etcd's answer carries no header.
         let req = InternalRaftRequest { alarm: Some(req.into_inner()), ..Default::default() };
-        let applied = if list {
-            // Listing is open to anyone, as in etcd: proposed as the member's
-            // own read, without a user to authorize.
-            self.ctx.node.propose(req).await.map_err(status::from_store)?
-        } else {
-            // Arming and disarming are the root's business (the state machine
-            // checks it again when it applies the request).
-            self.ctx.check_admin(&who)?;
-            self.ctx.propose(&who, req).await?
-        };
-        match applied {
+        match self.ctx.propose(&who, req).await? {
             StoreResponse::Alarm(resp) => Ok(Response::new(AlarmResponse { header: None, alarms: resp.alarms })),
             other => Err(Status::internal(format!("unexpected apply result {other:?}"))),
         }
     }
 
-    async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+    async fn status(&self, req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        self.ctx.caller(&req).await?;
         let (db_size, db_size_in_use, applied, alarms) = {
             let sm = self.ctx.node.state().lock();
             (sm.db_size() as i64, sm.db_size_in_use().map_err(status::from_store)? as i64, sm.applied_index(), sm.alarms())
@@ -116,7 +108,7 @@ impl Maintenance for MaintenanceService {
     /// Rewrites this member's backend without its free pages, with every
     /// apply held meanwhile (etcd blocks its backend the same way).
     async fn defragment(&self, req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
-        self.ctx.check_admin(&self.ctx.caller(&req).await?)?;
+        self.ctx.caller(&req).await?;
         tracing::info!("starting defragment");
         let (before, after) = self
             .with_state(|sm| {
@@ -131,13 +123,13 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        self.ctx.check_admin(&self.ctx.caller(&req).await?)?;
+        self.ctx.caller(&req).await?;
         let (hash, revision) = self.with_state(|sm| Ok((sm.hash()?, sm.current_revision()))).await?;
         Ok(Response::new(HashResponse { header: self.ctx.header(revision), hash }))
     }
 
     async fn hash_kv(&self, req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
-        self.ctx.check_admin(&self.ctx.caller(&req).await?)?;
+        self.ctx.caller(&req).await?;
         let rev = req.into_inner().revision;
         let h = self.with_state(move |sm| sm.hash_kv(rev)).await?;
         Ok(Response::new(HashKvResponse {
@@ -150,7 +142,7 @@ impl Maintenance for MaintenanceService {
     type SnapshotStream = SnapshotStream;
 
     async fn snapshot(&self, req: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
-        self.ctx.check_admin(&self.ctx.caller(&req).await?)?;
+        self.ctx.caller(&req).await?;
         // etcd times a snapshot from its start until it is sent.
         let started = std::time::Instant::now();
         let duration = self.ctx.node.state().lock().metrics().snapshot_duration.clone();
@@ -168,7 +160,7 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn move_leader(&self, req: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
-        self.ctx.check_admin(&self.ctx.caller(&req).await?)?;
+        self.ctx.caller(&req).await?;
         use hub_raft::MoveLeaderError;
         match self.ctx.node.move_leader(req.into_inner().target_id).await {
             Ok(()) => Ok(Response::new(MoveLeaderResponse { header: self.ctx.header(0) })),

@@ -313,6 +313,16 @@ impl StateMachine {
         self.auth.authorize_txn(who, t, &self.lessor)
     }
 
+    /// Renewing a lease (see [`AuthStore::authorize_lease_renew`]).
+    pub fn authorize_lease_renew(&self, who: &AuthInfo, id: i64) -> Result<(), EtcdError> {
+        self.auth.authorize_lease_renew(who, id, &self.lessor)
+    }
+
+    /// Listing the leases (see [`AuthStore::authorize_lease_list`]).
+    pub fn authorize_lease_list(&self, who: &AuthInfo) -> Result<(), EtcdError> {
+        self.auth.authorize_lease_list(who, &self.lessor)
+    }
+
     /// Any known user (see [`AuthStore::authorize_user`]).
     pub fn authorize_user(&self, who: &AuthInfo) -> Result<(), EtcdError> {
         self.auth.authorize_user(who, &self.lessor)

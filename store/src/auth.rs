@@ -13,6 +13,11 @@
 //! plainly. etcd skipped some of these (GHSA-rfx7-8w68-q57q, CVE-2026-44283);
 //! hub does not.
 //!
+//! Before that, a call passes the gate of its [`Access`]: etcd 3.6's rule
+//! that leases, Status, alarm lists and the member list need a user, and
+//! compaction and the maintenance and membership changes need the root role
+//! (etcd 3.4 answered several of them to anyone).
+//!
 //! Passwords never reach this module: the service layer hashes them with
 //! bcrypt before proposing and checks them against [`AuthStore::user`].
 
@@ -141,7 +146,8 @@ fn has_root_role(user: &User) -> bool {
     user.roles.iter().any(|r| r == ROOT)
 }
 
-fn is_admin_request(r: &InternalRaftRequest) -> bool {
+/// Changes (and lists) of users, roles and the enabled flag: the root's.
+fn is_auth_change(r: &InternalRaftRequest) -> bool {
     r.auth_enable.is_some()
         || r.auth_disable.is_some()
         || r.auth_user_add.is_some()
@@ -155,13 +161,36 @@ fn is_admin_request(r: &InternalRaftRequest) -> bool {
         || r.auth_role_delete.is_some()
         || r.auth_user_list.is_some()
         || r.auth_role_list.is_some()
-        // Arming or disarming an alarm; reading them is open to any user.
+}
+
+/// Commands only the root role may have applied.
+fn is_admin_request(r: &InternalRaftRequest) -> bool {
+    is_auth_change(r)
+        // etcd 3.6 compacts only for root (3.4 did for any user).
+        || r.compaction.is_some()
+        // Arming or disarming an alarm; listing them needs a user.
         || r.alarm.as_ref().is_some_and(|a| a.action != 0)
 }
 
 /// Whether the command is one the auth store applies.
 pub(crate) fn is_auth_request(r: &InternalRaftRequest) -> bool {
-    is_admin_request(r) && r.alarm.is_none() || r.authenticate.is_some()
+    is_auth_change(r) || r.authenticate.is_some()
+}
+
+/// What a call needs of its caller before anything else is looked at (etcd
+/// 3.6's API-layer gates); what it reads or writes is authorized on top.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No gate: its keys are checked where it is read or applied, an auth
+    /// change where it is applied, Authenticate checks a password.
+    Anyone,
+    /// A user, any user (etcd's `requireAuthInfo`): leases, Status, alarm
+    /// lists, the member list.
+    User,
+    /// The root role (etcd's `AuthAdmin.isPermitted`, `IsAdminPermitted`):
+    /// compaction, defragmentation, hashes, snapshots, leader moves,
+    /// arming alarms, membership changes.
+    Admin,
 }
 
 /// Checks one non-root user's access, request by request.
@@ -385,6 +414,16 @@ impl AuthStore {
         }
     }
 
+    /// The gate of [`Access`], while auth is enabled.
+    pub fn check_access(&self, who: &AuthInfo, access: Access) -> Result<(), EtcdError> {
+        match access {
+            Access::Anyone => Ok(()),
+            Access::User if self.enabled && who.username.is_empty() => Err(EtcdError::UserEmpty),
+            Access::User => Ok(()),
+            Access::Admin => self.check_admin(who),
+        }
+    }
+
     /// Runs `check` for a known user with a current auth revision; root
     /// passes without it. Nothing is checked while auth is disabled.
     fn as_user(&self, who: &AuthInfo, lessor: &Lessor, check: impl FnOnce(&Checker) -> Result<(), EtcdError>)
@@ -417,11 +456,11 @@ impl AuthStore {
         }
         if req.authenticate.is_some() || req.lease_grant.is_some() {
             // The password was checked before proposing. A lease is granted
-            // to anyone, as by etcd: it holds no key until a put the writer
-            // may make attaches one.
+            // to any user (the service checked there is one), as by etcd: it
+            // holds no key until a put the writer may make attaches one.
             return Ok(());
         }
-        // Everything else (compaction, alarm reads) needs a known user at least; the key-range checks come on top.
+        // Everything else (alarm reads) needs a known user at least; the key-range checks come on top.
         self.as_user(who, lessor, |c| c.request(req))
     }
 
@@ -436,7 +475,17 @@ impl AuthStore {
         self.as_user(who, lessor, |c| c.txn(t))
     }
 
-    /// Any known user with a current revision (lease keep-alives and lists).
+    /// Renewing lease `id`: who may write all its keys (etcd's `checkLeaseRenew`).
+    pub fn authorize_lease_renew(&self, who: &AuthInfo, id: i64, lessor: &Lessor) -> Result<(), EtcdError> {
+        self.as_user(who, lessor, |c| c.lease(id))
+    }
+
+    /// Listing the leases: who may read every key of every lease (etcd 3.6's `checkLeaseLeases`).
+    pub fn authorize_lease_list(&self, who: &AuthInfo, lessor: &Lessor) -> Result<(), EtcdError> {
+        self.as_user(who, lessor, |c| lessor.leases().flat_map(|l| &l.keys).try_for_each(|k| c.read(k, &[])))
+    }
+
+    /// Any known user with a current revision (a lease's time to live).
     pub fn authorize_user(&self, who: &AuthInfo, lessor: &Lessor) -> Result<(), EtcdError> {
         self.as_user(who, lessor, |_| Ok(()))
     }
