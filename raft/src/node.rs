@@ -123,11 +123,10 @@ impl Node {
             .map_err(|e| NodeError::Raft(e.to_string()))?;
         #[cfg(feature = "failpoints")]
         machine.running.store(true, std::sync::atomic::Ordering::SeqCst);
-        tracing::info!(
-            applied_index = state.lock().applied_index(),
-            revision = state.lock().current_revision(),
-            "raft started"
-        );
+        {
+            let sm = state.lock();
+            tracing::info!(applied_index = sm.applied_index(), revision = sm.current_revision(), "raft started");
+        }
         let node = Arc::new(Node {
             id: config.id,
             cluster_id: config.cluster_id,

@@ -4,9 +4,8 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{converged, free_port, hubd_bin, initial_cluster, joining_member, leader, spawn_all, start_cluster, start_cluster_with, Member};
 use etcd_client::{Client, GetOptions};
