@@ -57,6 +57,13 @@ pub struct Cluster {
     channels: Vec<Channel>,
 }
 
+/// Whether `bin` is a `failpoints` build: any other hubd refuses to start,
+/// even for `--version`, with `HUB_FAILPOINTS` set.
+pub fn has_failpoints(bin: &Path) -> anyhow::Result<bool> {
+    let out = Command::new(bin).arg("--version").env("HUB_FAILPOINTS", "none").output()?;
+    Ok(out.status.success())
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }

@@ -99,6 +99,15 @@ impl Summary {
 
 /// Runs the whole test and checks it.
 pub async fn run(config: Config) -> anyhow::Result<Summary> {
+    // Without the hooks the bugs and faults would not happen, and a run meant
+    // to prove the checkers catch them would pass for the wrong reason.
+    if (!config.bugs.is_empty() || config.nemesis.iter().any(|f| f == "disk")) && !cluster::has_failpoints(&config.hubd)? {
+        anyhow::bail!(
+            "{} was built without `--features failpoints`, which injected bugs and disk faults need \
+             (cargo build --release -p hub-server --features failpoints)",
+            config.hubd.display()
+        );
+    }
     std::fs::create_dir_all(&config.dir)?;
     let history = config.dir.join("history.jsonl");
     let rec = Recorder::new(Some(&history))?;

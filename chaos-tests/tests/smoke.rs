@@ -77,3 +77,29 @@ async fn disk_full_raises_nospace_and_finds_no_anomaly() {
         assert_eq!(f["output"]["disarmed"], true, "{f}");
     }
 }
+
+/// `--inject-bug` (and the disk faults) need a `failpoints` build: against any
+/// other hubd the run refuses to start (exit 2) instead of running clean.
+#[test]
+fn injected_bugs_need_a_failpoints_build() {
+    let hubd = hubd();
+    if hub_chaos_tests::cluster::has_failpoints(&hubd).expect("run hubd --version") {
+        eprintln!("skipped: {} is a failpoints build", hubd.display());
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    for fault in [["--inject-bug", "stale-read"], ["--nemesis", "disk"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_hub-chaos"))
+            .arg("--hubd")
+            .arg(&hubd)
+            .args(fault)
+            .args(["--time", "2s", "--members", "3", "--seed", "1"])
+            .arg("--dir")
+            .arg(dir.path())
+            .output()
+            .expect("run hub-chaos");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{fault:?}: {stderr}");
+        assert!(stderr.contains("built without `--features failpoints`"), "{fault:?}: {stderr}");
+    }
+}

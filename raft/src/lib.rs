@@ -20,9 +20,13 @@
 //! - [`metrics`]: etcd's WAL, peer-network and apply metrics.
 //! - [`corrupt`]: etcd's corruption checks, HashKV compared across members.
 //! - `chaos` (feature `failpoints`): bugs injected on purpose for the chaos suite.
+//! - `failpoints` (feature `failpoints`): pauses and faults at named places, for
+//!   the tests that kill a member there.
 
 #[cfg(feature = "failpoints")]
 pub mod chaos;
+#[cfg(feature = "failpoints")]
+pub mod failpoints;
 pub mod corrupt;
 pub mod forward;
 pub mod log_store;

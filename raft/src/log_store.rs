@@ -4,6 +4,16 @@
 //! openraft `Entry` (so its full log ID comes back on replay). The vote is a
 //! WAL record too, and so is the log ID of the last purged entry, which
 //! openraft needs after the entries themselves are gone.
+//!
+//! Two rules keep a restarted member consistent with what it served:
+//! - a purge waits until the backend holds the purged entries durably
+//!   ([`Durable`]): openraft purges a follower's log as soon as it has queued a
+//!   received snapshot's install, and a crash before the install is durable
+//!   would otherwise leave a backend older than the log's first entry;
+//! - the committed log ID is saved (without an fsync of its own, as etcd's
+//!   raft saves its commit index), so that openraft re-applies everything up to
+//!   it before the member serves anything, as etcd does: the backend's own
+//!   sync lags behind what was applied.
 
 use std::fmt::Debug;
 use std::ops::RangeBounds;
@@ -11,15 +21,20 @@ use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{StorageIOError, Vote};
+use tokio::sync::watch;
 
+use crate::state_machine::Durable;
 use crate::types::{Entry, LogId, StorageError, TypeConfig};
 use crate::wal::{self, LogEntry, Wal};
 
 const META_PURGED: &str = "purged";
+const META_COMMITTED: &str = "committed";
 
 #[derive(Clone)]
 pub struct LogStore {
     wal: Arc<Wal>,
+    /// How far the state machine's backend is durable.
+    durable: watch::Receiver<Durable>,
 }
 
 fn read_err(e: impl std::fmt::Display) -> StorageError {
@@ -31,16 +46,17 @@ fn write_err(e: impl std::fmt::Display) -> StorageError {
 }
 
 impl LogStore {
-    pub fn new(wal: Arc<Wal>) -> Self {
-        LogStore { wal }
+    pub fn new(wal: Arc<Wal>, durable: watch::Receiver<Durable>) -> Self {
+        LogStore { wal, durable }
     }
 
     fn decode(e: &LogEntry) -> Result<Entry, StorageError> {
         bincode::deserialize(&e.data).map_err(read_err)
     }
 
-    fn last_purged(&self) -> Result<Option<LogId>, StorageError> {
-        match self.wal.meta(META_PURGED) {
+    /// A log ID kept as WAL metadata.
+    fn meta_log_id(&self, key: &str) -> Result<Option<LogId>, StorageError> {
+        match self.wal.meta(key) {
             Some(b) => bincode::deserialize(&b).map_err(read_err),
             None => Ok(None),
         }
@@ -60,7 +76,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        let last_purged_log_id = self.last_purged()?;
+        let last_purged_log_id = self.meta_log_id(META_PURGED)?;
         let last = match self.wal.last_entry().and_then(|id| self.wal.entry(id.index)) {
             Some(e) => Some(Self::decode(&e)?.log_id),
             None => None,
@@ -82,6 +98,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             Some(b) => Ok(Some(bincode::deserialize(&b).map_err(read_err)?)),
             None => Ok(None),
         }
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        let bytes = bincode::serialize(&committed).map_err(write_err)?;
+        self.wal.set_meta_unsynced(META_COMMITTED, bytes).map_err(write_err)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        self.meta_log_id(META_COMMITTED)
     }
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
@@ -112,6 +137,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // The state machine makes the backend durable on its own (an install
+        // does before it returns): until then the log must keep these entries.
+        let durable = match self.durable.wait_for(|d| d.as_ref().map_or(true, |&at| at >= log_id.index)).await {
+            Ok(d) => d.clone(),
+            Err(_) => Err("the state machine is gone".to_string()),
+        };
+        if let Err(e) = durable {
+            return Err(write_err(format!("not purging the log up to {log_id}: {e}")));
+        }
         // Record the purged ID first: a crash between the two leaves entries
         // that are merely purged again.
         let bytes = bincode::serialize(&Some(log_id)).map_err(write_err)?;

@@ -72,6 +72,7 @@ pub struct Node {
     cluster_id: u64,
     raft: Raft,
     state: Arc<Mutex<StateMachine>>,
+    machine: HubStateMachine,
     committed: broadcast::Sender<Arc<Committed>>,
     peers: Mutex<HashMap<u64, PeerClient<Channel>>>,
     tls: Option<Arc<Tls>>,
@@ -110,20 +111,28 @@ impl Node {
         // A backend restored from a snapshot holds data that no log entry carries.
         let restored = fresh && state.current_revision() > 1;
         let wal = Arc::new(wal);
-        let log_store = LogStore::new(wal.clone());
         let (committed, _) = broadcast::channel(WATCH_BACKLOG);
         let state = Arc::new(Mutex::new(state));
-        let sm = HubStateMachine::new(state.clone(), committed.clone(), metrics.clone());
+        let machine = HubStateMachine::new(state.clone(), committed.clone(), metrics.clone());
+        let log_store = LogStore::new(wal.clone(), machine.durable());
         let heartbeat = Duration::from_millis(config.heartbeat_interval_ms);
         let network = PeerNetwork::new(config.tls.clone(), metrics.clone(), heartbeat);
-        let raft = Raft::new(config.id, raft_config, network, log_store, sm)
+        // Re-applies the log up to the saved committed index before it returns.
+        let raft = Raft::new(config.id, raft_config, network, log_store, machine.clone())
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
+        #[cfg(feature = "failpoints")]
+        machine.running.store(true, std::sync::atomic::Ordering::SeqCst);
+        {
+            let sm = state.lock();
+            tracing::info!(applied_index = sm.applied_index(), revision = sm.current_revision(), "raft started");
+        }
         let node = Arc::new(Node {
             id: config.id,
             cluster_id: config.cluster_id,
             raft,
             state,
+            machine,
             committed,
             peers: Mutex::new(HashMap::new()),
             tls: config.tls.clone(),
@@ -491,12 +500,43 @@ impl Node {
         let _ = removed.wait_for(|r| *r).await;
     }
 
+    /// Resolves, with the reason, once this member must stop serving: its
+    /// backend could not be made durable (a failed fsync leaves pages whose
+    /// write-back failed), or raft stopped on a storage error. etcd exits then.
+    pub async fn failed(&self) -> String {
+        let mut durable = self.machine.durable();
+        let mut metrics = self.raft.metrics();
+        let backend = async {
+            let reason = durable.wait_for(|d| d.is_err()).await.ok().and_then(|d| d.clone().err());
+            match reason {
+                Some(reason) => reason,
+                None => std::future::pending().await,
+            }
+        };
+        let raft = async {
+            // A stop asked for (shutdown) is no failure.
+            let reason = metrics
+                .wait_for(|m| matches!(m.running_state, Err(ref e) if !matches!(e, openraft::error::Fatal::Stopped)))
+                .await
+                .ok()
+                .and_then(|m| m.running_state.clone().err());
+            match reason {
+                Some(e) => format!("raft stopped: {e}"),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            reason = backend => reason,
+            reason = raft => reason,
+        }
+    }
+
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }
         // What was applied last may not have been synced yet.
-        if let Err(e) = crate::state_machine::sync(&self.state).await {
+        if let Err(e) = self.machine.sync().await {
             tracing::warn!(error = %e, "backend sync at shutdown");
         }
     }

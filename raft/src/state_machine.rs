@@ -6,6 +6,12 @@
 //! committed in the same backend transaction, so what openraft reads back after
 //! a crash is exactly what the backend holds. Applied changes are published on
 //! the commit feed for watchers on this member.
+//!
+//! The backend is made durable after the fact (the WAL already holds every
+//! committed entry): [`Durable`] says up to which log index it is, and the log
+//! store never purges past that (a follower's snapshot install would otherwise
+//! leave a backend older than the log's start). A sync that fails makes it an
+//! error for good: the log stops purging and the member stops serving.
 
 use std::io::Cursor;
 use std::sync::{Arc, Weak};
@@ -19,7 +25,7 @@ use openraft::{
 };
 use parking_lot::{Mutex, MutexGuard};
 use prost::Message;
-use tokio::sync::{broadcast, Notify};
+use tokio::sync::{broadcast, watch, Notify};
 
 use crate::metrics::RaftMetrics;
 use crate::types::{ApplyOutput, Entry, LogId, Member, StorageError, TypeConfig};
@@ -41,17 +47,63 @@ pub struct HubStateMachine {
     current: Arc<Mutex<Option<(SnapshotMeta<u64, Member>, Arc<Vec<u8>>)>>>,
     /// Wakes [`sync_backend`] after each applied batch.
     sync_wanted: Arc<Notify>,
+    durable: Arc<watch::Sender<Durable>>,
+    /// Set once openraft runs (entries applied before are re-applied at start).
+    #[cfg(feature = "failpoints")]
+    pub(crate) running: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// The last log index the backend holds durably, or why it cannot be made
+/// durable any more.
+pub type Durable = Result<u64, String>;
 
 impl HubStateMachine {
     /// Also starts [`sync_backend`] for `state`.
     pub fn new(state: Arc<Mutex<StateMachine>>, committed: broadcast::Sender<Arc<Committed>>, metrics: RaftMetrics) -> Self {
         // The WAL holds every committed entry durably, so the backend need only
-        // be durable after the fact (and before a snapshot lets the WAL be purged).
-        state.lock().defer_durability(true);
+        // be durable after the fact (and before the WAL is purged).
+        let on_disk = {
+            let sm = state.lock();
+            sm.defer_durability(true);
+            sm.applied_index()
+        };
+        let durable = Arc::new(watch::Sender::new(Ok(on_disk)));
         let sync_wanted = Arc::new(Notify::new());
-        tokio::spawn(sync_backend(Arc::downgrade(&state), sync_wanted.clone()));
-        HubStateMachine { state, committed, metrics, current: Arc::new(Mutex::new(None)), sync_wanted }
+        let this = HubStateMachine {
+            state,
+            committed,
+            metrics,
+            current: Arc::new(Mutex::new(None)),
+            sync_wanted,
+            durable,
+            #[cfg(feature = "failpoints")]
+            running: Arc::default(),
+        };
+        tokio::spawn(sync_backend(this.weak(), this.sync_wanted.clone()));
+        this
+    }
+
+    /// How far the backend is durable, as it changes.
+    pub fn durable(&self) -> watch::Receiver<Durable> {
+        self.durable.subscribe()
+    }
+
+    /// What [`sync_backend`] holds: nothing that keeps the state machine alive.
+    fn weak(&self) -> (Weak<Mutex<StateMachine>>, Weak<watch::Sender<Durable>>) {
+        (Arc::downgrade(&self.state), Arc::downgrade(&self.durable))
+    }
+
+    /// Makes what was applied so far durable (at shutdown).
+    pub(crate) async fn sync(&self) -> Result<(), String> {
+        sync(&self.state, &self.durable).await
+    }
+
+    /// Makes the backend durable while `sm` is locked (before a snapshot is
+    /// built or after one is installed).
+    fn sync_locked(&self, sm: &StateMachine) -> Result<(), StorageError> {
+        let index = sm.applied_index();
+        let synced = sm.sync().map_err(|e| e.to_string());
+        record_sync(&self.durable, index, synced).map_err(io_err)
     }
 
     fn applied(sm: &StateMachine) -> Result<(Option<LogId>, StoredMembership<u64, Member>), StorageError> {
@@ -109,24 +161,65 @@ impl HubStateMachine {
 /// Makes the backend durable after each applied batch (or after several, if
 /// they came during one fsync), off the apply path and without the state's
 /// lock. A failed fsync poisons the backend: the next apply fails and stops
-/// raft. Ends when the state machine is gone.
-async fn sync_backend(state: Weak<Mutex<StateMachine>>, wanted: Arc<Notify>) {
+/// raft, and [`Durable`] turns into the error, on which the member stops.
+/// Ends when the state machine is gone.
+async fn sync_backend((state, durable): (Weak<Mutex<StateMachine>>, Weak<watch::Sender<Durable>>), wanted: Arc<Notify>) {
+    #[cfg(feature = "failpoints")]
+    let mut syncs = 0u64;
     loop {
         wanted.notified().await;
-        let Some(state) = state.upgrade() else { return };
-        if let Err(e) = sync(&state).await {
-            tracing::error!(error = %e, "backend sync failed");
+        let (Some(state), Some(durable)) = (state.upgrade(), durable.upgrade()) else { return };
+        #[cfg(feature = "failpoints")]
+        {
+            syncs += 1;
+            if crate::failpoints::enabled("backend-sync-skip") {
+                continue;
+            }
+            if crate::failpoints::number("backend-sync-error").is_some_and(|n| syncs >= n) {
+                tracing::warn!("failpoint: the backend sync fails");
+                let _ = record_sync(&durable, 0, Err("failpoint: backend fsync failed".into()));
+                return;
+            }
+        }
+        if sync(&state, &durable).await.is_err() {
+            return;
         }
     }
 }
 
 /// Makes the backend durable on a blocking thread, without holding the state's
 /// lock during the fsync.
-pub(crate) async fn sync(state: &Mutex<StateMachine>) -> Result<(), String> {
-    let syncer = state.lock().syncer();
-    match tokio::task::spawn_blocking(move || syncer.sync()).await {
+async fn sync(state: &Mutex<StateMachine>, durable: &watch::Sender<Durable>) -> Result<(), String> {
+    let (syncer, index) = {
+        let sm = state.lock();
+        (sm.syncer(), sm.applied_index())
+    };
+    let synced = match tokio::task::spawn_blocking(move || syncer.sync()).await {
         Ok(result) => result.map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
+    };
+    record_sync(durable, index, synced)
+}
+
+/// Records a sync's outcome: the backend is durable up to `index`, or, after a
+/// failure, never again (what reached the disk is unknown once an fsync failed).
+fn record_sync(durable: &watch::Sender<Durable>, index: u64, synced: Result<(), String>) -> Result<(), String> {
+    match synced {
+        Ok(()) => {
+            durable.send_if_modified(|d| match d {
+                Ok(at) if *at < index => {
+                    *at = index;
+                    true
+                }
+                _ => false,
+            });
+            durable.borrow().clone().map(|_| ())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "backend sync failed; the backend can no longer be trusted");
+            let _ = durable.send_replace(Err(format!("backend sync failed: {e}")));
+            Err(e)
+        }
     }
 }
 
@@ -145,6 +238,10 @@ impl RaftStateMachine<TypeConfig> for HubStateMachine {
         let entries: Vec<Entry> = entries.into_iter().collect();
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
+            #[cfg(feature = "failpoints")]
+            if this.running.load(std::sync::atomic::Ordering::SeqCst) {
+                crate::failpoints::pause("apply-pause");
+            }
             // The state is locked entry by entry and handed on fairly after
             // each: a read or a proposal's quota check waits for one entry at
             // most, not for the whole batch.
@@ -182,13 +279,25 @@ impl RaftStateMachine<TypeConfig> for HubStateMachine {
         let bytes = Arc::new(data);
         let install = bytes.clone();
         tokio::task::spawn_blocking(move || {
+            #[cfg(feature = "failpoints")]
+            crate::failpoints::pause("snapshot-install-pause");
             let mut sm = this.state.lock();
-            crate::snapshot::install(&mut sm, &install).map_err(io_err)?;
-            sm.defer_durability(true);
-            sm.stage_meta(META_APPLIED, bincode::serialize(&m.last_log_id).map_err(io_err)?);
-            sm.stage_meta(META_MEMBERSHIP, bincode::serialize(&m.last_membership).map_err(io_err)?);
-            sm.commit_meta(m.last_log_id.map_or(0, |l| l.index)).map_err(io_err)?;
-            sm.sync().map_err(io_err)
+            let installed = (|| {
+                crate::snapshot::install(&mut sm, &install).map_err(io_err)?;
+                sm.defer_durability(true);
+                sm.stage_meta(META_APPLIED, bincode::serialize(&m.last_log_id).map_err(io_err)?);
+                sm.stage_meta(META_MEMBERSHIP, bincode::serialize(&m.last_membership).map_err(io_err)?);
+                sm.commit_meta(m.last_log_id.map_or(0, |l| l.index)).map_err(io_err)
+            })();
+            match installed {
+                // Durable before openraft's purge of the log it covers may go on.
+                Ok(()) => this.sync_locked(&sm),
+                Err(e) => {
+                    // The backend is in doubt: the log must keep what it has.
+                    let _ = record_sync(&this.durable, 0, Err(format!("snapshot install failed: {e}")));
+                    Err(e)
+                }
+            }
         })
         .await
         .map_err(io_err)??;
@@ -211,7 +320,7 @@ impl RaftSnapshotBuilder<TypeConfig> for HubStateMachine {
         let (meta, data) = tokio::task::spawn_blocking(move || {
             let sm = this.state.lock();
             // The WAL may be purged up to this snapshot: it must be on disk first.
-            sm.sync().map_err(io_err)?;
+            this.sync_locked(&sm)?;
             let (last_log_id, last_membership) = Self::applied(&sm)?;
             let data = crate::snapshot::build(&sm).map_err(io_err)?;
             let snapshot_id = format!("{}-{}", last_log_id.map_or(0, |l| l.leader_id.term), last_log_id.map_or(0, |l| l.index));

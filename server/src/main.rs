@@ -28,7 +28,21 @@ use hub_store::StateMachine;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The variables that switch on injected bugs and failpoints.
+const FAILPOINT_VARIABLES: [&str; 2] = ["HUB_CHAOS_BUG", "HUB_FAILPOINTS"];
+
 fn main() {
+    // A build without the hooks would ignore them and run clean, so a test that
+    // must see a failure would pass for the wrong reason: refuse instead, before
+    // anything else (`hubd --version` too, which is how hub-chaos checks a build).
+    if !cfg!(feature = "failpoints") {
+        for var in FAILPOINT_VARIABLES {
+            if std::env::var_os(var).is_some_and(|v| !v.is_empty()) {
+                eprintln!("hubd: {var} is set, but this hubd was built without `--features failpoints`");
+                std::process::exit(1);
+            }
+        }
+    }
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if gateway::requested(&args) {
         init_logging("info");
@@ -168,6 +182,15 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     .context("start raft")?;
     #[cfg(feature = "failpoints")]
     chaos::arm_disk_faults(node.clone());
+    let failing = node.clone();
+    tokio::spawn(async move {
+        // As etcd, which exits when its backend cannot commit: nothing this
+        // member holds can be trusted any more, so it must not serve.
+        let reason = failing.failed().await;
+        tracing::error!(reason = %reason, "the member cannot go on; exiting");
+        eprintln!("hubd: {reason}");
+        std::process::exit(1);
+    });
     if config.experimental_initial_corrupt_check {
         // Before serving anything, as etcd: a member whose data differs from
         // its peers' does not start.

@@ -4,34 +4,15 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{free_port, hubd_bin, initial_cluster, joining_member, spawn_all, start_cluster, start_cluster_with, Member};
+use common::{converged, free_port, hubd_bin, initial_cluster, joining_member, leader, spawn_all, start_cluster, start_cluster_with, Member};
 use etcd_client::{Client, GetOptions};
 
 async fn client(members: &[&Member]) -> Client {
     let endpoints: Vec<String> = members.iter().map(|m| m.endpoint()).collect();
     Client::connect(endpoints, None).await.expect("connect")
-}
-
-/// Index of the member that currently leads, asked of every live member.
-async fn leader(members: &[Member]) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        for (i, m) in members.iter().enumerate() {
-            if let Ok(mut c) = Client::connect([m.endpoint()], None).await {
-                if let Ok(s) = c.status().await {
-                    if s.leader() != 0 && s.header().map(|h| h.member_id()) == Some(s.leader()) {
-                        return i;
-                    }
-                }
-            }
-        }
-        assert!(Instant::now() < deadline, "no leader");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Sends `sig` (STOP, CONT, ...) to each process.
@@ -63,14 +44,6 @@ async fn linearizable_read_waits_out_paused_followers() {
     assert_eq!(got.kvs().first().map(|kv| kv.value()), Some(&b"v"[..]));
 }
 
-/// Every key and value one member holds, read locally (serializable).
-async fn contents(m: &Member) -> Option<(i64, BTreeMap<Vec<u8>, Vec<u8>>)> {
-    let mut c = Client::connect([m.endpoint()], None).await.ok()?;
-    let resp = c.get("", Some(GetOptions::new().with_all_keys().with_serializable())).await.ok()?;
-    let rev = resp.header()?.revision();
-    Some((rev, resp.kvs().iter().map(|kv| (kv.key().to_vec(), kv.value().to_vec())).collect()))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writes_and_reads_through_every_member() {
     let members = start_cluster(&hubd_bin(), 3);
@@ -88,34 +61,6 @@ async fn writes_and_reads_through_every_member() {
     let list = c.member_list().await.expect("member list");
     assert_eq!(list.members().len(), 3);
     assert!(list.members().iter().all(|m| !m.client_urls().is_empty()), "every member published its client URLs");
-}
-
-/// Waits until every member holds the same keys; returns them.
-async fn converged(members: &[Member]) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let mut all = Vec::new();
-        for m in members {
-            all.push(contents(m).await);
-        }
-        if all.iter().all(|c| c.is_some() && c == &all[0]) {
-            // Same keys, and the same history: HashKV covers every kept revision.
-            let mut hashes = Vec::new();
-            for m in members {
-                let mut c = Client::connect([m.endpoint()], None).await.expect("connect");
-                hashes.push(c.hash_kv(0).await.ok().map(|h| h.hash()));
-            }
-            if hashes.iter().all(|h| h.is_some() && *h == hashes[0]) {
-                return all[0].clone().map(|c| c.1).unwrap_or_default();
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "members did not converge: revisions {:?}",
-            all.iter().map(|c| c.as_ref().map(|c| c.0)).collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -23,12 +23,14 @@
 //!   restored into the state machine.
 //! - [`metrics`]: etcd's metrics of the store: backend timings, MVCC, lease and apply counters.
 //! - [`error`]: etcd's error strings.
+//! - [`durable_fs`]: renames and new directories made durable (their parent fsynced).
 
 pub mod alarm;
 pub mod apply;
 pub mod auth;
 pub mod backend;
 pub mod bolt;
+pub mod durable_fs;
 pub mod error;
 pub mod hash;
 pub mod key_index;

@@ -34,7 +34,7 @@ mod tests;
 #[cfg(any(test, feature = "failpoints"))]
 pub use failpoints::Failpoints;
 
-use std::fs::{self, File, TryLockError};
+use std::fs::{File, TryLockError};
 use std::future::Future;
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
@@ -140,7 +140,7 @@ impl Wal {
     /// repairing a torn tail, and starts the writer thread. Holds an exclusive lock
     /// on `dir/LOCK` until dropped.
     pub fn open(dir: &Path, opts: WalOptions) -> Result<Wal, WalError> {
-        fs::create_dir_all(dir).map_err(io_error("create directory", dir))?;
+        hub_store::durable_fs::create_dir_all(dir).map_err(io_error("create directory", dir))?;
         let dir_lock = lock_dir(dir)?;
         let (log, segments) = replay(dir)?;
         tracing::info!(
@@ -173,7 +173,7 @@ impl Wal {
         F: FnOnce(Result<(), WalError>) + Send + 'static,
     {
         let records: Vec<Record> = entries.iter().cloned().map(Record::Entry).collect();
-        self.submit(records, Box::new(done), |log| {
+        self.submit(records, Box::new(done), true, |log| {
             log.check_append(&entries)?;
             log.append(&entries);
             Ok(true)
@@ -222,11 +222,22 @@ impl Wal {
         })
     }
 
-    /// Stores an opaque named value (e.g. openraft's committed log id), durably
-    /// before returning (blocks for the fsync).
+    /// Stores an opaque named value, durably before returning (blocks for the fsync).
     pub fn set_meta(&self, key: &str, value: Vec<u8>) -> Result<(), WalError> {
         let record = Record::Meta { key: key.to_owned(), value: value.clone() };
         self.submit_and_wait(vec![record], |log| {
+            log.header.meta.insert(key.to_owned(), value);
+            Ok(true)
+        })
+    }
+
+    /// Stores an opaque named value without waiting and without an fsync of its
+    /// own (openraft's committed log id, which etcd's raft also writes without
+    /// one): the writer writes it after everything submitted before, so a process
+    /// crash keeps it once written, and the next fsync makes it durable.
+    pub fn set_meta_unsynced(&self, key: &str, value: Vec<u8>) -> Result<(), WalError> {
+        let record = Record::Meta { key: key.to_owned(), value: value.clone() };
+        self.submit(vec![record], Box::new(|_| {}), false, |log| {
             log.header.meta.insert(key.to_owned(), value);
             Ok(true)
         })
@@ -293,6 +304,7 @@ impl Wal {
         &self,
         records: Vec<Record>,
         done: Completion,
+        sync: bool,
         change: impl FnOnce(&mut MemLog) -> Result<bool, WalError>,
     ) -> Result<(), WalError> {
         if let Some(bytes) = records.iter().map(Record::payload_len).find(|&n| n > MAX_PAYLOAD_BYTES) {
@@ -306,13 +318,13 @@ impl Wal {
         let records = if change(&mut state.log)? { records } else { Vec::new() };
         #[cfg(feature = "failpoints")]
         if crate::chaos::enabled(crate::chaos::Bug::AckBeforeFsync) {
-            requests.send(Request { records, done: Box::new(|_| {}) }).map_err(|_| WalError::Stopped)?;
+            requests.send(Request { records, done: Box::new(|_| {}), sync }).map_err(|_| WalError::Stopped)?;
             drop(state);
             done(Ok(()));
             return Ok(());
         }
         // Fails only if the writer thread is gone (it panicked).
-        requests.send(Request { records, done }).map_err(|_| WalError::Stopped)
+        requests.send(Request { records, done, sync }).map_err(|_| WalError::Stopped)
     }
 
     fn submit_and_wait(
@@ -326,6 +338,7 @@ impl Wal {
             Box::new(move |result| {
                 let _ = tx.send(result);
             }),
+            true,
             change,
         )?;
         rx.recv().map_err(|_| WalError::Stopped)?

@@ -4,7 +4,8 @@
 //! changed the in-memory log. It takes everything queued, writes all of it with one
 //! `write` per segment touched, syncs once, and only then completes the requests, in
 //! the order they were sent — so concurrent appends share one fsync (group commit)
-//! and a truncation can never overtake the append it conflicts with.
+//! and a truncation can never overtake the append it conflicts with. A batch of
+//! requests that need no fsync (openraft's committed index) is only written.
 //!
 //! After any I/O error the writer stops: what reached the disk is unknown once an
 //! fsync has failed (the kernel may have dropped the dirty pages), so every later
@@ -29,6 +30,10 @@ pub(crate) type Completion = Box<dyn FnOnce(Result<(), WalError>) + Send>;
 pub(crate) struct Request {
     pub records: Vec<Record>,
     pub done: Completion,
+    /// Whether `done` waits for an fsync. A request that does not is complete once
+    /// its records are written (a process crash keeps them; a power cut may not)
+    /// and becomes durable with the next fsync.
+    pub sync: bool,
 }
 
 /// What the writer shares with the `Wal` handle.
@@ -163,10 +168,13 @@ impl Writer {
             }
         }
         if buf.is_empty() {
-            // Only no-op requests: everything before them is already synced.
+            // Only no-op requests: everything before them is already written.
             return Ok(());
         }
         self.write_out(&mut buf)?;
+        if !batch.iter().any(|r| r.sync) {
+            return Ok(());
+        }
         self.sync()?;
         if let Some(upto) = purge_upto {
             // Only after the Purge record is durable: a replay must never find

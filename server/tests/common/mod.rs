@@ -7,8 +7,11 @@ use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use etcd_client::{Client, GetOptions};
 
 /// A free loopback port (bound, then released for the process to take).
 pub fn free_port() -> u16 {
@@ -17,6 +20,35 @@ pub fn free_port() -> u16 {
 
 pub fn hubd_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_hubd"))
+}
+
+/// hubd built with `--features failpoints` (crash points set by `HUB_FAILPOINTS`,
+/// see `raft/src/failpoints.rs`), in its own target directory beside this
+/// test's (`target/failpoints`), so the plain hubd the other tests run is left
+/// as it is. Built once per test process; cargo makes it a no-op when it is
+/// up to date.
+pub fn failpoints_hubd() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            // target/<profile>/hubd
+            let plain = hubd_bin();
+            let profile_dir = plain.parent().expect("target/<profile>");
+            let target = profile_dir.parent().expect("target").join("failpoints");
+            let release = profile_dir.file_name().is_some_and(|p| p == "release");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut build = Command::new(cargo);
+            build.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+            build.args(["build", "-p", "hub-server", "--bin", "hubd", "--features", "failpoints", "--target-dir"]);
+            build.arg(&target);
+            if release {
+                build.arg("--release");
+            }
+            let status = build.status().expect("run cargo build");
+            assert!(status.success(), "cargo build --features failpoints: {status}");
+            target.join(profile_dir.file_name().expect("profile")).join("hubd")
+        })
+        .clone()
 }
 
 /// etcd 3.4.23 from Debian, the reference (installed by .ci/run).
@@ -54,6 +86,10 @@ pub struct Member {
     pub name: String,
     /// `--initial-cluster`; empty means this member alone.
     initial_cluster: String,
+    /// Environment variables of the next start (e.g. `HUB_FAILPOINTS`).
+    pub env: Vec<(String, String)>,
+    /// Every line the running process printed.
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Member {
@@ -94,6 +130,8 @@ impl Member {
             extra,
             name: name.to_string(),
             initial_cluster,
+            env: Vec::new(),
+            log: Arc::default(),
         }
     }
 
@@ -114,7 +152,8 @@ impl Member {
             .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &initial_cluster])
-            .args(&self.extra);
+            .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         command
     }
 
@@ -142,6 +181,14 @@ impl Member {
 
     /// (Re)starts the process on the same ports and data directory.
     pub fn spawn(&mut self) {
+        let ready = self.start_process();
+        ready.recv_timeout(Duration::from_secs(20)).expect("member did not become ready");
+    }
+
+    /// Starts the process without waiting for it to serve; the receiver hears
+    /// when it does.
+    pub fn start_process(&mut self) -> mpsc::Receiver<()> {
+        self.log.lock().expect("log").clear();
         let mut child = self
             .command()
             .stdout(Stdio::piped())
@@ -157,6 +204,7 @@ impl Member {
         .flatten()
         {
             let tx = tx.clone();
+            let log = self.log.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
                     if line.contains("ready to serve client requests") {
@@ -165,11 +213,38 @@ impl Member {
                     if std::env::var_os("HUB_TEST_LOG").is_some() {
                         eprintln!("[member] {line}");
                     }
+                    log.lock().expect("log").push(line);
                 }
             });
         }
-        rx.recv_timeout(Duration::from_secs(20)).expect("member did not become ready");
         self.child = Some(child);
+        rx
+    }
+
+    /// Waits until the running process has printed a line containing `needle`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log.lock().expect("log").iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// Waits until the process exits on its own; its status, or none if it
+    /// still runs after `timeout`.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -284,3 +359,60 @@ impl Drop for Member {
         self.kill9();
     }
 }
+
+// Cluster views through real clients.
+
+/// Index of the member that currently leads, asked of every live member.
+pub async fn leader(members: &[Member]) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        for (i, m) in members.iter().enumerate() {
+            if let Ok(mut c) = Client::connect([m.endpoint()], None).await {
+                if let Ok(s) = c.status().await {
+                    if s.leader() != 0 && s.header().map(|h| h.member_id()) == Some(s.leader()) {
+                        return i;
+                    }
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "no leader");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every key and value one member holds, read locally (serializable).
+pub async fn contents(m: &Member) -> Option<(i64, BTreeMap<Vec<u8>, Vec<u8>>)> {
+    let mut c = Client::connect([m.endpoint()], None).await.ok()?;
+    let resp = c.get("", Some(GetOptions::new().with_all_keys().with_serializable())).await.ok()?;
+    let rev = resp.header()?.revision();
+    Some((rev, resp.kvs().iter().map(|kv| (kv.key().to_vec(), kv.value().to_vec())).collect()))
+}
+
+/// Waits until every member holds the same keys; returns them.
+pub async fn converged(members: &[Member]) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut all = Vec::new();
+        for m in members {
+            all.push(contents(m).await);
+        }
+        if all.iter().all(|c| c.is_some() && c == &all[0]) {
+            // Same keys, and the same history: HashKV covers every kept revision.
+            let mut hashes = Vec::new();
+            for m in members {
+                let mut c = Client::connect([m.endpoint()], None).await.expect("connect");
+                hashes.push(c.hash_kv(0).await.ok().map(|h| h.hash()));
+            }
+            if hashes.iter().all(|h| h.is_some() && *h == hashes[0]) {
+                return all[0].clone().map(|c| c.1).unwrap_or_default();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "members did not converge: revisions {:?}",
+            all.iter().map(|c| c.as_ref().map(|c| c.0)).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+

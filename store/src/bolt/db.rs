@@ -15,7 +15,8 @@
 //!   them reachable, and the meta page is fsynced before the commit counts as
 //!   durable. With deferred durability (raft's WAL already holds every entry)
 //!   commits are visible at once and reach the meta page together at
-//!   [`BoltDb::sync`];
+//!   [`BoltDb::sync`], which fsyncs without the writer's lock: commits (and so
+//!   the readers waiting on them) never wait out a backend fsync;
 //! - **no stored freelist** (etcd 3.4 runs bbolt with `NoFreelistSync`): the
 //!   free pages are what the tree does not reach, found by a walk at open;
 //! - **readers never wait for the writer**: a read pins the commit it started
@@ -30,7 +31,7 @@ use std::fs::{File, OpenOptions};
 use std::io::BufWriter;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use memmap2::Mmap;
@@ -71,6 +72,11 @@ fn io_error(what: &str, path: &Path, e: std::io::Error) -> BackendError {
 /// A bbolt file open for reading and writing.
 pub struct BoltDb {
     path: PathBuf,
+    /// One make-durable at a time (its meta page write must not race
+    /// another's). Taken before `writer`; held across fsyncs `writer` is not.
+    syncing: Mutex<()>,
+    /// Commits are durable only at the next [`BoltDb::sync`].
+    deferred: AtomicBool,
     /// Free pages, the file, and the commit in progress; one writer at a time.
     writer: Mutex<Writer>,
     /// The latest commit, as new readers see it.
@@ -79,6 +85,9 @@ pub struct BoltDb {
     size: AtomicU64,
     /// [`BoltDb::size`] less the free pages (etcd's `SizeInUse`).
     in_use: AtomicU64,
+    /// Runs in [`BoltDb::sync`] just before its fsyncs (a test holds a sync there).
+    #[cfg(test)]
+    sync_hook: Mutex<Box<dyn Fn() + Send>>,
 }
 
 /// What a reader needs to read one commit: its meta and a map of the file.
@@ -326,7 +335,8 @@ fn read_meta(map: &[u8]) -> Result<Meta, String> {
 
 /// The writer's side: the file, the free pages and what is not yet durable.
 struct Writer {
-    file: File,
+    /// Shared with a [`BoltDb::sync`] running without the writer's lock.
+    file: Arc<File>,
     file_len: u64,
     /// The latest commit (also published to readers).
     meta: Meta,
@@ -338,7 +348,6 @@ struct Writer {
     free: BTreeSet<u64>,
     /// Pages freed by each commit: the commits before it still reach them.
     pending: BTreeMap<u64, Vec<u64>>,
-    deferred: bool,
     /// A failure that left the file in a state only a restart can judge.
     failed: Option<String>,
 }
@@ -353,7 +362,7 @@ impl Writer {
         let map = Arc::new(map_file(&file, path)?);
         let meta = read_meta(&map).map_err(|e| corrupt(format!("{}: {e}", path.display())))?;
         let mut writer = Writer {
-            file,
+            file: Arc::new(file),
             file_len,
             meta,
             durable_txid: meta.txid,
@@ -361,7 +370,6 @@ impl Writer {
             readers: Arc::default(),
             free: BTreeSet::new(),
             pending: BTreeMap::new(),
-            deferred: false,
             failed: None,
         };
         let view = writer.view();
@@ -403,10 +411,19 @@ impl Writer {
         self.meta.high_water.saturating_sub((self.free.len() + pending) as u64)
     }
 
-    /// Writes the latest commit's meta page and makes everything before it durable.
+    /// Writes the latest commit's meta page and makes everything before it
+    /// durable, holding the writer's lock throughout (the caller holds
+    /// [`BoltDb::syncing`] too).
     fn make_durable(&mut self, path: &Path) -> Result<(), BackendError> {
+        let Some(meta) = self.meta_to_persist()? else { return Ok(()) };
+        let persisted = persist_meta(&self.file, path, &meta);
+        self.persisted(meta, persisted)
+    }
+
+    /// The meta that makes the latest commit durable, or none if it is.
+    fn meta_to_persist(&mut self) -> Result<Option<Meta>, BackendError> {
         if self.durable_txid == self.meta.txid {
-            return Ok(());
+            return Ok(None);
         }
         if let Some(f) = &self.failed {
             return Err(BackendError::new(f.clone()));
@@ -417,24 +434,34 @@ impl Writer {
         if self.meta.txid % 2 == self.durable_txid % 2 {
             self.meta.txid += 1;
         }
-        let result = (|| {
-            self.file.sync_data().map_err(|e| io_error("sync", path, e))?;
-            let ps = self.page_size();
-            let slot = self.meta.txid % 2;
-            let mut page = vec![0u8; ps];
-            PageHeader { id: slot, flags: META_PAGE, count: 0, overflow: 0 }.encode_into(&mut page);
-            page[PAGE_HEADER_SIZE..PAGE_HEADER_SIZE + META_LEN].copy_from_slice(&self.meta.encode());
-            self.file.write_all_at(&page, slot * ps as u64).map_err(|e| io_error("write the meta page of", path, e))?;
-            self.file.sync_data().map_err(|e| io_error("sync", path, e))
-        })();
+        Ok(Some(self.meta))
+    }
+
+    /// Records how persisting `meta` went.
+    fn persisted(&mut self, meta: Meta, result: Result<(), BackendError>) -> Result<(), BackendError> {
         if let Err(e) = &result {
             // After a failed fsync nothing about the file is certain.
             self.failed = Some(e.to_string());
         }
         result?;
-        self.durable_txid = self.meta.txid;
+        self.durable_txid = self.durable_txid.max(meta.txid);
         Ok(())
     }
+}
+
+/// Makes the commit `meta` describes durable: its data pages first, then the
+/// meta page that makes them reachable. Commits made meanwhile write only
+/// pages no durable or persisting commit reaches (pages are reused once the
+/// commit that freed them is durable), and no meta page.
+fn persist_meta(file: &File, path: &Path, meta: &Meta) -> Result<(), BackendError> {
+    file.sync_data().map_err(|e| io_error("sync", path, e))?;
+    let ps = meta.page_size as usize;
+    let slot = meta.txid % 2;
+    let mut page = vec![0u8; ps];
+    PageHeader { id: slot, flags: META_PAGE, count: 0, overflow: 0 }.encode_into(&mut page);
+    page[PAGE_HEADER_SIZE..PAGE_HEADER_SIZE + META_LEN].copy_from_slice(&meta.encode());
+    file.write_all_at(&page, slot * ps as u64).map_err(|e| io_error("write the meta page of", path, e))?;
+    file.sync_data().map_err(|e| io_error("sync", path, e))
 }
 
 fn map_file(file: &File, path: &Path) -> Result<Mmap, BackendError> {
@@ -811,9 +838,13 @@ impl BoltDb {
         let writer = Writer::open(path)?;
         let db = BoltDb {
             path: path.to_path_buf(),
+            syncing: Mutex::new(()),
+            deferred: AtomicBool::new(false),
             current: RwLock::new(writer.published()),
             size: AtomicU64::new(0),
             in_use: AtomicU64::new(0),
+            #[cfg(test)]
+            sync_hook: Mutex::new(Box::new(|| {})),
             writer: Mutex::new(writer),
         };
         db.update_sizes(&db.writer.lock());
@@ -842,13 +873,15 @@ impl BoltDb {
 
     /// Applies `ops` as one commit: all of them or, on error, none.
     pub fn update(&self, ops: &[Op<'_>]) -> Result<(), BackendError> {
+        let durable = !self.deferred.load(Ordering::SeqCst);
+        let _syncing = durable.then(|| self.syncing.lock());
         let mut w = self.writer.lock();
         if let Some(f) = &w.failed {
             return Err(BackendError::new(f.clone()));
         }
         if ops.is_empty() {
             // Nothing to write, but a durable commit still makes the deferred ones before it durable.
-            if !w.deferred {
+            if durable {
                 w.make_durable(&self.path)?;
                 *self.current.write() = w.published();
             }
@@ -887,7 +920,7 @@ impl BoltDb {
             tx.commit_tree(root)
         })();
         let written = built.and_then(|root| {
-            write_pages(&mut w.file, &mut w.file_len, &self.path, tx.page_size() as u64, tx.high_water, &tx.writes)
+            write_pages(&w.file, &mut w.file_len, &self.path, tx.page_size() as u64, tx.high_water, &tx.writes)
                 .map(|()| root)
         });
         let root = match written {
@@ -911,7 +944,7 @@ impl BoltDb {
                 }
             }
         }
-        if !w.deferred {
+        if durable {
             w.make_durable(&self.path)?;
         }
         *self.current.write() = w.published();
@@ -921,15 +954,24 @@ impl BoltDb {
 
     /// Commits from now on are durable only at the next [`BoltDb::sync`].
     pub fn defer_durability(&self, deferred: bool) {
-        self.writer.lock().deferred = deferred;
+        self.deferred.store(deferred, Ordering::SeqCst);
     }
 
-    /// Makes every commit so far durable.
+    /// Makes every commit so far durable. The fsyncs run without the writer's
+    /// lock: commits go on meanwhile (they become durable at the next sync).
     pub fn sync(&self) -> Result<(), BackendError> {
-        let mut w = self.writer.lock();
-        w.make_durable(&self.path)?;
-        *self.current.write() = w.published();
-        Ok(())
+        let _syncing = self.syncing.lock();
+        let (meta, file) = {
+            let mut w = self.writer.lock();
+            let Some(meta) = w.meta_to_persist()? else { return Ok(()) };
+            // The txid may have changed; readers from now on pin the new one.
+            *self.current.write() = w.published();
+            (meta, w.file.clone())
+        };
+        #[cfg(test)]
+        (self.sync_hook.lock())();
+        let persisted = persist_meta(&file, &self.path, &meta);
+        self.writer.lock().persisted(meta, persisted)
     }
 
     pub fn size(&self) -> u64 {
@@ -944,6 +986,7 @@ impl BoltDb {
     /// defragmentation) and switches to it. Readers of the old file finish
     /// on it undisturbed.
     pub fn defragment(&self) -> Result<(), BackendError> {
+        let _syncing = self.syncing.lock();
         let mut w = self.writer.lock();
         w.make_durable(&self.path)?;
         let view = w.view();
@@ -975,10 +1018,9 @@ impl BoltDb {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
         }
-        std::fs::rename(&tmp, &self.path).map_err(|e| io_error("replace", &self.path, e))?;
-        sync_dir(&self.path)?;
+        crate::durable_fs::rename(&tmp, &self.path).map_err(|e| io_error("replace", &self.path, e))?;
         match Writer::open(&self.path) {
-            Ok(reopened) => *w = Writer { deferred: w.deferred, ..reopened },
+            Ok(reopened) => *w = reopened,
             Err(e) => {
                 w.failed = Some(format!("reopen after defragmentation: {e}"));
                 return Err(e);
@@ -992,7 +1034,7 @@ impl BoltDb {
 
 /// Writes `pages` after growing the file to hold `high_water` pages.
 fn write_pages(
-    file: &mut File,
+    file: &File,
     file_len: &mut u64,
     path: &Path,
     page_size: u64,
@@ -1020,7 +1062,7 @@ fn write_pages(
 /// Creates an empty database with `buckets`, atomically.
 fn create(path: &Path, buckets: &[&[u8]]) -> Result<(), BackendError> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| io_error("create", dir, e))?;
+        crate::durable_fs::create_dir_all(dir).map_err(|e| io_error("create", dir, e))?;
     }
     let tmp = path.with_extension("creating");
     let file = File::create(&tmp).map_err(|e| io_error("create", &tmp, e))?;
@@ -1036,13 +1078,7 @@ fn create(path: &Path, buckets: &[&[u8]]) -> Result<(), BackendError> {
     let (out, _) = out.finish().map_err(bolt)?;
     let file = out.into_inner().map_err(|e| io_error("write", &tmp, e.into_error()))?;
     file.sync_all().map_err(|e| io_error("sync", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io_error("create", path, e))?;
-    sync_dir(path)
-}
-
-fn sync_dir(path: &Path) -> Result<(), BackendError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_error("sync", dir, e))
+    crate::durable_fs::rename(&tmp, path).map_err(|e| io_error("create", path, e))
 }
 
 #[cfg(test)]

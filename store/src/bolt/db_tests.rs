@@ -257,3 +257,53 @@ fn refuses_a_damaged_file_without_panicking() {
     std::fs::write(&path, &good[..good.len() / 2]).unwrap();
     assert!(BoltDb::open(&path, &BUCKETS).is_err());
 }
+
+/// A commit (which apply makes while readers wait for it) never waits out a
+/// backend fsync: the sync holds no writer lock while it flushes. Commits made
+/// meanwhile are durable at the next sync, and the paused one's at its end.
+#[test]
+fn commits_and_reads_go_on_while_a_sync_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let db = std::sync::Arc::new(open(&path));
+    db.defer_durability(true);
+    db.update(&[(b"key", b"a", Some(b"1"))]).unwrap();
+    let (paused_tx, paused_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let go_rx = parking_lot::Mutex::new(go_rx);
+    *db.sync_hook.lock() = Box::new(move || {
+        paused_tx.send(()).unwrap();
+        go_rx.lock().recv().unwrap();
+    });
+    let syncing = {
+        let db = db.clone();
+        std::thread::spawn(move || db.sync())
+    };
+    paused_rx.recv().unwrap();
+    // The sync is paused before its fsyncs: a commit and a read must not wait for it.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    {
+        let db = db.clone();
+        std::thread::spawn(move || {
+            db.update(&[(b"key", b"b", Some(b"2"))]).unwrap();
+            let view = db.begin_read();
+            done_tx.send(view.get_many(b"key", &[b"a".to_vec(), b"b".to_vec()]).unwrap()).unwrap();
+        });
+    }
+    let seen = done_rx.recv_timeout(std::time::Duration::from_secs(5)).expect("a commit waited for the sync");
+    assert_eq!(seen, vec![Some(b"1".to_vec()), Some(b"2".to_vec())]);
+    *db.sync_hook.lock() = Box::new(|| {});
+    go_tx.send(()).unwrap();
+    syncing.join().unwrap().unwrap();
+    // What the paused sync covered is durable; the commit made during it is not yet.
+    let copy = dir.path().join("copy");
+    std::fs::copy(&path, &copy).unwrap();
+    let crashed = BoltDb::open(&copy, &BUCKETS).unwrap();
+    assert_eq!(crashed.begin_read().get_many(b"key", &[b"a".to_vec(), b"b".to_vec()]).unwrap(), vec![Some(b"1".to_vec()), None]);
+    drop(crashed);
+    db.sync().unwrap();
+    std::fs::copy(&path, &copy).unwrap();
+    let crashed = BoltDb::open(&copy, &BUCKETS).unwrap();
+    assert_eq!(crashed.begin_read().get_many(b"key", &[b"b".to_vec()]).unwrap(), vec![Some(b"2".to_vec())]);
+    check_accounting(&db);
+}

@@ -64,7 +64,7 @@ pub fn restore_into(
     }
     let io =
         |what: &str, e: std::io::Error| StoreError::Snapshot(format!("restore into {}: {what}: {e}", dir.display()));
-    std::fs::create_dir_all(target.parent().unwrap_or(dir)).map_err(|e| io("create the directory", e))?;
+    crate::durable_fs::create_dir_all(target.parent().unwrap_or(dir)).map_err(|e| io("create the directory", e))?;
     let staging = dir.join(format!("{BACKEND_FILE}.restoring"));
     if staging.exists() {
         // Left by an interrupted restore; it was never renamed into place.
@@ -86,8 +86,7 @@ pub fn restore_into(
             return Err(e);
         }
     };
-    std::fs::rename(&staging, &target).map_err(|e| io("move the backend into place", e))?;
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io("sync the directory", e))?;
+    crate::durable_fs::rename(&staging, &target).map_err(|e| io("move the backend into place", e))?;
     tracing::info!(
         snapshot = %snapshot.path().display(),
         revision = summary.revision,

@@ -21,6 +21,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use hub_store::snapshot::{restore_into, RestoreOptions, SnapshotReader, SHA256_LEN};
+use hub_store::durable_fs;
 use hub_store::StateMachine;
 use sha2::{Digest, Sha256};
 
@@ -121,17 +122,17 @@ fn build_data_dir(reader: &mut SnapshotReader, data_dir: &Path) -> Result<(), Ct
     // etcd's data directories are private (0700), parents included.
     let mut private = DirBuilder::new();
     private.recursive(true).mode(0o700);
-    private.create(parent).map_err(|e| io("mkdir", parent, e))?;
+    durable_fs::create_dir_all_with(&private, parent).map_err(|e| io("mkdir", parent, e))?;
     let staging: PathBuf = parent.join(format!(".{}.restoring-{}", base.to_string_lossy(), std::process::id()));
     if staging.exists() {
         // Left by a restore that was killed (and had this process ID): never renamed, never used.
         std::fs::remove_dir_all(&staging).map_err(|e| io("remove", &staging, e))?;
     }
     let member = staging.join("member");
-    private.create(&member).map_err(|e| io("mkdir", &member, e))?;
+    durable_fs::create_dir_all_with(&private, &member).map_err(|e| io("mkdir", &member, e))?;
 
     let built = fill_member_dir(reader, &member).and_then(|()| {
-        std::fs::rename(&staging, data_dir).map_err(|e| {
+        durable_fs::rename(&staging, data_dir).map_err(|e| {
             CtlError::error(format!("rename {} {}: {}", staging.display(), data_dir.display(), gofmt::errno_text(&e)))
         })
     });
@@ -139,7 +140,7 @@ fn build_data_dir(reader: &mut SnapshotReader, data_dir: &Path) -> Result<(), Ct
         let _ = std::fs::remove_dir_all(&staging);
         return Err(e);
     }
-    File::open(parent).and_then(|d| d.sync_all()).map_err(|e| io("sync", parent, e))
+    Ok(())
 }
 
 fn fill_member_dir(reader: &mut SnapshotReader, member: &Path) -> Result<(), CtlError> {

@@ -324,6 +324,23 @@ fn vote_and_meta_survive_reopen_after_their_segment_is_deleted() {
 }
 
 #[test]
+fn an_unsynced_meta_record_costs_no_fsync_and_survives_the_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = open(dir.path(), 1 << 20);
+    append(&wal, entries(1..=3, 1)).unwrap();
+    let syncs = wal.sync_count();
+    wal.set_meta_unsynced("committed", b"3".to_vec()).unwrap();
+    assert_eq!(wal.meta("committed"), Some(b"3".to_vec()), "visible at once");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(wal.sync_count(), syncs, "written without an fsync of its own");
+    append(&wal, entries(4..=4, 1)).unwrap();
+    assert_eq!(wal.sync_count(), syncs + 1, "the next append's fsync covers it");
+    wal.set_meta_unsynced("committed", b"4".to_vec()).unwrap();
+    drop(wal);
+    assert_eq!(open(dir.path(), 1 << 20).meta("committed"), Some(b"4".to_vec()));
+}
+
+#[test]
 fn a_directory_opens_once() {
     let dir = tempfile::tempdir().unwrap();
     let wal = open(dir.path(), 1024);
