@@ -292,9 +292,10 @@ fn commits_and_reads_go_on_while_a_sync_flushes() {
     }
     let seen = done_rx.recv_timeout(std::time::Duration::from_secs(5)).expect("a commit waited for the sync");
     assert_eq!(seen, vec![Some(b"1".to_vec()), Some(b"2".to_vec())]);
-    *db.sync_hook.lock() = Box::new(|| {});
+    // The paused sync runs its hook under the hook's lock: release it first.
     go_tx.send(()).unwrap();
     syncing.join().unwrap().unwrap();
+    *db.sync_hook.lock() = Box::new(|| {});
     // What the paused sync covered is durable; the commit made during it is not yet.
     let copy = dir.path().join("copy");
     std::fs::copy(&path, &copy).unwrap();
