@@ -221,6 +221,11 @@ impl Member {
         rx
     }
 
+    /// Every line the running process (the last one started) has printed so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().expect("log").clone()
+    }
+
     /// Waits until the running process has printed a line containing `needle`.
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
@@ -416,3 +421,46 @@ pub async fn converged(members: &[Member]) -> BTreeMap<Vec<u8>, Vec<u8>> {
     }
 }
 
+
+/// POSTs `body` to `path` on `m`'s client URL with curl (the JSON gateway): the
+/// HTTP status and the body.
+pub fn curl_post(m: &Member, path: &str, body: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", "-X", "POST", "-d", body])
+        .arg(format!("http://{}{path}", m.endpoint()))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or((&text, "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// GETs `url` with curl: the body.
+pub fn curl_get(url: &str) -> String {
+    let out = Command::new("curl").args(["-s", url]).output().expect("curl");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// `body` as JSON, with the values of `keys` (anywhere in it) blanked out: what
+/// differs between two clusters by nature (IDs, terms).
+pub fn json_blanking(body: &str, keys: &[&str]) -> serde_json::Value {
+    use serde_json::Value;
+    fn walk(v: &mut Value, keys: &[&str]) {
+        match v {
+            Value::Object(map) => {
+                for (k, val) in map.iter_mut() {
+                    if keys.contains(&k.as_str()) {
+                        *val = Value::String("*".into());
+                    } else {
+                        walk(val, keys);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| walk(v, keys)),
+            _ => {}
+        }
+    }
+    let mut v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
+    walk(&mut v, keys);
+    v
+}
