@@ -21,6 +21,7 @@ use hub_proto::etcdserverpb::{
     ResponseHeader, TxnRequest, TxnResponse,
 };
 use hub_proto::mvccpb::{event::EventType, KeyValue};
+use hub_proto::range::prefix_end;
 use hub_store::AuthInfo;
 use tokio::sync::broadcast::error::RecvError;
 use tonic::Status;
@@ -41,17 +42,6 @@ pub struct Client {
     lease: LeaseService,
 }
 
-/// The end of the range of every key starting with `prefix` (clientv3's `GetPrefixRangeEnd`).
-pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
-}
 
 /// The participant key of `lease` under `prefix`, as Go's `fmt.Sprintf("%s%x")`.
 pub fn participant_key(prefix: &[u8], lease: i64) -> Vec<u8> {

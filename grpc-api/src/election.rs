@@ -10,6 +10,7 @@ use std::sync::Arc;
 use futures::Stream;
 use hub_proto::etcdserverpb::{TxnRequest, TxnResponse};
 use hub_proto::mvccpb::{event::EventType, KeyValue};
+use hub_proto::range::prefix_end;
 use hub_proto::v3electionpb::{
     election_server::Election, CampaignRequest, CampaignResponse, LeaderKey, LeaderRequest, LeaderResponse,
     ProclaimRequest, ProclaimResponse, ResignRequest, ResignResponse,
@@ -21,7 +22,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::concurrency::{
-    create_revision_is, delete_op, get_first_created, get_key, get_op, participant_key, prefix_end, put_op, range_kvs,
+    create_revision_is, delete_op, get_first_created, get_key, get_op, participant_key, put_op, range_kvs,
     Client,
 };
 use crate::lock::Withdraw;

@@ -34,6 +34,7 @@ pub mod auth;
 pub mod cluster;
 pub mod concurrency;
 pub mod election;
+pub mod framing;
 pub mod gateway;
 pub mod http;
 pub mod identity;

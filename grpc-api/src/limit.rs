@@ -17,51 +17,30 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tonic::Status;
 
-/// The bytes before each gRPC message: a compression flag and a u32 length.
-const PREFIX_LEN: usize = 5;
+use crate::framing::Framing;
 
 /// A gRPC request body that fails once a message's prefix announces more than
 /// `limit` bytes.
 pub struct LimitedBody {
     inner: Body,
     limit: usize,
-    /// Prefix bytes of the current message seen so far.
-    prefix: [u8; PREFIX_LEN],
-    prefix_len: usize,
-    /// Message bytes still to pass before the next prefix.
-    remaining: usize,
+    framing: Framing,
 }
 
 impl LimitedBody {
     pub fn new(inner: Body, limit: usize) -> Self {
-        LimitedBody { inner, limit, prefix: [0; PREFIX_LEN], prefix_len: 0, remaining: 0 }
+        LimitedBody { inner, limit, framing: Framing::default() }
     }
 
     /// Follows the framing through `data`; the status if a message is too large.
-    fn scan(&mut self, mut data: &[u8]) -> Result<(), Status> {
-        while !data.is_empty() {
-            if self.remaining > 0 {
-                let n = self.remaining.min(data.len());
-                self.remaining -= n;
-                data = &data[n..];
-                continue;
+    fn scan(&mut self, data: &[u8]) -> Result<(), Status> {
+        let limit = self.limit;
+        self.framing.feed(data, |len| {
+            if len > limit {
+                return Err(Status::resource_exhausted(format!("grpc: received message larger than max ({len} vs. {limit})")));
             }
-            let n = (PREFIX_LEN - self.prefix_len).min(data.len());
-            self.prefix[self.prefix_len..self.prefix_len + n].copy_from_slice(&data[..n]);
-            self.prefix_len += n;
-            data = &data[n..];
-            if self.prefix_len == PREFIX_LEN {
-                self.prefix_len = 0;
-                let len = u32::from_be_bytes([self.prefix[1], self.prefix[2], self.prefix[3], self.prefix[4]]) as usize;
-                if len > self.limit {
-                    return Err(Status::resource_exhausted(format!(
-                        "grpc: received message larger than max ({len} vs. {})",
-                        self.limit
-                    )));
-                }
-                self.remaining = len;
-            }
-        }
+            Ok(())
+        })?;
         Ok(())
     }
 }
@@ -101,6 +80,7 @@ impl HttpBody for LimitedBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::framing::PREFIX_LEN;
 
     fn message(len: usize) -> Vec<u8> {
         let mut m = vec![0];

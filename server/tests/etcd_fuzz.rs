@@ -46,6 +46,7 @@ use hub_proto::etcdserverpb::{
     RequestOp, ResponseHeader, TxnRequest, TxnResponse, WatchCancelRequest, WatchCreateRequest,
     WatchProgressRequest, WatchRequest, WatchResponse,
 };
+use hub_proto::range::prefix_end;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
@@ -388,16 +389,6 @@ impl Gen {
     }
 }
 
-fn prefix_end(key: &[u8]) -> Vec<u8> {
-    let mut end = key.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
-}
 
 /// One server under test: its process, clients and Watch stream.
 struct Server {

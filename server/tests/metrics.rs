@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{etcd36_bin, free_port, hubd_bin, start_cluster, start_cluster_each, Member};
+use common::{curl_get as get, etcd36_bin, free_port, hubd_bin, start_cluster, start_cluster_each, Member};
 
 /// Families etcd 3.6.16 exports that hub does not, by name prefix, with the reason.
 const NOT_IN_HUB: &[(&str, &str)] = &[
@@ -270,11 +270,6 @@ fn three_members_export_the_peer_families_etcd_36_does() {
 
 const PUT_OK: &str =
     r#"grpc_server_handled_total{grpc_code="OK",grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"}"#;
-
-fn get(url: &str) -> String {
-    let out = Command::new("curl").args(["-s", url]).output().expect("curl");
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
 
 /// One scrape, sample by sample (`name{labels}` → value).
 struct Scrape {

@@ -10,46 +10,12 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{etcd36_bin, etcd_bin, free_port, hubd_bin, Member};
+use common::{curl_get as get, curl_post as post, etcd36_bin, etcd_bin, free_port, hubd_bin, json_blanking, Member};
 use serde_json::Value;
-
-/// POSTs `body` to `path` with curl; the HTTP status and the body.
-fn post(m: &Member, path: &str, body: &str) -> (u16, String) {
-    let out = Command::new("curl")
-        .args(["-s", "-w", "\n%{http_code}", "-X", "POST", "-d", body])
-        .arg(format!("http://{}{path}", m.endpoint()))
-        .output()
-        .expect("curl");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, code) = text.rsplit_once('\n').unwrap_or((&text, "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
-}
-
-fn get(url: &str) -> String {
-    let out = Command::new("curl").args(["-s", url]).output().expect("curl");
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
 
 /// The JSON with what differs between two clusters by nature blanked out.
 fn normalized(body: &str) -> Value {
-    let mut v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
-    fn walk(v: &mut Value) {
-        match v {
-            Value::Object(map) => {
-                for (k, val) in map.iter_mut() {
-                    if ["cluster_id", "member_id", "raft_term", "leader", "ID", "id"].contains(&k.as_str()) {
-                        *val = Value::String("*".into());
-                    } else {
-                        walk(val);
-                    }
-                }
-            }
-            Value::Array(items) => items.iter_mut().for_each(walk),
-            _ => {}
-        }
-    }
-    walk(&mut v);
-    v
+    json_blanking(body, &["cluster_id", "member_id", "raft_term", "leader", "ID", "id"])
 }
 
 #[test]

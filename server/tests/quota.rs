@@ -13,7 +13,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{hubd_bin, start_cluster_with, Member};
+use common::{curl_get, hubd_bin, start_cluster_with, Member};
 use etcd_client::{Client, Compare, CompareOp, TxnOp, Txn};
 use tonic::Code;
 
@@ -116,11 +116,7 @@ async fn nospace_refuses_growth_until_compacted_defragmented_and_disarmed() {
 
 /// `/health` on the client port.
 async fn reqwest_health(m: &Member) -> String {
-    let out = std::process::Command::new("curl")
-        .args(["-s", &format!("http://{}/health", m.endpoint())])
-        .output()
-        .expect("curl");
-    stdout(&out)
+    curl_get(&format!("http://{}/health", m.endpoint()))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -188,11 +184,7 @@ async fn defrag_gives_deleted_space_back() {
     assert!(in_use <= size);
     // Still serving, and the metrics follow.
     c.put("k", "after", None).await.expect("put after defrag");
-    let metrics = std::process::Command::new("curl")
-        .args(["-s", &format!("http://{}/metrics", m.endpoint())])
-        .output()
-        .expect("curl");
-    let metrics = stdout(&metrics);
+    let metrics = curl_get(&format!("http://{}/metrics", m.endpoint()));
     let gauge = |name: &str| -> i64 {
         metrics
             .lines()

@@ -3,40 +3,15 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{etcd36_bin, hubd_bin, Member};
+use common::{curl_post, etcd36_bin, hubd_bin, json_blanking, Member};
 use hub_proto::etcdserverpb::{kv_client::KvClient, PutRequest};
 use serde_json::Value;
 
 /// POSTs `body` to the gateway at `path`; the HTTP status and the JSON with
 /// what differs between two clusters by nature blanked out.
 fn post(m: &Member, path: &str, body: &str) -> (u16, Value) {
-    let out = Command::new("curl")
-        .args(["-s", "-w", "\n%{http_code}", "-X", "POST", "-d", body])
-        .arg(format!("http://{}{path}", m.endpoint()))
-        .output()
-        .expect("curl");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (json, code) = text.rsplit_once('\n').expect("status line");
-    let mut v: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("not JSON ({e}): {json}"));
-    fn walk(v: &mut Value) {
-        match v {
-            Value::Object(map) => {
-                for (k, val) in map.iter_mut() {
-                    if ["cluster_id", "member_id", "raft_term"].contains(&k.as_str()) {
-                        *val = Value::String("*".into());
-                    } else {
-                        walk(val);
-                    }
-                }
-            }
-            Value::Array(items) => items.iter_mut().for_each(walk),
-            _ => {}
-        }
-    }
-    walk(&mut v);
-    (code.parse().expect("http code"), v)
+    let (code, body) = curl_post(m, path, body);
+    (code, json_blanking(&body, &["cluster_id", "member_id", "raft_term"]))
 }
 
 #[test]

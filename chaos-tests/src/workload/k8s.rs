@@ -15,7 +15,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
-use super::{breathe, prefix_end, Ctx};
+use hub_proto::range::prefix_end;
+
+use super::{breathe, Ctx};
 use crate::cluster::kv;
 use crate::workload::register::parse;
 

@@ -102,17 +102,6 @@ fn definite(e: &GrpcStatus) -> bool {
     )
 }
 
-/// `[key, prefix end)` for a prefix, as etcd clients compute it.
-pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
-}
 
 /// A short pause between operations so a worker does not spin on errors.
 pub async fn breathe(rng: &mut StdRng) {

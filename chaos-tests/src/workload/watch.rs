@@ -15,7 +15,9 @@ use rand::SeedableRng;
 use serde::Serialize;
 use serde_json::json;
 
-use super::{prefix_end, Ctx};
+use hub_proto::range::prefix_end;
+
+use super::Ctx;
 use crate::cluster::watch;
 use crate::history::{Op, Status};
 

@@ -16,7 +16,7 @@ use hub_proto::etcdserverpb::{
 use tokio::time::Instant;
 use crate::client::Conn;
 
-use super::kv::prefix_end;
+use hub_proto::range::prefix_end;
 use super::Ctx;
 use crate::client::{ask_password, call, request};
 use crate::error::CtlError;

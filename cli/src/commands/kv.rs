@@ -9,6 +9,7 @@ use clap::{ArgAction, Args};
 use hub_proto::etcdserverpb::kv_client::KvClient;
 use hub_proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use hub_proto::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest};
+use hub_proto::range::prefix_end;
 
 use super::Ctx;
 use crate::client::{call, request};
@@ -105,18 +106,6 @@ fn bytes(s: &OsString) -> Vec<u8> {
     s.as_bytes().to_vec()
 }
 
-/// clientv3's `GetPrefixRangeEnd`: the first key after every key with this prefix.
-pub fn prefix_end(key: &[u8]) -> Vec<u8> {
-    let mut end = key.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    // No key follows a prefix of only 0xff bytes: range to the end of the keyspace.
-    vec![0]
-}
 
 /// `[key, range_end)` for `--prefix` / `--from-key`, as clientv3 spells them.
 fn key_range(mut key: Vec<u8>, range_end: Vec<u8>, prefix: bool, from_key: bool) -> (Vec<u8>, Vec<u8>) {
@@ -288,13 +277,6 @@ pub async fn del(args: DelArgs, ctx: &Ctx, out: &mut dyn Write) -> Result<(), Ct
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn prefix_end_increments_the_last_byte_below_0xff() {
-        assert_eq!(prefix_end(b"foo"), b"fop".to_vec());
-        assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
-        assert_eq!(prefix_end(b"\xff\xff"), vec![0]);
-    }
 
     #[test]
     fn empty_prefix_means_the_whole_keyspace() {

@@ -16,7 +16,7 @@ use hub_proto::etcdserverpb::{watch_request, WatchCreateRequest, WatchProgressRe
 use tokio::sync::mpsc;
 use crate::client::Conn;
 
-use super::kv::prefix_end;
+use hub_proto::range::prefix_end;
 use super::line::argify;
 use super::Ctx;
 use crate::error::{status_text, CtlError, ExitCode};
