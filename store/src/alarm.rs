@@ -10,12 +10,12 @@
 use std::collections::BTreeSet;
 
 use hub_proto::etcdserverpb::{
-    alarm_request::AlarmAction, request_op::Request, AlarmMember, AlarmRequest, AlarmType, InternalRaftRequest,
-    TxnRequest,
+    alarm_request::AlarmAction, request_op::Request, AlarmMember, AlarmRequest, AlarmType, TxnRequest,
 };
 use prost::Message;
 
 use crate::backend::{Backend, Table, WriteBatch};
+use crate::command::Command;
 use crate::error::{EtcdError, StoreError};
 
 #[derive(Debug, Default)]
@@ -62,24 +62,20 @@ impl AlarmStore {
     /// under CORRUPT every write and applied range (etcd's
     /// `applierV3Corrupt`), under NOSPACE a Put, a Txn with a put in either
     /// top-level branch, a lease grant (`applierV3Capped`).
-    pub fn check(&self, req: &InternalRaftRequest) -> Result<(), EtcdError> {
+    pub fn check(&self, c: Command<'_>) -> Result<(), EtcdError> {
         if self.raised.is_empty() {
             return Ok(());
         }
-        if self.is_raised(AlarmType::Corrupt)
-            && (req.put.is_some()
-                || req.delete_range.is_some()
-                || req.txn.is_some()
-                || req.compaction.is_some()
-                || req.lease_grant.is_some()
-                || req.lease_revoke.is_some()
-                || req.range.is_some())
-        {
+        let (corrupt, nospace) = match c {
+            Command::Put(_) | Command::LeaseGrant(_) => (true, true),
+            Command::Txn(t) => (true, txn_has_put(t)),
+            Command::Range(_) | Command::DeleteRange(_) | Command::Compaction(_) | Command::LeaseRevoke(_) => (true, false),
+            Command::Alarm(_) | Command::Auth(_) | Command::Unknown => (false, false),
+        };
+        if corrupt && self.is_raised(AlarmType::Corrupt) {
             return Err(EtcdError::Corrupt);
         }
-        if self.is_raised(AlarmType::Nospace)
-            && (req.put.is_some() || req.lease_grant.is_some() || req.txn.as_ref().is_some_and(txn_has_put))
-        {
+        if nospace && self.is_raised(AlarmType::Nospace) {
             return Err(EtcdError::NoSpace);
         }
         Ok(())

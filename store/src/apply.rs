@@ -18,13 +18,15 @@ use hub_proto::etcdserverpb::{
     request_op::Request,
     response_op, AlarmMember, AlarmRequest, AlarmResponse, AlarmType, AuthenticateResponse, CompactionRequest,
     CompactionResponse, Compare, DeleteRangeRequest, DeleteRangeResponse, InternalRaftRequest, LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse,
-    PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+    PutRequest, PutResponse, RangeRequest, RangeResponse, RequestHeader, ResponseHeader, ResponseOp, TxnRequest,
+    TxnResponse,
 };
 use hub_proto::mvccpb::{Event, KeyValue};
 
 use crate::alarm::AlarmStore;
 use crate::auth::{AuthInfo, AuthStore};
 use crate::backend::{open_bolt, Backend, Table, WriteBatch};
+use crate::command::{AuthCommand, Command};
 use crate::error::{EtcdError, StoreError};
 use crate::key_index::RangeEnd;
 use crate::lease::{Lease, Lessor};
@@ -297,9 +299,9 @@ impl StateMachine {
         &mut self.auth
     }
 
-    /// Whether `who` may have `req` applied (see [`AuthStore::authorize`]).
-    pub fn authorize(&self, who: &AuthInfo, req: &InternalRaftRequest) -> Result<(), EtcdError> {
-        self.auth.authorize(who, req, &self.lessor)
+    /// Whether `who` may have `c` applied (see [`AuthStore::authorize`]).
+    pub fn authorize(&self, who: &AuthInfo, c: Command<'_>) -> Result<(), EtcdError> {
+        self.auth.authorize(who, c, &self.lessor)
     }
 
     /// Read permission on a key range (see [`AuthStore::authorize_read`]).
@@ -373,9 +375,10 @@ impl StateMachine {
             return Ok(Applied { response: Response::AlreadyApplied, events: Vec::new() });
         }
         let started = Instant::now();
-        let result = self.apply_command(index, req, now);
+        let command = Command::of(req);
+        let result = self.apply_command(index, req.header.as_ref(), command, now);
         let compacted = matches!(&result, Err(StoreError::Etcd(EtcdError::Compacted)));
-        self.metrics.applied(req, result.is_ok() || compacted, started);
+        self.metrics.applied(command, result.is_ok() || compacted, started);
         if index != 0 {
             self.applied_index = index;
         }
@@ -390,52 +393,39 @@ impl StateMachine {
         }
     }
 
-    fn apply_command(&mut self, index: u64, req: &InternalRaftRequest, now: Instant) -> Result<Applied, StoreError> {
+    fn apply_command(&mut self, index: u64, header: Option<&RequestHeader>, command: Command<'_>, now: Instant)
+        -> Result<Applied, StoreError> {
         // A client's request carries who sent it (proposals of the members
         // themselves, lease expiry for one, carry no header): it is checked
         // here against the auth state it is applied to, whatever checks ran
         // before proposing.
-        if let Some(h) = &req.header {
-            self.authorize(&AuthInfo::from_header(h), req)?;
+        if let Some(h) = header {
+            self.authorize(&AuthInfo::from_header(h), command)?;
         }
-        if crate::auth::is_auth_request(req) {
-            return self.apply_auth(index, req, now);
+        self.alarms.check(command)?;
+        match command {
+            Command::Auth(c) => self.apply_auth(index, c, now),
+            Command::Alarm(r) => self.apply_alarm(index, r),
+            Command::Put(r) => self.apply_put(index, r),
+            Command::DeleteRange(r) => self.apply_delete_range(index, r),
+            Command::Txn(r) => self.apply_txn(index, r),
+            Command::Compaction(r) => self.apply_compaction(index, r),
+            Command::LeaseGrant(r) => self.apply_lease_grant(index, r, now),
+            Command::LeaseRevoke(r) => self.apply_lease_revoke(index, r),
+            Command::Range(r) => {
+                let response = Response::Range(range(&self.mvcc, r)?);
+                self.metrics.count(OpTally::range());
+                Ok(Applied { response, events: Vec::new() })
+            }
+            // Nothing else is proposed (members, for one, change through raft itself).
+            Command::Unknown => Ok(Applied { response: Response::AlreadyApplied, events: Vec::new() }),
         }
-        if let Some(r) = &req.alarm {
-            return self.apply_alarm(index, r);
-        }
-        self.alarms.check(req)?;
-        if let Some(r) = &req.put {
-            return self.apply_put(index, r);
-        }
-        if let Some(r) = &req.delete_range {
-            return self.apply_delete_range(index, r);
-        }
-        if let Some(r) = &req.txn {
-            return self.apply_txn(index, r);
-        }
-        if let Some(r) = &req.compaction {
-            return self.apply_compaction(index, r);
-        }
-        if let Some(r) = &req.lease_grant {
-            return self.apply_lease_grant(index, r, now);
-        }
-        if let Some(r) = &req.lease_revoke {
-            return self.apply_lease_revoke(index, r);
-        }
-        if let Some(r) = &req.range {
-            let response = Response::Range(range(&self.mvcc, r)?);
-            self.metrics.count(OpTally::range());
-            return Ok(Applied { response, events: Vec::new() });
-        }
-        // Nothing else is proposed (members, for one, change through raft itself).
-        Ok(Applied { response: Response::AlreadyApplied, events: Vec::new() })
     }
 
-    fn apply_auth(&mut self, index: u64, req: &InternalRaftRequest, now: Instant) -> Result<Applied, StoreError> {
+    fn apply_auth(&mut self, index: u64, c: AuthCommand<'_>, now: Instant) -> Result<Applied, StoreError> {
         let mut txn = self.mvcc.write();
         // A refusal comes before any change, in memory or in the batch.
-        let token = self.auth.apply(req, index, now, txn.batch_mut())?;
+        let token = self.auth.apply(c, index, now, txn.batch_mut())?;
         let rev = txn.revision();
         commit(txn, &mut self.staged_meta, index)?;
         let resp = AuthenticateResponse { header: header(rev), token: token.unwrap_or_default() };

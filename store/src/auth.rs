@@ -26,11 +26,12 @@ use std::time::{Duration, Instant};
 
 use hub_proto::authpb::{permission::Type as PermType, Permission, Role, User, UserAddOptions};
 use hub_proto::etcdserverpb::{
-    request_op::Request, DeleteRangeRequest, InternalRaftRequest, PutRequest, RequestHeader, TxnRequest,
+    request_op::Request, DeleteRangeRequest, PutRequest, RequestHeader, TxnRequest,
 };
 use prost::Message;
 
 use crate::backend::{Backend, Table, WriteBatch};
+use crate::command::{AuthCommand, Command};
 use crate::error::{EtcdError, StoreError};
 use crate::lease::Lessor;
 
@@ -146,35 +147,39 @@ fn has_root_role(user: &User) -> bool {
     user.roles.iter().any(|r| r == ROOT)
 }
 
-/// Changes (and lists) of users, roles and the enabled flag: the root's.
-fn is_auth_change(r: &InternalRaftRequest) -> bool {
-    r.auth_enable.is_some()
-        || r.auth_disable.is_some()
-        || r.auth_user_add.is_some()
-        || r.auth_user_delete.is_some()
-        || r.auth_user_change_password.is_some()
-        || r.auth_user_grant_role.is_some()
-        || r.auth_user_revoke_role.is_some()
-        || r.auth_role_add.is_some()
-        || r.auth_role_grant_permission.is_some()
-        || r.auth_role_revoke_permission.is_some()
-        || r.auth_role_delete.is_some()
-        || r.auth_user_list.is_some()
-        || r.auth_role_list.is_some()
-}
-
 /// Commands only the root role may have applied.
-fn is_admin_request(r: &InternalRaftRequest) -> bool {
-    is_auth_change(r)
+fn needs_root(c: Command<'_>) -> bool {
+    match c {
+        // Changes (and lists) of users, roles and the enabled flag.
+        Command::Auth(a) => match a {
+            AuthCommand::Enable
+            | AuthCommand::Disable
+            | AuthCommand::UserAdd(_)
+            | AuthCommand::UserDelete(_)
+            | AuthCommand::UserChangePassword(_)
+            | AuthCommand::UserGrantRole(_)
+            | AuthCommand::UserRevokeRole(_)
+            | AuthCommand::RoleAdd(_)
+            | AuthCommand::RoleGrantPermission(_)
+            | AuthCommand::RoleRevokePermission(_)
+            | AuthCommand::RoleDelete(_)
+            | AuthCommand::UserList
+            | AuthCommand::RoleList => true,
+            // A password was checked; a user may read its own user and roles.
+            AuthCommand::Authenticate(_) | AuthCommand::UserGet(_) | AuthCommand::RoleGet(_) => false,
+        },
         // etcd 3.6 compacts only for root (3.4 did for any user).
-        || r.compaction.is_some()
+        Command::Compaction(_) => true,
         // Arming or disarming an alarm; listing them needs a user.
-        || r.alarm.as_ref().is_some_and(|a| a.action != 0)
-}
-
-/// Whether the command is one the auth store applies.
-pub(crate) fn is_auth_request(r: &InternalRaftRequest) -> bool {
-    is_auth_change(r) || r.authenticate.is_some()
+        Command::Alarm(a) => a.action != 0,
+        Command::Range(_)
+        | Command::Put(_)
+        | Command::DeleteRange(_)
+        | Command::Txn(_)
+        | Command::LeaseGrant(_)
+        | Command::LeaseRevoke(_)
+        | Command::Unknown => false,
+    }
 }
 
 /// What a call needs of its caller before anything else is looked at (etcd
@@ -256,23 +261,18 @@ impl Checker<'_> {
         Ok(())
     }
 
-    fn request(&self, r: &InternalRaftRequest) -> Result<(), EtcdError> {
-        if let Some(q) = &r.range {
-            self.read(&q.key, &q.range_end)?;
+    /// The keys `c` reads or writes.
+    fn command(&self, c: Command<'_>) -> Result<(), EtcdError> {
+        match c {
+            Command::Range(q) => self.read(&q.key, &q.range_end),
+            Command::Put(p) => self.put(p),
+            Command::DeleteRange(d) => self.delete(d),
+            Command::Txn(t) => self.txn(t),
+            Command::LeaseRevoke(l) => self.lease(l.id),
+            Command::Compaction(_) | Command::LeaseGrant(_) | Command::Alarm(_) | Command::Auth(_) | Command::Unknown => {
+                Ok(())
+            }
         }
-        if let Some(p) = &r.put {
-            self.put(p)?;
-        }
-        if let Some(d) = &r.delete_range {
-            self.delete(d)?;
-        }
-        if let Some(t) = &r.txn {
-            self.txn(t)?;
-        }
-        if let Some(l) = &r.lease_revoke {
-            self.lease(l.id)?;
-        }
-        Ok(())
     }
 }
 
@@ -450,18 +450,18 @@ impl AuthStore {
 
     /// Whether `who` may have `req` applied: the one check every proposal
     /// passes at apply time (and reads before they are answered).
-    pub fn authorize(&self, who: &AuthInfo, req: &InternalRaftRequest, lessor: &Lessor) -> Result<(), EtcdError> {
-        if is_admin_request(req) {
+    pub fn authorize(&self, who: &AuthInfo, c: Command<'_>, lessor: &Lessor) -> Result<(), EtcdError> {
+        if needs_root(c) {
             return self.check_admin(who);
         }
-        if req.authenticate.is_some() || req.lease_grant.is_some() {
+        if matches!(c, Command::Auth(AuthCommand::Authenticate(_)) | Command::LeaseGrant(_)) {
             // The password was checked before proposing. A lease is granted
             // to any user (the service checked there is one), as by etcd: it
             // holds no key until a put the writer may make attaches one.
             return Ok(());
         }
         // Everything else (alarm reads) needs a known user at least; the key-range checks come on top.
-        self.as_user(who, lessor, |c| c.request(req))
+        self.as_user(who, lessor, |checker| checker.command(c))
     }
 
     /// Read permission on `[key, range_end)` (a watch, a lease's keys).
@@ -518,147 +518,161 @@ impl AuthStore {
         self.roles.get(name).cloned().ok_or(EtcdError::RoleNotFound)
     }
 
-    /// Applies an auth command (see [`is_auth_request`]) into `batch`; the
-    /// in-memory state changes at once, so the caller commits the batch or
-    /// reloads. Returns the simple token an Authenticate assigned.
-    pub(crate) fn apply(&mut self, r: &InternalRaftRequest, index: u64, now: Instant, batch: &mut WriteBatch)
+    /// Applies an auth command into `batch`; the in-memory state changes at
+    /// once, so the caller commits the batch or reloads. Returns the simple
+    /// token an Authenticate assigned.
+    pub(crate) fn apply(&mut self, c: AuthCommand<'_>, index: u64, now: Instant, batch: &mut WriteBatch)
         -> Result<Option<String>, EtcdError> {
-        if r.auth_enable.is_some() {
-            if !self.enabled {
-                let root = self.users.get(ROOT).ok_or(EtcdError::RootUserNotExist)?;
-                if !has_root_role(root) {
-                    return Err(EtcdError::RootRoleNotExist);
+        match c {
+            AuthCommand::Enable => {
+                if !self.enabled {
+                    let root = self.users.get(ROOT).ok_or(EtcdError::RootUserNotExist)?;
+                    if !has_root_role(root) {
+                        return Err(EtcdError::RootRoleNotExist);
+                    }
+                    batch.put(Table::Auth, ENABLED_KEY.to_vec(), vec![1]);
+                    self.enabled = true;
+                    tracing::info!("enabled authentication");
                 }
-                batch.put(Table::Auth, ENABLED_KEY.to_vec(), vec![1]);
-                self.enabled = true;
-                tracing::info!("enabled authentication");
             }
-        } else if r.auth_disable.is_some() {
-            if self.enabled {
-                batch.put(Table::Auth, ENABLED_KEY.to_vec(), vec![0]);
+            AuthCommand::Disable => {
+                if self.enabled {
+                    batch.put(Table::Auth, ENABLED_KEY.to_vec(), vec![0]);
+                    self.bump_revision(batch);
+                    self.enabled = false;
+                    self.tokens.clear();
+                    tracing::info!("disabled authentication");
+                }
+            }
+            AuthCommand::Authenticate(a) => {
+                if !self.enabled {
+                    return Err(EtcdError::AuthNotEnabled);
+                }
+                let user = self.users.get(&a.name).ok_or(EtcdError::AuthFailed)?;
+                if user.options.as_ref().is_some_and(|o| o.no_password) {
+                    return Err(EtcdError::AuthFailed);
+                }
+                if a.simple_token.is_empty() {
+                    return Ok(None);
+                }
+                self.tokens.retain(|_, t| t.deadline > now);
+                let token = format!("{}.{index}", a.simple_token);
+                self.tokens.insert(token.clone(), SimpleToken { user: a.name.clone(), deadline: now + self.token_ttl });
+                return Ok(Some(token));
+            }
+            AuthCommand::UserAdd(a) => {
+                if a.name.is_empty() {
+                    return Err(EtcdError::UserEmpty);
+                }
+                if self.users.contains_key(&a.name) {
+                    return Err(EtcdError::UserAlreadyExist);
+                }
+                let options = a.options.clone().unwrap_or(UserAddOptions { no_password: false });
+                let password = if options.no_password { Vec::new() } else { a.hashed_password.clone().into_bytes() };
+                self.put_user(User { name: a.name.clone().into_bytes(), password, roles: Vec::new(), options: Some(options) }, batch);
                 self.bump_revision(batch);
-                self.enabled = false;
-                self.tokens.clear();
-                tracing::info!("disabled authentication");
+                tracing::info!(user = %a.name, "added a user");
             }
-        } else if let Some(a) = &r.authenticate {
-            if !self.enabled {
-                return Err(EtcdError::AuthNotEnabled);
+            AuthCommand::UserDelete(a) => {
+                if self.enabled && a.name == ROOT {
+                    return Err(EtcdError::InvalidAuthMgmt);
+                }
+                self.existing_user(&a.name)?;
+                self.users.remove(&a.name);
+                batch.delete(Table::AuthUsers, a.name.clone().into_bytes());
+                self.tokens.retain(|_, t| t.user != a.name);
+                self.bump_revision(batch);
+                tracing::info!(user = %a.name, "deleted a user");
             }
-            let user = self.users.get(&a.name).ok_or(EtcdError::AuthFailed)?;
-            if user.options.as_ref().is_some_and(|o| o.no_password) {
-                return Err(EtcdError::AuthFailed);
-            }
-            if a.simple_token.is_empty() {
-                return Ok(None);
-            }
-            self.tokens.retain(|_, t| t.deadline > now);
-            let token = format!("{}.{index}", a.simple_token);
-            self.tokens.insert(token.clone(), SimpleToken { user: a.name.clone(), deadline: now + self.token_ttl });
-            return Ok(Some(token));
-        } else if let Some(a) = &r.auth_user_add {
-            if a.name.is_empty() {
-                return Err(EtcdError::UserEmpty);
-            }
-            if self.users.contains_key(&a.name) {
-                return Err(EtcdError::UserAlreadyExist);
-            }
-            let options = a.options.clone().unwrap_or(UserAddOptions { no_password: false });
-            let password = if options.no_password { Vec::new() } else { a.hashed_password.clone().into_bytes() };
-            self.put_user(User { name: a.name.clone().into_bytes(), password, roles: Vec::new(), options: Some(options) }, batch);
-            self.bump_revision(batch);
-            tracing::info!(user = %a.name, "added a user");
-        } else if let Some(a) = &r.auth_user_delete {
-            if self.enabled && a.name == ROOT {
-                return Err(EtcdError::InvalidAuthMgmt);
-            }
-            self.existing_user(&a.name)?;
-            self.users.remove(&a.name);
-            batch.delete(Table::AuthUsers, a.name.clone().into_bytes());
-            self.tokens.retain(|_, t| t.user != a.name);
-            self.bump_revision(batch);
-            tracing::info!(user = %a.name, "deleted a user");
-        } else if let Some(a) = &r.auth_user_change_password {
-            let mut user = self.existing_user(&a.name)?;
-            user.password = a.hashed_password.clone().into_bytes();
-            self.put_user(user, batch);
-            self.tokens.retain(|_, t| t.user != a.name);
-            self.bump_revision(batch);
-            tracing::info!(user = %a.name, "changed a user's password");
-        } else if let Some(a) = &r.auth_user_grant_role {
-            let mut user = self.existing_user(&a.user)?;
-            if a.role != ROOT {
-                self.existing_role(&a.role)?;
-            }
-            if !user.roles.contains(&a.role) {
-                user.roles.push(a.role.clone());
-                user.roles.sort();
+            AuthCommand::UserChangePassword(a) => {
+                let mut user = self.existing_user(&a.name)?;
+                user.password = a.hashed_password.clone().into_bytes();
                 self.put_user(user, batch);
+                self.tokens.retain(|_, t| t.user != a.name);
                 self.bump_revision(batch);
-                tracing::info!(user = %a.user, role = %a.role, "granted a role to a user");
+                tracing::info!(user = %a.name, "changed a user's password");
             }
-        } else if let Some(a) = &r.auth_user_revoke_role {
-            if self.enabled && a.name == ROOT && a.role == ROOT {
-                return Err(EtcdError::InvalidAuthMgmt);
+            AuthCommand::UserGrantRole(a) => {
+                let mut user = self.existing_user(&a.user)?;
+                if a.role != ROOT {
+                    self.existing_role(&a.role)?;
+                }
+                if !user.roles.contains(&a.role) {
+                    user.roles.push(a.role.clone());
+                    user.roles.sort();
+                    self.put_user(user, batch);
+                    self.bump_revision(batch);
+                    tracing::info!(user = %a.user, role = %a.role, "granted a role to a user");
+                }
             }
-            let mut user = self.existing_user(&a.name)?;
-            let before = user.roles.len();
-            user.roles.retain(|r| *r != a.role);
-            if user.roles.len() == before {
-                return Err(EtcdError::RoleNotGranted);
-            }
-            self.put_user(user, batch);
-            self.bump_revision(batch);
-            tracing::info!(user = %a.name, role = %a.role, "revoked a role from a user");
-        } else if let Some(a) = &r.auth_role_add {
-            if a.name.is_empty() {
-                return Err(EtcdError::RoleEmpty);
-            }
-            if self.roles.contains_key(&a.name) {
-                return Err(EtcdError::RoleAlreadyExist);
-            }
-            self.put_role(Role { name: a.name.clone().into_bytes(), key_permission: Vec::new() }, batch);
-            self.bump_revision(batch);
-            tracing::info!(role = %a.name, "added a role");
-        } else if let Some(a) = &r.auth_role_delete {
-            if self.enabled && a.role == ROOT {
-                return Err(EtcdError::InvalidAuthMgmt);
-            }
-            self.existing_role(&a.role)?;
-            self.roles.remove(&a.role);
-            batch.delete(Table::AuthRoles, a.role.clone().into_bytes());
-            let holders: Vec<User> = self.users.values().filter(|u| u.roles.contains(&a.role)).cloned().collect();
-            for mut user in holders {
+            AuthCommand::UserRevokeRole(a) => {
+                if self.enabled && a.name == ROOT && a.role == ROOT {
+                    return Err(EtcdError::InvalidAuthMgmt);
+                }
+                let mut user = self.existing_user(&a.name)?;
+                let before = user.roles.len();
                 user.roles.retain(|r| *r != a.role);
-                self.put_user(user, batch);
-            }
-            self.bump_revision(batch);
-            tracing::info!(role = %a.role, "deleted a role");
-        } else if let Some(a) = &r.auth_role_grant_permission {
-            let mut role = self.existing_role(&a.name)?;
-            let perm = a.perm.clone().unwrap_or_default();
-            match role.key_permission.iter_mut().find(|p| p.key == perm.key && p.range_end == perm.range_end) {
-                Some(existing) => existing.perm_type = perm.perm_type,
-                None => {
-                    role.key_permission.push(Permission { perm_type: perm.perm_type, key: perm.key, range_end: perm.range_end });
-                    role.key_permission.sort_by(|x, y| x.key.cmp(&y.key));
+                if user.roles.len() == before {
+                    return Err(EtcdError::RoleNotGranted);
                 }
+                self.put_user(user, batch);
+                self.bump_revision(batch);
+                tracing::info!(user = %a.name, role = %a.role, "revoked a role from a user");
             }
-            self.put_role(role, batch);
-            self.bump_revision(batch);
-            tracing::info!(role = %a.name, "granted a permission to a role");
-        } else if let Some(a) = &r.auth_role_revoke_permission {
-            let mut role = self.existing_role(&a.role)?;
-            let before = role.key_permission.len();
-            role.key_permission.retain(|p| p.key != a.key || p.range_end != a.range_end);
-            if role.key_permission.len() == before {
-                return Err(EtcdError::PermissionNotGranted);
+            AuthCommand::RoleAdd(a) => {
+                if a.name.is_empty() {
+                    return Err(EtcdError::RoleEmpty);
+                }
+                if self.roles.contains_key(&a.name) {
+                    return Err(EtcdError::RoleAlreadyExist);
+                }
+                self.put_role(Role { name: a.name.clone().into_bytes(), key_permission: Vec::new() }, batch);
+                self.bump_revision(batch);
+                tracing::info!(role = %a.name, "added a role");
             }
-            self.put_role(role, batch);
-            self.bump_revision(batch);
-            tracing::info!(role = %a.role, "revoked a permission from a role");
+            AuthCommand::RoleDelete(a) => {
+                if self.enabled && a.role == ROOT {
+                    return Err(EtcdError::InvalidAuthMgmt);
+                }
+                self.existing_role(&a.role)?;
+                self.roles.remove(&a.role);
+                batch.delete(Table::AuthRoles, a.role.clone().into_bytes());
+                let holders: Vec<User> = self.users.values().filter(|u| u.roles.contains(&a.role)).cloned().collect();
+                for mut user in holders {
+                    user.roles.retain(|r| *r != a.role);
+                    self.put_user(user, batch);
+                }
+                self.bump_revision(batch);
+                tracing::info!(role = %a.role, "deleted a role");
+            }
+            AuthCommand::RoleGrantPermission(a) => {
+                let mut role = self.existing_role(&a.name)?;
+                let perm = a.perm.clone().unwrap_or_default();
+                match role.key_permission.iter_mut().find(|p| p.key == perm.key && p.range_end == perm.range_end) {
+                    Some(existing) => existing.perm_type = perm.perm_type,
+                    None => {
+                        role.key_permission.push(Permission { perm_type: perm.perm_type, key: perm.key, range_end: perm.range_end });
+                        role.key_permission.sort_by(|x, y| x.key.cmp(&y.key));
+                    }
+                }
+                self.put_role(role, batch);
+                self.bump_revision(batch);
+                tracing::info!(role = %a.name, "granted a permission to a role");
+            }
+            AuthCommand::RoleRevokePermission(a) => {
+                let mut role = self.existing_role(&a.role)?;
+                let before = role.key_permission.len();
+                role.key_permission.retain(|p| p.key != a.key || p.range_end != a.range_end);
+                if role.key_permission.len() == before {
+                    return Err(EtcdError::PermissionNotGranted);
+                }
+                self.put_role(role, batch);
+                self.bump_revision(batch);
+                tracing::info!(role = %a.role, "revoked a permission from a role");
+            }
+            // Read locally by the service: proposed for their check only.
+            AuthCommand::UserGet(_) | AuthCommand::RoleGet(_) | AuthCommand::UserList | AuthCommand::RoleList => {}
         }
-        // UserList and RoleList are answered by the service from local state.
         self.refresh_ranges();
         Ok(None)
     }

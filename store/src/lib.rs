@@ -30,6 +30,7 @@ pub mod apply;
 pub mod auth;
 pub mod backend;
 pub mod bolt;
+pub mod command;
 pub mod durable_fs;
 pub mod error;
 pub mod hash;
@@ -43,5 +44,6 @@ pub mod validate;
 
 pub use apply::{Applied, Response, StateMachine, Syncer};
 pub use auth::AuthInfo;
+pub use command::Command;
 pub use error::{EtcdError, StoreError};
 pub use mvcc::KvHash;

@@ -17,10 +17,12 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use hub_proto::etcdserverpb::{request_op::Request, DeleteRangeRequest, InternalRaftRequest, PutRequest, TxnRequest};
+use hub_proto::etcdserverpb::{request_op::Request, DeleteRangeRequest, PutRequest, TxnRequest};
 use prometheus::{
     core::Collector, exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounter, IntGauge, Registry,
 };
+
+use crate::command::Command;
 
 /// etcd's histogram: `count` upper bounds from `start`, doubling.
 fn histogram(name: &str, help: &str, start: f64, count: usize) -> prometheus::Result<Histogram> {
@@ -57,35 +59,9 @@ const APPLY_OPS: &[&str] = &[
     "AuthRoleList",
 ];
 
-/// Which entry of [`APPLY_OPS`] names `r` (its first field set, in that order).
-fn apply_op(r: &InternalRaftRequest) -> usize {
-    let present = [
-        r.range.is_some(),
-        r.put.is_some(),
-        r.delete_range.is_some(),
-        r.txn.is_some(),
-        r.compaction.is_some(),
-        r.lease_grant.is_some(),
-        r.lease_revoke.is_some(),
-        r.alarm.is_some(),
-        r.authenticate.is_some(),
-        r.auth_enable.is_some(),
-        r.auth_disable.is_some(),
-        r.auth_user_add.is_some(),
-        r.auth_user_delete.is_some(),
-        r.auth_user_change_password.is_some(),
-        r.auth_user_grant_role.is_some(),
-        r.auth_user_get.is_some(),
-        r.auth_user_revoke_role.is_some(),
-        r.auth_role_add.is_some(),
-        r.auth_role_grant_permission.is_some(),
-        r.auth_role_get.is_some(),
-        r.auth_role_revoke_permission.is_some(),
-        r.auth_role_delete.is_some(),
-        r.auth_user_list.is_some(),
-        r.auth_role_list.is_some(),
-    ];
-    present.iter().position(|p| *p).map_or(0, |i| i + 1)
+/// Which entry of [`APPLY_OPS`] names `c`.
+fn apply_op(c: Command<'_>) -> usize {
+    APPLY_OPS.iter().position(|op| *op == c.name()).unwrap_or(0)
 }
 
 /// One row of a labelled family, created on its first use (when etcd's row
@@ -439,8 +415,8 @@ impl StoreMetrics {
     }
 
     /// An entry `r` applied since `started`; a compacted read is a success, as in etcd.
-    pub(crate) fn applied(&self, r: &InternalRaftRequest, success: bool, started: Instant) {
-        self.apply.observe(apply_op(r), success, started.elapsed());
+    pub(crate) fn applied(&self, c: Command<'_>, success: bool, started: Instant) {
+        self.apply.observe(apply_op(c), success, started.elapsed());
     }
 
     /// A Range served outside raft, timed from `started`.
