@@ -1,63 +1,59 @@
 //! How a follower's forwarded request and the leader's answer cross the peer
-//! wire: the command as etcd's protobuf, the answer as a tagged protobuf
-//! response or etcd's error text.
+//! wire: the command as etcd's protobuf, the answer as `hubpeer.ProposeAnswer`
+//! (the state machine's response, or etcd's error text).
 
-use hub_proto::etcdserverpb::{
-    AlarmResponse, AuthenticateResponse, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse, RangeResponse,
-    TxnResponse,
-};
+use hub_proto::hubpeer::propose_answer::{AlreadyApplied, Answer};
+use hub_proto::hubpeer::ProposeAnswer;
 use hub_store::{EtcdError, Response};
 use prost::Message;
-use serde::{Deserialize, Serialize};
 
-#[derive(Serialize, Deserialize)]
-enum Answer {
-    Ok { kind: u8, body: Vec<u8> },
-    Refused(String),
-}
-
-pub fn encode_answer(result: &Result<Response, EtcdError>) -> Result<Vec<u8>, bincode::Error> {
+pub fn encode_answer(result: Result<Response, EtcdError>) -> Vec<u8> {
     let answer = match result {
-        Ok(r) => {
-            let (kind, body) = match r {
-                Response::Put(m) => (1, m.encode_to_vec()),
-                Response::DeleteRange(m) => (2, m.encode_to_vec()),
-                Response::Txn(m) => (3, m.encode_to_vec()),
-                Response::Compaction(m) => (4, m.encode_to_vec()),
-                Response::LeaseGrant(m) => (5, m.encode_to_vec()),
-                Response::LeaseRevoke(m) => (6, m.encode_to_vec()),
-                Response::Range(m) => (7, m.encode_to_vec()),
-                Response::Auth(m) => (8, m.encode_to_vec()),
-                Response::Alarm(m) => (9, m.encode_to_vec()),
-                Response::AlreadyApplied => (0, Vec::new()),
-            };
-            Answer::Ok { kind, body }
-        }
+        Ok(Response::Put(m)) => Answer::Put(m),
+        Ok(Response::DeleteRange(m)) => Answer::DeleteRange(m),
+        Ok(Response::Txn(m)) => Answer::Txn(m),
+        Ok(Response::Compaction(m)) => Answer::Compaction(m),
+        Ok(Response::LeaseGrant(m)) => Answer::LeaseGrant(m),
+        Ok(Response::LeaseRevoke(m)) => Answer::LeaseRevoke(m),
+        Ok(Response::Range(m)) => Answer::Range(m),
+        Ok(Response::Auth(m)) => Answer::Auth(m),
+        Ok(Response::Alarm(m)) => Answer::Alarm(m),
+        Ok(Response::AlreadyApplied) => Answer::AlreadyApplied(AlreadyApplied {}),
         Err(e) => Answer::Refused(e.to_string()),
     };
-    bincode::serialize(&answer)
+    ProposeAnswer { answer: Some(answer) }.encode_to_vec()
 }
 
 /// Decodes the leader's answer; `Err(text)` when it is unreadable.
 pub fn decode_answer(bytes: &[u8]) -> Result<Result<Response, EtcdError>, String> {
-    let answer: Answer = bincode::deserialize(bytes).map_err(|e| e.to_string())?;
-    let (kind, body) = match answer {
+    let answer = ProposeAnswer::decode(bytes).map_err(|e| e.to_string())?;
+    Ok(Ok(match answer.answer.ok_or("an empty answer")? {
         Answer::Refused(text) => return Ok(Err(EtcdError::from_message(&text).ok_or(text)?)),
-        Answer::Ok { kind, body } => (kind, body),
-    };
-    let b = body.as_slice();
-    let bad = |e: prost::DecodeError| e.to_string();
-    Ok(Ok(match kind {
-        1 => Response::Put(PutResponse::decode(b).map_err(bad)?),
-        2 => Response::DeleteRange(DeleteRangeResponse::decode(b).map_err(bad)?),
-        3 => Response::Txn(TxnResponse::decode(b).map_err(bad)?),
-        4 => Response::Compaction(CompactionResponse::decode(b).map_err(bad)?),
-        5 => Response::LeaseGrant(LeaseGrantResponse::decode(b).map_err(bad)?),
-        6 => Response::LeaseRevoke(LeaseRevokeResponse::decode(b).map_err(bad)?),
-        7 => Response::Range(RangeResponse::decode(b).map_err(bad)?),
-        8 => Response::Auth(AuthenticateResponse::decode(b).map_err(bad)?),
-        9 => Response::Alarm(AlarmResponse::decode(b).map_err(bad)?),
-        0 => Response::AlreadyApplied,
-        other => return Err(format!("unknown answer kind {other}")),
+        Answer::AlreadyApplied(_) => Response::AlreadyApplied,
+        Answer::Put(m) => Response::Put(m),
+        Answer::DeleteRange(m) => Response::DeleteRange(m),
+        Answer::Txn(m) => Response::Txn(m),
+        Answer::Compaction(m) => Response::Compaction(m),
+        Answer::LeaseGrant(m) => Response::LeaseGrant(m),
+        Answer::LeaseRevoke(m) => Response::LeaseRevoke(m),
+        Answer::Range(m) => Response::Range(m),
+        Answer::Auth(m) => Response::Auth(m),
+        Answer::Alarm(m) => Response::Alarm(m),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hub_proto::etcdserverpb::{PutResponse, ResponseHeader};
+
+    #[test]
+    fn answers_cross_the_wire_unchanged() {
+        let put = PutResponse { header: Some(ResponseHeader { revision: 7, ..Default::default() }), prev_kv: None };
+        let bytes = encode_answer(Ok(Response::Put(put.clone())));
+        assert!(matches!(decode_answer(&bytes), Ok(Ok(Response::Put(p))) if p == put));
+        let bytes = encode_answer(Err(EtcdError::Compacted));
+        assert!(matches!(decode_answer(&bytes), Ok(Err(EtcdError::Compacted))));
+        assert!(decode_answer(&[0xff]).is_err());
+    }
 }

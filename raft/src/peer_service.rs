@@ -74,7 +74,7 @@ impl Peer for PeerService {
 
     async fn propose(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
         let answer = self.node.propose_here(req.into_inner().data).await;
-        let bytes = forward::encode_answer(&answer).map_err(|e| Status::internal(e.to_string()))?;
+        let bytes = forward::encode_answer(answer);
         // A forwarded proposal names no sender; the member that forwarded it
         // counts it as sent, and its answer as received.
         Ok(Response::new(Payload { data: bytes }))
