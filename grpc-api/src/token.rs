@@ -47,32 +47,10 @@ struct Claims {
     exp: u64,
 }
 
-/// Go's `time.ParseDuration` for the forms etcd's docs use (`5m`, `1s`,
-/// `300ms`, `1h30m`).
+/// A `ttl=` option: Go's `time.ParseDuration`, not negative.
 fn parse_go_duration(s: &str) -> Option<Duration> {
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
-        let value: f64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += Duration::try_from_secs_f64(value * unit).ok()?;
-    }
-    Some(total)
+    let nanos = hub_go::duration::parse(s).ok()?;
+    Some(Duration::from_nanos(u64::try_from(nanos).ok()?))
 }
 
 impl Tokens {
@@ -179,6 +157,8 @@ mod tests {
         assert_eq!(parse_go_duration("1s"), Some(Duration::from_secs(1)));
         assert_eq!(parse_go_duration("1h30m"), Some(Duration::from_secs(5400)));
         assert_eq!(parse_go_duration("300ms"), Some(Duration::from_millis(300)));
+        assert_eq!(parse_go_duration("0"), Some(Duration::ZERO));
+        assert_eq!(parse_go_duration("-1s"), None);
         assert_eq!(parse_go_duration("5"), None);
         assert_eq!(parse_go_duration(""), None);
     }

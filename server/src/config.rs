@@ -1355,71 +1355,12 @@ fn go_i64(s: &str) -> Result<i64, String> {
     i64::try_from(if negative { -n } else { n }).map_err(|_| "value out of range".to_string())
 }
 
-/// Go's `time.ParseDuration` (`300ms`, `-1.5h`, `2h45m`; units ns, us, µs,
-/// ms, s, m, h). Negative durations become zero, which etcd treats alike.
+/// A duration flag: Go's `time.ParseDuration` (`hub_go::duration`), with Go's
+/// flag package's "parse error" for any refusal. Negative durations become
+/// zero, which etcd treats alike.
 pub(crate) fn go_duration(s: &str) -> Result<Duration, String> {
-    const UNITS: &[(&str, u128)] = &[
-        ("ns", 1),
-        ("us", 1_000),
-        ("µs", 1_000),
-        ("μs", 1_000),
-        ("ms", 1_000_000),
-        ("s", 1_000_000_000),
-        ("m", 60_000_000_000),
-        ("h", 3_600_000_000_000),
-    ];
-    let err = || PARSE_ERROR.to_string();
-    let (negative, mut rest) = match s.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    if rest == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if rest.is_empty() {
-        return Err(err());
-    }
-    let mut total: u128 = 0;
-    while !rest.is_empty() {
-        let int_len = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let (int, after) = rest.split_at(int_len);
-        let (frac, after) = match after.strip_prefix('.') {
-            Some(a) => a.split_at(a.find(|c: char| !c.is_ascii_digit()).unwrap_or(a.len())),
-            None => ("", after),
-        };
-        if int.is_empty() && frac.is_empty() {
-            return Err(err());
-        }
-        let unit_len = after
-            .find(|c: char| c == '.' || c.is_ascii_digit())
-            .unwrap_or(after.len());
-        let (unit, after) = after.split_at(unit_len);
-        let &(_, scale) = UNITS.iter().find(|(u, _)| *u == unit).ok_or_else(err)?;
-        let int: u128 = if int.is_empty() {
-            0
-        } else {
-            int.parse().map_err(|_| err())?
-        };
-        let mut nanos = int.checked_mul(scale).ok_or_else(err)?;
-        // Fractions beyond nanosecond precision are truncated, as in Go.
-        let mut place = scale;
-        for digit in frac.chars().filter_map(|c| c.to_digit(10)) {
-            place /= 10;
-            nanos += u128::from(digit) * place;
-        }
-        total = total
-            .checked_add(nanos)
-            .filter(|&t| t <= i64::MAX as u128)
-            .ok_or_else(err)?;
-        rest = after;
-    }
-    if negative {
-        return Ok(Duration::ZERO);
-    }
-    let nanos = u64::try_from(total).map_err(|_| err())?;
-    Ok(Duration::from_nanos(nanos))
+    let nanos = hub_go::duration::parse(s).map_err(|_| PARSE_ERROR.to_string())?;
+    Ok(Duration::from_nanos(u64::try_from(nanos).unwrap_or(0)))
 }
 
 fn urls(s: &str) -> Result<Urls, String> {
