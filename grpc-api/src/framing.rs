@@ -49,16 +49,18 @@ impl Framing {
     }
 }
 
+/// A framed message of `len` bytes, for tests of what follows the framing.
+#[cfg(test)]
+pub(crate) fn message(len: usize) -> Vec<u8> {
+    let mut m = vec![0];
+    m.extend_from_slice(&(len as u32).to_be_bytes());
+    m.extend(std::iter::repeat_n(7, len));
+    m
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn message(len: usize) -> Vec<u8> {
-        let mut m = vec![0];
-        m.extend_from_slice(&(len as u32).to_be_bytes());
-        m.extend(std::iter::repeat_n(7, len));
-        m
-    }
 
     #[test]
     fn counts_messages_and_announces_lengths_split_anyhow() {

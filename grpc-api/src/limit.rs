@@ -80,14 +80,7 @@ impl HttpBody for LimitedBody {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::framing::PREFIX_LEN;
-
-    fn message(len: usize) -> Vec<u8> {
-        let mut m = vec![0];
-        m.extend_from_slice(&(len as u32).to_be_bytes());
-        m.extend(std::iter::repeat_n(7, len));
-        m
-    }
+    use crate::framing::{message, PREFIX_LEN};
 
     #[test]
     fn refuses_the_first_message_over_the_limit_whatever_the_chunking() {
