@@ -32,7 +32,11 @@ pub fn parse(text: &str) -> Result<i64, String> {
         let int_len = s.bytes().take_while(u8::is_ascii_digit).count();
         let mut v: u64 = 0;
         for b in s[..int_len].bytes() {
-            v = v.checked_mul(10).and_then(|v| v.checked_add(u64::from(b - b'0'))).filter(|&v| v <= TOO_BIG).ok_or_else(invalid)?;
+            v = v
+                .checked_mul(10)
+                .and_then(|v| v.checked_add(u64::from(b - b'0')))
+                .filter(|&v| v <= TOO_BIG)
+                .ok_or_else(invalid)?;
         }
         s = &s[int_len..];
         // The fraction: digits past what fits are dropped, as Go does.

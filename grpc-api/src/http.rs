@@ -61,7 +61,7 @@ async fn serve(ctx: &Context, gateway: Option<&Gateway>, req: Request<Body>) -> 
     match (req.uri().path(), gateway) {
         ("/health", _) => json(health_body(ctx).await),
         ("/version", _) => {
-            let version = &ctx.config.etcd_version;
+            let version = &ctx.config.server.etcd_version;
             json(format!(r#"{{"etcdserver":"{version}","etcdcluster":"{CLUSTER_VERSION}"}}"#))
         }
         ("/metrics", _) => {
@@ -75,16 +75,9 @@ async fn serve(ctx: &Context, gateway: Option<&Gateway>, req: Request<Body>) -> 
     }
 }
 
-/// etcd 3.4's `/health`: false while an alarm is raised, without a leader, or
-/// when a linearizable read does not succeed in time.
+/// etcd 3.4's `/health` (`hub_etcdserver::EtcdServer::healthy`).
 async fn health_body(ctx: &Context) -> String {
-    let alarms = ctx.node().state().lock().alarms();
-    for a in &alarms {
-        tracing::warn!(alarm = %crate::maintenance::alarm_text(a), "/health error due to an alarm");
-    }
-    let healthy = alarms.is_empty()
-        && ctx.node().leader_id() != 0
-        && matches!(tokio::time::timeout(HEALTH_TIMEOUT, ctx.node().read_index()).await, Ok(Ok(())));
+    let healthy = ctx.server().healthy(HEALTH_TIMEOUT).await;
     ctx.metrics().health_checked(healthy);
     format!(r#"{{"health":"{healthy}"}}"#)
 }

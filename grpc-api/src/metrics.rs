@@ -22,9 +22,10 @@ mod process;
 
 use std::time::Duration;
 
+use hub_etcdserver::EtcdServer;
 use hub_proto::etcdserverpb::AlarmType;
-use hub_raft::Node;
 use hub_store::key_index::RangeEnd;
+use hub_store::StateMachine;
 use prometheus::core::Collector;
 use prometheus::{Encoder, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
@@ -59,9 +60,6 @@ pub struct Metrics {
     leader_changes: IntCounter,
     proposals_committed: IntGauge,
     proposals_applied: IntGauge,
-    pub(crate) proposals_pending: IntGauge,
-    pub(crate) proposals_failed: IntCounter,
-    lease_expired: IntCounter,
     db_total_size: IntGauge,
     db_size_in_use: IntGauge,
     keys_total: IntGauge,
@@ -109,16 +107,19 @@ fn info_gauge(registry: &Registry, name: &str, help: &str, label: &str, value: &
 
 impl Metrics {
     /// `config` gives the release hub reports (`--report-etcd-version`), the
-    /// quota and `--metrics extensive`; `node`'s own metrics are served too.
-    pub fn new(config: &ServiceConfig, node: &Node) -> prometheus::Result<Self> {
+    /// quota and `--metrics extensive`; `node`'s own metrics and the server
+    /// layer's are served too.
+    pub fn new(config: &ServiceConfig, server: &EtcdServer) -> prometheus::Result<Self> {
+        let node = server.node();
         let r = Registry::new();
         r.register(Box::new(process::ProcessFamilies::new()?))?;
         node.metrics().register(&r)?;
-        node.state().lock().metrics().register(&r)?;
+        server.metrics().register(&r)?;
+        server.read_state(|sm| sm.metrics().register(&r))?;
         let grpc = grpc::GrpcMetrics::new(config.metrics_extensive)?;
         grpc.register(&r)?;
         let member_id = hub_raft::metrics::peer_label(node.member_id());
-        info_gauge(&r, "etcd_server_version", "Which version is running. 1 for 'server_version' label with current version.", "server_version", &config.etcd_version)?;
+        info_gauge(&r, "etcd_server_version", "Which version is running. 1 for 'server_version' label with current version.", "server_version", &config.server.etcd_version)?;
         let cluster = CLUSTER_VERSION.rsplit_once('.').map_or(CLUSTER_VERSION, |(mm, _)| mm);
         info_gauge(&r, "etcd_cluster_version", "Which version is running. 1 for 'cluster_version' label with current cluster version", "cluster_version", cluster)?;
         info_gauge(&r, "etcd_server_id", "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.", "server_id", &member_id)?;
@@ -133,7 +134,7 @@ impl Metrics {
         // Readers of hub's backend hold no transaction open beyond the call that reads.
         gauge(&r, "etcd_mvcc_db_open_read_transactions", "The number of currently open read transactions")?;
         let quota = gauge(&r, "etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes.")?;
-        quota.set(config.quota_backend_bytes.unwrap_or(0) as i64);
+        quota.set(config.server.quota_backend_bytes.unwrap_or(0) as i64);
         let scrapes = registered(
             &r,
             IntCounterVec::new(
@@ -154,9 +155,6 @@ impl Metrics {
             leader_changes: counter(&r, "etcd_server_leader_changes_seen_total", "The number of leader changes seen.")?,
             proposals_committed: gauge(&r, "etcd_server_proposals_committed_total", "The total number of consensus proposals committed.")?,
             proposals_applied: gauge(&r, "etcd_server_proposals_applied_total", "The total number of consensus proposals applied.")?,
-            proposals_pending: gauge(&r, "etcd_server_proposals_pending", "The current number of pending proposals to commit.")?,
-            proposals_failed: counter(&r, "etcd_server_proposals_failed_total", "The total number of failed proposals seen.")?,
-            lease_expired: counter(&r, "etcd_debugging_server_lease_expired_total", "The total number of expired leases.")?,
             db_total_size: gauge(&r, "etcd_mvcc_db_total_size_in_bytes", "Total size of the underlying database physically allocated in bytes.")?,
             db_size_in_use: gauge(&r, "etcd_mvcc_db_total_size_in_use_in_bytes", "Total size of the underlying database logically in use in bytes.")?,
             keys_total: gauge(&r, "etcd_debugging_mvcc_keys_total", "Total number of keys.")?,
@@ -185,7 +183,7 @@ impl Metrics {
     /// The exposition text, with the node's state read now.
     pub fn render(&self, ctx: &Context) -> String {
         self.scrapes_in_flight.inc();
-        self.read_state(ctx.node());
+        self.read_state(ctx.server());
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::error!(error = %e, "cannot encode metrics");
@@ -196,7 +194,8 @@ impl Metrics {
     }
 
     /// Sets the gauges that mirror the node's state.
-    fn read_state(&self, node: &Node) {
+    fn read_state(&self, server: &EtcdServer) {
+        let node = server.node();
         self.has_leader.set(i64::from(node.leader_id() != 0));
         self.is_leader.set(i64::from(node.is_leader()));
         self.proposals_committed.set(node.raft_index() as i64);
@@ -208,7 +207,11 @@ impl Metrics {
                 self.is_learner.set(i64::from(learner));
             }
         }
-        let sm = node.state().lock();
+        server.read_state(|sm| self.read_store(sm));
+    }
+
+    /// Sets the gauges that mirror the state machine.
+    fn read_store(&self, sm: &StateMachine) {
         self.proposals_applied.set(sm.applied_index() as i64);
         self.db_total_size.set(sm.db_size() as i64);
         if let Ok(in_use) = sm.db_size_in_use() {
@@ -231,11 +234,6 @@ impl Metrics {
     /// Counts one `/health` answer.
     pub(crate) fn health_checked(&self, healthy: bool) {
         if healthy { &self.health_success } else { &self.health_failures }.inc();
-    }
-
-    /// The leader revoked an expired lease.
-    pub(crate) fn lease_expired(&self) {
-        self.lease_expired.inc();
     }
 
     /// Counts a watch stream and its watchers while it lives.

@@ -1,5 +1,6 @@
 //! The one place where hub's errors become gRPC statuses, with etcd's codes.
 
+use hub_raft::{MemberChangeError, MoveLeaderError};
 use hub_store::{EtcdError, StoreError};
 use tonic::{Code, Status};
 
@@ -7,7 +8,7 @@ pub fn from_etcd(e: EtcdError) -> Status {
     use EtcdError::*;
     let code = match e {
         EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey | InvalidSortOption
-        | RequestTooLarge => {
+        | RequestTooLarge | MemberBadUrls => {
             Code::InvalidArgument
         }
         Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
@@ -35,6 +36,31 @@ pub fn go_error_text(status: &Status) -> String {
         code => format!("{code:?}"),
     };
     format!("rpc error: code = {code} desc = {}", status.message())
+}
+
+/// A server-layer operation's failure.
+pub fn from_server(e: hub_etcdserver::Error) -> Status {
+    use hub_etcdserver::Error;
+    match e {
+        Error::Store(e) => from_store(e),
+        Error::Member(e) => from_member_change(e),
+        Error::MoveLeader(e @ (MoveLeaderError::NotLeader | MoveLeaderError::BadTransferee)) => {
+            Status::failed_precondition(e.to_string())
+        }
+        Error::MoveLeader(e @ MoveLeaderError::Timeout) => Status::unavailable(e.to_string()),
+        Error::Internal(text) => Status::internal(format!("hub: {text}")),
+    }
+}
+
+/// etcd's gRPC codes for membership errors (`rpctypes`).
+fn from_member_change(e: MemberChangeError) -> Status {
+    use MemberChangeError::*;
+    let code = match e {
+        IdExists | PeerUrlExists | NotLearner | LearnerNotReady | NotEnoughStarted | NotLeader => Code::FailedPrecondition,
+        NotFound => Code::NotFound,
+        Other(_) => Code::Unavailable,
+    };
+    Status::new(code, e.to_string())
 }
 
 pub fn from_store(e: StoreError) -> Status {

@@ -203,9 +203,8 @@ impl WatchStreamTask {
             [0] => Some(Vec::new()),
             e => Some(e.to_vec()),
         };
-        let who = self.ctx.who(&self.credentials).await;
-        let (current, denied) = {
-            let sm = self.ctx.node.state().lock();
+        let who = self.ctx.server.who(&self.credentials).await.map_err(crate::status::from_server);
+        let (current, denied) = self.ctx.server.read_state(|sm| {
             // Read permission on the whole watched range (etcd checked a
             // from-key watch as its first key alone). etcd's reason is the
             // gRPC error's text, code included.
@@ -214,7 +213,7 @@ impl WatchStreamTask {
                 Err(status) => Some(status),
             };
             (sm.current_revision(), denied.map(|status| crate::status::go_error_text(&status)))
-        };
+        });
         let refuse = |reason: &str| WatchResponse {
             header: self.ctx.header(current),
             watch_id: INVALID_WATCH_ID,
@@ -267,28 +266,27 @@ impl WatchStreamTask {
     /// Brings one watcher up to the store's current revision.
     async fn catch_up(&mut self, id: i64) -> Result<(), Gone> {
         let Some(w) = self.watchers.get_mut(&id) else { return Ok(()) };
-        let (current, outcome) = {
-            let sm = self.ctx.node.state().lock();
+        let read = self.ctx.server.read_state(|sm| {
             let current = sm.current_revision();
             let compacted = sm.compact_revision();
             if w.next_rev > current {
-                return Ok(());
+                return None;
             }
             if w.next_rev < compacted {
-                (current, Err(compacted))
-            } else {
-                let events = sm
-                    .events(w.next_rev, current)
-                    .map(|all| all.into_iter().filter(|e| w.wants(e)).collect::<Vec<_>>())
-                    .and_then(|mut events| {
-                        if w.prev_kv {
-                            attach_prev_kvs(&sm, &mut events)?;
-                        }
-                        Ok(events)
-                    });
-                (current, Ok(events))
+                return Some((current, Err(compacted)));
             }
-        };
+            let events = sm
+                .events(w.next_rev, current)
+                .map(|all| all.into_iter().filter(|e| w.wants(e)).collect::<Vec<_>>())
+                .and_then(|mut events| {
+                    if w.prev_kv {
+                        attach_prev_kvs(sm, &mut events)?;
+                    }
+                    Ok(events)
+                });
+            Some((current, Ok(events)))
+        });
+        let Some((current, outcome)) = read else { return Ok(()) };
         match outcome {
             Err(compact_revision) => {
                 self.watchers.remove(&id);
@@ -344,8 +342,7 @@ impl WatchStreamTask {
         }
         for (id, prev_kv, mut events) in out {
             if prev_kv {
-                let sm = self.ctx.node.state().lock();
-                if let Err(e) = attach_prev_kvs(&sm, &mut events) {
+                if let Err(e) = self.ctx.server.read_state(|sm| attach_prev_kvs(sm, &mut events)) {
                     tracing::error!(error = %e, "watch failed to read previous values");
                 }
             }
@@ -364,7 +361,7 @@ impl WatchStreamTask {
         self.reported = self.reported.max(revision);
         let fragment = w.fragment;
         let header = self.ctx.header(revision);
-        let limit = self.ctx.config.max_request_bytes;
+        let limit = self.ctx.config.server.max_request_bytes;
         let whole = WatchResponse { header, watch_id: id, events, ..Default::default() };
         if !fragment || whole.encoded_len() <= limit {
             return self.send(whole).await;
@@ -401,7 +398,7 @@ impl WatchStreamTask {
     /// revision, to synced watchers that asked for it and got nothing lately.
     /// A watcher that starts after the current revision gets none (etcd#20229).
     async fn notify_progress(&mut self) -> Result<(), Gone> {
-        let current = self.ctx.node.state().lock().current_revision();
+        let current = self.ctx.server.current_revision();
         let mut due = Vec::new();
         for w in self.watchers.values_mut() {
             if w.progress_notify && !w.sent_since_tick && w.next_rev == current + 1 {
@@ -426,7 +423,7 @@ impl WatchStreamTask {
         if !self.progress_pending {
             return Ok(());
         }
-        let current = self.ctx.node.state().lock().current_revision();
+        let current = self.ctx.server.current_revision();
         let revision = self.watchers.values().map(|w| w.next_rev - 1).fold(current, i64::min);
         if revision < self.reported && !self.watchers.is_empty() {
             return Ok(());

@@ -20,6 +20,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use std::collections::BTreeMap;
 
+use hub_etcdserver::ServerConfig;
 use hub_grpc_api::{Context, ServiceConfig};
 use hub_proto::hubpeer::peer_server::PeerServer;
 use hub_raft::{Member, Node, NodeConfig, PeerService};
@@ -146,7 +147,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     // On restart the data directory decides, whatever the flags say (as etcd).
     let (identity, created) = identity::load_or_create(&member_dir, || (my_id, cluster_id)).context("member identity")?;
 
-    let tokens = hub_grpc_api::token::Tokens::parse(&config.auth_token).map_err(|e| {
+    let tokens = hub_etcdserver::token::Tokens::parse(&config.auth_token).map_err(|e| {
         tracing::warn!(error = %e, "failed to create token provider");
         anyhow::anyhow!("auth: invalid auth options")
     })?;
@@ -219,15 +220,17 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     let ctx = Context::new(
         node.clone(),
         ServiceConfig {
-            max_request_bytes: config.max_request_bytes as usize,
-            max_txn_ops: config.max_txn_ops as usize,
+            server: ServerConfig {
+                max_request_bytes: config.max_request_bytes as usize,
+                max_txn_ops: config.max_txn_ops as usize,
+                tokens: std::sync::Arc::new(tokens),
+                bcrypt_cost: config.bcrypt_cost,
+                etcd_version: config.report_etcd_version.clone(),
+                quota_backend_bytes: hub_etcdserver::quota::quota_bytes(config.quota_backend_bytes),
+            },
             watch_progress_notify_interval: config.experimental_watch_progress_notify_interval,
-            tokens: std::sync::Arc::new(tokens),
-            bcrypt_cost: config.bcrypt_cost,
             client_cert_auth: config.client_cert_auth,
             max_concurrent_streams: config.max_concurrent_streams,
-            etcd_version: config.report_etcd_version.clone(),
-            quota_backend_bytes: hub_grpc_api::quota::quota_bytes(config.quota_backend_bytes),
             metrics_extensive: config.metrics_extensive,
         },
     );
@@ -270,7 +273,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
                 .await
         }));
     }
-    tokio::spawn(hub_grpc_api::lease::run_expiry(ctx.clone()));
+    tokio::spawn(hub_etcdserver::lease::run_expiry(ctx.server().clone()));
     tokio::spawn(hub_grpc_api::metrics::run(ctx.clone()));
     tracing::info!(name = %config.name, "ready to serve client requests");
 

@@ -12,8 +12,8 @@ use hub_proto::etcdserverpb::{
     AlarmRequest, AuthRoleAddRequest, AuthRoleDeleteRequest, AuthRoleGetRequest, AuthRoleGrantPermissionRequest,
     AuthRoleRevokePermissionRequest, AuthUserAddRequest, AuthUserChangePasswordRequest, AuthUserDeleteRequest,
     AuthUserGetRequest, AuthUserGrantRoleRequest, AuthUserRevokeRoleRequest, CompactionRequest, DeleteRangeRequest,
-    InternalAuthenticateRequest, InternalRaftRequest, LeaseGrantRequest, LeaseRevokeRequest, PutRequest,
-    RangeRequest, TxnRequest,
+    InternalAuthenticateRequest, InternalRaftRequest, LeaseGrantRequest, LeaseRevokeRequest, PutRequest, RangeRequest,
+    TxnRequest,
 };
 
 /// What one log entry asks the state machine to do.

@@ -36,6 +36,8 @@ pub enum EtcdError {
     RequestTooLarge,
     #[error("etcdserver: member not found")]
     MemberNotFound,
+    #[error("etcdserver: given member URLs are invalid")]
+    MemberBadUrls,
     #[error("etcdserver: server stopped")]
     Stopped,
     #[error("etcdserver: no leader")]
@@ -85,7 +87,7 @@ pub enum EtcdError {
 }
 
 impl EtcdError {
-    const ALL: [EtcdError; 37] = [
+    const ALL: [EtcdError; 38] = [
         EtcdError::EmptyKey,
         EtcdError::KeyNotFound,
         EtcdError::ValueProvided,
@@ -101,6 +103,7 @@ impl EtcdError {
         EtcdError::LeaseTtlTooLarge,
         EtcdError::RequestTooLarge,
         EtcdError::MemberNotFound,
+        EtcdError::MemberBadUrls,
         EtcdError::Stopped,
         EtcdError::NoLeader,
         EtcdError::LeaderChanged,

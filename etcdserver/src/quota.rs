@@ -11,9 +11,8 @@ use hub_proto::etcdserverpb::{
     alarm_request::AlarmAction, request_op, AlarmRequest, AlarmType, InternalRaftRequest, PutRequest, TxnRequest,
 };
 use hub_store::EtcdError;
-use tonic::Status;
 
-use crate::{status, Context};
+use crate::{EtcdServer, Result};
 
 /// etcd's `DefaultQuotaBytes`: the quota when the flag is 0.
 pub const DEFAULT_QUOTA_BYTES: i64 = 2 * 1024 * 1024 * 1024;
@@ -69,10 +68,10 @@ pub fn lease_cost() -> u64 {
     LEASE_OVERHEAD
 }
 
-impl Context {
+impl EtcdServer {
     /// etcd's `quotaAlarmer.check`: refuses a write of `cost` bytes that does
     /// not fit in the quota, raising NOSPACE first.
-    pub(crate) async fn check_quota(&self, cost: u64) -> Result<(), Status> {
+    pub(crate) async fn check_quota(&self, cost: u64) -> Result<()> {
         let Some(quota) = self.config.quota_backend_bytes else { return Ok(()) };
         if cost == 0 {
             return Ok(());
@@ -84,7 +83,7 @@ impl Context {
             if sm.db_size().saturating_add(cost) < quota {
                 return Ok(());
             }
-            sm.quota_size().map_err(status::from_store)?
+            sm.quota_size()?
         };
         if size.saturating_add(cost) < quota {
             return Ok(());
@@ -103,6 +102,6 @@ impl Context {
         if let Err(e) = self.node.propose(raise).await {
             tracing::warn!(error = %e, "cannot raise the NOSPACE alarm");
         }
-        Err(status::from_etcd(EtcdError::NoSpace))
+        Err(EtcdError::NoSpace.into())
     }
 }

@@ -95,10 +95,15 @@ impl Jwt {
                 let secret = private.ok_or("auth: missing key data")?;
                 (Some(EncodingKey::from_secret(&secret)), DecodingKey::from_secret(&secret))
             }
-            Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 | Algorithm::PS256 | Algorithm::PS384
+            Algorithm::RS256
+            | Algorithm::RS384
+            | Algorithm::RS512
+            | Algorithm::PS256
+            | Algorithm::PS384
             | Algorithm::PS512 => (
                 private.map(|k| EncodingKey::from_rsa_pem(&k)).transpose().map_err(|e| bad("private key", e))?,
-                DecodingKey::from_rsa_pem(&public.ok_or("auth: missing key data")?).map_err(|e| bad("public key", e))?,
+                DecodingKey::from_rsa_pem(&public.ok_or("auth: missing key data")?)
+                    .map_err(|e| bad("public key", e))?,
             ),
             Algorithm::ES256 | Algorithm::ES384 => (
                 private.map(|k| EncodingKey::from_ec_pem(&k)).transpose().map_err(|e| bad("private key", e))?,

@@ -1,0 +1,133 @@
+//! etcd's maintenance operations: member status, alarms, defragmentation,
+//! the consistency hashes (HashKV, Hash), snapshots and leader transfer.
+//!
+//! The hashes and the snapshot read the whole backend; they run on a blocking
+//! thread with the state machine locked, so they see one state and no
+//! command is applied meanwhile (etcd holds its backend read lock the same
+//! way). A snapshot holds the lock only while its file is built, never while
+//! a client downloads it (the wire streams the file).
+
+use hub_proto::etcdserverpb::{
+    AlarmMember, AlarmRequest, AlarmResponse, AlarmType, DefragmentResponse, HashKvResponse, HashResponse,
+    InternalRaftRequest, MoveLeaderResponse, StatusResponse,
+};
+use hub_store::snapshot::SnapshotFile;
+use hub_store::{AuthInfo, EtcdError, Response};
+
+use crate::{unexpected, EtcdServer, Result};
+
+/// The etcd release hub reports by default (Status, `/version`,
+/// `etcd_server_version`): the reference whose API and behaviour it
+/// reproduces. `--report-etcd-version` may name a later 3.4 patch release up
+/// to [`NEWEST_ETCD_VERSION`], whose behaviour hub also has.
+pub const ETCD_VERSION: &str = "3.4.23";
+
+/// The newest etcd release whose behaviour hub has: 3.4.23's API with the
+/// watch-progress fixes of 3.4.31 (see the watch streams). The Kubernetes API
+/// server turns on progress requests, and with them consistent reads from its
+/// watch cache, only from 3.4.31 on.
+pub const NEWEST_ETCD_VERSION: &str = "3.4.31";
+
+impl EtcdServer {
+    /// Every action goes through raft (as etcd's), so a list is as of every
+    /// entry before it. etcd's answer carries no header.
+    pub async fn alarm(&self, who: &AuthInfo, r: AlarmRequest) -> Result<AlarmResponse> {
+        match self.propose(who, InternalRaftRequest { alarm: Some(r), ..Default::default() }).await? {
+            Response::Alarm(resp) => Ok(AlarmResponse { header: None, alarms: resp.alarms }),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub fn status(&self) -> Result<StatusResponse> {
+        let (db_size, db_size_in_use, applied, alarms) = {
+            let sm = self.node.state().lock();
+            (sm.db_size() as i64, sm.db_size_in_use()? as i64, sm.applied_index(), sm.alarms())
+        };
+        let leader = self.node.leader_id();
+        let mut errors = Vec::new();
+        if leader == 0 {
+            errors.push(EtcdError::NoLeader.to_string());
+        }
+        errors.extend(alarms.iter().map(alarm_text));
+        Ok(StatusResponse {
+            header: self.header(0),
+            version: self.config.etcd_version.clone(),
+            db_size,
+            leader,
+            raft_index: self.node.raft_index(),
+            raft_term: self.node.term(),
+            raft_applied_index: applied,
+            errors,
+            db_size_in_use,
+            is_learner: false,
+        })
+    }
+
+    /// Rewrites this member's backend without its free pages, with every
+    /// apply held meanwhile (etcd blocks its backend the same way).
+    pub async fn defragment(&self) -> Result<DefragmentResponse> {
+        tracing::info!("starting defragment");
+        let (before, after) = self
+            .with_state(|sm| {
+                let before = sm.db_size();
+                sm.defragment()?;
+                Ok((before, sm.db_size()))
+            })
+            .await
+            .inspect_err(|e| tracing::warn!(error = %e, "failed to defragment"))?;
+        tracing::info!(db_size_before = before, db_size_after = after, "finished defragment");
+        Ok(DefragmentResponse { header: self.header(0) })
+    }
+
+    pub async fn hash(&self) -> Result<HashResponse> {
+        let (hash, revision) = self.with_state(|sm| Ok((sm.hash()?, sm.current_revision()))).await?;
+        Ok(HashResponse { header: self.header(revision), hash })
+    }
+
+    pub async fn hash_kv(&self, revision: i64) -> Result<HashKvResponse> {
+        let h = self.with_state(move |sm| sm.hash_kv(revision)).await?;
+        Ok(HashKvResponse { header: self.header(h.revision), hash: h.hash, compact_revision: h.compact_revision })
+    }
+
+    /// A snapshot of the backend as etcd sends it (the database and its
+    /// sha256), in a file the caller streams, and the histogram its sending
+    /// is timed into.
+    pub async fn snapshot(&self) -> Result<(SnapshotFile, prometheus::Histogram)> {
+        let duration = self.node.state().lock().metrics().snapshot_duration.clone();
+        // Built beside the backend: a snapshot is about its size, and the
+        // system's temporary directory may be a small tmpfs.
+        let file = self.with_state(|sm| SnapshotFile::create(sm, sm.dir())).await?;
+        Ok((file, duration))
+    }
+
+    /// etcd 3.4's `/health`: false while an alarm is raised, without a
+    /// leader, or when a linearizable read does not succeed within `timeout`.
+    pub async fn healthy(&self, timeout: std::time::Duration) -> bool {
+        let alarms = self.node.state().lock().alarms();
+        for a in &alarms {
+            tracing::warn!(alarm = %alarm_text(a), "/health error due to an alarm");
+        }
+        alarms.is_empty()
+            && self.node.leader_id() != 0
+            && matches!(tokio::time::timeout(timeout, self.node.read_index()).await, Ok(Ok(())))
+    }
+
+    pub async fn move_leader(&self, target: u64) -> Result<MoveLeaderResponse> {
+        self.node.move_leader(target).await?;
+        Ok(MoveLeaderResponse { header: self.header(0) })
+    }
+}
+
+/// An alarm as etcd prints it (gogo's compact text form of `AlarmMember`,
+/// fields at their zero value left out), in Status errors and logs.
+pub fn alarm_text(a: &AlarmMember) -> String {
+    let mut text = String::new();
+    if a.member_id != 0 {
+        text.push_str(&format!("memberID:{} ", a.member_id));
+    }
+    if a.alarm != 0 {
+        let name = AlarmType::try_from(a.alarm).map_or_else(|_| a.alarm.to_string(), |t| t.as_str_name().to_string());
+        text.push_str(&format!("alarm:{name} "));
+    }
+    text
+}
