@@ -1,4 +1,6 @@
 //! The Watch service: one task per client stream serves all of its watchers.
+//! What a watcher selects and how it catches up from the backend are the
+//! store's (`hub_store::watch`); the stream protocol is here.
 //!
 //! A watcher is *synced* once it has seen every change up to the store's current
 //! revision; from then on it takes changes from the node's commit feed as they
@@ -24,8 +26,9 @@ use hub_proto::etcdserverpb::{
     watch_create_request::FilterType, watch_request::RequestUnion, watch_server::Watch, ResponseHeader,
     WatchCreateRequest, WatchRequest, WatchResponse,
 };
-use hub_proto::mvccpb::{event::EventType, Event};
+use hub_proto::mvccpb::Event;
 use hub_raft::Committed;
+use hub_store::watch::{CatchUp, WatchFilter};
 use hub_store::EtcdError;
 use prost::Message;
 use tokio::sync::{broadcast, mpsc};
@@ -81,31 +84,14 @@ impl Watch for WatchService {
 #[derive(Debug)]
 struct Watcher {
     id: i64,
-    key: Vec<u8>,
-    /// None: the key alone; Some(empty): every key from `key` on; else `[key, end)`.
-    end: Option<Vec<u8>>,
+    /// What it selects (`hub_store::watch`).
+    filter: WatchFilter,
     /// The first revision this watcher has not seen yet.
     next_rev: i64,
-    no_put: bool,
-    no_delete: bool,
-    prev_kv: bool,
     progress_notify: bool,
     fragment: bool,
     /// Whether anything was sent since the last progress tick.
     sent_since_tick: bool,
-}
-
-impl Watcher {
-    fn wants(&self, e: &Event) -> bool {
-        let Some(kv) = &e.kv else { return false };
-        let in_range = match &self.end {
-            None => kv.key == self.key,
-            Some(end) if end.is_empty() => kv.key >= self.key,
-            Some(end) => kv.key >= self.key && kv.key < *end,
-        };
-        let filtered = if e.r#type == EventType::Delete as i32 { self.no_delete } else { self.no_put };
-        in_range && !filtered
-    }
 }
 
 struct WatchStreamTask {
@@ -196,20 +182,16 @@ impl WatchStreamTask {
     }
 
     async fn create(&mut self, c: WatchCreateRequest) -> Result<(), Gone> {
-        // etcd: an empty key means the smallest key; range_end "\0" means "and every key after".
-        let key = if c.key.is_empty() { vec![0] } else { c.key };
-        let end = match c.range_end.as_slice() {
-            [] => None,
-            [0] => Some(Vec::new()),
-            e => Some(e.to_vec()),
-        };
+        let filters = |f: FilterType| c.filters.contains(&(f as i32));
+        let filter =
+            WatchFilter::new(&c.key, &c.range_end, filters(FilterType::Noput), filters(FilterType::Nodelete), c.prev_kv);
         let who = self.ctx.server.who(&self.credentials).await.map_err(crate::status::from_server);
         let (current, denied) = self.ctx.server.read_state(|sm| {
             // Read permission on the whole watched range (etcd checked a
             // from-key watch as its first key alone). etcd's reason is the
             // gRPC error's text, code included.
             let denied = match who {
-                Ok(who) => sm.authorize_read(&who, &key, &c.range_end).err().map(crate::status::from_etcd),
+                Ok(who) => sm.authorize_read(&who, filter.key(), &c.range_end).err().map(crate::status::from_etcd),
                 Err(status) => Some(status),
             };
             (sm.current_revision(), denied.map(|status| crate::status::go_error_text(&status)))
@@ -229,7 +211,7 @@ impl WatchStreamTask {
         if let Some(reason) = denied {
             return self.send(refuse(&reason)).await;
         }
-        if matches!(&end, Some(e) if !e.is_empty() && key >= *e) {
+        if filter.is_empty() {
             return self.send(refuse("mvcc: watcher range is empty")).await;
         }
         let id = if c.watch_id == 0 {
@@ -243,15 +225,10 @@ impl WatchStreamTask {
         } else {
             c.watch_id
         };
-        let filters = |f: FilterType| c.filters.contains(&(f as i32));
         let watcher = Watcher {
             id,
-            key,
-            end,
+            filter,
             next_rev: if c.start_revision == 0 { current + 1 } else { c.start_revision },
-            no_put: filters(FilterType::Noput),
-            no_delete: filters(FilterType::Nodelete),
-            prev_kv: c.prev_kv,
             progress_notify: c.progress_notify,
             fragment: c.fragment,
             sent_since_tick: false,
@@ -266,29 +243,9 @@ impl WatchStreamTask {
     /// Brings one watcher up to the store's current revision.
     async fn catch_up(&mut self, id: i64) -> Result<(), Gone> {
         let Some(w) = self.watchers.get_mut(&id) else { return Ok(()) };
-        let read = self.ctx.server.read_state(|sm| {
-            let current = sm.current_revision();
-            let compacted = sm.compact_revision();
-            if w.next_rev > current {
-                return None;
-            }
-            if w.next_rev < compacted {
-                return Some((current, Err(compacted)));
-            }
-            let events = sm
-                .events(w.next_rev, current)
-                .map(|all| all.into_iter().filter(|e| w.wants(e)).collect::<Vec<_>>())
-                .and_then(|mut events| {
-                    if w.prev_kv {
-                        attach_prev_kvs(sm, &mut events)?;
-                    }
-                    Ok(events)
-                });
-            Some((current, Ok(events)))
-        });
-        let Some((current, outcome)) = read else { return Ok(()) };
-        match outcome {
-            Err(compact_revision) => {
+        match self.ctx.server.read_state(|sm| sm.catch_up(&w.filter, w.next_rev)) {
+            Ok(CatchUp::Synced) => Ok(()),
+            Ok(CatchUp::Compacted { current, compact_revision }) => {
                 self.watchers.remove(&id);
                 self.canceled_by_server.insert(id);
                 // etcd's watchable store sends this one with revision 0.
@@ -296,14 +253,14 @@ impl WatchStreamTask {
                 self.send(WatchResponse { header, watch_id: id, compact_revision, canceled: true, ..Default::default() })
                     .await
             }
-            Ok(Ok(events)) => {
+            Ok(CatchUp::Events { current, events }) => {
                 w.next_rev = current + 1;
                 for batch in by_revisions(events, CATCH_UP_MAX_REVS) {
                     self.send_events(id, current, batch).await?;
                 }
                 Ok(())
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 tracing::error!(error = %e, "watch catch-up failed to read the store");
                 self.watchers.remove(&id);
                 let header = self.ctx.header(0);
@@ -335,14 +292,14 @@ impl WatchStreamTask {
                 continue;
             }
             w.next_rev = batch.revision + 1;
-            let events: Vec<Event> = batch.events.iter().filter(|e| w.wants(e)).cloned().collect();
+            let events: Vec<Event> = batch.events.iter().filter(|e| w.filter.wants(e)).cloned().collect();
             if !events.is_empty() {
-                out.push((w.id, w.prev_kv, events));
+                out.push((w.id, w.filter.prev_kv, events));
             }
         }
         for (id, prev_kv, mut events) in out {
             if prev_kv {
-                if let Err(e) = self.ctx.server.read_state(|sm| attach_prev_kvs(sm, &mut events)) {
+                if let Err(e) = self.ctx.server.read_state(|sm| sm.attach_prev_kvs(&mut events)) {
                     tracing::error!(error = %e, "watch failed to read previous values");
                 }
             }
@@ -433,14 +390,6 @@ impl WatchStreamTask {
         let header = self.ctx.header(revision);
         self.send(WatchResponse { header, watch_id: INVALID_WATCH_ID, ..Default::default() }).await
     }
-}
-
-/// Sets each event's `prev_kv` as etcd does ([`hub_store::StateMachine::watch_prev_kv`]).
-fn attach_prev_kvs(sm: &hub_store::StateMachine, events: &mut [Event]) -> Result<(), hub_store::StoreError> {
-    for e in events {
-        e.prev_kv = sm.watch_prev_kv(e)?;
-    }
-    Ok(())
 }
 
 /// Splits events (in revision order) into runs of at most `max` revisions,

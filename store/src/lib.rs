@@ -40,7 +40,9 @@ pub mod metrics;
 pub mod mvcc;
 pub mod revision;
 pub mod snapshot;
+mod txn;
 pub mod validate;
+pub mod watch;
 
 pub use apply::{Applied, Response, StateMachine, Syncer};
 pub use auth::AuthInfo;

@@ -6,7 +6,7 @@
 //! `authRevision` in `auth`), so snapshots carry them to and from etcd.
 //!
 //! Authorization has one entry point per kind of access, all built on one
-//! walk ([`Checker`]): a request is checked whole — every compare and every op
+//! walk (the checker in `permission.rs`, with etcd's permission intervals): a request is checked whole — every compare and every op
 //! of both branches of every txn, nested or not, with what each op reads
 //! (`prev_kv`) and attaches (a lease whose keys it may not write) — so a
 //! request wrapped in a txn is checked exactly as the same request sent
@@ -25,15 +25,18 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use hub_proto::authpb::{permission::Type as PermType, Permission, Role, User, UserAddOptions};
-use hub_proto::etcdserverpb::{
-    request_op::Request, DeleteRangeRequest, PutRequest, RequestHeader, TxnRequest,
-};
+use hub_proto::etcdserverpb::RequestHeader;
 use prost::Message;
 
 use crate::backend::{Backend, Table, WriteBatch};
 use crate::command::{AuthCommand, Command};
 use crate::error::{EtcdError, StoreError};
 use crate::lease::Lessor;
+
+mod permission;
+
+pub use permission::Access;
+use permission::{interval, merge, needs_root, Checker, Ranges};
 
 /// The user and the role that may do everything.
 pub const ROOT: &str = "root";
@@ -61,69 +64,6 @@ impl AuthInfo {
     }
 }
 
-/// `[begin, end)`; `None` is the end of the key space.
-type Interval = (Vec<u8>, Option<Vec<u8>>);
-
-/// etcd's interval for a key and range end: a single key, `[key, end)`, or
-/// from the key on when the end is `\0`.
-fn interval(key: &[u8], range_end: &[u8]) -> Interval {
-    match range_end {
-        [] => {
-            let mut end = key.to_vec();
-            end.push(0);
-            (key.to_vec(), Some(end))
-        }
-        [0] => (key.to_vec(), None),
-        end => (key.to_vec(), Some(end.to_vec())),
-    }
-}
-
-/// Sorts and merges intervals that overlap or touch.
-fn merge(mut ivs: Vec<Interval>) -> Vec<Interval> {
-    ivs.sort();
-    let mut out: Vec<Interval> = Vec::with_capacity(ivs.len());
-    for (b, e) in ivs {
-        if let Some((_, last_end)) = out.last_mut() {
-            let touches = match last_end {
-                None => true,
-                Some(le) => b <= *le,
-            };
-            if touches {
-                if let (Some(le), new) = (last_end.as_ref(), &e) {
-                    *last_end = match new {
-                        None => None,
-                        Some(ne) => Some(if ne > le { ne.clone() } else { le.clone() }),
-                    };
-                }
-                continue;
-            }
-        }
-        out.push((b, e));
-    }
-    out
-}
-
-/// Whether the merged intervals cover all of `want`.
-fn covers(merged: &[Interval], want: &Interval) -> bool {
-    let (begin, end) = want;
-    if matches!(end, Some(e) if e <= begin) {
-        return false;
-    }
-    // Merged intervals neither overlap nor touch: one must hold all of `want`.
-    merged.iter().take_while(|(b, _)| b <= begin).any(|(_, e)| match (e, end) {
-        (None, _) => true,
-        (Some(_), None) => false,
-        (Some(e), Some(want_end)) => e >= want_end,
-    })
-}
-
-/// A user's permissions from all its roles, merged (etcd's `unifiedRangePermissions`).
-#[derive(Debug, Default)]
-struct Ranges {
-    read: Vec<Interval>,
-    write: Vec<Interval>,
-}
-
 struct SimpleToken {
     user: String,
     deadline: Instant,
@@ -145,135 +85,6 @@ fn corrupt(what: &str, key: &[u8], e: prost::DecodeError) -> StoreError {
 
 fn has_root_role(user: &User) -> bool {
     user.roles.iter().any(|r| r == ROOT)
-}
-
-/// Commands only the root role may have applied.
-fn needs_root(c: Command<'_>) -> bool {
-    match c {
-        // Changes (and lists) of users, roles and the enabled flag.
-        Command::Auth(a) => match a {
-            AuthCommand::Enable
-            | AuthCommand::Disable
-            | AuthCommand::UserAdd(_)
-            | AuthCommand::UserDelete(_)
-            | AuthCommand::UserChangePassword(_)
-            | AuthCommand::UserGrantRole(_)
-            | AuthCommand::UserRevokeRole(_)
-            | AuthCommand::RoleAdd(_)
-            | AuthCommand::RoleGrantPermission(_)
-            | AuthCommand::RoleRevokePermission(_)
-            | AuthCommand::RoleDelete(_)
-            | AuthCommand::UserList
-            | AuthCommand::RoleList => true,
-            // A password was checked; a user may read its own user and roles.
-            AuthCommand::Authenticate(_) | AuthCommand::UserGet(_) | AuthCommand::RoleGet(_) => false,
-        },
-        // etcd 3.6 compacts only for root (3.4 did for any user).
-        Command::Compaction(_) => true,
-        // Arming or disarming an alarm; listing them needs a user.
-        Command::Alarm(a) => a.action != 0,
-        Command::Range(_)
-        | Command::Put(_)
-        | Command::DeleteRange(_)
-        | Command::Txn(_)
-        | Command::LeaseGrant(_)
-        | Command::LeaseRevoke(_)
-        | Command::Unknown => false,
-    }
-}
-
-/// What a call needs of its caller before anything else is looked at (etcd
-/// 3.6's API-layer gates); what it reads or writes is authorized on top.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// No gate: its keys are checked where it is read or applied, an auth
-    /// change where it is applied, Authenticate checks a password.
-    Anyone,
-    /// A user, any user (etcd's `requireAuthInfo`): leases, Status, alarm
-    /// lists, the member list.
-    User,
-    /// The root role (etcd's `AuthAdmin.isPermitted`, `IsAdminPermitted`):
-    /// compaction, defragmentation, hashes, snapshots, leader moves,
-    /// arming alarms, membership changes.
-    Admin,
-}
-
-/// Checks one non-root user's access, request by request.
-struct Checker<'a> {
-    ranges: Option<&'a Ranges>,
-    lessor: &'a Lessor,
-}
-
-impl Checker<'_> {
-    fn allowed(&self, write: bool, key: &[u8], range_end: &[u8]) -> Result<(), EtcdError> {
-        let Some(r) = self.ranges else { return Err(EtcdError::PermissionDenied) };
-        let merged = if write { &r.write } else { &r.read };
-        if covers(merged, &interval(key, range_end)) {
-            Ok(())
-        } else {
-            Err(EtcdError::PermissionDenied)
-        }
-    }
-
-    fn read(&self, key: &[u8], range_end: &[u8]) -> Result<(), EtcdError> {
-        self.allowed(false, key, range_end)
-    }
-
-    /// A lease may be attached or revoked only by who may write all its keys.
-    fn lease(&self, id: i64) -> Result<(), EtcdError> {
-        match self.lessor.lookup(id) {
-            Some(lease) => lease.keys.iter().try_for_each(|k| self.allowed(true, k, &[])),
-            None => Ok(()),
-        }
-    }
-
-    fn put(&self, p: &PutRequest) -> Result<(), EtcdError> {
-        self.allowed(true, &p.key, &[])?;
-        self.lease(p.lease)?;
-        if p.prev_kv {
-            self.read(&p.key, &[])?;
-        }
-        Ok(())
-    }
-
-    fn delete(&self, d: &DeleteRangeRequest) -> Result<(), EtcdError> {
-        self.allowed(true, &d.key, &d.range_end)?;
-        if d.prev_kv {
-            self.read(&d.key, &d.range_end)?;
-        }
-        Ok(())
-    }
-
-    /// Every compare, and every op of both branches, nested txns included.
-    fn txn(&self, t: &TxnRequest) -> Result<(), EtcdError> {
-        for c in &t.compare {
-            self.read(&c.key, &c.range_end)?;
-        }
-        for op in t.success.iter().chain(&t.failure) {
-            match &op.request {
-                Some(Request::RequestRange(q)) => self.read(&q.key, &q.range_end)?,
-                Some(Request::RequestPut(p)) => self.put(p)?,
-                Some(Request::RequestDeleteRange(d)) => self.delete(d)?,
-                Some(Request::RequestTxn(nested)) => self.txn(nested)?,
-                None => {}
-            }
-        }
-        Ok(())
-    }
-
-    /// The keys `c` reads or writes.
-    fn command(&self, c: Command<'_>) -> Result<(), EtcdError> {
-        match c {
-            Command::Range(q) => self.read(&q.key, &q.range_end),
-            Command::Put(p) => self.put(p),
-            Command::DeleteRange(d) => self.delete(d),
-            Command::Txn(t) => self.txn(t),
-            Command::LeaseRevoke(l) => self.lease(l.id),
-            Command::Compaction(_) | Command::LeaseGrant(_) | Command::Alarm(_) | Command::Auth(_) | Command::Unknown => {
-                Ok(())
-            }
-        }
-    }
 }
 
 impl AuthStore {
@@ -468,11 +279,6 @@ impl AuthStore {
     pub fn authorize_read(&self, who: &AuthInfo, key: &[u8], range_end: &[u8], lessor: &Lessor)
         -> Result<(), EtcdError> {
         self.as_user(who, lessor, |c| c.read(key, range_end))
-    }
-
-    /// A txn answered without the log (only ranges): the same walk.
-    pub fn authorize_txn(&self, who: &AuthInfo, t: &TxnRequest, lessor: &Lessor) -> Result<(), EtcdError> {
-        self.as_user(who, lessor, |c| c.txn(t))
     }
 
     /// Renewing lease `id`: who may write all its keys (etcd's `checkLeaseRenew`).
@@ -675,30 +481,5 @@ impl AuthStore {
         }
         self.refresh_ranges();
         Ok(None)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn iv(k: &str, e: &str) -> Interval {
-        interval(k.as_bytes(), e.as_bytes())
-    }
-
-    #[test]
-    fn coverage_follows_etcds_intervals() {
-        let merged = merge(vec![iv("a", "c"), iv("c", "e"), iv("x", ""), iv("z", "\0")]);
-        assert_eq!(merged.len(), 3);
-        assert!(covers(&merged, &iv("a", "e")));
-        assert!(covers(&merged, &iv("b", "")));
-        assert!(covers(&merged, &iv("x", "")));
-        assert!(!covers(&merged, &iv("x", "y")));
-        assert!(covers(&merged, &iv("z", "\0")));
-        assert!(covers(&merged, &iv("zz", "zzz")));
-        assert!(!covers(&merged, &iv("a", "f")));
-        assert!(!covers(&merged, &iv("y", "")));
-        assert!(!covers(&merged, &iv("c", "b")), "an empty range is refused, as etcd does");
-        assert!(!covers(&[], &iv("a", "")));
     }
 }
