@@ -29,6 +29,14 @@ use crate::types::{Command, Member, Raft};
 use crate::wal::{Wal, WalOptions};
 use crate::Committed;
 
+mod lease;
+mod members;
+mod propose;
+mod read_index;
+
+pub use lease::LeaseTtl;
+pub use members::MoveLeaderError;
+
 /// How a member is started, from hubd's flags.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -164,61 +172,6 @@ impl Node {
         &self.raft
     }
 
-    /// Waits until some member leads the cluster (etcd serves clients only then).
-    pub async fn wait_for_leader(&self) {
-        let mut metrics = self.raft.metrics();
-        loop {
-            if metrics.borrow().current_leader.is_some() {
-                return;
-            }
-            if metrics.changed().await.is_err() {
-                return;
-            }
-        }
-    }
-
-    /// Proposes a command and waits until it is committed and applied; a
-    /// follower forwards it to the leader.
-    pub async fn propose(&self, req: InternalRaftRequest) -> Result<Response, StoreError> {
-        match tokio::time::timeout(self.timeout, self.propose_inner(req)).await {
-            Ok(result) => result.and_then(|r| r.map_err(StoreError::Etcd)),
-            Err(_) => Err(EtcdError::Timeout.into()),
-        }
-    }
-
-    async fn propose_inner(&self, req: InternalRaftRequest) -> Result<Result<Response, EtcdError>, StoreError> {
-        let bytes = req.encode_to_vec();
-        match self.raft.client_write(Command(bytes.clone())).await {
-            Ok(resp) => Ok(resp.data.result.unwrap_or(Ok(Response::AlreadyApplied))),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                let (Some(leader), Some(node)) = (f.leader_id, f.leader_node) else {
-                    return Err(EtcdError::NoLeader.into());
-                };
-                let mut client = self.peer(leader, &node)?;
-                let sent = bytes.len();
-                let reply = client.propose(Payload { data: bytes }).await.map_err(|s| {
-                    self.metrics.send_failed(leader);
-                    unavailable(&s)
-                })?;
-                // etcd forwards proposals over its peer streams, so they count as peer traffic.
-                self.metrics.sent(leader, sent);
-                self.metrics.received(leader, reply.get_ref().data.len());
-                forward::decode_answer(&reply.get_ref().data).map_err(StoreError::Corrupt)
-            }
-            Err(RaftError::APIError(e)) => Err(StoreError::Corrupt(e.to_string())),
-            Err(RaftError::Fatal(_)) => Err(EtcdError::Stopped.into()),
-        }
-    }
-
-    /// Proposes on this member only (the peer service, for a follower's forward).
-    pub(crate) async fn propose_here(&self, bytes: Vec<u8>) -> Result<Response, EtcdError> {
-        match self.raft.client_write(Command(bytes)).await {
-            Ok(resp) => resp.data.result.unwrap_or(Ok(Response::AlreadyApplied)),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(EtcdError::LeaderChanged),
-            Err(_) => Err(EtcdError::Stopped),
-        }
-    }
-
     pub(crate) fn peer(&self, id: u64, node: &Member) -> Result<PeerClient<Channel>, StoreError> {
         let mut peers = self.peers.lock();
         if let Some(c) = peers.get(&id) {
@@ -230,213 +183,24 @@ impl Node {
         Ok(client)
     }
 
-    fn leader(&self) -> Result<(u64, Member), EtcdError> {
+    pub(crate) fn leader(&self) -> Result<(u64, Member), EtcdError> {
         let m = self.raft.metrics().borrow().clone();
         let leader = m.current_leader.ok_or(EtcdError::NoLeader)?;
         let node = m.membership_config.membership().get_node(&leader).cloned().ok_or(EtcdError::NoLeader)?;
         Ok((leader, node))
     }
 
-    /// Waits until a read on this member sees every write committed before the
-    /// call (etcd's ReadIndex): the leader confirms its leadership with a quorum;
-    /// a follower asks the leader for the commit index and waits to apply it.
-    pub async fn read_index(&self) -> Result<(), StoreError> {
-        #[cfg(feature = "failpoints")]
-        if crate::chaos::enabled(crate::chaos::Bug::StaleRead) {
-            return Ok(());
-        }
-        let work = async {
-            let (leader, node) = self.leader()?;
-            let index = if leader == self.id {
-                self.read_index_here().await?
-            } else {
-                let mut client = self.peer(leader, &node)?;
-                let reply = client.read_index(Payload::default()).await.map_err(|s| unavailable(&s))?;
-                decode::<Result<u64, String>>(reply.get_ref()).map_err(corrupt)?.map_err(refusal)?
-            };
-            self.raft
-                .wait(Some(self.timeout))
-                .applied_index_at_least(Some(index), "read index")
-                .await
-                .map_err(|_| StoreError::Etcd(EtcdError::Timeout))?;
-            Ok(())
-        };
-        let result = match tokio::time::timeout(self.timeout, work).await {
-            Ok(r) => r,
-            Err(_) => Err(EtcdError::Timeout.into()),
-        };
-        self.metrics.read_index(&result);
-        result
-    }
-
-    /// The leader's read index. A round in which a quorum did not answer in time
-    /// (a slow network, a loaded host, a paused follower) is retried, as etcd
-    /// retries its ReadIndex until the request times out; only a lost leadership
-    /// fails the read at once.
-    pub(crate) async fn read_index_here(&self) -> Result<u64, EtcdError> {
-        let rounds = async {
-            loop {
-                match self.raft.ensure_linearizable().await {
-                    Ok(log_id) => return Ok(log_id.map_or(0, |l| l.index)),
-                    Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                    Err(RaftError::APIError(_)) => return Err(EtcdError::LeaderChanged),
-                    Err(RaftError::Fatal(_)) => return Err(EtcdError::Stopped),
-                }
-            }
-        };
-        tokio::time::timeout(self.timeout, rounds).await.unwrap_or(Err(EtcdError::Timeout))
-    }
-
-    /// Renews a lease on the leader (leases are counted down there only).
-    pub async fn lease_renew(&self, id: i64) -> Result<i64, StoreError> {
-        let (leader, node) = self.leader()?;
-        if leader == self.id {
-            return Ok(self.renew_here(id)?);
-        }
-        let mut client = self.peer(leader, &node)?;
-        let reply = client.lease_renew(encode(&id).map_err(corrupt)?).await.map_err(|s| unavailable(&s))?;
-        decode::<Result<i64, String>>(reply.get_ref()).map_err(corrupt)?.map_err(refusal)
-    }
-
-    /// Renews a lease in this member's lessor (the leader's is the one that counts).
-    pub(crate) fn renew_here(&self, id: i64) -> Result<i64, EtcdError> {
-        self.state.lock().lease_renew(id, Instant::now())
-    }
-
-    /// Changes the membership on the leader (forwarded by a follower).
-    pub async fn change_members(&self, change: MemberChange) -> Result<(), MemberChangeError> {
-        let (leader, node) = self.leader().map_err(|_| MemberChangeError::NotLeader)?;
-        if leader == self.id {
-            let promote = matches!(change, MemberChange::Promote { .. });
-            let result = membership::apply(&self.raft, change).await;
-            match &result {
-                Ok(()) if promote => self.metrics.learner_promoted(None),
-                Err(e @ MemberChangeError::LearnerNotReady) => self.metrics.learner_promoted(Some(&e.to_string())),
-                _ => {}
-            }
-            return result;
-        }
-        let other = |e: &dyn std::fmt::Display| MemberChangeError::Other(e.to_string());
-        let mut client = self.peer(leader, &node).map_err(|e| other(&e))?;
-        let payload = encode(&change).map_err(|e| other(&e))?;
-        let reply = client.change_membership(payload).await.map_err(|s| other(&s.message()))?;
-        decode::<Result<(), MemberChangeError>>(reply.get_ref()).map_err(|e| other(&e))?
-    }
-
-    /// Hands leadership to `target` (etcd's MoveLeader), on the leader.
-    ///
-    /// openraft 0.9 has no leadership transfer, so it is done the way a
-    /// transfer works underneath: the leader stops heartbeating and every
-    /// member but the target stops starting elections; the target's election
-    /// timer fires first and it wins (its log is complete: it is a voter of the
-    /// committed configuration). Everything is switched back on afterwards,
-    /// whatever happened.
-    pub async fn move_leader(&self, target: u64) -> Result<(), MoveLeaderError> {
-        if !self.is_leader() {
-            return Err(MoveLeaderError::NotLeader);
-        }
-        if target == self.id {
-            return Ok(());
-        }
-        let members = self.members();
-        let Some(transferee) = members.iter().find(|(id, _, learner)| *id == target && !learner).map(|(_, m, _)| m.clone())
-        else {
-            return Err(MoveLeaderError::BadTransferee);
-        };
-        let others: Vec<(u64, Member)> =
-            members.into_iter().filter(|(id, _, _)| *id != target && *id != self.id).map(|(id, m, _)| (id, m)).collect();
-        self.set_elections(&others, false).await;
-        self.raft.runtime_config().elect(false);
-        self.raft.runtime_config().heartbeat(false);
+    /// Waits until some member leads the cluster (etcd serves clients only then).
+    pub async fn wait_for_leader(&self) {
         let mut metrics = self.raft.metrics();
-        let handed_over = async {
-            while metrics.borrow().current_leader != Some(target) || metrics.borrow().state == ServerState::Leader {
-                if metrics.changed().await.is_err() {
-                    break;
-                }
-            }
-        };
-        // Voters refuse a candidate while they heard from the leader within its
-        // lease (openraft's: the longest election timeout). Once that has run
-        // out the transferee is told to campaign at once, and again every
-        // election timeout, rather than left to its own timer, which the
-        // leader's appends keep resetting.
-        let config = self.raft.config();
-        let campaign = async {
-            tokio::time::sleep(Duration::from_millis(config.election_timeout_max)).await;
-            loop {
-                if let Ok(mut client) = self.peer(target, &transferee) {
-                    if let Err(e) = client.campaign(Payload { data: Vec::new() }).await {
-                        tracing::debug!(member = format_args!("{target:x}"), error = %e, "could not start the transferee's campaign");
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(config.election_timeout_min)).await;
-            }
-        };
-        let moved = tokio::time::timeout(self.timeout, async {
-            tokio::select! {
-                () = handed_over => {}
-                () = campaign => {}
-            }
-        })
-        .await;
-        self.raft.runtime_config().heartbeat(true);
-        self.raft.runtime_config().elect(true);
-        self.set_elections(&others, true).await;
-        match moved {
-            Ok(()) if self.raft.metrics().borrow().current_leader == Some(target) => Ok(()),
-            _ => Err(MoveLeaderError::Timeout),
-        }
-    }
-
-    async fn set_elections(&self, members: &[(u64, Member)], enabled: bool) {
-        for (id, m) in members {
-            let Ok(mut client) = self.peer(*id, m) else { continue };
-            let Ok(data) = bincode::serialize(&enabled) else { continue };
-            if let Err(e) = client.set_election(Payload { data }).await {
-                tracing::warn!(member = format_args!("{id:x}"), error = %e, enabled, "could not switch elections");
-            }
-        }
-    }
-
-    /// Publishes this member's name and client URLs to the cluster once a
-    /// leader exists, retrying until it succeeds (etcd's publish).
-    pub async fn publish(self: Arc<Self>, name: String, client_urls: Vec<String>) {
         loop {
-            self.wait_for_leader().await;
-            let change = MemberChange::Publish { id: self.id, name: name.clone(), client_urls: client_urls.clone() };
-            match self.change_members(change).await {
-                Ok(()) => {
-                    tracing::info!(member = format_args!("{:x}", self.id), "published local member to cluster");
-                    return;
-                }
-                Err(e) => tracing::debug!(error = %e, "publishing member attributes; will retry"),
+            if metrics.borrow().current_leader.is_some() {
+                return;
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            if metrics.changed().await.is_err() {
+                return;
+            }
         }
-    }
-
-    /// A lease's remaining and granted TTL and keys, as the leader counts them
-    /// (`None`: no such lease).
-    pub async fn lease_time_to_live(&self, id: i64) -> Result<Option<LeaseTtl>, StoreError> {
-        let (leader, node) = self.leader()?;
-        if leader == self.id {
-            return Ok(self.local_lease_ttl(id));
-        }
-        let mut client = self.peer(leader, &node)?;
-        let reply = client.lease_time_to_live(encode(&id).map_err(corrupt)?).await.map_err(|s| unavailable(&s))?;
-        decode(reply.get_ref()).map_err(corrupt)
-    }
-
-    pub(crate) fn local_lease_ttl(&self, id: i64) -> Option<LeaseTtl> {
-        let sm = self.state.lock();
-        sm.lease(id).map(|l| LeaseTtl {
-            remaining: l.remaining_secs(Instant::now()),
-            granted: l.ttl,
-            keys: l.keys.iter().cloned().collect(),
-        })
     }
 
     /// The state machine, for reads. Hold the lock briefly: applies wait on it.
@@ -540,26 +304,6 @@ impl Node {
             tracing::warn!(error = %e, "backend sync at shutdown");
         }
     }
-}
-
-/// A lease as its time-to-live query reports it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct LeaseTtl {
-    /// Seconds left (-1 once expired).
-    pub remaining: i64,
-    pub granted: i64,
-    pub keys: Vec<Vec<u8>>,
-}
-
-/// Why a leadership transfer failed, with etcd's messages.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MoveLeaderError {
-    #[error("etcdserver: not leader")]
-    NotLeader,
-    #[error("etcdserver: bad leader transferee")]
-    BadTransferee,
-    #[error("etcdserver: request timed out, leader transfer took too long")]
-    Timeout,
 }
 
 /// A peer message that does not encode or decode.
