@@ -14,6 +14,9 @@
 //!
 //! The state machine's lock is taken here and in the watch streams
 //! (`hub-grpc-api`'s watch, through [`EtcdServer::read_state`]) only.
+//!
+//! `tests/golden.rs` runs the scripts in `tests/golden/` (requests, and the
+//! answers etcd 3.6.16 gave to them) against one in-process member.
 
 pub mod auth;
 pub mod caller;

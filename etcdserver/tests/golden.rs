@@ -1,0 +1,158 @@
+//! Golden scripts for the server layer: each file in `tests/golden/` is a
+//! sequence of requests, each followed by the answer etcd gives, run against
+//! one in-process member (its raft node and state machine, no socket).
+//!
+//! A script's lines:
+//! - `# ...`: a comment;
+//! - `OP {json}`: a request as etcd's JSON gateway takes it (bytes in
+//!   base64), `OP` one of `put`, `range`, `delete`, `txn`, `compact`,
+//!   `lease_grant`, `lease_revoke`, `lease_time_to_live`;
+//! - `=> {json}`: the answer as etcd's gateway writes it (proto field names,
+//!   64-bit numbers as strings, zero values left out), its header cut to the
+//!   revision (the cluster and member IDs and the term are the member's own);
+//! - `=> error: TEXT`: etcd's error text.
+//!
+//! The answers were read from etcd 3.6.16 (its gateway, the same requests in
+//! the same order on a fresh member).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use hub_etcdserver::token::Tokens;
+use hub_etcdserver::{EtcdServer, ServerConfig, ServerMetrics};
+use hub_proto::etcdserverpb::{
+    CompactionRequest, DeleteRangeRequest, LeaseGrantRequest, LeaseRevokeRequest, LeaseTimeToLiveRequest, PutRequest,
+    RangeRequest, TxnRequest,
+};
+use hub_raft::{Member, Node, NodeConfig};
+use hub_store::{AuthInfo, StateMachine};
+use prost::Message;
+use prost_reflect::{DescriptorPool, DeserializeOptions, DynamicMessage, SerializeOptions};
+
+/// One member, bootstrapped alone in `dir`.
+async fn member(dir: &Path) -> Arc<EtcdServer> {
+    let state = StateMachine::open(&dir.join("snap"), 2).expect("open the backend");
+    let member = Member { name: "golden".into(), peer_urls: vec!["http://127.0.0.1:1".into()], client_urls: Vec::new() };
+    let config = NodeConfig {
+        id: 1,
+        cluster_id: 2,
+        wal_dir: dir.join("wal"),
+        initial_members: BTreeMap::from([(1, member)]),
+        bootstrap: true,
+        heartbeat_interval_ms: 100,
+        election_timeout_ms: 1000,
+        snapshot_count: 10_000,
+        tls: None,
+    };
+    let node = Node::start(config, state).await.expect("start raft");
+    node.wait_for_leader().await;
+    let config = ServerConfig {
+        max_request_bytes: 1536 * 1024,
+        max_txn_ops: 128,
+        tokens: Arc::new(Tokens::Simple),
+        bcrypt_cost: 4,
+        etcd_version: "3.6.16".into(),
+        quota_backend_bytes: None,
+    };
+    EtcdServer::new(node, config, ServerMetrics::new().expect("metrics"))
+}
+
+struct Codec {
+    pool: DescriptorPool,
+}
+
+impl Codec {
+    fn new() -> Self {
+        Codec { pool: DescriptorPool::decode(hub_proto::FILE_DESCRIPTOR_SET).expect("descriptors") }
+    }
+
+    /// `json` as the message `name` (etcd's gateway JSON).
+    fn request<M: Message + Default>(&self, name: &str, json: &str) -> M {
+        let desc = self.pool.get_message_by_name(name).unwrap_or_else(|| panic!("no message {name}"));
+        let mut de = serde_json::Deserializer::from_str(json);
+        let dynamic = DynamicMessage::deserialize_with_options(desc, &mut de, &DeserializeOptions::new())
+            .unwrap_or_else(|e| panic!("{name} {json}: {e}"));
+        M::decode(dynamic.encode_to_vec().as_slice()).expect("re-decode")
+    }
+
+    /// `m` as etcd's gateway writes it, its header cut to the revision.
+    fn answer<M: Message>(&self, name: &str, m: &M) -> serde_json::Value {
+        let desc = self.pool.get_message_by_name(name).unwrap_or_else(|| panic!("no message {name}"));
+        let dynamic = DynamicMessage::decode(desc, m.encode_to_vec().as_slice()).expect("decode");
+        let options = SerializeOptions::new().use_proto_field_name(true);
+        let mut v = dynamic.serialize_with_options(serde_json::value::Serializer, &options).expect("to JSON");
+        if let Some(header) = v.get_mut("header").and_then(|h| h.as_object_mut()) {
+            header.retain(|k, _| k == "revision");
+        }
+        v
+    }
+}
+
+/// Runs `op` with the request `json`: the answer, or etcd's error text.
+async fn run(server: &EtcdServer, codec: &Codec, op: &str, json: &str) -> Result<serde_json::Value, String> {
+    let who = AuthInfo::default();
+    let e = |e: hub_etcdserver::Error| e.to_string();
+    macro_rules! call {
+        ($req:ty, $resp:literal, $f:ident) => {{
+            let req: $req = codec.request(concat!("etcdserverpb.", stringify!($req)), json);
+            server.$f(&who, req).await.map(|r| codec.answer(concat!("etcdserverpb.", $resp), &r)).map_err(e)
+        }};
+    }
+    match op {
+        "put" => call!(PutRequest, "PutResponse", put),
+        "range" => call!(RangeRequest, "RangeResponse", range),
+        "delete" => call!(DeleteRangeRequest, "DeleteRangeResponse", delete_range),
+        "txn" => call!(TxnRequest, "TxnResponse", txn),
+        "compact" => call!(CompactionRequest, "CompactionResponse", compact),
+        "lease_grant" => call!(LeaseGrantRequest, "LeaseGrantResponse", lease_grant),
+        "lease_revoke" => call!(LeaseRevokeRequest, "LeaseRevokeResponse", lease_revoke),
+        "lease_time_to_live" => call!(LeaseTimeToLiveRequest, "LeaseTimeToLiveResponse", lease_time_to_live),
+        other => panic!("unknown op {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn golden_scripts() {
+    let codec = Codec::new();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let mut scripts: Vec<_> = std::fs::read_dir(&dir)
+        .expect("tests/golden")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .collect();
+    scripts.sort();
+    assert!(!scripts.is_empty());
+    for script in scripts {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let server = member(tmp.path()).await;
+        let text = std::fs::read_to_string(&script).expect("script");
+        let mut last: Option<(usize, Result<serde_json::Value, String>)> = None;
+        for (n, line) in text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())) {
+            let at = format!("{}:{n}", script.display());
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if let Some(want) = line.strip_prefix("=> ") {
+                let (_, got) = last.take().unwrap_or_else(|| panic!("{at}: an answer without a request"));
+                match (want.strip_prefix("error: "), got) {
+                    (Some(text), Err(got)) => assert_eq!(got, text, "{at}"),
+                    (None, Ok(got)) => {
+                        let want: serde_json::Value =
+                            serde_json::from_str(want).unwrap_or_else(|e| panic!("{at}: not JSON: {e}"));
+                        assert_eq!(got, want, "{at}");
+                    }
+                    (_, got) => panic!("{at}: want {want}, got {got:?}"),
+                }
+                continue;
+            }
+            if let Some((n, _)) = &last {
+                panic!("{}:{n}: a request without its answer", script.display());
+            }
+            let (op, json) = line.split_once(' ').unwrap_or((line, "{}"));
+            last = Some((n, run(&server, &codec, op, json).await));
+        }
+        server.node().shutdown().await;
+    }
+}
