@@ -35,6 +35,7 @@ pub mod durable_fs;
 pub mod error;
 pub mod hash;
 pub mod key_index;
+pub mod key_range;
 pub mod lease;
 pub mod metrics;
 pub mod mvcc;

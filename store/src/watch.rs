@@ -8,13 +8,12 @@ use hub_proto::mvccpb::{event::EventType, Event};
 
 use crate::apply::StateMachine;
 use crate::error::StoreError;
+use crate::key_range::KeyRange;
 
 /// What one watcher selects: a key range and etcd's NOPUT/NODELETE filters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatchFilter {
-    key: Vec<u8>,
-    /// None: the key alone; Some(empty): every key from `key` on; else `[key, end)`.
-    end: Option<Vec<u8>>,
+    range: KeyRange,
     no_put: bool,
     no_delete: bool,
     /// Whether its events carry the previous value.
@@ -36,35 +35,25 @@ impl WatchFilter {
     /// A watch of `key` to `range_end` as a create request gives them: an
     /// empty key is the smallest key, `range_end` `"\0"` every key from `key` on.
     pub fn new(key: &[u8], range_end: &[u8], no_put: bool, no_delete: bool, prev_kv: bool) -> Self {
-        let key = if key.is_empty() { vec![0] } else { key.to_vec() };
-        let end = match range_end {
-            [] => None,
-            [0] => Some(Vec::new()),
-            e => Some(e.to_vec()),
-        };
-        WatchFilter { key, end, no_put, no_delete, prev_kv }
+        let key = if key.is_empty() { &[0][..] } else { key };
+        WatchFilter { range: KeyRange::new(key, range_end), no_put, no_delete, prev_kv }
     }
 
     /// The first key watched.
     pub fn key(&self) -> &[u8] {
-        &self.key
+        &self.range.start
     }
 
     /// A range that holds no key (`range_end` at or before the key), which
     /// etcd refuses.
     pub fn is_empty(&self) -> bool {
-        matches!(&self.end, Some(e) if !e.is_empty() && self.key >= *e)
+        self.range.is_empty()
     }
 
     pub fn wants(&self, e: &Event) -> bool {
         let Some(kv) = &e.kv else { return false };
-        let in_range = match &self.end {
-            None => kv.key == self.key,
-            Some(end) if end.is_empty() => kv.key >= self.key,
-            Some(end) => kv.key >= self.key && kv.key < *end,
-        };
         let filtered = if e.r#type == EventType::Delete as i32 { self.no_delete } else { self.no_put };
-        in_range && !filtered
+        self.range.contains(&kv.key) && !filtered
     }
 }
 

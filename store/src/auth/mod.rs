@@ -36,7 +36,8 @@ use crate::lease::Lessor;
 mod permission;
 
 pub use permission::Access;
-use permission::{interval, merge, needs_root, Checker, Ranges};
+use crate::key_range::KeyRange;
+use permission::{merge, needs_root, Checker, Ranges};
 
 /// The user and the role that may do everything.
 pub const ROOT: &str = "root";
@@ -193,7 +194,7 @@ impl AuthStore {
             .map(|(name, user)| {
                 let (mut read, mut write) = (Vec::new(), Vec::new());
                 for perm in user.roles.iter().filter_map(|r| self.roles.get(r)).flat_map(|r| &r.key_permission) {
-                    let iv = interval(&perm.key, &perm.range_end);
+                    let iv = KeyRange::new(&perm.key, &perm.range_end);
                     match PermType::try_from(perm.perm_type) {
                         Ok(PermType::Read) => read.push(iv),
                         Ok(PermType::Write) => write.push(iv),

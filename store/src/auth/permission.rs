@@ -7,31 +7,15 @@ use hub_proto::etcdserverpb::{request_op::Request, DeleteRangeRequest, PutReques
 
 use crate::command::{AuthCommand, Command};
 use crate::error::EtcdError;
+use crate::key_range::KeyRange;
 use crate::lease::Lessor;
 
-/// `[begin, end)`; `None` is the end of the key space.
-pub(super) type Interval = (Vec<u8>, Option<Vec<u8>>);
-
-/// etcd's interval for a key and range end: a single key, `[key, end)`, or
-/// from the key on when the end is `\0`.
-pub(super) fn interval(key: &[u8], range_end: &[u8]) -> Interval {
-    match range_end {
-        [] => {
-            let mut end = key.to_vec();
-            end.push(0);
-            (key.to_vec(), Some(end))
-        }
-        [0] => (key.to_vec(), None),
-        end => (key.to_vec(), Some(end.to_vec())),
-    }
-}
-
 /// Sorts and merges intervals that overlap or touch.
-pub(super) fn merge(mut ivs: Vec<Interval>) -> Vec<Interval> {
+pub(super) fn merge(mut ivs: Vec<KeyRange>) -> Vec<KeyRange> {
     ivs.sort();
-    let mut out: Vec<Interval> = Vec::with_capacity(ivs.len());
-    for (b, e) in ivs {
-        if let Some((_, last_end)) = out.last_mut() {
+    let mut out: Vec<KeyRange> = Vec::with_capacity(ivs.len());
+    for KeyRange { start: b, end: e } in ivs {
+        if let Some(KeyRange { end: last_end, .. }) = out.last_mut() {
             let touches = match last_end {
                 None => true,
                 Some(le) => b <= *le,
@@ -46,19 +30,19 @@ pub(super) fn merge(mut ivs: Vec<Interval>) -> Vec<Interval> {
                 continue;
             }
         }
-        out.push((b, e));
+        out.push(KeyRange { start: b, end: e });
     }
     out
 }
 
 /// Whether the merged intervals cover all of `want`.
-pub(super) fn covers(merged: &[Interval], want: &Interval) -> bool {
-    let (begin, end) = want;
-    if matches!(end, Some(e) if e <= begin) {
+pub(super) fn covers(merged: &[KeyRange], want: &KeyRange) -> bool {
+    if want.is_empty() {
         return false;
     }
+    let (begin, end) = (&want.start, &want.end);
     // Merged intervals neither overlap nor touch: one must hold all of `want`.
-    merged.iter().take_while(|(b, _)| b <= begin).any(|(_, e)| match (e, end) {
+    merged.iter().take_while(|r| r.start <= *begin).any(|r| match (&r.end, end) {
         (None, _) => true,
         (Some(_), None) => false,
         (Some(e), Some(want_end)) => e >= want_end,
@@ -68,8 +52,8 @@ pub(super) fn covers(merged: &[Interval], want: &Interval) -> bool {
 /// A user's permissions from all its roles, merged (etcd's `unifiedRangePermissions`).
 #[derive(Debug, Default)]
 pub(super) struct Ranges {
-    pub(super) read: Vec<Interval>,
-    pub(super) write: Vec<Interval>,
+    pub(super) read: Vec<KeyRange>,
+    pub(super) write: Vec<KeyRange>,
 }
 
 /// Commands only the root role may have applied.
@@ -133,7 +117,7 @@ impl Checker<'_> {
     fn allowed(&self, write: bool, key: &[u8], range_end: &[u8]) -> Result<(), EtcdError> {
         let Some(r) = self.ranges else { return Err(EtcdError::PermissionDenied) };
         let merged = if write { &r.write } else { &r.read };
-        if covers(merged, &interval(key, range_end)) {
+        if covers(merged, &KeyRange::new(key, range_end)) {
             Ok(())
         } else {
             Err(EtcdError::PermissionDenied)
@@ -205,8 +189,8 @@ impl Checker<'_> {
 mod tests {
     use super::*;
 
-    fn iv(k: &str, e: &str) -> Interval {
-        interval(k.as_bytes(), e.as_bytes())
+    fn iv(k: &str, e: &str) -> KeyRange {
+        KeyRange::new(k.as_bytes(), e.as_bytes())
     }
 
     #[test]
