@@ -13,10 +13,26 @@ fn parent(path: &Path) -> &Path {
     path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
 }
 
+#[cfg(test)]
+thread_local! {
+    /// The directories this thread fsynced, oldest first.
+    static SYNCED: std::cell::RefCell<Vec<std::path::PathBuf>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The directories this thread has fsynced so far (for tests that check
+/// which directory a change made durable).
+#[cfg(test)]
+pub(crate) fn synced_dirs() -> Vec<std::path::PathBuf> {
+    SYNCED.with(|s| s.borrow().clone())
+}
+
 /// Makes the name `path` has in its directory durable (after a create, a
 /// rename to it or a removal of it).
 pub fn sync_parent(path: &Path) -> io::Result<()> {
-    File::open(parent(path))?.sync_all()
+    let dir = parent(path);
+    #[cfg(test)]
+    SYNCED.with(|s| s.borrow_mut().push(dir.to_path_buf()));
+    File::open(dir)?.sync_all()
 }
 
 /// Renames `from` to `to` durably: both directories whose entries changed are
@@ -65,5 +81,21 @@ mod tests {
         rename(&root.path().join("a/f"), &deep.join("f")).unwrap();
         assert_eq!(std::fs::read(deep.join("f")).unwrap(), b"x");
         assert!(create_dir_all(&deep.join("f/g")).is_err(), "a file is in the way");
+    }
+
+    /// A follower's snapshot install renames the restored backend into
+    /// `<dir>/snap/`: that directory must be fsynced (it synced `<dir>`).
+    #[test]
+    fn a_snapshot_install_syncs_the_directory_the_backend_lands_in() {
+        let from = tempfile::tempdir().unwrap();
+        let mut bytes = Vec::new();
+        crate::snapshot::write_snapshot(&crate::StateMachine::open(from.path(), 2).unwrap(), &mut bytes).unwrap();
+        let to = tempfile::tempdir().unwrap();
+        let mut restored = crate::StateMachine::open(to.path(), 2).unwrap();
+        let before = synced_dirs().len();
+        restored.replace_from_snapshot(&bytes).unwrap();
+        let synced = synced_dirs().split_off(before);
+        let landed = to.path().join(crate::apply::BACKEND_FILE);
+        assert!(synced.iter().any(|d| Some(d.as_path()) == landed.parent()), "synced {synced:?}");
     }
 }
