@@ -152,6 +152,11 @@ impl EtcdServer {
         read(&self.node.state().lock())
     }
 
+    /// The feed of applied commands' events (watchers, Election's observers).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<hub_raft::Committed>> {
+        self.node.subscribe()
+    }
+
     /// The revision everything applied so far has reached.
     pub fn current_revision(&self) -> i64 {
         self.node.state().lock().current_revision()

@@ -158,7 +158,7 @@ impl Client {
         };
         loop {
             // Subscribed before the read: no deletion after it can be missed.
-            let mut feed = self.ctx.node().subscribe();
+            let mut feed = self.ctx.server().subscribe();
             let resp = self.range(who, newest_older.clone()).await?;
             let Some(kv) = resp.kvs.first() else { return Ok(resp.header) };
             let read_rev = resp.header.as_ref().map_or(0, |h| h.revision);

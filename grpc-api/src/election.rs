@@ -161,7 +161,7 @@ async fn observe(
     let end = prefix_end(prefix);
     'leaders: loop {
         // Subscribed before the read: every change after it comes through the feed.
-        let mut feed = client.ctx.node().subscribe();
+        let mut feed = client.ctx.server().subscribe();
         let resp = client.range(who, get_first_created(prefix)).await?;
         let mut seen = resp.header.as_ref().map_or(0, |h| h.revision);
         let mut leader: Option<KeyValue> = resp.kvs.into_iter().next();

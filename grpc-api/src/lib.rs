@@ -81,7 +81,6 @@ pub struct ServiceConfig {
 #[derive(Clone)]
 pub struct Context {
     server: Arc<EtcdServer>,
-    node: Arc<Node>,
     config: Arc<ServiceConfig>,
     metrics: Arc<metrics::Metrics>,
 }
@@ -94,10 +93,10 @@ impl Context {
     pub fn new(node: Arc<Node>, config: ServiceConfig) -> Self {
         // Registration fails only for a name registered twice, a bug caught by any test.
         let server_metrics = ServerMetrics::new().expect("the server's metrics are well-formed");
-        let server = EtcdServer::new(node.clone(), config.server.clone(), server_metrics);
+        let server = EtcdServer::new(node, config.server.clone(), server_metrics);
         let metrics = metrics::Metrics::new(&config, &server);
         let metrics = Arc::new(metrics.expect("every metric name is registered once"));
-        Context { server, node, config: Arc::new(config), metrics }
+        Context { server, config: Arc::new(config), metrics }
     }
 
     pub fn metrics(&self) -> &Arc<metrics::Metrics> {
@@ -106,10 +105,6 @@ impl Context {
 
     pub fn config(&self) -> &ServiceConfig {
         &self.config
-    }
-
-    pub fn node(&self) -> &Arc<Node> {
-        &self.node
     }
 
     pub fn server(&self) -> &Arc<EtcdServer> {

@@ -298,7 +298,7 @@ pub async fn run(ctx: Context) {
     let mut leader = 0;
     loop {
         tick.tick().await;
-        let now = ctx.node().leader_id();
+        let now = ctx.server().node().leader_id();
         if now != leader && now != 0 {
             metrics.leader_changes.inc();
         }

@@ -75,7 +75,7 @@ impl Watch for WatchService {
             progress_pending: false,
             reported: 0,
         };
-        let committed = self.ctx.node.subscribe();
+        let committed = self.ctx.server.subscribe();
         tokio::spawn(stream.run(req.into_inner(), committed));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
