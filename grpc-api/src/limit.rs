@@ -59,8 +59,7 @@ impl HttpBody for LimitedBody {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(data) = frame.data_ref() {
-                let data = data.clone();
-                if let Err(status) = self.scan(&data) {
+                if let Err(status) = self.scan(data) {
                     return Poll::Ready(Some(Err(axum::Error::new(status))));
                 }
             }
