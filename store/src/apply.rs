@@ -22,6 +22,7 @@ use hub_proto::mvccpb::{Event, KeyValue};
 use crate::alarm::AlarmStore;
 use crate::auth::{AuthInfo, AuthStore};
 use crate::backend::{open_bolt, Backend, Table, WriteBatch};
+use crate::write_buffer::WriteBuffer;
 use crate::command::{AuthCommand, Command};
 use crate::error::{EtcdError, StoreError};
 use crate::key_index::RangeEnd;
@@ -98,7 +99,7 @@ impl StateMachine {
     }
 
     fn open_with(dir: &Path, min_lease_ttl: i64, metrics: StoreMetrics) -> Result<Self, StoreError> {
-        let backend: Arc<dyn Backend> = Arc::new(open_bolt(&dir.join(BACKEND_FILE))?);
+        let backend: Arc<dyn Backend> = Arc::new(WriteBuffer::new(open_bolt(&dir.join(BACKEND_FILE))?));
         Self::from_backend(backend, min_lease_ttl, dir.to_path_buf(), metrics)
     }
 

@@ -9,12 +9,11 @@
 
 use std::path::Path;
 
-
 use crate::bolt::db::{BoltDb, Op};
 use crate::error::BackendError;
 
 /// One of the backend's tables; names are etcd's bucket names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Table {
     /// Revision (etcd's encoding) → mvccpb.KeyValue.
     Key,
@@ -71,6 +70,16 @@ impl WriteBatch {
 
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
+    }
+
+    /// How many writes the batch holds.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// The writes, in the order they were made.
+    pub fn into_ops(self) -> Vec<(Table, Vec<u8>, Option<Vec<u8>>)> {
+        self.ops
     }
 
     /// How many deletes the batch holds.

@@ -10,6 +10,8 @@
 //! - [`revision`]: revision numbers and their on-disk bytes.
 //! - [`key_index`]: the in-memory index of each key's generations.
 //! - [`backend`]: the small storage trait over the engine.
+//! - [`write_buffer`]: applied writes held in memory (seen by every reader)
+//!   and handed to the engine as one commit per sync.
 //! - [`bolt`]: bbolt's file format: the live engine, and the one-pass writer
 //!   and reader of snapshots.
 //! - [`mvcc`]: ranges, write transactions and compaction over index + backend.
@@ -44,6 +46,7 @@ pub mod snapshot;
 mod txn;
 pub mod validate;
 pub mod watch;
+pub mod write_buffer;
 
 pub use apply::{Applied, Response, StateMachine, Syncer};
 pub use auth::AuthInfo;
