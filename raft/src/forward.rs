@@ -1,13 +1,12 @@
-//! How a follower's forwarded request and the leader's answer cross the peer
-//! wire: the command as etcd's protobuf, the answer as `hubpeer.ProposeAnswer`
+//! How a follower's forwarded requests and the leader's answers cross the peer
+//! wire: each command as etcd's protobuf, each answer as a `hubpeer.ProposeAnswer`
 //! (the state machine's response, or etcd's error text).
 
 use hub_proto::hubpeer::propose_answer::{AlreadyApplied, Answer};
 use hub_proto::hubpeer::ProposeAnswer;
 use hub_store::{EtcdError, Response};
-use prost::Message;
 
-pub fn encode_answer(result: Result<Response, EtcdError>) -> Vec<u8> {
+pub fn answer_of(result: Result<Response, EtcdError>) -> ProposeAnswer {
     let answer = match result {
         Ok(Response::Put(m)) => Answer::Put(m),
         Ok(Response::DeleteRange(m)) => Answer::DeleteRange(m),
@@ -21,12 +20,11 @@ pub fn encode_answer(result: Result<Response, EtcdError>) -> Vec<u8> {
         Ok(Response::AlreadyApplied) => Answer::AlreadyApplied(AlreadyApplied {}),
         Err(e) => Answer::Refused(e.to_string()),
     };
-    ProposeAnswer { answer: Some(answer) }.encode_to_vec()
+    ProposeAnswer { answer: Some(answer) }
 }
 
-/// Decodes the leader's answer; `Err(text)` when it is unreadable.
-pub fn decode_answer(bytes: &[u8]) -> Result<Result<Response, EtcdError>, String> {
-    let answer = ProposeAnswer::decode(bytes).map_err(|e| e.to_string())?;
+/// The leader's answer as a result; `Err(text)` when it is unreadable.
+pub fn result_of(answer: ProposeAnswer) -> Result<Result<Response, EtcdError>, String> {
     Ok(Ok(match answer.answer.ok_or("an empty answer")? {
         Answer::Refused(text) => return Ok(Err(EtcdError::from_message(&text).ok_or(text)?)),
         Answer::AlreadyApplied(_) => Response::AlreadyApplied,
@@ -45,15 +43,17 @@ pub fn decode_answer(bytes: &[u8]) -> Result<Result<Response, EtcdError>, String
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prost::Message;
     use hub_proto::etcdserverpb::{PutResponse, ResponseHeader};
 
     #[test]
     fn answers_cross_the_wire_unchanged() {
         let put = PutResponse { header: Some(ResponseHeader { revision: 7, ..Default::default() }), prev_kv: None };
-        let bytes = encode_answer(Ok(Response::Put(put.clone())));
-        assert!(matches!(decode_answer(&bytes), Ok(Ok(Response::Put(p))) if p == put));
-        let bytes = encode_answer(Err(EtcdError::Compacted));
-        assert!(matches!(decode_answer(&bytes), Ok(Err(EtcdError::Compacted))));
-        assert!(decode_answer(&[0xff]).is_err());
+        let cross = |a: ProposeAnswer| ProposeAnswer::decode(a.encode_to_vec().as_slice()).unwrap();
+        let answer = cross(answer_of(Ok(Response::Put(put.clone()))));
+        assert!(matches!(result_of(answer), Ok(Ok(Response::Put(p))) if p == put));
+        let answer = cross(answer_of(Err(EtcdError::Compacted)));
+        assert!(matches!(result_of(answer), Ok(Err(EtcdError::Compacted))));
+        assert!(result_of(ProposeAnswer::default()).is_err());
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use hub_proto::hubpeer::{peer_server::Peer, Payload};
+use hub_proto::hubpeer::{peer_server::Peer, Payload, ProposeAnswers, Proposals};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use tonic::{Request, Response, Status};
 
@@ -72,12 +72,13 @@ impl Peer for PeerService {
         self.count(from, &req, reply(&result))
     }
 
-    async fn propose(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
-        let answer = self.node.propose_here(req.into_inner().data).await;
-        let bytes = forward::encode_answer(answer);
-        // A forwarded proposal names no sender; the member that forwarded it
-        // counts it as sent, and its answer as received.
-        Ok(Response::new(Payload { data: bytes }))
+    async fn propose(&self, req: Request<Proposals>) -> Result<Response<ProposeAnswers>, Status> {
+        // Proposed together, they reach raft together: one append for all.
+        let proposed = req.into_inner().requests.into_iter().map(|r| self.node.propose_here(r));
+        let answers = futures::future::join_all(proposed).await.into_iter().map(forward::answer_of).collect();
+        // Forwarded proposals name no sender; the member that forwarded them
+        // counts them as sent, and their answers as received.
+        Ok(Response::new(ProposeAnswers { answers }))
     }
 
     async fn read_index(&self, _req: Request<Payload>) -> Result<Response<Payload>, Status> {

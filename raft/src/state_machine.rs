@@ -15,7 +15,7 @@
 
 use std::io::Cursor;
 use std::sync::{Arc, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hub_proto::etcdserverpb::InternalRaftRequest;
 use hub_store::{StateMachine, StoreError as HubStoreError};
@@ -158,9 +158,12 @@ impl HubStateMachine {
     }
 }
 
-/// Makes the backend durable after each applied batch (or after several, if
-/// they came during one fsync), off the apply path and without the state's
-/// lock. A failed fsync poisons the backend: the next apply fails and stops
+/// etcd's backend batch interval: applied writes wait in the backend's write
+/// buffer (`hub_store::write_buffer`) and reach the disk at most this often.
+const SYNC_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Makes the backend durable after applied batches, at most every
+/// [`SYNC_INTERVAL`], off the apply path and without the state's lock. A failed fsync poisons the backend: the next apply fails and stops
 /// raft, and [`Durable`] turns into the error, on which the member stops.
 /// Ends when the state machine is gone.
 async fn sync_backend((state, durable): (Weak<Mutex<StateMachine>>, Weak<watch::Sender<Durable>>), wanted: Arc<Notify>) {
@@ -181,9 +184,12 @@ async fn sync_backend((state, durable): (Weak<Mutex<StateMachine>>, Weak<watch::
                 return;
             }
         }
+        let started = tokio::time::Instant::now();
         if sync(&state, &durable).await.is_err() {
             return;
         }
+        drop((state, durable));
+        tokio::time::sleep_until(started + SYNC_INTERVAL).await;
     }
 }
 

@@ -87,6 +87,10 @@ pub struct Node {
     timeout: Duration,
     /// Set once this member is removed from the cluster.
     removed: tokio::sync::watch::Sender<bool>,
+    /// Linearizable reads waiting for their read-index round.
+    reads: Arc<read_index::ReadRounds>,
+    /// Writes a follower forwards to the leader.
+    forwarding: Arc<propose::Forwarding>,
     metrics: RaftMetrics,
     #[cfg(feature = "failpoints")]
     wal: Arc<Wal>,
@@ -146,12 +150,16 @@ impl Node {
             tls: config.tls.clone(),
             timeout: request_timeout(config.election_timeout_ms),
             removed: tokio::sync::watch::Sender::new(false),
+            reads: Arc::default(),
+            forwarding: Arc::default(),
             metrics,
             #[cfg(feature = "failpoints")]
             wal,
         });
         tokio::spawn(watch_leadership(node.clone()));
         tokio::spawn(crate::prober::run(Arc::downgrade(&node)));
+        tokio::spawn(read_index::read_rounds(Arc::downgrade(&node), node.reads.clone()));
+        tokio::spawn(propose::forward_rounds(Arc::downgrade(&node), node.forwarding.clone()));
         if restored {
             tokio::spawn(snapshot_restored_backend(node.clone()));
         }
@@ -314,6 +322,14 @@ fn corrupt(e: bincode::Error) -> StoreError {
 /// The leader refused with an etcd error, sent as its text.
 fn refusal(text: String) -> StoreError {
     StoreError::Etcd(EtcdError::from_message(&text).unwrap_or(EtcdError::NoLeader))
+}
+
+/// One failure, for each of the callers that share it.
+fn copy_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Etcd(e) => StoreError::Etcd(e.clone()),
+        other => StoreError::Corrupt(other.to_string()),
+    }
 }
 
 fn unavailable(status: &tonic::Status) -> StoreError {

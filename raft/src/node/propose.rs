@@ -1,7 +1,32 @@
 //! Proposing a command from any member: the leader appends it; a follower
-//! forwards it over the peer wire (`forward.rs`) and relays the answer.
+//! forwards it to the leader over the peer wire (`forward.rs`) and relays the
+//! answer.
+//!
+//! A follower forwards the writes that arrive together in one request, as
+//! etcd sends its proposals over one stream: [`forward_rounds`] takes every
+//! write waiting, with at most [`FORWARDS_IN_FLIGHT`] requests out at once,
+//! so under load each request carries many writes, and the leader proposes
+//! them together (one append for all).
+
+use std::sync::Weak;
+
+use hub_proto::hubpeer::Proposals;
+use tokio::sync::{oneshot, Notify, Semaphore};
 
 use super::*;
+
+/// Forward requests a follower has out at once.
+const FORWARDS_IN_FLIGHT: usize = 2;
+
+/// What the leader answered a forwarded write.
+type Forwarded = Result<Result<Response, EtcdError>, StoreError>;
+
+/// The writes waiting to be forwarded to the leader.
+#[derive(Default)]
+pub(crate) struct Forwarding {
+    waiting: Mutex<Vec<(Vec<u8>, oneshot::Sender<Forwarded>)>>,
+    wake: Notify,
+}
 
 impl Node {
     /// Proposes a command and waits until it is committed and applied; a
@@ -13,36 +38,104 @@ impl Node {
         }
     }
 
-    async fn propose_inner(&self, req: InternalRaftRequest) -> Result<Result<Response, EtcdError>, StoreError> {
+    async fn propose_inner(&self, req: InternalRaftRequest) -> Forwarded {
         let bytes = req.encode_to_vec();
-        match self.raft.client_write(Command(bytes.clone())).await {
+        match self.raft.client_write(Command(bytes)).await {
             Ok(resp) => Ok(resp.data.result.unwrap_or(Ok(Response::AlreadyApplied))),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                let (Some(leader), Some(node)) = (f.leader_id, f.leader_node) else {
-                    return Err(EtcdError::NoLeader.into());
-                };
-                let mut client = self.peer(leader, &node)?;
-                let sent = bytes.len();
-                let reply = client.propose(Payload { data: bytes }).await.map_err(|s| {
-                    self.metrics.send_failed(leader);
-                    unavailable(&s)
-                })?;
-                // etcd forwards proposals over its peer streams, so they count as peer traffic.
-                self.metrics.sent(leader, sent);
-                self.metrics.received(leader, reply.get_ref().data.len());
-                forward::decode_answer(&reply.get_ref().data).map_err(StoreError::Corrupt)
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                let bytes = req.encode_to_vec();
+                let (tx, rx) = oneshot::channel();
+                self.forwarding.waiting.lock().push((bytes, tx));
+                self.forwarding.wake.notify_one();
+                rx.await.unwrap_or(Err(EtcdError::Stopped.into()))
             }
             Err(RaftError::APIError(e)) => Err(StoreError::Corrupt(e.to_string())),
             Err(RaftError::Fatal(_)) => Err(EtcdError::Stopped.into()),
         }
     }
 
-    /// Proposes on this member only (the peer service, for a follower's forward).
+    /// Proposes on this member only (for a follower's forward).
     pub(crate) async fn propose_here(&self, bytes: Vec<u8>) -> Result<Response, EtcdError> {
         match self.raft.client_write(Command(bytes)).await {
             Ok(resp) => resp.data.result.unwrap_or(Ok(Response::AlreadyApplied)),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(EtcdError::LeaderChanged),
             Err(_) => Err(EtcdError::Stopped),
         }
+    }
+
+    /// Forwards writes to the leader in one request; each waiter gets its answer.
+    async fn forward(&self, batch: Vec<(Vec<u8>, oneshot::Sender<Forwarded>)>) {
+        let (requests, waiters): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let n = requests.len();
+        match self.send_to_leader(requests).await {
+            Ok(answers) if answers.len() == n => {
+                for (waiter, answer) in waiters.into_iter().zip(answers) {
+                    let _ = waiter.send(answer.map_err(StoreError::Corrupt));
+                }
+            }
+            Ok(answers) => {
+                let e = format!("the leader answered {} of {n} forwarded writes", answers.len());
+                for waiter in waiters {
+                    let _ = waiter.send(Err(StoreError::Corrupt(e.clone())));
+                }
+            }
+            Err(e) => {
+                for waiter in waiters {
+                    let _ = waiter.send(Err(copy_error(&e)));
+                }
+            }
+        }
+    }
+
+    async fn send_to_leader(
+        &self,
+        requests: Vec<Vec<u8>>,
+    ) -> Result<Vec<Result<Result<Response, EtcdError>, String>>, StoreError> {
+        let (leader, node) = self.leader()?;
+        if leader == self.id {
+            // Elected meanwhile.
+            let proposed = requests.into_iter().map(|r| self.propose_here(r));
+            return Ok(futures::future::join_all(proposed).await.into_iter().map(Ok).collect());
+        }
+        let mut client = self.peer(leader, &node)?;
+        let sent = requests.iter().map(Vec::len).sum();
+        let mut request = tonic::Request::new(Proposals { requests });
+        request.set_timeout(self.timeout);
+        let reply = client.propose(request).await.map_err(|s| {
+            self.metrics.send_failed(leader);
+            unavailable(&s)
+        })?;
+        let answers = reply.into_inner().answers;
+        // etcd forwards proposals over its peer streams, so they count as peer traffic.
+        self.metrics.sent(leader, sent);
+        self.metrics.received(leader, answers.iter().map(Message::encoded_len).sum());
+        Ok(answers.into_iter().map(forward::result_of).collect())
+    }
+}
+
+/// Forwards the writes waiting, all of them in each request, while the node
+/// lives.
+pub(crate) async fn forward_rounds(node: Weak<Node>, forwarding: Arc<Forwarding>) {
+    let in_flight = Arc::new(Semaphore::new(FORWARDS_IN_FLIGHT));
+    loop {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
+        let batch = loop {
+            let woken = forwarding.wake.notified();
+            let batch = std::mem::take(&mut *forwarding.waiting.lock());
+            if !batch.is_empty() {
+                break batch;
+            }
+            // A write that arrives from here on wakes the loop; the timeout
+            // only lets it notice a node that is gone.
+            let _ = tokio::time::timeout(Duration::from_secs(1), woken).await;
+            if node.strong_count() == 0 {
+                return;
+            }
+        };
+        let Some(node) = node.upgrade() else { return };
+        tokio::spawn(async move {
+            node.forward(batch).await;
+            drop(permit);
+        });
     }
 }

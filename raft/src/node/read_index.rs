@@ -1,26 +1,44 @@
 //! The read index: a linearizable read waits until this member has applied
 //! everything committed when it asked (the leader confirms its leadership with
 //! a quorum; a follower asks the leader).
+//!
+//! Reads share rounds, as etcd's `linearizableReadLoop` does: the reads that
+//! arrive while a round runs wait together for the next one, which starts
+//! after all of them arrived, so one quorum round (or one request to the
+//! leader) serves every read that was waiting.
+
+use std::sync::Weak;
+
+use tokio::sync::{oneshot, Notify};
 
 use super::*;
 
+/// What a round answers its readers: the index to wait for, or why there is none.
+type RoundResult = Result<u64, Arc<StoreError>>;
+
+/// The linearizable reads waiting for the next round.
+#[derive(Default)]
+pub(crate) struct ReadRounds {
+    waiting: Mutex<Vec<oneshot::Sender<RoundResult>>>,
+    wake: Notify,
+}
+
 impl Node {
     /// Waits until a read on this member sees every write committed before the
-    /// call (etcd's ReadIndex): the leader confirms its leadership with a quorum;
-    /// a follower asks the leader for the commit index and waits to apply it.
+    /// call (etcd's ReadIndex).
     pub async fn read_index(&self) -> Result<(), StoreError> {
         #[cfg(feature = "failpoints")]
         if crate::chaos::enabled(crate::chaos::Bug::StaleRead) {
             return Ok(());
         }
         let work = async {
-            let (leader, node) = self.leader()?;
-            let index = if leader == self.id {
-                self.read_index_here().await?
-            } else {
-                let mut client = self.peer(leader, &node)?;
-                let reply = client.read_index(Payload::default()).await.map_err(|s| unavailable(&s))?;
-                decode::<Result<u64, String>>(reply.get_ref()).map_err(corrupt)?.map_err(refusal)?
+            let (tx, rx) = oneshot::channel();
+            self.reads.waiting.lock().push(tx);
+            self.reads.wake.notify_one();
+            let index = match rx.await {
+                Ok(Ok(index)) => index,
+                Ok(Err(e)) => return Err(copy_error(&e)),
+                Err(_) => return Err(EtcdError::Stopped.into()),
             };
             self.raft
                 .wait(Some(self.timeout))
@@ -35,6 +53,18 @@ impl Node {
         };
         self.metrics.read_index(&result);
         result
+    }
+
+    /// One round: the commit index a read must wait for, confirmed by the
+    /// leader with a quorum (asked of the leader by a follower).
+    async fn read_round(&self) -> Result<u64, StoreError> {
+        let (leader, node) = self.leader()?;
+        if leader == self.id {
+            return Ok(self.read_index_here().await?);
+        }
+        let mut client = self.peer(leader, &node)?;
+        let reply = client.read_index(Payload::default()).await.map_err(|s| unavailable(&s))?;
+        decode::<Result<u64, String>>(reply.get_ref()).map_err(corrupt)?.map_err(refusal)
     }
 
     /// The leader's read index. A round in which a quorum did not answer in time
@@ -55,5 +85,29 @@ impl Node {
             }
         };
         tokio::time::timeout(self.timeout, rounds).await.unwrap_or(Err(EtcdError::Timeout))
+    }
+}
+
+/// Runs read rounds while reads wait, each for all the reads that arrived
+/// before it started; ends once the node is gone.
+pub(crate) async fn read_rounds(node: Weak<Node>, reads: Arc<ReadRounds>) {
+    loop {
+        let woken = reads.wake.notified();
+        let waiting = std::mem::take(&mut *reads.waiting.lock());
+        if waiting.is_empty() {
+            // A read that arrives from here on wakes the loop; the timeout
+            // only lets it notice a node that is gone.
+            let _ = tokio::time::timeout(Duration::from_secs(1), woken).await;
+            if node.strong_count() == 0 {
+                return;
+            }
+            continue;
+        }
+        let Some(node) = node.upgrade() else { return };
+        let result = node.read_round().await.map_err(Arc::new);
+        drop(node);
+        for reader in waiting {
+            let _ = reader.send(result.clone());
+        }
     }
 }
