@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
-# compare.sh: the same hub-load runs against a 3-member etcd and a 3-member hubd on
-# this machine, printed as a markdown table (workload | etcd ops/s p50 p99 | hub ...).
+# compare.sh: the same hub-load runs against a 3-member etcd 3.4.23, a 3-member
+# etcd 3.6.16 and a 3-member hubd on this machine, printed as a markdown table
+# (workload | clients | each kind's ops/s and p99 | hub's ratio to each etcd).
 #
-# The clusters run one after the other (never both at once), each on free loopback
-# ports with data dirs under one temp dir; both get exactly the same flags. The trap
+# The clusters run one after the other (never two at once), each on free loopback
+# ports with data dirs under one temp dir; all get exactly the same flags. The trap
 # stops every member this script started and removes the temp dir, however it exits.
 #
 #   HUBD=/tmp/hubbin/hubd benches/compare.sh
 #
-# Environment (defaults): HUBD (target/release/hubd), ETCD (/usr/bin/etcd), ETCDCTL
-# (etcdctl beside $ETCD, else on PATH), HUB_LOAD (target/release/hub-load, built if
-# missing), DURATION (10s per run), CLIENTS (16), CONNS (3), KEYS (1000),
-# KEY_SIZE (32), VALUE_SIZE (256), WATCHERS (100), WATCH_WRITERS (1), WORKLOADS,
-# KINDS ("etcd hub").
-# Total time is about 2 x (5 x DURATION) plus start-up: under 2.5 minutes by default.
+# Environment (defaults): HUBD (target/release/hubd), ETCD (/usr/bin/etcd, 3.4.23),
+# ETCD36 (etcd 3.6.16, built by tests/etcd36/build.sh if missing), ETCDCTL (etcdctl
+# beside $ETCD, else on PATH), HUB_LOAD (target/release/hub-load, built if missing),
+# DURATION (10s per run), CLIENTS ("16 64": each workload runs at each count), CONNS
+# (8), KEYS (1000), KEY_SIZE (32), VALUE_SIZE (256), KUBE_VALUE_SIZE (2048), WATCHERS (100),
+# WATCH_WRITERS (1), WORKLOADS, KINDS ("etcd etcd36 hub").
+# Total time is about 3 x (7 workloads x 2 client counts x DURATION) plus start-up:
+# about 8 minutes by default.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,18 +27,32 @@ if [[ -z ${ETCDCTL:-} ]]; then
 fi
 HUB_LOAD=${HUB_LOAD:-$root/target/release/hub-load}
 DURATION=${DURATION:-10s}
-CLIENTS=${CLIENTS:-16}
-CONNS=${CONNS:-3}
+CLIENTS=${CLIENTS:-16 64}
+CONNS=${CONNS:-8}
 KEYS=${KEYS:-1000}
 KEY_SIZE=${KEY_SIZE:-32}
 VALUE_SIZE=${VALUE_SIZE:-256}
+KUBE_VALUE_SIZE=${KUBE_VALUE_SIZE:-2048} # a Pod in protobuf is about 2 KiB
 WATCHERS=${WATCHERS:-100}
 WATCH_WRITERS=${WATCH_WRITERS:-1}
-WORKLOADS=${WORKLOADS:-put range-linearizable range-serializable txn-cas watch}
-KINDS=${KINDS:-etcd hub} # which clusters to run; the table shows "-" for one left out
+WORKLOADS=${WORKLOADS:-put kube txn-cas lease range-linearizable range-serializable watch}
+KINDS=${KINDS:-etcd etcd36 hub} # which clusters to run; the table shows "-" for one left out
+if [[ " $KINDS " == *" etcd36 "* && -z ${ETCD36:-} ]]; then
+  ETCD36=$("$root/tests/etcd36/build.sh")/etcd
+fi
+ETCD36=${ETCD36:-}
 
-for bin in "$HUBD" "$ETCD"; do
-  [[ -x $bin ]] || { echo "compare.sh: $bin is not an executable (set HUBD / ETCD)" >&2; exit 2; }
+binary() {
+  case $1 in
+    etcd) echo "$ETCD" ;;
+    etcd36) echo "$ETCD36" ;;
+    hub) echo "$HUBD" ;;
+    *) echo "compare.sh: unknown kind $1 (etcd, etcd36, hub)" >&2; exit 2 ;;
+  esac
+}
+for kind in $KINDS; do
+  bin=$(binary "$kind")
+  [[ -x $bin ]] || { echo "compare.sh: $bin is not an executable (set HUBD / ETCD / ETCD36)" >&2; exit 2; }
 done
 command -v "$ETCDCTL" >/dev/null || { echo "compare.sh: etcdctl not found (set ETCDCTL)" >&2; exit 2; }
 if [[ ! -x $HUB_LOAD ]]; then
@@ -123,50 +140,63 @@ report_dead_members() {
 }
 
 declare -A reported_dead
-declare -A result # [kind/workload] = "ops/s|p50|p99"
+declare -A result # [kind/workload/clients] = "ops/s|p99"
 
 field() { grep -o " $1=[^ ]*" <<<"$2" | cut -d= -f2; }
 
 run_workloads() {
-  local kind=$1 workload line
+  local kind=$1 workload line clients
   for workload in $WORKLOADS; do
-    local clients=$CLIENTS
-    [[ $workload == watch ]] && clients=$WATCH_WRITERS
-    if line=$(RUST_BACKTRACE=0 "$HUB_LOAD" --endpoints "$endpoints" --workload "$workload" \
-      --clients "$clients" --conns "$CONNS" --duration "$DURATION" --keys "$KEYS" \
-      --key-size "$KEY_SIZE" --value-size "$VALUE_SIZE" --watchers "$WATCHERS" 2>"$work/load.err"); then
-      echo "$kind: $line" >&2
-      local ops errors
-      ops=$(field ops_per_sec "$line") errors=$(field errors "$line")
-      # Failed requests are not in the latencies; the table must not hide them.
-      [[ $errors == 0 ]] || ops="$ops ($errors errors)"
-      result[$kind/$workload]="$ops|$(field p50_ms "$line")|$(field p99_ms "$line")"
-    else
-      echo "$kind: $workload failed: $(tail -n 1 "$work/load.err")" >&2
-      result[$kind/$workload]="failed|-|-"
-    fi
-    report_dead_members "$kind"
+    for clients in $CLIENTS; do
+      local writers=$clients value_size=$VALUE_SIZE
+      [[ $workload == watch ]] && writers=$WATCH_WRITERS
+      [[ $workload == kube ]] && value_size=$KUBE_VALUE_SIZE
+      if line=$(RUST_BACKTRACE=0 "$HUB_LOAD" --endpoints "$endpoints" --workload "$workload" \
+        --clients "$writers" --conns "$CONNS" --duration "$DURATION" --keys "$KEYS" \
+        --key-size "$KEY_SIZE" --value-size "$value_size" --watchers "$WATCHERS" 2>"$work/load.err"); then
+        echo "$kind: $line" >&2
+        local ops errors
+        ops=$(field ops_per_sec "$line") errors=$(field errors "$line")
+        # Failed requests are not in the latencies; the table must not hide them.
+        [[ $errors == 0 ]] || ops="$ops ($errors errors)"
+        result[$kind/$workload/$clients]="$ops|$(field p99_ms "$line")"
+      else
+        echo "$kind: $workload at $clients clients failed: $(tail -n 1 "$work/load.err")" >&2
+        result[$kind/$workload/$clients]="failed|-"
+      fi
+      report_dead_members "$kind"
+      # The watch run has one writer whatever CLIENTS says: once is enough.
+      [[ $workload == watch ]] && break
+    done
   done
 }
 
 for kind in $KINDS; do
-  bin=$ETCD
-  [[ $kind == hub ]] && bin=$HUBD
+  bin=$(binary "$kind")
   echo "compare.sh: starting 3-member $kind ($bin)" >&2
   start_cluster "$kind" "$bin"
   run_workloads "$kind"
   stop_members
 done
 
+ratio() { awk -v h="$1" -v e="$2" 'BEGIN { if (e ~ /^[0-9.]+$/ && e + 0 > 0 && h ~ /^[0-9.]+$/) printf "%.2f", h / e; else print "-" }'; }
+
 echo
-echo "3 members each, one after the other; hub-load --clients $CLIENTS --conns $CONNS --duration $DURATION"
-echo "--keys $KEYS --key-size $KEY_SIZE --value-size $VALUE_SIZE; watch: --watchers $WATCHERS, $WATCH_WRITERS writer(s)."
+echo "3 members each, one after the other; hub-load --conns $CONNS --duration $DURATION --keys $KEYS"
+echo "--key-size $KEY_SIZE --value-size $VALUE_SIZE (kube: $KUBE_VALUE_SIZE); watch: --watchers $WATCHERS, $WATCH_WRITERS writer(s)."
+echo "etcd 3.4: $ETCD; etcd 3.6: ${ETCD36:--}; hub: $HUBD"
 echo
-echo "| workload | etcd ops/s | etcd p50 ms | etcd p99 ms | hub ops/s | hub p50 ms | hub p99 ms | hub/etcd ops/s |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+echo "| workload | clients | etcd 3.4 ops/s | p99 ms | etcd 3.6 ops/s | p99 ms | hub ops/s | p99 ms | hub/3.4 | hub/3.6 |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for workload in $WORKLOADS; do
-  IFS='|' read -r e_ops e_p50 e_p99 <<<"${result[etcd/$workload]:--|-|-}"
-  IFS='|' read -r h_ops h_p50 h_p99 <<<"${result[hub/$workload]:--|-|-}"
-  ratio=$(awk -v h="$h_ops" -v e="$e_ops" 'BEGIN { if (e ~ /^[0-9.]+$/ && e + 0 > 0 && h ~ /^[0-9.]+$/) printf "%.2f", h / e; else print "-" }')
-  echo "| $workload | $e_ops | $e_p50 | $e_p99 | $h_ops | $h_p50 | $h_p99 | $ratio |"
+  for clients in $CLIENTS; do
+    [[ $workload == watch ]] && clients=$(set -- $CLIENTS; echo "$1")
+    IFS='|' read -r e_ops e_p99 <<<"${result[etcd/$workload/$clients]:--|-}"
+    IFS='|' read -r s_ops s_p99 <<<"${result[etcd36/$workload/$clients]:--|-}"
+    IFS='|' read -r h_ops h_p99 <<<"${result[hub/$workload/$clients]:--|-}"
+    shown=$clients
+    [[ $workload == watch ]] && shown="$WATCH_WRITERS w, $WATCHERS watchers"
+    echo "| $workload | $shown | $e_ops | $e_p99 | $s_ops | $s_p99 | $h_ops | $h_p99 | $(ratio "$h_ops" "$e_ops") | $(ratio "$h_ops" "$s_ops") |"
+    [[ $workload == watch ]] && break
+  done
 done

@@ -43,6 +43,11 @@ impl KeySpace {
         key
     }
 
+    /// How many bytes a value has.
+    pub fn value_size(&self) -> usize {
+        self.value_size
+    }
+
     /// A value of `value_size` bytes.
     pub fn value(&self) -> Vec<u8> {
         vec![b'v'; self.value_size]

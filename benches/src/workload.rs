@@ -1,11 +1,11 @@
-//! The request-response workloads: put, linearizable and serializable range, and
-//! txn compare-and-swap, each driven as a closed loop (a client sends its next request
+//! The request-response workloads: put, linearizable and serializable range,
+//! txn compare-and-swap and lease grant + put, each driven as a closed loop (a client sends its next request
 //! when the previous one answers), like etcd's `tools/benchmark`.
 //!
 //! Owns how a run is bounded (`--requests`, `--duration`), how clients share
 //! connections, and what one operation of each workload sends. It talks to the
 //! servers only through `etcd-client`, so the same run works against etcd and hubd.
-//! The watch fan-out is in `watch.rs`.
+//! The watch fan-out is in `watch.rs`, the Kubernetes-shaped mix in `kube.rs`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use etcd_client::{Client, Compare, CompareOp, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{Client, Compare, CompareOp, GetOptions, KvClient, PutOptions, Txn, TxnOp, TxnOpResponse};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -31,6 +31,10 @@ pub enum Workload {
     RangeSerializable,
     /// Txn: if the key's mod_revision is what this client last saw, put; else get it.
     TxnCas,
+    /// Grant a lease (60 s), then put a value with it: two requests an operation.
+    Lease,
+    /// Kubernetes-shaped: Pods and node Leases (`kube.rs`).
+    Kube,
     /// Watchers on a prefix; writers put under it; latency is put-sent → event-received.
     Watch,
 }
@@ -42,6 +46,8 @@ impl Workload {
             Workload::RangeLinearizable => "range-linearizable",
             Workload::RangeSerializable => "range-serializable",
             Workload::TxnCas => "txn-cas",
+            Workload::Lease => "lease",
+            Workload::Kube => "kube",
             Workload::Watch => "watch",
         }
     }
@@ -129,15 +135,16 @@ pub async fn run_closed_loop(conns: &[Client], spec: &LoadSpec) -> Result<RunRep
         Workload::RangeLinearizable => Request::Get { serializable: false },
         Workload::RangeSerializable => Request::Get { serializable: true },
         Workload::TxnCas => Request::CompareAndSwap,
-        Workload::Watch => anyhow::bail!("watch is not a closed-loop workload"),
+        Workload::Lease => Request::LeasePut,
+        Workload::Watch | Workload::Kube => anyhow::bail!("{} is not a simple closed-loop workload", spec.workload.name()),
     };
     let budget = Arc::new(Budget::new(spec.requests, spec.duration));
     let started = Instant::now();
     let mut loops = Vec::new();
     for client in 0..spec.clients {
-        let kv = conns[client % conns.len()].kv_client();
+        let conn = &conns[client % conns.len()];
         let (budget, keyspace) = (budget.clone(), spec.keyspace.clone());
-        loops.push(tokio::spawn(client_loop(kv, request, keyspace, budget, client as u64)));
+        loops.push(tokio::spawn(client_loop(conn.clone(), request, keyspace, budget, client as u64)));
     }
     let mut total = LoopTally::default();
     for handle in loops {
@@ -173,9 +180,14 @@ enum Request {
     Put,
     Get { serializable: bool },
     CompareAndSwap,
+    LeasePut,
 }
 
-async fn client_loop(mut kv: KvClient, request: Request, keyspace: KeySpace, budget: Arc<Budget>, seed: u64) -> LoopTally {
+/// The TTL of the `lease` workload's leases: none expires during a run.
+const LEASE_TTL: i64 = 60;
+
+async fn client_loop(conn: Client, request: Request, keyspace: KeySpace, budget: Arc<Budget>, seed: u64) -> LoopTally {
+    let (mut kv, mut leases) = (conn.kv_client(), conn.lease_client());
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut tally = LoopTally::default();
     // txn-cas: the mod_revision this client last saw per key (0: "does not exist").
@@ -189,6 +201,13 @@ async fn client_loop(mut kv: KvClient, request: Request, keyspace: KeySpace, bud
             Request::Get { serializable: true } => {
                 kv.get(keyspace.key(index), Some(GetOptions::new().with_serializable())).await.map(|_| ())
             }
+            Request::LeasePut => match leases.grant(LEASE_TTL, None).await {
+                Ok(lease) => {
+                    let put = PutOptions::new().with_lease(lease.id());
+                    kv.put(keyspace.key(index), keyspace.value(), Some(put)).await.map(|_| ())
+                }
+                Err(e) => Err(e),
+            },
             Request::CompareAndSwap => {
                 let expected = seen_revision.get(&index).copied().unwrap_or(0);
                 compare_and_swap(&mut kv, &keyspace, index, expected).await.map(|(swapped, revision)| {

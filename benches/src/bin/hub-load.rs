@@ -80,7 +80,8 @@ async fn main() -> Result<()> {
             workload::populate(&conns, &spec).await?;
             workload::run_closed_loop(&conns, &spec).await?
         }
-        Workload::Put | Workload::TxnCas => workload::run_closed_loop(&conns, &spec).await?,
+        Workload::Put | Workload::TxnCas | Workload::Lease => workload::run_closed_loop(&conns, &spec).await?,
+        Workload::Kube => hub_benches::kube::run_kube(&conns, &spec).await?,
     };
     report.endpoints = flags.endpoints.len();
     println!("{report}");
