@@ -141,6 +141,17 @@ report_dead_members() {
 
 declare -A reported_dead
 declare -A result # [kind/workload/clients] = "ops/s|p99"
+declare -A cpu    # [kind/workload/clients] = the members' CPU ms per operation
+
+# CPU time (user + system, in clock ticks) the running members have used so far.
+members_cpu_ticks() {
+  local pid total=0
+  for pid in "${members[@]}"; do
+    # Fields 14 and 15 of /proc/PID/stat, counted after the command's closing parenthesis.
+    total=$((total + $(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $12 + $13 }' || echo 0)))
+  done
+  echo "$total"
+}
 
 field() { grep -o " $1=[^ ]*" <<<"$2" | cut -d= -f2; }
 
@@ -151,6 +162,8 @@ run_workloads() {
       local writers=$clients value_size=$VALUE_SIZE
       [[ $workload == watch ]] && writers=$WATCH_WRITERS
       [[ $workload == kube ]] && value_size=$KUBE_VALUE_SIZE
+      local cpu_before
+      cpu_before=$(members_cpu_ticks)
       if line=$(RUST_BACKTRACE=0 "$HUB_LOAD" --endpoints "$endpoints" --workload "$workload" \
         --clients "$writers" --conns "$CONNS" --duration "$DURATION" --keys "$KEYS" \
         --key-size "$KEY_SIZE" --value-size "$value_size" --watchers "$WATCHERS" 2>"$work/load.err"); then
@@ -160,6 +173,9 @@ run_workloads() {
         # Failed requests are not in the latencies; the table must not hide them.
         [[ $errors == 0 ]] || ops="$ops ($errors errors)"
         result[$kind/$workload/$clients]="$ops|$(field p99_ms "$line")"
+        # The members' CPU (user + system, all three) per operation, in ms.
+        cpu[$kind/$workload/$clients]=$(awk -v t=$(($(members_cpu_ticks) - cpu_before)) -v hz="$(getconf CLK_TCK)" \
+          -v n="$(field ops "$line")" 'BEGIN { if (n > 0) printf "%.3f", t * 1000 / hz / n; else print "-" }')
       else
         echo "$kind: $workload at $clients clients failed: $(tail -n 1 "$work/load.err")" >&2
         result[$kind/$workload/$clients]="failed|-"
@@ -197,6 +213,19 @@ for workload in $WORKLOADS; do
     shown=$clients
     [[ $workload == watch ]] && shown="$WATCH_WRITERS w, $WATCHERS watchers"
     echo "| $workload | $shown | $e_ops | $e_p99 | $s_ops | $s_p99 | $h_ops | $h_p99 | $(ratio "$h_ops" "$e_ops") | $(ratio "$h_ops" "$s_ops") |"
+    [[ $workload == watch ]] && break
+  done
+done
+
+echo
+echo "The three members' CPU (user + system) per operation, ms (watch: per event delivered):"
+echo
+echo "| workload | clients | etcd 3.4 | etcd 3.6 | hub |"
+echo "|---|---:|---:|---:|---:|"
+for workload in $WORKLOADS; do
+  for clients in $CLIENTS; do
+    [[ $workload == watch ]] && clients=$(set -- $CLIENTS; echo "$1")
+    echo "| $workload | $clients | ${cpu[etcd/$workload/$clients]:--} | ${cpu[etcd36/$workload/$clients]:--} | ${cpu[hub/$workload/$clients]:--} |"
     [[ $workload == watch ]] && break
   done
 done

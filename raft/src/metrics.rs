@@ -31,6 +31,8 @@ pub struct WalMetrics {
     pub write_duration: Histogram,
     /// A gauge in etcd, though it only grows.
     pub write_bytes: IntGauge,
+    /// hub's own: log entries one fsync made durable (the append batches).
+    pub fsync_entries: Histogram,
 }
 
 /// Every metric the consensus layer keeps; clones share the same series.
@@ -47,6 +49,9 @@ pub struct RaftMetrics {
     peers: Arc<RwLock<HashMap<u64, Arc<PeerRows>>>>,
     heartbeat_send_failures: IntCounter,
     slow_applies: IntCounter,
+    /// hub's own: writes per forward request, reads per read-index round.
+    forwarded_writes: Histogram,
+    read_index_reads: Histogram,
     read_indexes_failed: IntCounter,
     slow_read_indexes: IntCounter,
     learner_promotes: IntCounter,
@@ -165,7 +170,20 @@ impl RaftMetrics {
                     14,
                 )?,
                 write_bytes: IntGauge::new("etcd_disk_wal_write_bytes_total", "Total number of bytes written in WAL.")?,
+                fsync_entries: histogram("hub_wal_fsync_entries", "Log entries made durable by one WAL fsync.", 1.0, 14)?,
             },
+            forwarded_writes: histogram(
+                "hub_raft_forwarded_writes",
+                "Writes a follower forwarded to the leader in one request.",
+                1.0,
+                14,
+            )?,
+            read_index_reads: histogram(
+                "hub_raft_read_index_reads",
+                "Linearizable reads served by one read-index round.",
+                1.0,
+                14,
+            )?,
             peer_sent_bytes: peer("etcd_network_peer_sent_bytes_total", "The total number of bytes sent to peers.", "To")?,
             peer_received_bytes: peer(
                 "etcd_network_peer_received_bytes_total",
@@ -226,10 +244,13 @@ impl RaftMetrics {
     /// Adds every metric to `registry`.
     pub fn register(&self, registry: &Registry) -> prometheus::Result<()> {
         let snapshots = self.snapshot_send.collectors().into_iter().chain(self.snapshot_receive.collectors());
-        let all: [Box<dyn Collector>; 15] = [
+        let all: [Box<dyn Collector>; 18] = [
             Box::new(self.wal.fsync_duration.clone()),
             Box::new(self.wal.write_duration.clone()),
             Box::new(self.wal.write_bytes.clone()),
+            Box::new(self.wal.fsync_entries.clone()),
+            Box::new(self.forwarded_writes.clone()),
+            Box::new(self.read_index_reads.clone()),
             Box::new(self.peer_sent_bytes.clone()),
             Box::new(self.peer_received_bytes.clone()),
             Box::new(self.peer_sent_failures.clone()),
@@ -247,6 +268,16 @@ impl RaftMetrics {
             registry.register(c)?;
         }
         Ok(())
+    }
+
+    /// A follower forwarded `writes` writes in one request.
+    pub fn forwarded(&self, writes: usize) {
+        self.forwarded_writes.observe(writes as f64);
+    }
+
+    /// One read-index round served `reads` reads.
+    pub fn read_round(&self, reads: usize) {
+        self.read_index_reads.observe(reads as f64);
     }
 
     /// `peer`'s rows, made on its first message.

@@ -67,6 +67,7 @@ impl Node {
     async fn forward(&self, batch: Vec<(Vec<u8>, oneshot::Sender<Forwarded>)>) {
         let (requests, waiters): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         let n = requests.len();
+        self.metrics.forwarded(n);
         match self.send_to_leader(requests).await {
             Ok(answers) if answers.len() == n => {
                 for (waiter, answer) in waiters.into_iter().zip(answers) {

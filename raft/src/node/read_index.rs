@@ -104,6 +104,7 @@ pub(crate) async fn read_rounds(node: Weak<Node>, reads: Arc<ReadRounds>) {
             continue;
         }
         let Some(node) = node.upgrade() else { return };
+        node.metrics.read_round(waiting.len());
         let result = node.read_round().await.map_err(Arc::new);
         drop(node);
         for reader in waiting {

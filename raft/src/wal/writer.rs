@@ -176,6 +176,10 @@ impl Writer {
             return Ok(());
         }
         self.sync()?;
+        if let Some(m) = &self.metrics {
+            let entries = batch.iter().flat_map(|r| &r.records).filter(|r| matches!(r, Record::Entry(_))).count();
+            m.fsync_entries.observe(entries as f64);
+        }
         if let Some(upto) = purge_upto {
             // Only after the Purge record is durable: a replay must never find
             // segments missing that no record says were purged.
