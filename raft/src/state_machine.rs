@@ -29,6 +29,7 @@ use tokio::sync::{broadcast, watch, Notify};
 
 use crate::metrics::RaftMetrics;
 use crate::types::{ApplyOutput, Entry, LogId, Member, StorageError, TypeConfig};
+use crate::wal::Wal;
 use crate::Committed;
 
 const META_APPLIED: &[u8] = b"hub_raft_applied";
@@ -47,6 +48,10 @@ pub struct HubStateMachine {
     current: Arc<Mutex<Option<(SnapshotMeta<u64, Member>, Arc<Vec<u8>>)>>>,
     /// Wakes [`sync_backend`] after each applied batch.
     sync_wanted: Arc<Notify>,
+    /// The log: a leader applies entries its own WAL may not have made durable
+    /// yet (a quorum of followers has), so the backend is synced only after
+    /// the WAL holds everything applied ([`Wal::barrier`]).
+    wal: Arc<Wal>,
     durable: Arc<watch::Sender<Durable>>,
     /// Set once openraft runs (entries applied before are re-applied at start).
     #[cfg(feature = "failpoints")]
@@ -59,7 +64,12 @@ pub type Durable = Result<u64, String>;
 
 impl HubStateMachine {
     /// Also starts [`sync_backend`] for `state`.
-    pub fn new(state: Arc<Mutex<StateMachine>>, committed: broadcast::Sender<Arc<Committed>>, metrics: RaftMetrics) -> Self {
+    pub fn new(
+        state: Arc<Mutex<StateMachine>>,
+        wal: Arc<Wal>,
+        committed: broadcast::Sender<Arc<Committed>>,
+        metrics: RaftMetrics,
+    ) -> Self {
         // The WAL holds every committed entry durably, so the backend need only
         // be durable after the fact (and before the WAL is purged).
         let on_disk = {
@@ -75,6 +85,7 @@ impl HubStateMachine {
             metrics,
             current: Arc::new(Mutex::new(None)),
             sync_wanted,
+            wal,
             durable,
             #[cfg(feature = "failpoints")]
             running: Arc::default(),
@@ -89,20 +100,20 @@ impl HubStateMachine {
     }
 
     /// What [`sync_backend`] holds: nothing that keeps the state machine alive.
-    fn weak(&self) -> (Weak<Mutex<StateMachine>>, Weak<watch::Sender<Durable>>) {
-        (Arc::downgrade(&self.state), Arc::downgrade(&self.durable))
+    fn weak(&self) -> Backend {
+        Backend { state: Arc::downgrade(&self.state), wal: Arc::downgrade(&self.wal), durable: Arc::downgrade(&self.durable) }
     }
 
     /// Makes what was applied so far durable (at shutdown).
     pub(crate) async fn sync(&self) -> Result<(), String> {
-        sync(&self.state, &self.durable).await
+        sync(&self.state, &self.wal, &self.durable).await
     }
 
     /// Makes the backend durable while `sm` is locked (before a snapshot is
     /// built or after one is installed).
     fn sync_locked(&self, sm: &StateMachine) -> Result<(), StorageError> {
         let index = sm.applied_index();
-        let synced = sm.sync().map_err(|e| e.to_string());
+        let synced = self.wal.barrier().map_err(|e| e.to_string()).and_then(|()| sm.sync().map_err(|e| e.to_string()));
         record_sync(&self.durable, index, synced).map_err(io_err)
     }
 
@@ -166,12 +177,23 @@ const SYNC_INTERVAL: Duration = Duration::from_millis(100);
 /// [`SYNC_INTERVAL`], off the apply path and without the state's lock. A failed fsync poisons the backend: the next apply fails and stops
 /// raft, and [`Durable`] turns into the error, on which the member stops.
 /// Ends when the state machine is gone.
-async fn sync_backend((state, durable): (Weak<Mutex<StateMachine>>, Weak<watch::Sender<Durable>>), wanted: Arc<Notify>) {
+/// What [`sync_backend`] syncs, held weakly.
+struct Backend {
+    state: Weak<Mutex<StateMachine>>,
+    wal: Weak<Wal>,
+    durable: Weak<watch::Sender<Durable>>,
+}
+
+async fn sync_backend(backend: Backend, wanted: Arc<Notify>) {
     #[cfg(feature = "failpoints")]
     let mut syncs = 0u64;
     loop {
         wanted.notified().await;
-        let (Some(state), Some(durable)) = (state.upgrade(), durable.upgrade()) else { return };
+        let (Some(state), Some(wal), Some(durable)) =
+            (backend.state.upgrade(), backend.wal.upgrade(), backend.durable.upgrade())
+        else {
+            return;
+        };
         #[cfg(feature = "failpoints")]
         {
             syncs += 1;
@@ -185,25 +207,28 @@ async fn sync_backend((state, durable): (Weak<Mutex<StateMachine>>, Weak<watch::
             }
         }
         let started = tokio::time::Instant::now();
-        if sync(&state, &durable).await.is_err() {
+        if sync(&state, &wal, &durable).await.is_err() {
             return;
         }
-        drop((state, durable));
+        drop((state, wal, durable));
         tokio::time::sleep_until(started + SYNC_INTERVAL).await;
     }
 }
 
 /// Makes the backend durable on a blocking thread, without holding the state's
-/// lock during the fsync.
-async fn sync(state: &Mutex<StateMachine>, durable: &watch::Sender<Durable>) -> Result<(), String> {
+/// lock during the fsync; first waits until the WAL holds every entry applied.
+async fn sync(state: &Mutex<StateMachine>, wal: &Arc<Wal>, durable: &watch::Sender<Durable>) -> Result<(), String> {
     let (syncer, index) = {
         let sm = state.lock();
         (sm.syncer(), sm.applied_index())
     };
-    let synced = match tokio::task::spawn_blocking(move || syncer.sync()).await {
-        Ok(result) => result.map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
+    let wal = wal.clone();
+    let synced = tokio::task::spawn_blocking(move || {
+        wal.barrier().map_err(|e| e.to_string())?;
+        syncer.sync().map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
     record_sync(durable, index, synced)
 }
 

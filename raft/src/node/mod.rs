@@ -125,7 +125,7 @@ impl Node {
         let wal = Arc::new(wal);
         let (committed, _) = broadcast::channel(WATCH_BACKLOG);
         let state = Arc::new(Mutex::new(state));
-        let machine = HubStateMachine::new(state.clone(), committed.clone(), metrics.clone());
+        let machine = HubStateMachine::new(state.clone(), wal.clone(), committed.clone(), metrics.clone());
         let log_store = LogStore::new(wal.clone(), machine.durable());
         let heartbeat = Duration::from_millis(config.heartbeat_interval_ms);
         let network = PeerNetwork::new(config.tls.clone(), metrics.clone(), heartbeat);

@@ -243,6 +243,14 @@ impl Wal {
         })
     }
 
+    /// Waits until every entry appended before the call is durable: the
+    /// writer takes requests in order and fsyncs each batch that holds an
+    /// entry before it takes the next, so an empty request that needs an
+    /// fsync completes only after them.
+    pub fn barrier(&self) -> Result<(), WalError> {
+        self.submit_and_wait(Vec::new(), |_| Ok(true))
+    }
+
     pub fn vote(&self) -> Option<Vec<u8>> {
         self.state.read().log.header.vote.clone()
     }

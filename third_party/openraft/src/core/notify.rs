@@ -3,6 +3,7 @@ use crate::raft::VoteResponse;
 use crate::replication;
 use crate::MessageSummary;
 use crate::RaftTypeConfig;
+use crate::LogId;
 use crate::Vote;
 
 /// A message coming from the internal components.
@@ -36,6 +37,14 @@ where C: RaftTypeConfig
         // membership_log_id: Option<LogId<C::NodeId>>,
     },
 
+    /// hub: the leader's own append, up to `last_log_id`, was flushed (or
+    /// failed to be).
+    LocalLogFlushed {
+        vote: Vote<C::NodeId>,
+        last_log_id: LogId<C::NodeId>,
+        flushed: Result<(), String>,
+    },
+
     /// Result of executing a command sent from network worker.
     Network { response: replication::Response<C> },
 
@@ -62,6 +71,9 @@ where C: RaftTypeConfig
 {
     fn summary(&self) -> String {
         match self {
+            Self::LocalLogFlushed { vote, last_log_id, flushed } => {
+                format!("LocalLogFlushed: upto {} by vote {}: {:?}", last_log_id, vote, flushed)
+            }
             Self::VoteResponse {
                 target,
                 resp,

@@ -760,6 +760,35 @@ where
         Ok(())
     }
 
+    /// hub: submits entries to the log store; once they are flushed,
+    /// `Notify::LocalLogFlushed` counts them as the leader's own progress.
+    pub(crate) async fn append_to_log_in_background<I>(
+        &mut self,
+        entries: I,
+        vote: Vote<C::NodeId>,
+        last_log_id: LogId<C::NodeId>,
+    ) -> Result<(), StorageError<C::NodeId>>
+    where
+        I: IntoIterator<Item = C::Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let (tx, rx) = C::AsyncRuntime::oneshot();
+        let log_io_id = LogIOId::new(vote.clone(), Some(last_log_id.clone()));
+        self.log_store.append(entries, LogFlushed::new(log_io_id, tx)).await?;
+        let tx_notify = self.tx_notify.clone();
+        // False positive lint warning(`non-binding `let` on a future`): https://github.com/rust-lang/rust-clippy/issues/9932
+        #[allow(clippy::let_underscore_future)]
+        let _ = C::spawn(async move {
+            let flushed = match rx.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let _ = tx_notify.send(Notify::LocalLogFlushed { vote, last_log_id, flushed });
+        });
+        Ok(())
+    }
+
     #[tracing::instrument(level = "debug", skip_all)]
     pub(crate) async fn apply_to_state_machine(
         &mut self,
@@ -1289,6 +1318,17 @@ where
         tracing::debug!("recv from rx_notify: {}", notify.summary());
 
         match notify {
+            Notify::LocalLogFlushed { vote, last_log_id, flushed } => {
+                if let Err(e) = flushed {
+                    return Err(StorageError::from(StorageIOError::write_logs(AnyError::error(e))).into());
+                }
+                if self.does_vote_match(&vote, "LocalLogFlushed") {
+                    if let Ok(mut lh) = self.engine.leader_handler() {
+                        lh.replication_handler().update_local_progress(Some(last_log_id));
+                    }
+                }
+            }
+
             Notify::VoteResponse {
                 target,
                 resp,
@@ -1686,12 +1726,20 @@ where
                 let last_log_id = entries.last().unwrap().get_log_id().clone();
                 tracing::debug!("AppendInputEntries: {}", DisplaySlice::<_>(&entries),);
 
-                self.append_to_log(entries, vote, last_log_id.clone()).await?;
+                if self.engine.leader_handler().is_ok() {
+                    // hub: a leader does not wait for its own flush: it
+                    // replicates meanwhile and counts itself toward the quorum
+                    // once the flush is done (`Notify::LocalLogFlushed`), as
+                    // etcd's leader writes its WAL in parallel with sending.
+                    self.append_to_log_in_background(entries, vote, last_log_id).await?;
+                } else {
+                    self.append_to_log(entries, vote, last_log_id.clone()).await?;
 
-                // The leader may have changed.
-                // But reporting to a different leader is not a problem.
-                if let Ok(mut lh) = self.engine.leader_handler() {
-                    lh.replication_handler().update_local_progress(Some(last_log_id));
+                    // The leader may have changed.
+                    // But reporting to a different leader is not a problem.
+                    if let Ok(mut lh) = self.engine.leader_handler() {
+                        lh.replication_handler().update_local_progress(Some(last_log_id));
+                    }
                 }
             }
             Command::SaveVote { vote } => {
