@@ -8,8 +8,10 @@
 //! the commit feed for watchers on this member.
 //!
 //! The backend is made durable after the fact (the WAL already holds every
-//! committed entry): [`Durable`] says up to which log index it is, and the log
-//! store never purges past that (a follower's snapshot install would otherwise
+//! committed entry), at most every 100 ms and only once the member's own WAL
+//! holds everything applied (a leader applies what a quorum of followers made
+//! durable, possibly before its own flush): [`Durable`] says up to which log
+//! index it is, and the log store never purges past that (a follower's snapshot install would otherwise
 //! leave a backend older than the log's start). A sync that fails makes it an
 //! error for good: the log stops purging and the member stops serving.
 

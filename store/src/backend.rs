@@ -97,7 +97,8 @@ pub trait Backend: Send + Sync {
     /// Defers durability: commits become visible at once but reach the disk
     /// together at the next [`Backend::sync`]. Raft uses this, because its WAL
     /// already holds every committed entry durably; the backend is made durable
-    /// once per applied batch instead of once per entry.
+    /// every 100 ms at most instead of once per entry (and the write buffer,
+    /// `crate::write_buffer`, hands the engine one commit per sync).
     fn defer_durability(&self, deferred: bool);
     /// Makes every commit so far durable.
     fn sync(&self) -> Result<(), BackendError>;

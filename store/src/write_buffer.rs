@@ -165,6 +165,9 @@ impl<B: Backend> Backend for WriteBuffer<B> {
                 }
             }
         }
+        // A flush that ends from here on only moves into the engine what the
+        // overlay holds already: the merge below reads the same values.
+        drop(b);
         if overlay.is_empty() {
             return self.engine.scan(table, from, to, visit);
         }
