@@ -532,7 +532,8 @@ where
         let (entries, txs): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         let n = entries.len() as u64;
         lh.leader_append_entries(entries);
-        let last = lh.state.last_log_id().unwrap().index;
+        // Never none: the entries were just appended.
+        let Some(last) = lh.state.last_log_id().map(|l| l.index) else { return };
         for (index, tx) in (last + 1 - n..=last).zip(txs) {
             self.client_resp_channels.insert(index, tx);
         }
