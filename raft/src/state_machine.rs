@@ -16,6 +16,7 @@
 //! error for good: the log stops purging and the member stops serving.
 
 use std::io::Cursor;
+use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -46,8 +47,9 @@ pub struct HubStateMachine {
     pub(crate) state: Arc<Mutex<StateMachine>>,
     committed: broadcast::Sender<Arc<Committed>>,
     metrics: RaftMetrics,
-    /// The newest snapshot built or installed, kept to serve followers.
-    current: Arc<Mutex<Option<(SnapshotMeta<u64, Member>, Arc<Vec<u8>>)>>>,
+    /// The newest snapshot built or installed, kept on disk to serve
+    /// followers (`crate::snapshot::KEPT_FILE`).
+    current: Arc<Mutex<Option<(SnapshotMeta<u64, Member>, PathBuf)>>>,
     /// Wakes [`sync_backend`] after each applied batch.
     sync_wanted: Arc<Notify>,
     /// The log: a leader applies entries its own WAL may not have made durable
@@ -77,6 +79,8 @@ impl HubStateMachine {
         let on_disk = {
             let sm = state.lock();
             sm.defer_durability(true);
+            // A previous run's: openraft starts with no current snapshot.
+            let _ = std::fs::remove_file(crate::snapshot::kept_path(&sm));
             sm.applied_index()
         };
         let durable = Arc::new(watch::Sender::new(Ok(on_disk)));
@@ -306,12 +310,10 @@ impl RaftStateMachine<TypeConfig> for HubStateMachine {
         meta: &SnapshotMeta<u64, Member>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
-        let data = snapshot.into_inner();
+        let install = snapshot.into_inner();
         let this = self.clone();
         let m = meta.clone();
-        let bytes = Arc::new(data);
-        let install = bytes.clone();
-        tokio::task::spawn_blocking(move || {
+        let kept = tokio::task::spawn_blocking(move || {
             #[cfg(feature = "failpoints")]
             crate::failpoints::pause("snapshot-install-pause");
             let mut sm = this.state.lock();
@@ -324,7 +326,10 @@ impl RaftStateMachine<TypeConfig> for HubStateMachine {
             })();
             match installed {
                 // Durable before openraft's purge of the log it covers may go on.
-                Ok(()) => this.sync_locked(&sm),
+                Ok(()) => {
+                    this.sync_locked(&sm)?;
+                    crate::snapshot::keep(&sm, &install).map_err(io_err)
+                }
                 Err(e) => {
                     // The backend is in doubt: the log must keep what it has.
                     let _ = record_sync(&this.durable, 0, Err(format!("snapshot install failed: {e}")));
@@ -335,34 +340,34 @@ impl RaftStateMachine<TypeConfig> for HubStateMachine {
         .await
         .map_err(io_err)??;
         tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot from the leader");
-        *self.current.lock() = Some((meta.clone(), bytes));
+        *self.current.lock() = Some((meta.clone(), kept));
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        Ok(self.current.lock().as_ref().map(|(meta, data)| Snapshot {
-            meta: meta.clone(),
-            snapshot: Box::new(Cursor::new(data.as_ref().clone())),
-        }))
+        let Some((meta, path)) = self.current.lock().clone() else { return Ok(None) };
+        let data = tokio::task::spawn_blocking(move || std::fs::read(path)).await.map_err(io_err)?.map_err(io_err)?;
+        Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
     }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for HubStateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let this = self.clone();
-        let (meta, data) = tokio::task::spawn_blocking(move || {
+        let (meta, kept) = tokio::task::spawn_blocking(move || {
             let sm = this.state.lock();
             // The WAL may be purged up to this snapshot: it must be on disk first.
             this.sync_locked(&sm)?;
             let (last_log_id, last_membership) = Self::applied(&sm)?;
-            let data = crate::snapshot::build(&sm).map_err(io_err)?;
+            let kept = crate::snapshot::build(&sm).map_err(io_err)?;
             let snapshot_id = format!("{}-{}", last_log_id.map_or(0, |l| l.leader_id.term), last_log_id.map_or(0, |l| l.index));
-            Ok::<_, StorageError>((SnapshotMeta { last_log_id, last_membership, snapshot_id }, data))
+            Ok::<_, StorageError>((SnapshotMeta { last_log_id, last_membership, snapshot_id }, kept))
         })
         .await
         .map_err(io_err)??;
-        let data = Arc::new(data);
-        *self.current.lock() = Some((meta.clone(), data.clone()));
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data.as_ref().clone())) })
+        *self.current.lock() = Some((meta.clone(), kept));
+        // openraft keeps only the meta of what it built; the data is read from
+        // the kept file when a follower needs it (`get_current_snapshot`).
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(Vec::new())) })
     }
 }
