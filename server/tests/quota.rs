@@ -162,7 +162,16 @@ async fn defrag_gives_deleted_space_back() {
     for i in 0..200 {
         c.put(format!("k{i:04}"), value.clone(), None).await.expect("put");
     }
-    let (full, full_in_use, _) = status(&mut c).await;
+    // The file holds the writes once the backend's batch is committed (at
+    // most 100 ms later, as etcd's batch interval).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (full, full_in_use) = loop {
+        let (full, in_use, _) = status(&mut c).await;
+        if full >= 3 * 1024 * 1024 || Instant::now() > deadline {
+            break (full, in_use);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert!(full >= 3 * 1024 * 1024, "dbSize {full} for 3 MiB of values");
     assert!(full_in_use <= full);
     c.delete("k", Some(etcd_client::DeleteOptions::new().with_prefix())).await.expect("delete");
