@@ -19,24 +19,22 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
-use etcd_client::{Client, Compare, CompareOp, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse, WatchOptions};
+use etcd_client::{Client, Compare, CompareOp, GetOptions, KvClient, Txn, TxnOp, WatchOptions};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::keyspace::ROOT_PREFIX;
 use crate::report::{LatencyHistogram, RunReport};
-use crate::workload::{Budget, LoadSpec};
+use crate::workload::{compare_and_swap, Budget, LoadSpec, ERROR_BACKOFF};
 
 /// Node Leases (one per node, renewed by CAS).
 const NODES: u64 = 100;
 const LEASE_BYTES: usize = 300;
 /// A LIST page.
 const LIST_LIMIT: i64 = 100;
-/// After a failed request, wait this long so a dead endpoint is not hammered.
-const ERROR_BACKOFF: Duration = Duration::from_millis(10);
 
 #[derive(Clone, Copy, Debug)]
 enum Op {
@@ -217,23 +215,7 @@ async fn client_loop(mut kv: KvClient, budget: Arc<Budget>, pods: u64, pod_bytes
 /// the one last seen, else read the current one (and try again next time).
 async fn cas_put(kv: &mut KvClient, seen: &mut HashMap<Vec<u8>, i64>, key: Vec<u8>, value: Vec<u8>) -> Result<(), etcd_client::Error> {
     let expected = seen.get(&key).copied().unwrap_or(0);
-    let txn = Txn::new()
-        .when([Compare::mod_revision(key.clone(), CompareOp::Equal, expected)])
-        .and_then([TxnOp::put(key.clone(), value, None)])
-        .or_else([TxnOp::get(key.clone(), None)]);
-    let response = kv.txn(txn).await?;
-    let revision = if response.succeeded() {
-        response.header().map_or(0, |h| h.revision())
-    } else {
-        response
-            .op_responses()
-            .into_iter()
-            .find_map(|op| match op {
-                TxnOpResponse::Get(get) => Some(get.kvs().first().map_or(0, |kv| kv.mod_revision())),
-                _ => None,
-            })
-            .unwrap_or(0)
-    };
+    let (_, revision) = compare_and_swap(kv, key.clone(), value, expected).await?;
     seen.insert(key, revision);
     Ok(())
 }

@@ -102,7 +102,7 @@ struct LoopTally {
 }
 
 /// After a failed request, wait this long so a dead endpoint is not hammered in a spin.
-const ERROR_BACKOFF: Duration = Duration::from_millis(10);
+pub(crate) const ERROR_BACKOFF: Duration = Duration::from_millis(10);
 
 /// Writes every key of the space once, so range workloads read existing keys.
 /// Not measured.
@@ -210,7 +210,7 @@ async fn client_loop(conn: Client, request: Request, keyspace: KeySpace, budget:
             },
             Request::CompareAndSwap => {
                 let expected = seen_revision.get(&index).copied().unwrap_or(0);
-                compare_and_swap(&mut kv, &keyspace, index, expected).await.map(|(swapped, revision)| {
+                compare_and_swap(&mut kv, keyspace.key(index), keyspace.value(), expected).await.map(|(swapped, revision)| {
                     if swapped {
                         tally.cas_ok += 1;
                     } else {
@@ -231,13 +231,18 @@ async fn client_loop(conn: Client, request: Request, keyspace: KeySpace, budget:
     tally
 }
 
-/// One CAS round trip: put if the key's mod_revision is still `expected`, else read
-/// it. Returns whether the put happened and the key's mod_revision afterwards.
-async fn compare_and_swap(kv: &mut KvClient, keyspace: &KeySpace, index: u64, expected: i64) -> Result<(bool, i64), etcd_client::Error> {
-    let key = keyspace.key(index);
+/// One CAS round trip: put `value` if the key's mod_revision is still `expected`,
+/// else read it. Returns whether the put happened and the key's mod_revision
+/// afterwards.
+pub(crate) async fn compare_and_swap(
+    kv: &mut KvClient,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    expected: i64,
+) -> Result<(bool, i64), etcd_client::Error> {
     let txn = Txn::new()
         .when([Compare::mod_revision(key.clone(), CompareOp::Equal, expected)])
-        .and_then([TxnOp::put(key.clone(), keyspace.value(), None)])
+        .and_then([TxnOp::put(key.clone(), value, None)])
         .or_else([TxnOp::get(key, None)]);
     let response = kv.txn(txn).await?;
     if response.succeeded() {

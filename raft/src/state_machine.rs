@@ -11,8 +11,9 @@
 //! committed entry), at most every 100 ms and only once the member's own WAL
 //! holds everything applied (a leader applies what a quorum of followers made
 //! durable, possibly before its own flush): [`Durable`] says up to which log
-//! index it is, and the log store never purges past that (a follower's snapshot install would otherwise
-//! leave a backend older than the log's start). A sync that fails makes it an
+//! index it is, and the log store never purges past that (a follower's
+//! snapshot install would otherwise leave a backend older than the log's
+//! start). A sync that fails makes it an
 //! error for good: the log stops purging and the member stops serving.
 
 use std::io::Cursor;
@@ -21,7 +22,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use hub_proto::etcdserverpb::InternalRaftRequest;
-use hub_store::{StateMachine, StoreError as HubStoreError};
+use hub_store::{StateMachine, StoreError as HubStoreError, Syncer};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageIOError, StoredMembership,
@@ -119,7 +120,7 @@ impl HubStateMachine {
     /// built or after one is installed).
     fn sync_locked(&self, sm: &StateMachine) -> Result<(), StorageError> {
         let index = sm.applied_index();
-        let synced = self.wal.barrier().map_err(|e| e.to_string()).and_then(|()| sm.sync().map_err(|e| e.to_string()));
+        let synced = make_durable(&self.wal, &sm.syncer());
         record_sync(&self.durable, index, synced).map_err(io_err)
     }
 
@@ -179,10 +180,6 @@ impl HubStateMachine {
 /// buffer (`hub_store::write_buffer`) and reach the disk at most this often.
 const SYNC_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Makes the backend durable after applied batches, at most every
-/// [`SYNC_INTERVAL`], off the apply path and without the state's lock. A failed fsync poisons the backend: the next apply fails and stops
-/// raft, and [`Durable`] turns into the error, on which the member stops.
-/// Ends when the state machine is gone.
 /// What [`sync_backend`] syncs, held weakly.
 struct Backend {
     state: Weak<Mutex<StateMachine>>,
@@ -190,6 +187,11 @@ struct Backend {
     durable: Weak<watch::Sender<Durable>>,
 }
 
+/// Makes the backend durable after applied batches, at most every
+/// [`SYNC_INTERVAL`], off the apply path and without the state's lock. A
+/// failed fsync poisons the backend: the next apply fails and stops raft, and
+/// [`Durable`] turns into the error, on which the member stops. Ends when the
+/// state machine is gone.
 async fn sync_backend(backend: Backend, wanted: Arc<Notify>) {
     #[cfg(feature = "failpoints")]
     let mut syncs = 0u64;
@@ -229,13 +231,16 @@ async fn sync(state: &Mutex<StateMachine>, wal: &Arc<Wal>, durable: &watch::Send
         (sm.syncer(), sm.applied_index())
     };
     let wal = wal.clone();
-    let synced = tokio::task::spawn_blocking(move || {
-        wal.barrier().map_err(|e| e.to_string())?;
-        syncer.sync().map_err(|e| e.to_string())
-    })
-    .await
-    .unwrap_or_else(|e| Err(e.to_string()));
+    let synced =
+        tokio::task::spawn_blocking(move || make_durable(&wal, &syncer)).await.unwrap_or_else(|e| Err(e.to_string()));
     record_sync(durable, index, synced)
+}
+
+/// Syncs the backend once the WAL holds every entry applied (a leader may
+/// have applied entries before its own flush was done).
+fn make_durable(wal: &Wal, syncer: &Syncer) -> Result<(), String> {
+    wal.barrier().map_err(|e| e.to_string())?;
+    syncer.sync().map_err(|e| e.to_string())
 }
 
 /// Records a sync's outcome: the backend is durable up to `index`, or, after a

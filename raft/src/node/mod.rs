@@ -33,6 +33,7 @@ mod lease;
 mod members;
 mod propose;
 mod read_index;
+mod waiting;
 
 pub use lease::LeaseTtl;
 pub use members::MoveLeaderError;
@@ -88,9 +89,9 @@ pub struct Node {
     /// Set once this member is removed from the cluster.
     removed: tokio::sync::watch::Sender<bool>,
     /// Linearizable reads waiting for their read-index round.
-    reads: Arc<read_index::ReadRounds>,
+    reads: Arc<waiting::Waiting<read_index::Reader>>,
     /// Writes a follower forwards to the leader.
-    forwarding: Arc<propose::Forwarding>,
+    forwarding: Arc<waiting::Waiting<propose::Forward>>,
     metrics: RaftMetrics,
     #[cfg(feature = "failpoints")]
     wal: Arc<Wal>,

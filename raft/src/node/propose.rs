@@ -11,8 +11,9 @@
 use std::sync::Weak;
 
 use hub_proto::hubpeer::Proposals;
-use tokio::sync::{oneshot, Notify, Semaphore};
+use tokio::sync::{oneshot, Semaphore};
 
+use super::waiting::Waiting;
 use super::*;
 
 /// Forward requests a follower has out at once.
@@ -21,12 +22,9 @@ const FORWARDS_IN_FLIGHT: usize = 2;
 /// What the leader answered a forwarded write.
 type Forwarded = Result<Result<Response, EtcdError>, StoreError>;
 
-/// The writes waiting to be forwarded to the leader.
-#[derive(Default)]
-pub(crate) struct Forwarding {
-    waiting: Mutex<Vec<(Vec<u8>, oneshot::Sender<Forwarded>)>>,
-    wake: Notify,
-}
+/// A write waiting to be forwarded to the leader: the encoded request and
+/// where its answer goes.
+pub(crate) type Forward = (Vec<u8>, oneshot::Sender<Forwarded>);
 
 impl Node {
     /// Proposes a command and waits until it is committed and applied; a
@@ -45,8 +43,7 @@ impl Node {
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
                 let bytes = req.encode_to_vec();
                 let (tx, rx) = oneshot::channel();
-                self.forwarding.waiting.lock().push((bytes, tx));
-                self.forwarding.wake.notify_one();
+                self.forwarding.push((bytes, tx));
                 rx.await.unwrap_or(Err(EtcdError::Stopped.into()))
             }
             Err(RaftError::APIError(e)) => Err(StoreError::Corrupt(e.to_string())),
@@ -64,7 +61,7 @@ impl Node {
     }
 
     /// Forwards writes to the leader in one request; each waiter gets its answer.
-    async fn forward(&self, batch: Vec<(Vec<u8>, oneshot::Sender<Forwarded>)>) {
+    async fn forward(&self, batch: Vec<Forward>) {
         let (requests, waiters): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         let n = requests.len();
         self.metrics.forwarded(n);
@@ -116,23 +113,11 @@ impl Node {
 
 /// Forwards the writes waiting, all of them in each request, while the node
 /// lives.
-pub(crate) async fn forward_rounds(node: Weak<Node>, forwarding: Arc<Forwarding>) {
+pub(crate) async fn forward_rounds(node: Weak<Node>, forwarding: Arc<Waiting<Forward>>) {
     let in_flight = Arc::new(Semaphore::new(FORWARDS_IN_FLIGHT));
     loop {
         let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
-        let batch = loop {
-            let woken = forwarding.wake.notified();
-            let batch = std::mem::take(&mut *forwarding.waiting.lock());
-            if !batch.is_empty() {
-                break batch;
-            }
-            // A write that arrives from here on wakes the loop; the timeout
-            // only lets it notice a node that is gone.
-            let _ = tokio::time::timeout(Duration::from_secs(1), woken).await;
-            if node.strong_count() == 0 {
-                return;
-            }
-        };
+        let Some(batch) = forwarding.next(&node).await else { return };
         let Some(node) = node.upgrade() else { return };
         tokio::spawn(async move {
             node.forward(batch).await;

@@ -9,19 +9,16 @@
 
 use std::sync::Weak;
 
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::oneshot;
 
+use super::waiting::Waiting;
 use super::*;
 
 /// What a round answers its readers: the index to wait for, or why there is none.
 type RoundResult = Result<u64, Arc<StoreError>>;
 
-/// The linearizable reads waiting for the next round.
-#[derive(Default)]
-pub(crate) struct ReadRounds {
-    waiting: Mutex<Vec<oneshot::Sender<RoundResult>>>,
-    wake: Notify,
-}
+/// A linearizable read waiting for the next round.
+pub(crate) type Reader = oneshot::Sender<RoundResult>;
 
 impl Node {
     /// Waits until a read on this member sees every write committed before the
@@ -33,8 +30,7 @@ impl Node {
         }
         let work = async {
             let (tx, rx) = oneshot::channel();
-            self.reads.waiting.lock().push(tx);
-            self.reads.wake.notify_one();
+            self.reads.push(tx);
             let index = match rx.await {
                 Ok(Ok(index)) => index,
                 Ok(Err(e)) => return Err(copy_error(&e)),
@@ -90,19 +86,8 @@ impl Node {
 
 /// Runs read rounds while reads wait, each for all the reads that arrived
 /// before it started; ends once the node is gone.
-pub(crate) async fn read_rounds(node: Weak<Node>, reads: Arc<ReadRounds>) {
-    loop {
-        let woken = reads.wake.notified();
-        let waiting = std::mem::take(&mut *reads.waiting.lock());
-        if waiting.is_empty() {
-            // A read that arrives from here on wakes the loop; the timeout
-            // only lets it notice a node that is gone.
-            let _ = tokio::time::timeout(Duration::from_secs(1), woken).await;
-            if node.strong_count() == 0 {
-                return;
-            }
-            continue;
-        }
+pub(crate) async fn read_rounds(node: Weak<Node>, reads: Arc<Waiting<Reader>>) {
+    while let Some(waiting) = reads.next(&node).await {
         let Some(node) = node.upgrade() else { return };
         node.metrics.read_round(waiting.len());
         let result = node.read_round().await.map_err(Arc::new);
