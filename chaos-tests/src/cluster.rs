@@ -11,6 +11,7 @@ use hub_proto::etcdserverpb::{
     maintenance_client::MaintenanceClient, watch_client::WatchClient, MemberAddRequest, MemberListRequest,
     MemberRemoveRequest, StatusRequest,
 };
+use hub_testkit::free_port;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::proxy::Net;
@@ -64,9 +65,6 @@ pub fn has_failpoints(bin: &Path) -> anyhow::Result<bool> {
     Ok(out.status.success())
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
 
 fn url(port: u16) -> String {
     format!("http://127.0.0.1:{port}")
@@ -80,7 +78,7 @@ impl Cluster {
         let mut members = Vec::new();
         let mut channels = Vec::new();
         for i in 0..n {
-            let (client_port, peer_port) = (free_port()?, free_port()?);
+            let (client_port, peer_port) = (free_port(), free_port());
             let client_proxy = net.proxy(i, client_port, false).await?;
             let peer_proxy = net.proxy(i, peer_port, true).await?;
             channels.push(Endpoint::from_shared(url(client_proxy))?.connect_timeout(Duration::from_secs(1)).connect_lazy());
@@ -220,7 +218,11 @@ impl Cluster {
                     break;
                 }
                 if tokio::time::Instant::now() > deadline {
-                    anyhow::bail!("member {} did not become healthy within {limit:?}", self.members[i].name);
+                    let m = &self.members[i];
+                    let log = std::fs::read_to_string(self.dir.join(format!("{}.log", m.name))).unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                    let tail: Vec<&str> = tail.into_iter().rev().collect();
+                    anyhow::bail!("member {} did not become healthy within {limit:?}; its log ends:\n{}", m.name, tail.join("\n"));
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }

@@ -9,7 +9,6 @@
 //! Skipped (with a line on stderr) where etcd or etcdctl is not installed.
 
 use std::fs::File;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -39,9 +38,7 @@ fn installed() -> bool {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use hub_testkit::free_port;
 
 fn etcdctl(args: &[&str]) -> Output {
     Command::new(ETCDCTL).env("ETCDCTL_API", "3").args(args).output().unwrap()

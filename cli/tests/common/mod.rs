@@ -24,15 +24,12 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
-}
+pub use hub_testkit::free_port;
 
 pub fn hubctl_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_hubctl"))

@@ -4,31 +4,15 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, GetOptions};
 
-/// A free loopback port for a member to take: one this process has not handed
-/// out, bindable now, and below the kernel's ephemeral range (32768 and up).
-/// A port from `bind(0)` comes from that range, where any outgoing connection
-/// (a client's, a peer's) may take it as its local end before the member
-/// binds it: the member then fails to start.
-pub fn free_port() -> u16 {
-    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
-    let mut given = GIVEN.lock().expect("ports");
-    loop {
-        let port = rand::random_range(10_000..30_000);
-        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            given.insert(port);
-            return port;
-        }
-    }
-}
+pub use hub_testkit::free_port;
 
 pub fn hubd_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_hubd"))
