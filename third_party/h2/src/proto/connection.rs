@@ -7,6 +7,7 @@ use crate::proto::*;
 
 use bytes::Bytes;
 use futures_core::Stream;
+use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
 use std::pin::Pin;
@@ -57,11 +58,24 @@ where
     /// Stream state handler
     streams: Streams<B, P>,
 
+    /// HUB-PATCH: the wait for the other ready tasks to run before the
+    /// connection writes what its streams queued (see `poll`).
+    write_yield: WriteYield,
+
     /// A `tracing` span tracking the lifetime of the connection.
     span: tracing::Span,
 
     /// Client or server
     _phantom: PhantomData<P>,
+}
+
+/// HUB-PATCH: see `ConnectionInner::write_yield`.
+struct WriteYield(Option<Pin<Box<dyn Future<Output = ()> + Send + Sync>>>);
+
+impl std::fmt::Debug for WriteYield {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("WriteYield").field(&self.0.is_some()).finish()
+    }
 }
 
 struct DynConnection<'a, B: Buf = Bytes> {
@@ -167,6 +181,7 @@ where
                 ping_pong: PingPong::new(),
                 settings: Settings::new(config.settings),
                 streams,
+                write_yield: WriteYield(None),
                 span,
                 _phantom: PhantomData,
             },
@@ -319,6 +334,22 @@ where
                         Poll::Ready(result) => result,
                         // The connection is not ready to make progress
                         Poll::Pending => {
+                            // HUB-PATCH: once per wake-up, let every task that
+                            // is ready to run on this worker (other streams'
+                            // responses, a watch's fan-out) queue its frames
+                            // first, so one write carries them all, as Go's
+                            // HTTP/2 server writes. tokio's yield_now wakes
+                            // the task only once the worker has nothing else
+                            // to run. The streams' frames queued meanwhile do
+                            // not wake it: it registers with them only below.
+                            let write_yield = self
+                                .inner
+                                .write_yield
+                                .0
+                                .get_or_insert_with(|| Box::pin(tokio::task::yield_now()));
+                            ready!(write_yield.as_mut().poll(cx));
+                            self.inner.write_yield.0 = None;
+
                             // Ensure all window updates have been sent.
                             //
                             // This will also handle flushing `self.codec`
