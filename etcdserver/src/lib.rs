@@ -4,7 +4,7 @@
 //! JSON gateway) and the raft node (`hub-raft`). A service decodes a request,
 //! asks [`EtcdServer::caller`] who sends it, and calls one operation here —
 //! [`kv`]: range, put, delete_range, txn, compact; [`lease`]; [`maintenance`];
-//! [`auth`]; [`cluster`] — with the caller. An operation checks the request
+//! [`auth`]; [`cluster`]; [`watch`] — with the caller. An operation checks the request
 //! as etcd does, passes the gate of its kind of request ([`caller`]), checks
 //! the quota ([`quota`]), waits for a ReadIndex when it reads linearizably,
 //! proposes writes with the caller in their header (the state machine
@@ -12,8 +12,8 @@
 //! that reads the state, and fills the response header. The answer or
 //! etcd's error ([`Error`]) goes back to the wire, which words it.
 //!
-//! The state machine's lock is taken here and in the watch streams
-//! (`hub-grpc-api`'s watch, through [`EtcdServer::read_state`]) only.
+//! The state machine's lock is taken here only (the wire's `/metrics` reads
+//! the store's gauges through [`EtcdServer::read_state`]).
 //!
 //! `tests/golden.rs` runs the scripts in `tests/golden/` (requests, and the
 //! answers etcd 3.6.16 gave to them) against one in-process member.
@@ -26,6 +26,7 @@ pub mod lease;
 pub mod maintenance;
 pub mod quota;
 pub mod token;
+pub mod watch;
 
 use std::sync::Arc;
 
@@ -82,13 +83,15 @@ pub struct ServerConfig {
     pub quota_backend_bytes: Option<u64>,
 }
 
-/// The server's own metrics (etcd's `etcd_server_proposals_*` and the lease
-/// expiry counter), registered by whoever exports them.
+/// The server's own metrics (etcd's `etcd_server_proposals_*`, the lease
+/// expiry counter, the watch gauges), registered by whoever exports them.
 #[derive(Clone)]
 pub struct ServerMetrics {
     pub proposals_pending: IntGauge,
     pub proposals_failed: IntCounter,
     pub lease_expired: IntCounter,
+    /// The watch streams' gauges and event counter.
+    pub(crate) watch: watch::WatchMetrics,
 }
 
 impl ServerMetrics {
@@ -106,13 +109,15 @@ impl ServerMetrics {
                 "etcd_debugging_server_lease_expired_total",
                 "The total number of expired leases.",
             )?,
+            watch: watch::WatchMetrics::new()?,
         })
     }
 
     pub fn register(&self, registry: &prometheus::Registry) -> prometheus::Result<()> {
         registry.register(Box::new(self.proposals_pending.clone()))?;
         registry.register(Box::new(self.proposals_failed.clone()))?;
-        registry.register(Box::new(self.lease_expired.clone()))
+        registry.register(Box::new(self.lease_expired.clone()))?;
+        self.watch.register(registry)
     }
 }
 
@@ -147,7 +152,8 @@ impl EtcdServer {
     }
 
     /// Runs `read` on the state machine, under its lock: for the watch
-    /// streams, which read events and revisions as they go.
+    /// streams, which read events and revisions as they go, and the store's
+    /// gauges in `/metrics`.
     pub fn read_state<T>(&self, read: impl FnOnce(&StateMachine) -> T) -> T {
         read(&self.node.state().lock())
     }

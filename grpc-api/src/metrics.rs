@@ -7,12 +7,12 @@
 //! Gauges that mirror the node's state (leader, raft indexes, revisions,
 //! database size, key count, members, alarms, file descriptors) are read
 //! when scraped; counters are kept as things happen, where they happen:
-//! leader changes by a watcher of the node, proposals in
-//! [`crate::Context::propose`], watch streams and events by the watch
-//! service, gRPC calls by the [`grpc_layer`] middleware ([`grpc`]). The
-//! consensus layer's metrics (WAL, peers, read indexes) and the store's
-//! (backend timings, MVCC, leases, applies, snapshots) are kept where they
-//! happen and registered here; the process's own in [`process`].
+//! leader changes by a watcher of the node, gRPC calls by the [`grpc_layer`]
+//! middleware ([`grpc`]). The server layer's metrics (proposals, lease
+//! expiry, watch streams and events), the consensus layer's (WAL, peers, read
+//! indexes) and the store's (backend timings, MVCC, leases, applies,
+//! snapshots) are kept where they happen and registered here; the process's
+//! own in [`process`].
 //!
 //! Nothing on a request's path formats a label or allocates: every labelled
 //! row a request touches is resolved once and kept.
@@ -68,10 +68,6 @@ pub struct Metrics {
     auth_revision: IntGauge,
     known_peers: IntGaugeVec,
     alarms: IntGaugeVec,
-    watch_streams: IntGauge,
-    watchers: IntGauge,
-    slow_watchers: IntGauge,
-    events: IntCounter,
     health_success: IntCounter,
     health_failures: IntCounter,
     scrapes_in_flight: IntGauge,
@@ -168,10 +164,6 @@ impl Metrics {
                 "Alarms for every member in cluster. 1 for 'server_id' label with current ID. 2 for 'alarm_type' label with type of this alarm",
                 &["server_id", "alarm_type"],
             )?,
-            watch_streams: gauge(&r, "etcd_debugging_mvcc_watch_stream_total", "Total number of watch streams.")?,
-            watchers: gauge(&r, "etcd_debugging_mvcc_watcher_total", "Total number of watchers.")?,
-            slow_watchers: gauge(&r, "etcd_debugging_mvcc_slow_watcher_total", "Total number of unsynced slow watchers.")?,
-            events: counter(&r, "etcd_debugging_mvcc_events_total", "Total number of events sent by this member.")?,
             health_success: counter(&r, "etcd_server_health_success", "The total number of successful health checks")?,
             health_failures: counter(&r, "etcd_server_health_failures", "The total number of failed health checks")?,
             scrapes_in_flight: gauge(&r, "promhttp_metric_handler_requests_in_flight", "Current number of scrapes being served.")?,
@@ -234,60 +226,6 @@ impl Metrics {
     /// Counts one `/health` answer.
     pub(crate) fn health_checked(&self, healthy: bool) {
         if healthy { &self.health_success } else { &self.health_failures }.inc();
-    }
-
-    /// Counts a watch stream and its watchers while it lives.
-    pub(crate) fn watch_stream(&self) -> WatchStreamCount {
-        self.watch_streams.inc();
-        WatchStreamCount {
-            watchers: self.watchers.clone(),
-            streams: self.watch_streams.clone(),
-            slow: self.slow_watchers.clone(),
-            counted: 0,
-            counted_slow: 0,
-        }
-    }
-
-    /// `n` events handed to a watch stream's client.
-    pub(crate) fn watch_events_sent(&self, n: usize) {
-        self.events.inc_by(n as u64);
-    }
-}
-
-/// One watch stream in `etcd_debugging_mvcc_watch_stream_total`, and its
-/// watchers in `etcd_debugging_mvcc_watcher_total` (and, while they catch up
-/// from the store, in `etcd_debugging_mvcc_slow_watcher_total`), until dropped.
-pub(crate) struct WatchStreamCount {
-    watchers: IntGauge,
-    streams: IntGauge,
-    slow: IntGauge,
-    counted: i64,
-    counted_slow: i64,
-}
-
-impl WatchStreamCount {
-    /// The stream now has `n` watchers, all in sync.
-    pub(crate) fn watchers(&mut self, n: usize) {
-        let n = n as i64;
-        self.watchers.add(n - self.counted);
-        self.counted = n;
-        self.catching_up(0);
-    }
-
-    /// `n` watchers fell behind the commit feed and catch up from the store
-    /// (etcd's unsynced slow watchers), until the next [`Self::watchers`].
-    pub(crate) fn catching_up(&mut self, n: usize) {
-        let n = n as i64;
-        self.slow.add(n - self.counted_slow);
-        self.counted_slow = n;
-    }
-}
-
-impl Drop for WatchStreamCount {
-    fn drop(&mut self) {
-        self.watchers.sub(self.counted);
-        self.slow.sub(self.counted_slow);
-        self.streams.dec();
     }
 }
 
