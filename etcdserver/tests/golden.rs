@@ -7,10 +7,14 @@
 //! - `OP {json}`: a request as etcd's JSON gateway takes it (bytes in
 //!   base64), `OP` one of `put`, `range`, `delete`, `txn`, `compact`,
 //!   `lease_grant`, `lease_revoke`, `lease_time_to_live`;
+//! - `watch {json}`: a new watch stream, opened with one request (as through
+//!   etcd's gateway); its answer is the stream's first response;
+//! - `watch_next`: the next response of the newest stream;
 //! - `=> {json}`: the answer as etcd's gateway writes it (proto field names,
 //!   64-bit numbers as strings, zero values left out), its header cut to the
 //!   revision (the cluster and member IDs and the term are the member's own);
-//! - `=> error: TEXT`: etcd's error text.
+//! - `=> error: TEXT`: etcd's error text;
+//! - `=> none`: no response within a second (`watch_next`).
 //!
 //! The answers were read from etcd 3.6.16 (its gateway, the same requests in
 //! the same order on a fresh member).
@@ -18,17 +22,20 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hub_etcdserver::token::Tokens;
-use hub_etcdserver::{EtcdServer, ServerConfig, ServerMetrics};
+use hub_etcdserver::watch::WatchOptions;
+use hub_etcdserver::{Credentials, EtcdServer, ServerConfig, ServerMetrics};
 use hub_proto::etcdserverpb::{
     CompactionRequest, DeleteRangeRequest, LeaseGrantRequest, LeaseRevokeRequest, LeaseTimeToLiveRequest, PutRequest,
-    RangeRequest, TxnRequest,
+    RangeRequest, TxnRequest, WatchRequest, WatchResponse,
 };
 use hub_raft::{Member, Node, NodeConfig};
 use hub_store::{AuthInfo, StateMachine};
 use prost::Message;
 use prost_reflect::{DescriptorPool, DeserializeOptions, DynamicMessage, SerializeOptions};
+use tokio::sync::mpsc;
 
 /// One member, bootstrapped alone in `dir`.
 async fn member(dir: &Path) -> Arc<EtcdServer> {
@@ -89,8 +96,25 @@ impl Codec {
     }
 }
 
+/// The next response of a watch stream (`Null`: none within a second).
+async fn watch_next(codec: &Codec, stream: Option<&mut mpsc::Receiver<WatchResponse>>) -> serde_json::Value {
+    let stream = stream.expect("watch_next before any watch");
+    match tokio::time::timeout(Duration::from_secs(1), stream.recv()).await {
+        Ok(Some(resp)) => codec.answer("etcdserverpb.WatchResponse", &resp),
+        Ok(None) => panic!("the watch stream ended"),
+        Err(_) => serde_json::Value::Null,
+    }
+}
+
 /// Runs `op` with the request `json`: the answer, or etcd's error text.
-async fn run(server: &EtcdServer, codec: &Codec, op: &str, json: &str) -> Result<serde_json::Value, String> {
+/// `streams`: the script's watch streams, newest last.
+async fn run(
+    server: &Arc<EtcdServer>,
+    codec: &Codec,
+    streams: &mut Vec<mpsc::Receiver<WatchResponse>>,
+    op: &str,
+    json: &str,
+) -> Result<serde_json::Value, String> {
     let who = AuthInfo::default();
     let e = |e: hub_etcdserver::Error| e.to_string();
     macro_rules! call {
@@ -108,6 +132,17 @@ async fn run(server: &EtcdServer, codec: &Codec, op: &str, json: &str) -> Result
         "lease_grant" => call!(LeaseGrantRequest, "LeaseGrantResponse", lease_grant),
         "lease_revoke" => call!(LeaseRevokeRequest, "LeaseRevokeResponse", lease_revoke),
         "lease_time_to_live" => call!(LeaseTimeToLiveRequest, "LeaseTimeToLiveResponse", lease_time_to_live),
+        "watch" => {
+            let req: WatchRequest = codec.request("etcdserverpb.WatchRequest", json);
+            let (tx, rx) = mpsc::channel(16);
+            let options =
+                WatchOptions { progress_notify_interval: Duration::from_secs(600), reason: |e| e.to_string() };
+            let requests = futures::stream::iter([Ok::<_, ()>(req)]);
+            server.serve_watch(Credentials::default(), requests, tx, options);
+            streams.push(rx);
+            Ok(watch_next(codec, streams.last_mut()).await)
+        }
+        "watch_next" => Ok(watch_next(codec, streams.last_mut()).await),
         other => panic!("unknown op {other}"),
     }
 }
@@ -129,6 +164,7 @@ async fn golden_scripts() {
         let server = member(tmp.path()).await;
         let text = std::fs::read_to_string(&script).expect("script");
         let mut last: Option<(usize, Result<serde_json::Value, String>)> = None;
+        let mut streams = Vec::new();
         for (n, line) in text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())) {
             let at = format!("{}:{n}", script.display());
             if line.is_empty() || line.starts_with('#') {
@@ -136,6 +172,7 @@ async fn golden_scripts() {
             }
             if let Some(want) = line.strip_prefix("=> ") {
                 let (_, got) = last.take().unwrap_or_else(|| panic!("{at}: an answer without a request"));
+                let want = if want == "none" { "null" } else { want };
                 match (want.strip_prefix("error: "), got) {
                     (Some(text), Err(got)) => assert_eq!(got, text, "{at}"),
                     (None, Ok(got)) => {
@@ -151,7 +188,7 @@ async fn golden_scripts() {
                 panic!("{}:{n}: a request without its answer", script.display());
             }
             let (op, json) = line.split_once(' ').unwrap_or((line, "{}"));
-            last = Some((n, run(&server, &codec, op, json).await));
+            last = Some((n, run(&server, &codec, &mut streams, op, json).await));
         }
         server.node().shutdown().await;
     }

@@ -9,7 +9,7 @@ etcd's JSON gateway and writes each answer under its request as `=> JSON`
 (the header cut to the revision) or `=> error: TEXT`. Run it when a script
 changes; the test (tests/golden.rs) then holds hub to what etcd answered.
 """
-import json, os, socket, subprocess, sys, tempfile, time, urllib.request, urllib.error
+import http.client, json, os, socket, subprocess, sys, tempfile, time, urllib.request, urllib.error
 
 PATHS = {
     "put": "/v3/kv/put", "range": "/v3/kv/range", "delete": "/v3/kv/deleterange", "txn": "/v3/kv/txn",
@@ -28,6 +28,29 @@ def post(url, body):
     except urllib.error.HTTPError as e:
         return json.loads(e.read())
 
+def cut(answer):
+    """An answer as the scripts hold it: an error's text, or the JSON with its header cut to the revision."""
+    if "code" in answer and "message" in answer and len(answer) <= 3:
+        return "=> error: " + answer["message"]
+    if isinstance(answer.get("header"), dict):
+        answer["header"] = {k: v for k, v in answer["header"].items() if k == "revision"}
+    return "=> " + json.dumps(answer, separators=(",", ":"))
+
+def watch(port, body):
+    """A watch stream through the gateway, opened with one request: its response, read line by line."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    conn.request("POST", "/v3/watch", body=body)
+    return conn.getresponse()
+
+def watch_next(stream):
+    """The stream's next response, or None when nothing comes within the timeout."""
+    try:
+        line = stream.readline()
+    except (socket.timeout, TimeoutError):
+        return None
+    answer = json.loads(line)
+    return answer.get("result", answer)
+
 def record(script, etcd):
     with tempfile.TemporaryDirectory() as d:
         client, peer = free_port(), free_port()
@@ -45,6 +68,7 @@ def record(script, etcd):
                     pass
                 time.sleep(0.1)
             out = []
+            streams = []
             for line in open(script).read().splitlines():
                 if line.startswith("=> "):
                     continue
@@ -52,15 +76,18 @@ def record(script, etcd):
                 words = line.strip().split(" ", 1)
                 if not line.strip() or line.startswith("#"):
                     continue
-                answer = post(url + PATHS[words[0]], words[1] if len(words) > 1 else "{}")
-                if "code" in answer and "message" in answer and len(answer) <= 3:
-                    out.append("=> error: " + answer["message"])
+                if words[0] == "watch":
+                    streams.append(watch(client, words[1]))
+                    answer = watch_next(streams[-1])
+                elif words[0] == "watch_next":
+                    answer = watch_next(streams[-1])
                 else:
-                    if isinstance(answer.get("header"), dict):
-                        answer["header"] = {k: v for k, v in answer["header"].items() if k == "revision"}
-                    out.append("=> " + json.dumps(answer, separators=(",", ":")))
+                    answer = post(url + PATHS[words[0]], words[1] if len(words) > 1 else "{}")
+                out.append("=> none" if answer is None else cut(answer))
             open(script, "w").write("\n".join(out) + "\n")
         finally:
+            for stream in streams:
+                stream.close()
             proc.kill(); proc.wait()
 
 etcd = os.environ.get("HUB_ETCD36") or os.path.expanduser("~/.cache/hub-etcd/v3.6.16/etcd")
