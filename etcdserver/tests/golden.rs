@@ -6,7 +6,8 @@
 //! - `# ...`: a comment;
 //! - `OP {json}`: a request as etcd's JSON gateway takes it (bytes in
 //!   base64), `OP` one of `put`, `range`, `delete`, `txn`, `compact`,
-//!   `lease_grant`, `lease_revoke`, `lease_time_to_live`;
+//!   `lease_grant`, `lease_revoke`, `lease_time_to_live`, `auth_enable`,
+//!   `auth_disable`, `user_*` and `role_*` (Auth's calls, as `run` names them);
 //! - `watch {json}`: a new watch stream, opened with one request (as through
 //!   etcd's gateway); its answer is the stream's first response;
 //! - `watch_next`: the next response of the newest stream;
@@ -28,8 +29,11 @@ use hub_etcdserver::token::Tokens;
 use hub_etcdserver::watch::WatchOptions;
 use hub_etcdserver::{Credentials, EtcdServer, ServerConfig, ServerMetrics};
 use hub_proto::etcdserverpb::{
-    CompactionRequest, DeleteRangeRequest, LeaseGrantRequest, LeaseRevokeRequest, LeaseTimeToLiveRequest, PutRequest,
-    RangeRequest, TxnRequest, WatchRequest, WatchResponse,
+    AuthDisableRequest, AuthEnableRequest, AuthRoleAddRequest, AuthRoleDeleteRequest, AuthRoleGetRequest,
+    AuthRoleGrantPermissionRequest, AuthRoleRevokePermissionRequest, AuthUserAddRequest,
+    AuthUserChangePasswordRequest, AuthUserDeleteRequest, AuthUserGetRequest, AuthUserGrantRoleRequest,
+    AuthUserRevokeRoleRequest, CompactionRequest, DeleteRangeRequest, LeaseGrantRequest, LeaseRevokeRequest,
+    LeaseTimeToLiveRequest, PutRequest, RangeRequest, TxnRequest, WatchRequest, WatchResponse,
 };
 use hub_raft::{Member, Node, NodeConfig};
 use hub_store::{AuthInfo, StateMachine};
@@ -132,6 +136,33 @@ async fn run(
         "lease_grant" => call!(LeaseGrantRequest, "LeaseGrantResponse", lease_grant),
         "lease_revoke" => call!(LeaseRevokeRequest, "LeaseRevokeResponse", lease_revoke),
         "lease_time_to_live" => call!(LeaseTimeToLiveRequest, "LeaseTimeToLiveResponse", lease_time_to_live),
+        "auth_enable" => call!(AuthEnableRequest, "AuthEnableResponse", auth_enable),
+        "auth_disable" => call!(AuthDisableRequest, "AuthDisableResponse", auth_disable),
+        "user_add" => call!(AuthUserAddRequest, "AuthUserAddResponse", user_add),
+        "user_get" => call!(AuthUserGetRequest, "AuthUserGetResponse", user_get),
+        "user_delete" => call!(AuthUserDeleteRequest, "AuthUserDeleteResponse", user_delete),
+        "user_change_password" => {
+            call!(AuthUserChangePasswordRequest, "AuthUserChangePasswordResponse", user_change_password)
+        }
+        "user_grant_role" => call!(AuthUserGrantRoleRequest, "AuthUserGrantRoleResponse", user_grant_role),
+        "user_revoke_role" => call!(AuthUserRevokeRoleRequest, "AuthUserRevokeRoleResponse", user_revoke_role),
+        "user_list" => {
+            let r = server.user_list(&who).await.map_err(e)?;
+            Ok(codec.answer("etcdserverpb.AuthUserListResponse", &r))
+        }
+        "role_add" => call!(AuthRoleAddRequest, "AuthRoleAddResponse", role_add),
+        "role_get" => call!(AuthRoleGetRequest, "AuthRoleGetResponse", role_get),
+        "role_delete" => call!(AuthRoleDeleteRequest, "AuthRoleDeleteResponse", role_delete),
+        "role_grant_permission" => {
+            call!(AuthRoleGrantPermissionRequest, "AuthRoleGrantPermissionResponse", role_grant_permission)
+        }
+        "role_revoke_permission" => {
+            call!(AuthRoleRevokePermissionRequest, "AuthRoleRevokePermissionResponse", role_revoke_permission)
+        }
+        "role_list" => {
+            let r = server.role_list(&who).await.map_err(e)?;
+            Ok(codec.answer("etcdserverpb.AuthRoleListResponse", &r))
+        }
         "watch" => {
             let req: WatchRequest = codec.request("etcdserverpb.WatchRequest", json);
             let (tx, rx) = mpsc::channel(16);

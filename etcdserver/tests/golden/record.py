@@ -15,6 +15,13 @@ PATHS = {
     "put": "/v3/kv/put", "range": "/v3/kv/range", "delete": "/v3/kv/deleterange", "txn": "/v3/kv/txn",
     "compact": "/v3/kv/compaction", "lease_grant": "/v3/lease/grant", "lease_revoke": "/v3/lease/revoke",
     "lease_time_to_live": "/v3/lease/timetolive",
+    "auth_enable": "/v3/auth/enable", "auth_disable": "/v3/auth/disable",
+    "user_add": "/v3/auth/user/add", "user_get": "/v3/auth/user/get", "user_list": "/v3/auth/user/list",
+    "user_delete": "/v3/auth/user/delete", "user_change_password": "/v3/auth/user/changepw",
+    "user_grant_role": "/v3/auth/user/grant", "user_revoke_role": "/v3/auth/user/revoke",
+    "role_add": "/v3/auth/role/add", "role_get": "/v3/auth/role/get", "role_list": "/v3/auth/role/list",
+    "role_delete": "/v3/auth/role/delete", "role_grant_permission": "/v3/auth/role/grant",
+    "role_revoke_permission": "/v3/auth/role/revoke",
 }
 
 def free_port():
