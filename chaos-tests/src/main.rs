@@ -44,16 +44,9 @@ struct Args {
     op_timeout: Duration,
 }
 
+/// `30s`, `2m`, `1h30m`: Go's `time.ParseDuration`, as etcd's flags take it.
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" | "" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!("bad duration unit in {s:?} (ms, s, m, h)")),
-    }
+    hub_go::duration::parse_unsigned(s)
 }
 
 fn families(spec: &str, failpoints: bool) -> Result<Vec<String>, String> {

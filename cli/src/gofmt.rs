@@ -6,19 +6,10 @@
 //! etcdctl byte for byte means reproducing exactly those: here, and in `hub-go`
 //! for what hubd shares (quoting, durations).
 
-use std::time::Duration;
-
 pub use hub_go::duration::format as duration;
-pub use hub_go::quote;
-
 /// `time.ParseDuration` of a flag that takes no negative duration.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    match hub_go::duration::parse(s)? {
-        nanos if nanos < 0 => Err(format!("time: invalid duration {}", quote(s.as_bytes()))),
-        nanos => Ok(Duration::from_nanos(nanos as u64)),
-    }
-}
-
+pub use hub_go::duration::parse_unsigned as parse_duration;
+pub use hub_go::quote;
 
 /// go-humanize's `Bytes`: SI units, one decimal below 10 (`20 kB`, `1.5 MB`).
 pub fn humanize_bytes(size: u64) -> String {

@@ -49,8 +49,7 @@ struct Claims {
 
 /// A `ttl=` option: Go's `time.ParseDuration`, not negative.
 fn parse_go_duration(s: &str) -> Option<Duration> {
-    let nanos = hub_go::duration::parse(s).ok()?;
-    Some(Duration::from_nanos(u64::try_from(nanos).ok()?))
+    hub_go::duration::parse_unsigned(s).ok()
 }
 
 impl Tokens {

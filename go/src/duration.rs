@@ -5,6 +5,16 @@ use std::time::Duration;
 
 use crate::quote;
 
+/// `time.ParseDuration` of a duration that cannot be negative (a timeout, a
+/// TTL, a run's length), as a std `Duration`; a negative one is refused with
+/// Go's invalid-duration text.
+pub fn parse_unsigned(text: &str) -> Result<Duration, String> {
+    match parse(text)? {
+        nanos if nanos < 0 => Err(format!("time: invalid duration {}", quote(text.as_bytes()))),
+        nanos => Ok(Duration::from_nanos(nanos as u64)),
+    }
+}
+
 /// `time.ParseDuration`, step for step: signed nanoseconds, or Go's error text
 /// (`time: invalid duration "x"`, `time: missing unit in duration "5"`,
 /// `time: unknown unit "d" in duration "1d"`). A sequence of decimal numbers,

@@ -13,10 +13,11 @@
 # ../fixtures) and, where `ip netns` works, in a network namespace of its own, so
 # its fixed ports (20000 and up) meet nothing else.
 #
-# Prints "SUITE: N passed, N failed, N skipped" and writes each top-level test's
-# result ("PASS TestName") to $E2E_OUT/SUITE.results, the log to SUITE.log.
+# Each test runs in a process of its own. Prints "SUITE: N passed, N failed, N
+# skipped" and writes each test's result ("PASS TestName") to
+# $E2E_OUT/SUITE.results, the log to SUITE.log.
 #   E2E_RUN      a -test.run regex (default: every test)
-#   E2E_TIMEOUT  a suite's -test.timeout (default 60m)
+#   E2E_TIMEOUT  a test's -test.timeout (default 20m)
 #   E2E_OUT      the directory for results and logs (default: a new temp dir)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -67,16 +68,24 @@ fi
 status=0
 for suite in "${suites[@]}"; do
   case $suite in e2e | common) ;; *) echo "e2e.sh: unknown suite $suite (e2e, common)" >&2; exit 2 ;; esac
-  args=(-bin-dir "$out/bin" -test.v -test.timeout "${E2E_TIMEOUT:-60m}")
-  [[ -z ${E2E_RUN:-} ]] || args+=(-test.run "$E2E_RUN")
-  (cd "$cache/tests-src/$suite" && "${run_in[@]}" "$cache/$suite.test" "${args[@]}") >"$out/$suite.log" 2>&1 || true
-  # Top-level results only: a subtest's line is indented.
-  sed -n 's/^--- \(PASS\|FAIL\|SKIP\): \([^ ]*\) .*/\1 \2/p' "$out/$suite.log" >"$out/$suite.results"
+  bin=$cache/$suite.test
+  : >"$out/$suite.log"
+  : >"$out/$suite.results"
+  # One process per test: a goroutine one test leaks makes the framework skip
+  # every later test of the same process ("leaked goroutines BEFORE test").
+  for t in $(cd "$cache/tests-src/$suite" && "$bin" -test.list "${E2E_RUN:-.}"); do
+    log=$out/$suite.$t.log
+    (cd "$cache/tests-src/$suite" && "${run_in[@]}" "$bin" -bin-dir "$out/bin" -test.v \
+      -test.timeout "${E2E_TIMEOUT:-20m}" -test.run "^$t\$") >"$log" 2>&1 || true
+    # The test's own line; a test that panicked or timed out has none.
+    result=$(sed -n "s/^--- \(PASS\|FAIL\|SKIP\): $t .*/\1/p" "$log")
+    echo "${result:-FAIL} $t" >>"$out/$suite.results"
+    cat "$log" >>"$out/$suite.log"
+    rm -f "$log"
+  done
   passed=$(grep -c '^PASS ' "$out/$suite.results" || true)
   failed=$(grep -c '^FAIL ' "$out/$suite.results" || true)
   skipped=$(grep -c '^SKIP ' "$out/$suite.results" || true)
-  # A test that panicked or timed out ends the binary without its own FAIL line.
-  if grep -q '^panic: \|^FAIL$' "$out/$suite.log" && ((failed == 0)); then failed=1; fi
   echo "$suite: $passed passed, $failed failed, $skipped skipped (results: $out/$suite.results)"
   ((failed == 0)) || status=1
 done
