@@ -17,7 +17,7 @@
 # skipped" and writes each test's result ("PASS TestName") to
 # $E2E_OUT/SUITE.results, the log to SUITE.log.
 #   E2E_RUN      a -test.run regex (default: every test)
-#   E2E_TIMEOUT  a test's -test.timeout (default 20m)
+#   E2E_TIMEOUT  a test's -test.timeout (default 5m: a hung test fails, the run goes on)
 #   E2E_OUT      the directory for results and logs (default: a new temp dir)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -76,7 +76,7 @@ for suite in "${suites[@]}"; do
   for t in $(cd "$cache/tests-src/$suite" && "$bin" -test.list "${E2E_RUN:-.}"); do
     log=$out/$suite.$t.log
     (cd "$cache/tests-src/$suite" && "${run_in[@]}" "$bin" -bin-dir "$out/bin" -test.v \
-      -test.timeout "${E2E_TIMEOUT:-20m}" -test.run "^$t\$") >"$log" 2>&1 || true
+      -test.timeout "${E2E_TIMEOUT:-5m}" -test.run "^$t\$") >"$log" 2>&1 || true
     # The test's own line; a test that panicked or timed out has none.
     result=$(sed -n "s/^--- \(PASS\|FAIL\|SKIP\): $t .*/\1/p" "$log")
     echo "${result:-FAIL} $t" >>"$out/$suite.results"
