@@ -65,7 +65,6 @@ pub fn has_failpoints(bin: &Path) -> anyhow::Result<bool> {
     Ok(out.status.success())
 }
 
-
 fn url(port: u16) -> String {
     format!("http://127.0.0.1:{port}")
 }
@@ -220,9 +219,9 @@ impl Cluster {
                 if tokio::time::Instant::now() > deadline {
                     let m = &self.members[i];
                     let log = std::fs::read_to_string(self.dir.join(format!("{}.log", m.name))).unwrap_or_default();
-                    let tail: Vec<&str> = log.lines().rev().take(20).collect();
-                    let tail: Vec<&str> = tail.into_iter().rev().collect();
-                    anyhow::bail!("member {} did not become healthy within {limit:?}; its log ends:\n{}", m.name, tail.join("\n"));
+                    let lines: Vec<&str> = log.lines().collect();
+                    let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+                    anyhow::bail!("member {} did not become healthy within {limit:?}; its log ends:\n{tail}", m.name);
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
