@@ -1,7 +1,9 @@
-//! etcd's lease operations, lease ID generation, and the loop that revokes
-//! expired leases through raft (so every member deletes their keys at the
-//! same revision). The leases themselves live in the state machine
-//! (`hub_store::lease`); the leader alone counts them down (`hub_raft`).
+//! etcd's lease operations, lease ID generation, the leader's renewals and
+//! time-to-live answers ([`LeaderLeases`], which `hub_raft` routes every
+//! member's calls to), and the loop that revokes expired leases through raft
+//! (so every member deletes their keys at the same revision). The leases
+//! themselves live in the state machine (`hub_store::lease`); the leader alone
+//! counts them down.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -11,6 +13,7 @@ use hub_proto::etcdserverpb::{
     InternalRaftRequest, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveResponse, LeaseLeasesResponse,
     LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
+use hub_raft::{LeaderLeases, LeaseTtl};
 use hub_store::{AuthInfo, EtcdError, Response, StoreError};
 
 use crate::{quota, unexpected, Credentials, EtcdServer, Result};
@@ -77,7 +80,7 @@ impl EtcdServer {
         self.node.state().lock().authorize_lease_renew(&who, id)?;
         let header = self.header(0);
         // etcd answers TTL 0 for a lease it does not know.
-        let ttl = match self.node.lease_renew(id).await {
+        let ttl = match self.node.lease_renew(self, id).await {
             Ok(ttl) => ttl,
             Err(StoreError::Etcd(EtcdError::LeaseNotFound)) => 0,
             Err(e) => return Err(e.into()),
@@ -91,7 +94,7 @@ impl EtcdServer {
         r: LeaseTimeToLiveRequest,
     ) -> Result<LeaseTimeToLiveResponse> {
         self.node.state().lock().authorize_user(who)?;
-        let ttl = self.node.lease_time_to_live(r.id).await?;
+        let ttl = self.node.lease_time_to_live(self, r.id).await?;
         if let Some(l) = ttl.as_ref().filter(|_| r.keys) {
             // The key names are data: only for who may read every one of them
             // (etcd gave them to anyone, CVE-2023-32082).
@@ -121,6 +124,23 @@ impl EtcdServer {
             sm.leases().map(|l| LeaseStatus { id: l.id }).collect()
         };
         Ok(LeaseLeasesResponse { header: self.header(0), leases })
+    }
+}
+
+/// The leader's lessor: renewals restart a lease's countdown, which only the
+/// leader keeps (a new leader restarts every lease's, `hub_raft::node`).
+impl LeaderLeases for EtcdServer {
+    fn renew(&self, id: i64) -> std::result::Result<i64, EtcdError> {
+        self.node.state().lock().lease_renew(id, Instant::now())
+    }
+
+    fn time_to_live(&self, id: i64) -> Option<LeaseTtl> {
+        let sm = self.node.state().lock();
+        sm.lease(id).map(|l| LeaseTtl {
+            remaining: l.remaining_secs(Instant::now()),
+            granted: l.ttl,
+            keys: l.keys.iter().cloned().collect(),
+        })
     }
 }
 

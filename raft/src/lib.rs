@@ -44,7 +44,7 @@ pub mod wal;
 use hub_proto::mvccpb::Event;
 
 pub use membership::{MemberChange, MemberChangeError};
-pub use node::{LeaseTtl, MoveLeaderError, Node, NodeConfig, NodeError};
+pub use node::{LeaderLeases, LeaseTtl, MoveLeaderError, Node, NodeConfig, NodeError};
 pub use peer_service::PeerService;
 pub use types::Member;
 

@@ -9,16 +9,18 @@ use tonic::{Request, Response, Status};
 
 use crate::forward;
 use crate::network::{decode, encode};
-use crate::node::Node;
+use crate::node::{LeaderLeases, Node};
 use crate::types::TypeConfig;
 
 pub struct PeerService {
     node: Arc<Node>,
+    /// Answers the lease calls followers forward while this member leads.
+    leases: Arc<dyn LeaderLeases>,
 }
 
 impl PeerService {
-    pub fn new(node: Arc<Node>) -> Self {
-        PeerService { node }
+    pub fn new(node: Arc<Node>, leases: Arc<dyn LeaderLeases>) -> Self {
+        PeerService { node, leases }
     }
 
     /// Counts a raft message from `from` (the leader or candidate it names)
@@ -110,7 +112,7 @@ impl Peer for PeerService {
 
     async fn lease_time_to_live(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
         let id: i64 = decode(req.get_ref()).map_err(bad_request)?;
-        reply(&self.node.local_lease_ttl(id))
+        reply(&self.leases.time_to_live(id))
     }
 
     async fn hash_kv(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
@@ -125,7 +127,7 @@ impl Peer for PeerService {
     async fn lease_renew(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
         let id: i64 = decode(req.get_ref()).map_err(bad_request)?;
         let answer = if self.node.is_leader() {
-            self.node.renew_here(id).map_err(|e| e.to_string())
+            self.leases.renew(id).map_err(|e| e.to_string())
         } else {
             Err(hub_store::EtcdError::LeaderChanged.to_string())
         };

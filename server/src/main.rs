@@ -201,22 +201,6 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         tokio::spawn(node.clone().monitor_kv_hash(config.experimental_corrupt_check_time));
     }
 
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let mut servers = Vec::new();
-    for (spec, listener) in peer_listeners {
-        let peer = PeerServer::new(PeerService::new(node.clone())).max_decoding_message_size(usize::MAX);
-        let incoming = hub_tls::net::incoming(listener, &spec, tls.as_deref());
-        let mut shutdown = shutdown_rx.clone();
-        servers.push(tokio::spawn(async move {
-            tonic::transport::Server::builder()
-                .add_service(peer)
-                .serve_with_incoming_shutdown(incoming, async move {
-                    let _ = shutdown.changed().await;
-                })
-                .await
-        }));
-    }
-
     let ctx = Context::new(
         node.clone(),
         ServiceConfig {
@@ -234,6 +218,22 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
             metrics_extensive: config.metrics_extensive,
         },
     );
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let mut servers = Vec::new();
+    for (spec, listener) in peer_listeners {
+        let peer = PeerServer::new(PeerService::new(node.clone(), ctx.server().clone())).max_decoding_message_size(usize::MAX);
+        let incoming = hub_tls::net::incoming(listener, &spec, tls.as_deref());
+        let mut shutdown = shutdown_rx.clone();
+        servers.push(tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(peer)
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = shutdown.changed().await;
+                })
+                .await
+        }));
+    }
+
     // etcd serves clients once it has published itself through the cluster's leader.
     node.clone().publish(config.name.clone(), config.advertise_client_urls.clone()).await;
     let max_streams = Some(config.max_concurrent_streams);

@@ -35,7 +35,7 @@ mod propose;
 mod read_index;
 mod waiting;
 
-pub use lease::LeaseTtl;
+pub use lease::{LeaderLeases, LeaseTtl};
 pub use members::MoveLeaderError;
 
 /// How a member is started, from hubd's flags.
