@@ -112,6 +112,24 @@ pub trait Backend: Send + Sync {
         to: Option<&[u8]>,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), BackendError>;
+    /// [`Backend::scan`] for a read of a whole table (start-up, hashes,
+    /// compaction, snapshots): the file pages it brought into this process's
+    /// map are given back afterwards (they stay in the page cache), so a
+    /// member's resident memory holds what it serves, not everything it once
+    /// read. etcd's bulk reads go through the file, not its map, for the same reason.
+    fn scan_bulk(
+        &self,
+        table: Table,
+        from: &[u8],
+        to: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), BackendError> {
+        let scanned = self.scan(table, from, to, visit);
+        self.release_mapped_pages();
+        scanned
+    }
+    /// Gives the file pages mapped into this process back to the OS.
+    fn release_mapped_pages(&self) {}
     /// Bytes the backend occupies on disk.
     fn size(&self) -> u64;
     /// Bytes of [`Backend::size`] that hold data (etcd's `SizeInUse`): the
@@ -152,6 +170,10 @@ impl Backend for BoltDb {
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), BackendError> {
         self.begin_read().scan(table.name().as_bytes(), from, to, visit)
+    }
+
+    fn release_mapped_pages(&self) {
+        BoltDb::release_mapped_pages(self);
     }
 
     fn size(&self) -> u64 {

@@ -5,9 +5,15 @@
 //! with the tombstone that deletes it. The version of a key is its number of puts
 //! in the current generation. The index owns only revisions; values live in the
 //! backend under their revision. It is rebuilt from the backend at start.
+//!
+//! Memory: most keys have one generation of one or a few revisions, so both
+//! lists keep their first element inline ([`SmallVec`]): a key costs its bytes,
+//! its place in the tree and nothing else until it is written again or deleted.
 
 use std::collections::{BTreeMap, HashSet};
 use std::ops::Bound;
+
+use smallvec::SmallVec;
 
 use crate::revision::Revision;
 
@@ -17,7 +23,7 @@ struct Generation {
     /// counted even for revisions since compacted away.
     ver: i64,
     created: Revision,
-    revs: Vec<Revision>,
+    revs: SmallVec<[Revision; 1]>,
 }
 
 impl Generation {
@@ -41,7 +47,7 @@ pub struct KeyAt {
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct KeyIndex {
-    generations: Vec<Generation>,
+    generations: SmallVec<[Generation; 1]>,
 }
 
 impl KeyIndex {
@@ -68,7 +74,7 @@ impl KeyIndex {
         if self.generations.last().is_some_and(Generation::is_empty) {
             self.generations.pop();
         }
-        self.generations.push(Generation { ver: version, created, revs: vec![rev] });
+        self.generations.push(Generation { ver: version, created, revs: smallvec::smallvec![rev] });
     }
 
     /// Closes the current generation. Returns false when the key is not live.
@@ -134,9 +140,11 @@ impl KeyIndex {
             if let Some(n) = g.walk(|r| r.main > at) {
                 keep.insert(g.revs[n]);
                 g.revs.drain(..n);
+                g.revs.shrink_to_fit();
             }
         }
         self.generations.drain(..gen_idx);
+        self.generations.shrink_to_fit();
     }
 }
 
@@ -168,8 +176,16 @@ impl<'a> RangeEnd<'a> {
 }
 
 impl KeyIndexTree {
-    pub fn key_mut(&mut self, key: &[u8]) -> &mut KeyIndex {
-        self.keys.entry(key.to_vec()).or_default()
+    /// Changes `key`'s index by `f`, adding the key if it is new: a key
+    /// written again (most writes) is found without copying it.
+    pub fn update<R>(&mut self, key: &[u8], f: impl FnOnce(&mut KeyIndex) -> R) -> R {
+        if let Some(ki) = self.keys.get_mut(key) {
+            return f(ki);
+        }
+        let mut ki = KeyIndex::default();
+        let answer = f(&mut ki);
+        self.keys.insert(key.to_vec(), ki);
+        answer
     }
 
     pub fn get(&self, key: &[u8]) -> Option<&KeyIndex> {
@@ -234,6 +250,15 @@ mod tests {
     }
 
     #[test]
+    fn a_key_with_one_revision_needs_no_allocation_of_its_own() {
+        // One generation and its first revision live inside the tree's node.
+        assert_eq!(std::mem::size_of::<KeyIndex>(), 56);
+        let mut ki = KeyIndex::default();
+        ki.put(r(1));
+        assert!(!ki.generations.spilled() && !ki.generations[0].revs.spilled());
+    }
+
+    #[test]
     fn get_sees_generations() {
         let ki = example();
         assert_eq!(ki.get(0), None);
@@ -272,8 +297,8 @@ mod tests {
     #[test]
     fn compact_of_deleted_key_empties_it() {
         let mut tree = KeyIndexTree::default();
-        tree.key_mut(b"a").put(r(1));
-        assert!(tree.key_mut(b"a").tombstone(r(2)));
+        tree.update(b"a", |ki| ki.put(r(1)));
+        assert!(tree.update(b"a", |ki| ki.tombstone(r(2))));
         assert_eq!(tree.compact(2), HashSet::from([r(2)]), "the tombstone at the compacted revision stays");
         assert!(tree.get(b"a").is_some_and(|ki| ki.get(2).is_none()));
         assert!(tree.compact(3).is_empty());
@@ -284,7 +309,7 @@ mod tests {
     fn range_ends() {
         let mut tree = KeyIndexTree::default();
         for (i, k) in [&b"a"[..], b"b", b"c"].iter().enumerate() {
-            tree.key_mut(k).put(r(i as i64 + 1));
+            tree.update(k, |ki| ki.put(r(i as i64 + 1)));
         }
         let keys = |end| tree.range_at(b"b", end, 10).map(|(k, _)| k.to_vec()).collect::<Vec<_>>();
         assert_eq!(keys(RangeEnd::Single), vec![b"b".to_vec()]);

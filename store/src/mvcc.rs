@@ -93,7 +93,7 @@ impl Mvcc {
         let mut current_rev = 1;
         let mut leases: HashMap<Vec<u8>, i64> = HashMap::new();
         let mut failure = None;
-        backend.scan(Table::Key, &[], None, &mut |k, v| {
+        backend.scan_bulk(Table::Key, &[], None, &mut |k, v| {
             let Some((rev, tombstone)) = Revision::from_bytes(k) else {
                 failure = Some(StoreError::Corrupt(format!("revision key {k:?}")));
                 return false;
@@ -106,12 +106,11 @@ impl Mvcc {
                 }
             };
             current_rev = current_rev.max(rev.main);
-            let ki = index.key_mut(&kv.key);
             if tombstone {
-                ki.tombstone(rev);
+                index.update(&kv.key, |ki| ki.tombstone(rev));
                 leases.remove(&kv.key);
             } else {
-                ki.restore(rev, Revision::new(kv.create_revision, 0), kv.version);
+                index.update(&kv.key, |ki| ki.restore(rev, Revision::new(kv.create_revision, 0), kv.version));
                 if kv.lease != 0 {
                     leases.insert(kv.key.clone(), kv.lease);
                 } else {
@@ -174,7 +173,7 @@ impl Mvcc {
         let mut failure = None;
         if at >= 0 {
             let upper = Revision::new(at.saturating_add(1), 0).to_bytes(false);
-            self.backend.scan(Table::Key, &[], Some(&upper), &mut |k, v| {
+            self.backend.scan_bulk(Table::Key, &[], Some(&upper), &mut |k, v| {
                 failure = hasher.write(k, v).err();
                 failure.is_none()
             })?;
@@ -305,7 +304,7 @@ impl Mvcc {
         let end = Revision::new(rev.saturating_add(1), 0).to_bytes(false);
         let mut failure = None;
         let mut hasher = KvHasher::new(self.compact_rev, rev, &keep);
-        self.backend.scan(Table::Key, &[], Some(&end), &mut |k, v| {
+        self.backend.scan_bulk(Table::Key, &[], Some(&end), &mut |k, v| {
             let kept = Revision::from_bytes(k).is_some_and(|(r, _)| keep.contains(&r));
             if !kept {
                 batch.delete(Table::Key, k.to_vec());
@@ -405,7 +404,7 @@ impl WriteTxn<'_> {
             lease,
         };
         self.batch.put(Table::Key, rev.to_bytes(false), kv.encode_to_vec());
-        self.mvcc.index.key_mut(key).put(rev);
+        self.mvcc.index.update(key, |ki| ki.put(rev));
         self.pending.insert(rev, kv.clone());
         self.changes.push(Event { r#type: EventType::Put as i32, kv: Some(kv.clone()), prev_kv: None });
         kv
@@ -419,7 +418,7 @@ impl WriteTxn<'_> {
             let rev = self.next_revision();
             let tomb = KeyValue { key: k.clone(), ..Default::default() };
             self.batch.put(Table::Key, rev.to_bytes(true), tomb.encode_to_vec());
-            self.mvcc.index.key_mut(k).tombstone(rev);
+            self.mvcc.index.update(k, |ki| ki.tombstone(rev));
             let kv = KeyValue { key: k.clone(), mod_revision: rev.main, ..Default::default() };
             self.changes.push(Event { r#type: EventType::Delete as i32, kv: Some(kv), prev_kv: None });
         }

@@ -127,6 +127,10 @@ impl<B: Backend> Backend for WriteBuffer<B> {
         self.engine.sync()
     }
 
+    fn release_mapped_pages(&self) {
+        self.engine.release_mapped_pages();
+    }
+
     fn get_many(&self, table: Table, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
         // Under the buffer's lock: a flush cannot drop the frozen changes
         // between the look here and the engine's read.

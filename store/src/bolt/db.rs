@@ -871,6 +871,18 @@ impl BoltDb {
         }
     }
 
+    /// Drops this process's resident pages of the file's map: they are read
+    /// again from the page cache when next touched.
+    pub fn release_mapped_pages(&self) {
+        let map = self.current.read().map.clone();
+        // SAFETY: the map is shared and read-only, so MADV_DONTNEED discards no
+        // data: a later read faults the page in again from the file, which
+        // holds what every live view reaches (see `map_file`).
+        if let Err(e) = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) } {
+            tracing::debug!(error = %e, "cannot release the backend's mapped pages");
+        }
+    }
+
     /// Applies `ops` as one commit: all of them or, on error, none.
     pub fn update(&self, ops: &[Op<'_>]) -> Result<(), BackendError> {
         let durable = !self.deferred.load(Ordering::SeqCst);

@@ -59,7 +59,7 @@ pub(crate) fn for_each_record(
         if records.is_empty() {
             // Stream big tables (key, lease) without holding them.
             let mut failure = None;
-            backend.scan(table, &[], None, &mut |k, v| match visit(k, v) {
+            backend.scan_bulk(table, &[], None, &mut |k, v| match visit(k, v) {
                 Ok(()) => true,
                 Err(e) => {
                     failure = Some(e);
@@ -68,7 +68,7 @@ pub(crate) fn for_each_record(
             })?;
             return failure.map_or(Ok(()), Err);
         }
-        backend.scan(table, &[], None, &mut |k, v| {
+        backend.scan_bulk(table, &[], None, &mut |k, v| {
             records.insert(k.to_vec(), v.to_vec());
             true
         })?;
