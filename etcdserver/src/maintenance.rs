@@ -11,10 +11,10 @@ use hub_proto::etcdserverpb::{
     AlarmMember, AlarmRequest, AlarmResponse, AlarmType, DefragmentResponse, HashKvResponse, HashResponse,
     InternalRaftRequest, MoveLeaderResponse, StatusResponse,
 };
-use hub_store::snapshot::SnapshotFile;
+use hub_store::snapshot::{Frozen, SnapshotFile};
 use hub_store::{AuthInfo, EtcdError, Response};
 
-use crate::{unexpected, EtcdServer, Result};
+use crate::{unexpected, Error, EtcdServer, Result};
 
 /// The etcd release hub reports by default (Status, `/version`,
 /// `etcd_server_version`): the reference whose API and behaviour it
@@ -96,7 +96,12 @@ impl EtcdServer {
         let duration = self.node.state().lock().metrics().snapshot_duration.clone();
         // Built beside the backend: a snapshot is about its size, and the
         // system's temporary directory may be a small tmpfs.
-        let file = self.with_state(|sm| SnapshotFile::create(sm, sm.dir())).await?;
+        // The state is frozen under the lock in a moment; the file is written
+        // from that view while commands go on being applied.
+        let (frozen, dir) = self.with_state(|sm| Ok((Frozen::of(sm)?, sm.dir().to_owned()))).await?;
+        let file = tokio::task::spawn_blocking(move || SnapshotFile::create_from(&frozen, &dir))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
         Ok((file, duration))
     }
 

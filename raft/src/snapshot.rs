@@ -8,6 +8,8 @@
 
 use std::path::{Path, PathBuf};
 
+use hub_store::snapshot::{Frozen, SnapshotFile};
+use hub_store::metrics::StoreMetrics;
 use hub_store::{StateMachine, StoreError};
 
 /// Where the newest snapshot is kept, under the state machine's directory
@@ -22,11 +24,10 @@ pub fn kept_path(sm: &StateMachine) -> PathBuf {
 
 /// Writes the state machine's snapshot into the kept file (replacing the
 /// previous one at once, by a rename).
-pub fn build(sm: &StateMachine) -> Result<PathBuf, StoreError> {
-    let path = kept_path(sm);
+pub fn build(state: &Frozen, path: &Path, metrics: &StoreMetrics) -> Result<(), StoreError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    sm.metrics().snapshot_saved(|| hub_store::snapshot::SnapshotFile::create(sm, dir)?.persist(&path))?;
-    Ok(path)
+    metrics.snapshot_saved(|| SnapshotFile::create_from(state, dir)?.persist(path))?;
+    Ok(())
 }
 
 /// Keeps a snapshot received from the leader as the member's newest.

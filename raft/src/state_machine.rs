@@ -22,6 +22,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use hub_proto::etcdserverpb::InternalRaftRequest;
+use hub_store::snapshot::Frozen;
 use hub_store::{StateMachine, StoreError as HubStoreError, Syncer};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
@@ -360,11 +361,16 @@ impl RaftSnapshotBuilder<TypeConfig> for HubStateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let this = self.clone();
         let (meta, kept) = tokio::task::spawn_blocking(move || {
-            let sm = this.state.lock();
-            // The WAL may be purged up to this snapshot: it must be on disk first.
-            this.sync_locked(&sm)?;
-            let (last_log_id, last_membership) = Self::applied(&sm)?;
-            let kept = crate::snapshot::build(&sm).map_err(io_err)?;
+            let (frozen, last_log_id, last_membership, kept, metrics) = {
+                let sm = this.state.lock();
+                // The WAL may be purged up to this snapshot: it must be on disk first.
+                this.sync_locked(&sm)?;
+                let (last_log_id, last_membership) = Self::applied(&sm)?;
+                let frozen = Frozen::of(&sm).map_err(io_err)?;
+                (frozen, last_log_id, last_membership, crate::snapshot::kept_path(&sm), sm.metrics().clone())
+            };
+            // Written without the lock: entries go on being applied meanwhile.
+            crate::snapshot::build(&frozen, &kept, &metrics).map_err(io_err)?;
             let snapshot_id = format!("{}-{}", last_log_id.map_or(0, |l| l.leader_id.term), last_log_id.map_or(0, |l| l.index));
             Ok::<_, StorageError>((SnapshotMeta { last_log_id, last_membership, snapshot_id }, kept))
         })

@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use crate::bolt::db::{BoltDb, Op};
+use crate::bolt::db::{BoltDb, Op, ReadTx};
 use crate::error::BackendError;
 
 /// One of the backend's tables; names are etcd's bucket names.
@@ -88,6 +88,22 @@ impl WriteBatch {
     }
 }
 
+/// A consistent read-only view of everything committed when it was taken
+/// (bbolt's read transaction): it stays the same while the backend moves on,
+/// so a snapshot or a hash of the whole backend is read from it without
+/// holding up writes.
+pub trait View: Send {
+    /// Visits `[from, to)` (or `[from, ..)`) of a whole table, as
+    /// [`Backend::scan_bulk`].
+    fn scan_bulk(
+        &self,
+        table: Table,
+        from: &[u8],
+        to: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), BackendError>;
+}
+
 pub trait Backend: Send + Sync {
     /// Applies the batch atomically; when it returns Ok the batch is on disk,
     /// unless durability is deferred (then it is on disk after the next [`sync`]).
@@ -130,6 +146,8 @@ pub trait Backend: Send + Sync {
     }
     /// Gives the file pages mapped into this process back to the OS.
     fn release_mapped_pages(&self) {}
+    /// A [`View`] of every commit so far.
+    fn view(&self) -> Result<Box<dyn View>, BackendError>;
     /// Bytes the backend occupies on disk.
     fn size(&self) -> u64;
     /// Bytes of [`Backend::size`] that hold data (etcd's `SizeInUse`): the
@@ -176,6 +194,10 @@ impl Backend for BoltDb {
         BoltDb::release_mapped_pages(self);
     }
 
+    fn view(&self) -> Result<Box<dyn View>, BackendError> {
+        Ok(Box::new(self.begin_read()))
+    }
+
     fn size(&self) -> u64 {
         BoltDb::size(self)
     }
@@ -186,6 +208,20 @@ impl Backend for BoltDb {
 
     fn defragment(&self) -> Result<(), BackendError> {
         BoltDb::defragment(self)
+    }
+}
+
+impl View for ReadTx {
+    fn scan_bulk(
+        &self,
+        table: Table,
+        from: &[u8],
+        to: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), BackendError> {
+        let scanned = self.scan(table.name().as_bytes(), from, to, visit);
+        self.release_mapped_pages();
+        scanned
     }
 }
 

@@ -91,10 +91,11 @@ impl<'a> KvHasher<'a> {
 /// layers above the store (raft's applied log ID) are skipped like the
 /// consistent index, for the same reason.
 pub fn backend_hash(backend: &dyn Backend) -> Result<u32, StoreError> {
+    let view = backend.view()?;
     let mut crc = 0;
     for bucket in layout::BUCKETS {
         crc = crc32c(crc, bucket);
-        crate::snapshot::for_each_record(backend, bucket, &mut |k, v| {
+        crate::snapshot::for_each_record(view.as_ref(), bucket, &mut |k, v| {
             let ignored = bucket == layout::META && (k == META_CONSISTENT_INDEX || !ETCD_META_KEYS.contains(&k));
             if !ignored {
                 crc = crc32c(crc32c(crc, k), v);

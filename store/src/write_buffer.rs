@@ -131,6 +131,12 @@ impl<B: Backend> Backend for WriteBuffer<B> {
         self.engine.release_mapped_pages();
     }
 
+    /// The engine's view once everything buffered reached it.
+    fn view(&self) -> Result<Box<dyn crate::backend::View>, BackendError> {
+        self.flush()?;
+        self.engine.view()
+    }
+
     fn get_many(&self, table: Table, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
         // Under the buffer's lock: a flush cannot drop the frozen changes
         // between the look here and the engine's read.

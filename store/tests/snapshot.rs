@@ -12,7 +12,7 @@ use hub_proto::etcdserverpb::{
 };
 use hub_proto::mvccpb::KeyValue;
 use hub_store::bolt::write::BoltWriter;
-use hub_store::snapshot::{layout, restore_into, write_snapshot, RestoreOptions, SnapshotFile, SnapshotReader};
+use hub_store::snapshot::{layout, restore_into, write_snapshot, Frozen, RestoreOptions, SnapshotFile, SnapshotReader};
 use hub_store::{EtcdError, StateMachine, StoreError};
 use prost::Message;
 
@@ -137,6 +137,34 @@ fn restore_can_set_the_consistent_index() {
     let restored = StateMachine::open(&work.path().join("restored"), 1).unwrap();
     assert_eq!(restored.applied_index(), 1);
     assert_eq!(all_keys(&restored, 0).unwrap(), all_keys(&hub.sm, 0).unwrap());
+}
+
+/// A snapshot is written from the state frozen when it was asked for, however
+/// far the state machine moved on meanwhile (writes, deletes, a compaction that
+/// removes revisions the frozen state still holds), buffered writes included.
+#[test]
+fn a_snapshot_holds_the_state_it_was_frozen_at() {
+    let work = tempfile::tempdir().unwrap();
+    let mut hub = Hub::open(&work.path().join("source"));
+    hub.sm.defer_durability(true);
+    for i in 0..50 {
+        hub.put(&format!("k{i:02}"), format!("v{i}").as_bytes(), 0);
+        hub.put(&format!("k{i:02}"), format!("w{i}").as_bytes(), 0);
+    }
+    let frozen = Frozen::of(&hub.sm).unwrap();
+    let (want, want_index) = (all_keys(&hub.sm, 0).unwrap(), hub.sm.applied_index());
+    hub.delete("k10", "k20");
+    hub.put("k99", b"after", 0);
+    hub.compact(hub.sm.current_revision());
+    let path = work.path().join("frozen.db");
+    let info = SnapshotFile::create_from(&frozen, work.path()).unwrap().persist(&path).unwrap();
+    assert_eq!(info.revision, 101);
+    let mut reader = SnapshotReader::open(&path, false).unwrap();
+    restore_into(&mut reader, &work.path().join("restored"), &RestoreOptions::default()).unwrap();
+    let restored = StateMachine::open(&work.path().join("restored"), 1).unwrap();
+    assert_eq!(all_keys(&restored, 0).unwrap(), want);
+    assert_eq!(all_keys(&restored, 2).unwrap().len(), 1, "the old revisions are there, uncompacted");
+    assert_eq!(restored.applied_index(), want_index);
 }
 
 #[test]

@@ -38,7 +38,7 @@ mod status;
 
 pub use reader::SnapshotReader;
 pub use restore::{restore_into, RestoreOptions, RestoreSummary};
-pub use save::{write_snapshot, SnapshotFile};
+pub use save::{write_snapshot, Frozen, SnapshotFile};
 pub use status::SnapshotInfo;
 
 /// Length of the sha256 trailer.
@@ -49,7 +49,7 @@ pub const SHA256_LEN: usize = 32;
 /// table over etcd's fresh-member defaults, which it overrides), any other
 /// bucket gets [`layout::fixed_records`]. `meta` is the caller's business.
 pub(crate) fn for_each_record(
-    backend: &dyn crate::backend::Backend,
+    backend: &dyn crate::backend::View,
     bucket: &[u8],
     visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), crate::StoreError>,
 ) -> Result<(), crate::StoreError> {

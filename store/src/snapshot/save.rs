@@ -5,9 +5,10 @@
 //! caller streams it from there: only one page and the branch keys of one
 //! bucket are ever in memory, whatever the snapshot's size.
 //!
-//! The state is read through `&StateMachine`, so no command is applied while
-//! the file is built; the three tables are read one after the other and still
-//! form one consistent state.
+//! The state is read from a [`Frozen`] view of the state machine, taken under
+//! its lock in a moment: commands go on being applied while the file is built
+//! (for a big backend, seconds), and the tables read one after the other still
+//! form the one consistent state the view was taken at.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -20,6 +21,7 @@ use crate::bolt::write::BoltWriter;
 use super::status::{SnapshotInfo, StatusHasher};
 use super::{for_each_record, layout, SHA256_LEN};
 use crate::apply::StateMachine;
+use crate::backend::View;
 use crate::error::StoreError;
 use crate::mvcc::META_CONSISTENT_INDEX;
 
@@ -30,10 +32,28 @@ pub struct SnapshotFile {
     info: SnapshotInfo,
 }
 
+/// The state machine as of one applied entry, readable without its lock.
+pub struct Frozen {
+    view: Box<dyn View>,
+    applied_index: u64,
+}
+
+impl Frozen {
+    /// Takes `sm`'s state as it is now (its write buffer goes to the engine first).
+    pub fn of(sm: &StateMachine) -> Result<Self, StoreError> {
+        Ok(Frozen { view: sm.mvcc().backend().view()?, applied_index: sm.applied_index() })
+    }
+}
+
 impl SnapshotFile {
     /// Writes `sm`'s state as an etcd snapshot into a new temporary file in
     /// `dir` (put it on the same file system as where it will be persisted).
     pub fn create(sm: &StateMachine, dir: &Path) -> Result<Self, StoreError> {
+        Self::create_from(&Frozen::of(sm)?, dir)
+    }
+
+    /// Writes a [`Frozen`] state as an etcd snapshot, as [`SnapshotFile::create`].
+    pub fn create_from(state: &Frozen, dir: &Path) -> Result<Self, StoreError> {
         let file = tempfile::Builder::new()
             .prefix(".hub-snapshot-")
             .tempfile_in(dir)
@@ -41,7 +61,7 @@ impl SnapshotFile {
         let handle = file.as_file().try_clone().map_err(|e| io_error("open the temporary file", e))?;
         let mut writer = BoltWriter::new(BufWriter::with_capacity(1 << 20, handle))?;
         let mut status = StatusHasher::default();
-        write_buckets(sm, &mut writer, &mut status)?;
+        write_buckets(state, &mut writer, &mut status)?;
         let (out, summary) = writer.finish()?;
         let mut handle = out.into_inner().map_err(|e| io_error("flush the snapshot", e.into_error()))?;
         append_sha256(&mut handle, summary.size)?;
@@ -93,11 +113,11 @@ fn io_error(what: &str, e: std::io::Error) -> StoreError {
 
 /// Puts every bucket of etcd's layout, in name order, feeding etcdctl's status hash.
 fn write_buckets<W: Write + Seek>(
-    sm: &StateMachine,
+    state: &Frozen,
     writer: &mut BoltWriter<W>,
     status: &mut StatusHasher,
 ) -> Result<(), StoreError> {
-    let backend = sm.mvcc().backend();
+    let backend = &state.view;
     for bucket in layout::BUCKETS {
         writer.begin_bucket(bucket)?;
         status.bucket(bucket);
@@ -117,7 +137,7 @@ fn write_buckets<W: Write + Seek>(
                 // the snapshot stands for everything applied.
                 let stored =
                     meta.get(META_CONSISTENT_INDEX).and_then(|v| v.get(..8)?.try_into().ok()).map(u64::from_be_bytes);
-                let index = stored.unwrap_or(0).max(sm.applied_index());
+                let index = stored.unwrap_or(0).max(state.applied_index);
                 meta.insert(META_CONSISTENT_INDEX.to_vec(), index.to_be_bytes().to_vec());
                 for (k, v) in &meta {
                     put(k, v)?;
