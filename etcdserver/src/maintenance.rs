@@ -66,16 +66,23 @@ impl EtcdServer {
     /// Rewrites this member's backend without its free pages, with every
     /// apply held meanwhile (etcd blocks its backend the same way).
     pub async fn defragment(&self) -> Result<DefragmentResponse> {
-        tracing::info!("starting defragment");
+        // etcd's backend's words.
+        let started = std::time::Instant::now();
         let (before, after) = self
             .with_state(|sm| {
                 let before = sm.db_size();
+                tracing::info!(current_db_size_bytes = before, "defragmenting");
                 sm.defragment()?;
                 Ok((before, sm.db_size()))
             })
             .await
             .inspect_err(|e| tracing::warn!(error = %e, "failed to defragment"))?;
-        tracing::info!(db_size_before = before, db_size_after = after, "finished defragment");
+        tracing::info!(
+            current_db_size_bytes_diff = after as i64 - before as i64,
+            current_db_size_bytes = after,
+            took = ?started.elapsed(),
+            "finished defragmenting directory"
+        );
         Ok(DefragmentResponse { header: self.header(0) })
     }
 

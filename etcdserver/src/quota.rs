@@ -76,19 +76,29 @@ impl EtcdServer {
         if cost == 0 {
             return Ok(());
         }
-        let size = {
+        let (size, raised) = {
             let sm = self.node.state().lock();
             // The bytes in use never exceed the file: counting them (a walk
             // of every tree) is needed only when the file alone is too big.
             if sm.db_size().saturating_add(cost) < quota {
                 return Ok(());
             }
-            sm.quota_size()?
+            let raised = sm.alarms().iter().any(|a| a.alarm == AlarmType::Nospace as i32);
+            (sm.quota_size()?, raised)
         };
         if size.saturating_add(cost) < quota {
             return Ok(());
         }
-        tracing::warn!(size, cost, quota, "request exceeds the backend quota; raising NOSPACE");
+        if !raised {
+            // etcd's words, once: not again for every write the alarm refuses.
+            tracing::warn!(
+                quota_size_bytes = quota,
+                error = %EtcdError::NoSpace,
+                size,
+                cost,
+                "message exceeded backend quota; raising alarm"
+            );
+        }
         let raise = InternalRaftRequest {
             alarm: Some(AlarmRequest {
                 action: AlarmAction::Activate as i32,

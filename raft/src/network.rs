@@ -207,8 +207,18 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>> {
         let (first, last) = (rpc.offset == 0, rpc.done);
+        let (index, bytes) = (rpc.meta.last_log_id.map_or(0, |l| l.index), rpc.offset + rpc.data.len() as u64);
         let result = self.call(&rpc, &option, |c, r| Box::pin(c.install_snapshot(r))).await;
         self.metrics.snapshot_sent(self.target, first, last, result.is_ok());
+        if last && result.is_ok() {
+            // etcd's words (its rafthttp snapshot sender).
+            tracing::info!(
+                snapshot_index = index,
+                remote_peer_id = %format_args!("{:x}", self.target),
+                bytes,
+                "sent database snapshot"
+            );
+        }
         result
     }
 

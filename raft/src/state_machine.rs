@@ -345,7 +345,12 @@ impl RaftStateMachine<TypeConfig> for HubStateMachine {
         })
         .await
         .map_err(io_err)??;
-        tracing::info!(snapshot = %meta.snapshot_id, "installed snapshot from the leader");
+        // etcd's words (its server's applySnapshot).
+        tracing::info!(
+            incoming_leader_snapshot_index = meta.last_log_id.map_or(0, |l| l.index),
+            incoming_leader_snapshot_term = meta.last_log_id.map_or(0, |l| l.leader_id.term),
+            "applied snapshot"
+        );
         *self.current.lock() = Some((meta.clone(), kept));
         Ok(())
     }
@@ -376,6 +381,7 @@ impl RaftSnapshotBuilder<TypeConfig> for HubStateMachine {
         })
         .await
         .map_err(io_err)??;
+        tracing::info!(snapshot_index = meta.last_log_id.map_or(0, |l| l.index), "saved snapshot");
         *self.current.lock() = Some((meta.clone(), kept));
         // openraft keeps only the meta of what it built; the data is read from
         // the kept file when a follower needs it (`get_current_snapshot`).

@@ -12,6 +12,7 @@ mod chaos;
 mod config;
 mod gateway;
 mod identity;
+mod log;
 mod migrate;
 mod transport;
 
@@ -46,14 +47,18 @@ fn main() {
     }
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if gateway::requested(&args) {
-        init_logging("info");
+        if let Err(e) = log::init("info", log::Format::Json, &["default".to_string()]) {
+            eprintln!("hubd: {e}");
+        }
         std::process::exit(gateway::main(args));
     }
     let config = match config::parse() {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
-    init_logging(&config.log_level);
+    if let Err(e) = log::init(&config.log_level, log::Format::from_flag(&config.log_format), &config.log_outputs) {
+        config::ConfigError::Invalid(e).exit();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -62,21 +67,10 @@ fn main() {
         }
     };
     if let Err(e) = runtime.block_on(run(config)) {
+        // In the log only, as etcd's fatal errors: stderr keeps one shape.
         tracing::error!("{e:#}");
-        eprintln!("hubd: {e:#}");
         std::process::exit(1);
     }
-}
-
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},openraft=warn")));
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
 }
 
 /// etcd's minimum lease TTL: 1.5 election timeouts, rounded up to a second.
@@ -155,13 +149,14 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         .context("open the backend")?;
     state.auth_mut().set_token_ttl(config.auth_token_ttl);
     tracing::info!(
-        member = format_args!("{:x}", identity.member_id),
-        cluster = format_args!("{:x}", identity.cluster_id),
-        revision = state.current_revision(),
-        applied_index = state.applied_index(),
+        local_member_id = %format_args!("{:x}", identity.member_id),
+        cluster_id = %format_args!("{:x}", identity.cluster_id),
         data_dir = %config.data_dir.display(),
-        "opened member"
+        "{}",
+        if created { "starting local member" } else { "restarting local member" }
     );
+    tracing::info!(index = state.applied_index(), "restore consistentIndex");
+    tracing::info!(current_rev = state.current_revision(), "kvstore restored");
     // Not `member/wal`: that is where etcd (and `etcdctl snapshot restore`) keep
     // etcd's own WAL, which hub does not read.
     let wal_dir = config.wal_dir.clone().unwrap_or_else(|| member_dir.join("hub-wal"));
@@ -189,7 +184,6 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         // member holds can be trusted any more, so it must not serve.
         let reason = failing.failed().await;
         tracing::error!(reason = %reason, "the member cannot go on; exiting");
-        eprintln!("hubd: {reason}");
         std::process::exit(1);
     });
     if config.experimental_initial_corrupt_check {
@@ -239,10 +233,10 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     let max_streams = Some(config.max_concurrent_streams);
     for (spec, listener) in client_listeners {
         if spec.plain {
-            tracing::info!(address = %spec.address, "serving insecure client requests, this is strongly discouraged!");
+            tracing::info!(traffic = "grpc+http", address = %spec.address, "serving client traffic insecurely; this is strongly discouraged!");
         }
         if spec.secure {
-            tracing::info!(address = %spec.address, "serving client traffic securely");
+            tracing::info!(traffic = "grpc+http", address = %spec.address, "serving client traffic securely");
         }
         let incoming = hub_tls::net::incoming(listener, &spec, client_tls.as_deref());
         let routes = ctx.client_routes();
@@ -259,7 +253,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         }));
     }
     for (spec, listener) in metrics_listeners {
-        tracing::info!(address = %spec.address, "serving /metrics and /health");
+        tracing::info!(address = %spec.address, "serving metrics");
         let incoming = hub_tls::net::incoming(listener, &spec, client_tls.as_deref());
         let routes = hub_grpc_api::http::metrics_only(ctx.clone());
         let mut shutdown = shutdown_rx.clone();
@@ -275,36 +269,49 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     }
     tokio::spawn(hub_etcdserver::lease::run_expiry(ctx.server().clone()));
     tokio::spawn(hub_grpc_api::metrics::run(ctx.clone()));
-    tracing::info!(name = %config.name, "ready to serve client requests");
+    tracing::info!("ready to serve client requests");
 
     tokio::select! {
-        _ = wait_for_signal() => tracing::info!("received a stop signal; shutting down"),
+        signal = wait_for_signal() => tracing::info!(signal, "received signal; shutting down"),
         _ = node.removed() => {
-            tracing::info!("removed from the cluster; shutting down");
+            tracing::warn!("data-dir used by this member must be removed");
             // Let the answer to the request that removed this member go out first.
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
+    let closing = |what: &str| {
+        tracing::info!(
+            name = %config.name,
+            data_dir = %config.data_dir.display(),
+            advertise_peer_urls = %config.initial_advertise_peer_urls.join(","),
+            advertise_client_urls = %config.advertise_client_urls.join(","),
+            "{what}"
+        )
+    };
+    closing("closing etcd server");
     let _ = shutdown_tx.send(true);
     node.shutdown().await;
     for s in servers {
         // Streams (watches, keep-alives) may hold a server open; do not wait forever.
         let _ = tokio::time::timeout(Duration::from_secs(2), s).await;
     }
+    closing("closed etcd server");
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGTERM or SIGINT; the signal's name as Go prints it.
+async fn wait_for_signal() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
     match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+                _ = term.recv() => "terminated",
+                _ = int.recv() => "interrupt",
             }
         }
         _ => {
             let _ = tokio::signal::ctrl_c().await;
+            "interrupt"
         }
     }
 }

@@ -53,13 +53,15 @@ async fn a_kill_during_a_snapshot_install_leaves_a_member_that_catches_up() {
     members[down].kill9();
     failpoints(&mut members[down], "");
     tokio::task::block_in_place(|| members[down].spawn());
-    let logged = |line: &str, field: &str| -> Option<u64> {
-        let lines = members[down].log_lines();
-        let line = lines.iter().find(|l| l.contains(line))?;
-        line.split_whitespace().find_map(|w| w.strip_prefix(field)).and_then(|v| v.parse().ok())
+    // A field of the first JSON log line with this message.
+    let logged = |msg: &str, field: &str| -> Option<u64> {
+        members[down].log_lines().iter().find_map(|l| {
+            let line: serde_json::Value = serde_json::from_str(l).ok()?;
+            (line["msg"] == msg).then(|| line[field].as_u64())?
+        })
     };
-    let applied = logged("opened member", "applied_index=").expect("hubd logs its backend's applied index");
-    let purged = logged("wal: opened", "purged_index=").unwrap_or(0);
+    let applied = logged("restore consistentIndex", "index").expect("hubd logs its backend's applied index");
+    let purged = logged("wal: opened", "purged-index").unwrap_or(0);
     assert!(purged <= applied, "the log was purged up to {purged}, past what the backend applied ({applied})");
     put_keys(&members[lead], "t", 5).await;
     let kvs = converged(&members).await;

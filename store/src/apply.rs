@@ -480,7 +480,8 @@ impl StateMachine {
         *txn.batch_mut() = batch;
         commit(txn, &mut self.staged_meta, index)?;
         self.metrics.compacted(indexed, started.elapsed() - indexed, keys);
-        tracing::info!(revision = r.revision, "compacted");
+        // etcd's words (mvcc's scheduled compaction), which operators and its tests look for.
+        tracing::info!(compact_revision = r.revision, took = ?started.elapsed(), "finished scheduled compaction");
         let resp = CompactionResponse { header: header(self.mvcc.current_revision()) };
         Ok(Applied { response: Response::Compaction(resp), events: Vec::new() })
     }

@@ -83,6 +83,8 @@ pub struct Tls {
     /// See [`TlsFlags::check_san`]; only with a trusted CA (without one,
     /// no client certificate is asked for).
     pub check_san: bool,
+    /// [`TlsFlags::side`]: names the endpoint in the log of a refused handshake.
+    pub side: &'static str,
 }
 
 impl std::fmt::Debug for Tls {
@@ -185,6 +187,7 @@ impl Tls {
             client: Arc::new(client),
             client_cert_auth,
             check_san: f.check_san && roots.is_some(),
+            side,
         }))
     }
 }

@@ -226,6 +226,7 @@ pub fn incoming(
             acceptor: TlsAcceptor::from(t.server.clone()),
             record_cn: t.client_cert_auth,
             check_san: t.check_san,
+            side: t.side,
         })
     } else {
         None
@@ -254,8 +255,7 @@ pub fn incoming(
                         match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(io, info, plain, &accept)).await {
                             Ok(Ok(conn)) => conn,
                             Ok(Err(e)) => {
-                                let remote = remote_addr.map_or_else(String::new, |a| a.to_string());
-                                tracing::warn!(remote_addr = %remote, error = %crate::alert::describe(&e), "rejected connection");
+                                log_rejected(&accept, remote_addr, &e);
                                 return;
                             }
                             Err(_) => return,
@@ -278,6 +278,21 @@ struct Accept {
     record_cn: bool,
     /// etcd's `checkSAN` (peer listeners).
     check_san: bool,
+    /// `client` or `peer`, for the log.
+    side: &'static str,
+}
+
+/// etcd's log of a refused handshake; a client that hung up (a probe that
+/// only connects) at debug level, as etcd, not to flood the log.
+fn log_rejected(accept: &Accept, remote_addr: Option<SocketAddr>, e: &io::Error) {
+    let remote = remote_addr.map_or_else(String::new, |a| a.to_string());
+    let error = crate::alert::describe(e);
+    let side = accept.side;
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        tracing::debug!(remote_addr = %remote, error = %error, "rejected connection on {side} endpoint");
+    } else {
+        tracing::warn!(remote_addr = %remote, error = %error, "rejected connection on {side} endpoint");
+    }
 }
 
 /// TLS on `io` (or, when the listener also serves in the clear and the

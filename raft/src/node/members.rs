@@ -119,7 +119,13 @@ impl Node {
             let change = MemberChange::Publish { id: self.id, name: name.clone(), client_urls: client_urls.clone() };
             match self.change_members(change).await {
                 Ok(()) => {
-                    tracing::info!(member = format_args!("{:x}", self.id), "published local member to cluster");
+                    tracing::info!(
+                        local_member_id = %format_args!("{:x}", self.id),
+                        // Go's %+v of etcd's Attributes.
+                        local_member_attributes = %format_args!("{{Name:{name} ClientURLs:[{}]}}", client_urls.join(" ")),
+                        cluster_id = %format_args!("{:x}", self.cluster_id),
+                        "published local member to cluster through raft"
+                    );
                     return;
                 }
                 Err(e) => tracing::debug!(error = %e, "publishing member attributes; will retry"),

@@ -29,6 +29,7 @@ use crate::types::{Command, Member, Raft};
 use crate::wal::{Wal, WalOptions};
 use crate::Committed;
 
+mod events;
 mod lease;
 mod members;
 mod propose;
@@ -383,20 +384,26 @@ async fn snapshot_restored_backend(node: Arc<Node>) {
 
 /// A member that becomes leader restarts every lease's countdown, so leases do
 /// not expire for the time the cluster had no leader (etcd's lessor promote).
+/// A member removed from the cluster stops serving.
 async fn watch_leadership(node: Arc<Node>) {
     let mut metrics = node.raft.metrics();
     let mut was_leader = false;
     let mut was_member = false;
+    let mut observed = events::Observed::default();
     loop {
-        let is_member = metrics.borrow().membership_config.membership().get_node(&node.id).is_some();
+        let (is_member, leader) = {
+            let m = metrics.borrow();
+            observed.update(node.id, node.cluster_id, &m);
+            (m.membership_config.membership().get_node(&node.id).is_some(), m.state == ServerState::Leader)
+        };
         if was_member && !is_member {
-            tracing::warn!(member = format_args!("{:x}", node.id), "the member has been permanently removed from the cluster");
+            // etcd's words when its server stops for this reason.
+            tracing::warn!(error = "the member has been permanently removed from the cluster", "server error");
             node.removed.send_replace(true);
+            was_member = false;
         }
         was_member |= is_member;
-        let leader = metrics.borrow().state == ServerState::Leader;
         if leader && !was_leader {
-            tracing::info!(member = format_args!("{:x}", node.id), term = node.term(), "became leader");
             node.state.lock().refresh_leases(Instant::now());
         }
         was_leader = leader;

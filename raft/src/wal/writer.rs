@@ -24,6 +24,9 @@ use super::record::{LogHeader, Record};
 use super::segment::{self, io_error, Segment};
 use super::{WalError, WalOptions};
 
+/// etcd's `warnSyncDuration`: an fsync slower than this is logged.
+const WARN_SYNC_DURATION: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Called once the request's records are durable, or failed; runs on the writer thread.
 pub(crate) type Completion = Box<dyn FnOnce(Result<(), WalError>) + Send>;
 
@@ -272,8 +275,13 @@ impl Writer {
         }
         let started = std::time::Instant::now();
         self.file.sync_data().map_err(io_error("sync segment", path))?;
+        let took = started.elapsed();
         if let Some(m) = &self.metrics {
-            m.fsync_duration.observe(started.elapsed().as_secs_f64());
+            m.fsync_duration.observe(took.as_secs_f64());
+        }
+        if took > WARN_SYNC_DURATION {
+            // etcd's words, which operators alert on.
+            tracing::warn!(took = ?took, expected_duration = ?WARN_SYNC_DURATION, "slow fdatasync");
         }
         self.status.syncs.fetch_add(1, Ordering::Relaxed);
         Ok(())

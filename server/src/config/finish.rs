@@ -49,6 +49,12 @@ pub(super) fn finish(
     if !LOG_LEVELS.contains(&f.log_level.as_str()) {
         return Err(invalid(format!("unknown level {:?}", f.log_level)));
     }
+    if !matches!(f.log_format.as_str(), "json" | "console") {
+        return Err(invalid(format!(
+            "unknown log format: {}, supported values json, console",
+            f.log_format
+        )));
+    }
     let outputs = if is_set("log-output") && !is_set("log-outputs") {
         &f.log_output
     } else {
@@ -218,6 +224,7 @@ pub(super) fn finish(
             f.log_level
         },
         logger: f.logger,
+        log_format: f.log_format,
         log_outputs,
         enable_pprof: f.enable_pprof,
         auth_token: f.auth_token,

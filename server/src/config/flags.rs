@@ -31,6 +31,7 @@ pub(super) const HONOURED: &[&str] = &[
     "logger",
     "log-outputs",
     "log-output", // deprecated spelling of log-outputs
+    "log-format",
     "debug",
     "experimental-watch-progress-notify-interval",
     "experimental-initial-corrupt-check",
@@ -316,6 +317,9 @@ pub(super) struct Flags {
     /// Configures log level. Only supports debug, info, warn, error, panic, or fatal.
     #[arg(long, default_value = "info")]
     pub(super) log_level: String,
+    /// Configures log format. Only supports json, console.
+    #[arg(long, default_value = "json")]
+    pub(super) log_format: String,
     /// Enable debug-level logging (deprecated: use --log-level=debug).
     #[arg(long)]
     pub(super) debug: bool,

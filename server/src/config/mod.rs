@@ -98,6 +98,8 @@ pub struct Config {
     pub log_level: String,
     /// `--logger`: `"capnslog"` (etcd 3.4's default) or `"zap"`.
     pub logger: String,
+    /// `--log-format`: `"json"` (etcd 3.6's default) or `"console"`.
+    pub log_format: String,
     /// `--log-outputs` (or the deprecated `--log-output`), deduplicated and sorted.
     pub log_outputs: Vec<String>,
     pub enable_pprof: bool,

@@ -73,6 +73,7 @@ fn defaults_match_etcd() {
     assert_eq!(c.log_level, "info");
     assert_eq!(c.logger, "capnslog");
     assert_eq!(c.log_outputs, ["default"]);
+    assert_eq!(c.log_format, "json");
     assert!(!c.enable_pprof);
     assert_eq!(
         c.experimental_watch_progress_notify_interval,
@@ -157,6 +158,11 @@ fn bool_forms() {
     assert_eq!(
         ok(&["--debug=false", "--log-level", "warn"]).log_level,
         "warn"
+    );
+    assert_eq!(ok(&["--log-format", "console"]).log_format, "console");
+    assert_eq!(
+        err(&["--log-format", "xml"]),
+        "unknown log format: xml, supported values json, console"
     );
     // As in Go, a boolean never takes the next argument.
     assert_eq!(err(&["--auto-tls", "false"]), "'false' is not a valid flag");

@@ -91,8 +91,8 @@ pub fn main(args: Vec<OsString>) -> i32 {
     match runtime.block_on(start(gateway.flags)) {
         Ok(()) => 0,
         Err(e) => {
+            // In the log only, as hubd's own fatal errors.
             tracing::error!("{e:#}");
-            eprintln!("{e:#}");
             1
         }
     }

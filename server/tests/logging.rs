@@ -1,0 +1,193 @@
+//! hubd's log as etcd 3.6.16 writes its own (zap): one JSON object a line on
+//! stderr by default, keys in zap's order, and etcd's messages for the events
+//! operators and etcd's e2e tests look for; `--log-format console` and
+//! `--log-outputs` as etcd reads them. The same life (start, election,
+//! publish, serve, a compaction, SIGTERM) is lived by etcd 3.6.16 and by hubd,
+//! and both logs are held to the same expectations.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{etcd36_bin, free_port, hubd_bin};
+
+/// What a member printed in its life, and what its log file holds.
+struct Life {
+    stdout: String,
+    stderr: String,
+    file: String,
+}
+
+/// Runs `bin` as a single member with `extra` flags: waits until it serves
+/// clients, puts a key twice and compacts, then stops it with SIGTERM.
+async fn live(bin: &Path, extra: &[&str], log_file: Option<&Path>) -> Life {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (client, peer) = (format!("http://127.0.0.1:{}", free_port()), format!("http://127.0.0.1:{}", free_port()));
+    let mut child = Command::new(bin)
+        .args(["--name", "m1", "--data-dir", &tmp.path().join("data").to_string_lossy()])
+        .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+        .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+        .args(["--initial-cluster", &format!("m1={peer}")])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn member");
+    let collect = |pipe: Box<dyn Read + Send>| {
+        let text = Arc::new(Mutex::new(String::new()));
+        let sink = text.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut text = sink.lock().expect("output");
+                text.push_str(&line);
+                text.push('\n');
+            }
+        });
+        text
+    };
+    let stdout = collect(Box::new(child.stdout.take().expect("stdout")));
+    let stderr = collect(Box::new(child.stderr.take().expect("stderr")));
+    // Ready when it answers, whatever its log says (or does not, at --log-level warn).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut c = loop {
+        if let Ok(mut c) = etcd_client::Client::connect([client.as_str()], None).await {
+            if c.put("k", "v1", None).await.is_ok() {
+                break c;
+            }
+        }
+        assert!(Instant::now() < deadline, "{} never served: {}", bin.display(), stderr.lock().expect("stderr"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut c = etcd_client::Client::connect([client.as_str()], None).await.expect("connect");
+    c.put("k", "v2", None).await.expect("put");
+    c.compact(2, None).await.expect("compact");
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    tokio::task::block_in_place(|| child.wait()).expect("wait");
+    // The readers end with the pipes; give them a moment to take the last lines.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let text = |t: &Arc<Mutex<String>>| t.lock().expect("output").clone();
+    let file = log_file.map(|f| std::fs::read_to_string(f).expect("log file")).unwrap_or_default();
+    Life { stdout: text(&stdout), stderr: text(&stderr), file }
+}
+
+/// Every line as JSON with zap's keys first and in zap's order (etcd adds
+/// `logger` before `caller` for its raft and bbolt lines).
+fn json_lines(text: &str, who: &str) -> Vec<serde_json::Value> {
+    assert!(!text.is_empty(), "{who} logged nothing");
+    text.lines()
+        .map(|line| {
+            let value: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{who}: not JSON ({e}): {line}"));
+            let keys = ["{\"level\":\"", "\",\"ts\":\"", "\",\"caller\":\"", "\",\"msg\":\""];
+            let mut at = 0;
+            for key in keys {
+                let found = line[at..].find(key).unwrap_or_else(|| panic!("{who}: no {key} after byte {at}: {line}"));
+                at += found + key.len();
+            }
+            assert!(line.starts_with("{\"level\":\""), "{who}: {line}");
+            assert!(["debug", "info", "warn", "error"].contains(&value["level"].as_str().unwrap_or("")), "{who}: {line}");
+            value
+        })
+        .collect()
+}
+
+/// The messages of one life that operators and etcd's e2e tests grep for,
+/// each a part of a message both etcd 3.6.16 and hubd log.
+const LIFE: &[&str] = &[
+    "starting local member",
+    "restore consistentIndex",
+    "kvstore restored",
+    " became leader at term ",
+    " elected leader ",
+    "published local member to cluster through raft",
+    "ready to serve client requests",
+    "serving client traffic insecurely; this is strongly discouraged!",
+    "finished scheduled compaction",
+    "received signal; shutting down",
+    "closing etcd server",
+    "closed etcd server",
+];
+
+fn assert_life(lines: &[serde_json::Value], who: &str) {
+    let messages: Vec<&str> = lines.iter().filter_map(|l| l["msg"].as_str()).collect();
+    for want in LIFE {
+        assert!(messages.iter().any(|m| m.contains(want)), "{who} never logged {want:?}: {messages:#?}");
+    }
+    let field = |msg: &str, key: &str| {
+        let line = lines.iter().find(|l| l["msg"] == msg).unwrap_or_else(|| panic!("{who}: no {msg:?}"));
+        line[key].clone()
+    };
+    assert_eq!(field("finished scheduled compaction", "compact-revision"), 2, "{who}");
+    assert!(field("published local member to cluster through raft", "local-member-id").is_string(), "{who}");
+    assert_eq!(field("received signal; shutting down", "signal"), "terminated", "{who}");
+    // etcd's own e2e test (TestNoErrorLogsDuringNormalOperations) allows this one at shutdown.
+    let allowed = |l: &serde_json::Value| l["msg"] == "setting up serving from embedded etcd failed.";
+    assert!(lines.iter().all(|l| l["level"] != "error" || allowed(l)), "{who} logged an error in a normal life");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_log_is_etcds_json_on_stderr() {
+    let hub = live(&hubd_bin(), &[], None).await;
+    assert_eq!(hub.stdout, "", "hubd wrote to stdout");
+    assert_life(&json_lines(&hub.stderr, "hubd"), "hubd");
+    // The reference: etcd 3.6.16 meets the same expectations.
+    if let Some(etcd) = etcd36_bin() {
+        let etcd = live(&etcd, &[], None).await;
+        assert_life(&json_lines(&etcd.stderr, "etcd"), "etcd");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_level_warn_keeps_only_warnings_and_errors() {
+    for bin in [Some(hubd_bin()), etcd36_bin()].into_iter().flatten() {
+        let who = bin.display().to_string();
+        let life = live(&bin, &["--log-level", "warn"], None).await;
+        // etcd still warns (no cryptographically signed tokens, say); hubd may say nothing.
+        let lines = if life.stderr.is_empty() { Vec::new() } else { json_lines(&life.stderr, &who) };
+        assert!(lines.iter().all(|l| l["level"] == "warn" || l["level"] == "error"), "{who}: {}", life.stderr);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_format_is_zaps_console_encoder() {
+    for bin in [Some(hubd_bin()), etcd36_bin()].into_iter().flatten() {
+        let who = bin.display().to_string();
+        let life = live(&bin, &["--log-format", "console"], None).await;
+        let ready = life.stderr.lines().find(|l| l.contains("ready to serve client requests")).expect("ready");
+        let parts: Vec<&str> = ready.split('\t').collect();
+        assert_eq!(parts.len(), 4, "{who}: {ready}");
+        assert!(parts[0].len() == 27 && parts[0].ends_with('Z') || parts[0].len() == 31, "{who}: {ready}");
+        assert_eq!(parts[1], "info", "{who}");
+        assert!(parts[2].contains(".go:") || parts[2].contains(".rs:"), "{who}: {ready}");
+        let compacted = life.stderr.lines().find(|l| l.contains("\tfinished scheduled compaction\t")).expect("compaction");
+        let fields = compacted.rsplit('\t').next().expect("fields");
+        let fields: serde_json::Value = serde_json::from_str(fields).expect("fields as JSON");
+        assert_eq!(fields["compact-revision"], 2, "{who}: {compacted}");
+        assert!(compacted.contains("{\"compact-revision\": 2, "), "{who}: {compacted}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_outputs_write_to_files_and_stdout() {
+    for bin in [Some(hubd_bin()), etcd36_bin()].into_iter().flatten() {
+        let who = bin.display().to_string();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file: PathBuf = dir.path().join("member.log");
+        let outputs = format!("{},stdout", file.display());
+        // hubd's default logger is still etcd 3.4's capnslog, which takes one output only.
+        let life = live(&bin, &["--logger", "zap", "--log-outputs", &outputs], Some(&file)).await;
+        assert_eq!(life.stderr, "", "{who} wrote to stderr");
+        assert_life(&json_lines(&life.file, &who), &who);
+        // Each line goes to each output in turn: two lines may cross.
+        let sorted = |t: &str| {
+            let mut lines: Vec<&str> = t.lines().collect();
+            lines.sort();
+            lines.join("\n")
+        };
+        assert_eq!(sorted(&life.stdout), sorted(&life.file), "{who}: stdout and the file differ");
+    }
+}
