@@ -2,7 +2,8 @@
 //! (`--cert-file`, `--key-file`, `--trusted-ca-file`, `--client-cert-auth`,
 //! `--auto-tls`, `--client-crl-file`) and the peer transport (the same flags
 //! with `--peer-` in front, plus `--peer-cert-allowed-cn` and
-//! `--peer-cert-allowed-hostname`), with `--cipher-suites` for both.
+//! `--peer-cert-allowed-hostname`), with `--cipher-suites`,
+//! `--tls-min-version` and `--tls-max-version` for both.
 //!
 //! Place in the request path: the socket, before any gRPC. [`Tls::from_flags`]
 //! turns one side's flags into a rustls server config (what the listeners of
@@ -59,8 +60,32 @@ pub struct TlsFlags {
     pub cipher_suites: Vec<String>,
     /// Whether a listener checks that a client certificate's SANs name the
     /// address it connects from (etcd's peer listeners, unless
-    /// `--experimental-peer-skip-client-san-verification`).
+    /// `--peer-skip-client-san-verification`).
     pub check_san: bool,
+    /// `--tls-min-version` and `--tls-max-version` (both sides): the TLS
+    /// versions offered and accepted; none: TLS 1.2 and 1.3.
+    pub min_version: Option<TlsVersion>,
+    pub max_version: Option<TlsVersion>,
+}
+
+/// A TLS version etcd lets `--tls-min-version`/`--tls-max-version` name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
+    Tls12,
+    Tls13,
+}
+
+impl TlsFlags {
+    /// The protocol versions from `min_version` to `max_version`.
+    fn protocol_versions(&self) -> Vec<&'static rustls::SupportedProtocolVersion> {
+        let min = self.min_version.unwrap_or(TlsVersion::Tls12);
+        let max = self.max_version.unwrap_or(TlsVersion::Tls13);
+        [(TlsVersion::Tls12, &rustls::version::TLS12), (TlsVersion::Tls13, &rustls::version::TLS13)]
+            .into_iter()
+            .filter(|(v, _)| (min..=max).contains(v))
+            .map(|(_, p)| p)
+            .collect()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,8 +163,9 @@ impl Tls {
         // etcd's TLSInfo.ServerConfig: a trusted CA or --client-cert-auth
         // means every client must present a certificate that chains to it.
         let client_cert_auth = f.client_cert_auth && !self_signed;
+        let versions = f.protocol_versions();
         let server = ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(&versions)
             .map_err(|e| err("TLS versions", e))?;
         let server = match (&roots, client_cert_auth) {
             (Some(roots), _) => {
@@ -167,7 +193,7 @@ impl Tls {
         server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
 
         let client = ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(&versions)
             .map_err(|e| err("TLS versions", e))?;
         let server_verifier: Arc<dyn ServerCertVerifier> = match &roots {
             Some(roots) => Arc::new(verify::ServerVerifier::new(roots, provider.clone(), allowed)?),
