@@ -63,10 +63,13 @@ pub fn metrics_only(ctx: Context) -> Routes {
     }))
 }
 
+/// Go's `http.NotFound`.
 pub(crate) fn not_found() -> Response<Body> {
     let mut resp = Response::new(Body::from("404 page not found\n"));
     *resp.status_mut() = StatusCode::NOT_FOUND;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     resp
 }
 

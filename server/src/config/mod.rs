@@ -49,6 +49,8 @@ mod sources;
 mod values;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests36;
 
 pub use features::FeatureGates;
 use features::*;

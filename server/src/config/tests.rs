@@ -2,17 +2,17 @@
 
 use super::*;
 
-fn is_flag(cmd: &Command, name: &str) -> bool {
+pub(super) fn is_flag(cmd: &Command, name: &str) -> bool {
     long_names(cmd).any(|(_, l)| l == name)
 }
 
 const NO_ENV: [(&str, &str); 0] = [];
 
-fn parse_args(args: &[&str]) -> Result<Config, ConfigError> {
+pub(super) fn parse_args(args: &[&str]) -> Result<Config, ConfigError> {
     parse_env(args, &NO_ENV)
 }
 
-fn parse_env(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+pub(super) fn parse_env(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
     let argv = std::iter::once("hubd").chain(args.iter().copied());
     parse_from_env(argv, env.iter().copied())
 }
@@ -32,14 +32,14 @@ fn tls_flags_come_from_flags_and_etcd_variables() {
     assert!(c.unhonoured.is_empty(), "{:?}", c.unhonoured);
 }
 
-fn ok(args: &[&str]) -> Config {
+pub(super) fn ok(args: &[&str]) -> Config {
     match parse_args(args) {
         Ok(c) => c,
         Err(e) => panic!("{args:?}: {e}"),
     }
 }
 
-fn err(args: &[&str]) -> String {
+pub(super) fn err(args: &[&str]) -> String {
     match parse_args(args) {
         Ok(c) => panic!("{args:?} parsed: {c:?}"),
         Err(e) => e.to_string(),
