@@ -1,8 +1,10 @@
 //! etcd's health endpoints (`etcdhttp/health.go`): `/health` (etcd 3.4's
-//! answer), and etcd 3.6's `/livez` and `/readyz`, each a list of named
-//! checks run in turn, with a path per check (`/readyz/linearizable_read`),
-//! `?exclude=<check>` and `?verbose` (the checks' lines in a healthy answer;
-//! an unhealthy one always has them).
+//! answer, `{"health":"true"}`, with `?exclude=<alarm>` and 3.6's
+//! `?serializable=true`), and etcd 3.6's `/livez` and `/readyz`, each a list
+//! of named checks run in turn, with a path per check
+//! (`/readyz/linearizable_read`), `?exclude=<check>` and `?verbose` (the
+//! checks' lines in a healthy answer; an unhealthy one always has them).
+//! Every one answers 503 when unhealthy and 405 to anything but GET.
 //!
 //! etcd runs the checks in its map's (random) order; hub runs them in the
 //! order etcd registers them.
@@ -98,30 +100,36 @@ pub(crate) async fn serve(ctx: &Context, req: Request<Body>) -> Response<Body> {
     let (path, method, query) = (req.uri().path().to_string(), req.method().clone(), req.uri().query().unwrap_or(""));
     let query: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
     drop(req);
-    if path == "/health" {
-        return crate::http::json(health_body(ctx).await);
-    }
-    let Some((kind, checks, only)) = endpoint(&path) else {
-        return crate::http::not_found();
-    };
-    if method != Method::GET {
-        let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n".to_string());
+    if method != Method::GET && handles(&path) {
+        let mut resp = error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed".to_string());
         resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET"));
         tracing::warn!(path, status_code = 405, "Health request error");
         return resp;
     }
+    let values = |key: &str| -> Vec<String> {
+        query.iter().filter(|(k, v)| k == key && !v.is_empty()).map(|(_, v)| v.clone()).collect()
+    };
+    if path == "/health" {
+        let serializable = query.iter().any(|(k, v)| k == "serializable" && v == "true");
+        let healthy = ctx.server().healthy(HEALTH_TIMEOUT, &values("exclude"), serializable).await;
+        ctx.metrics().health_checked(healthy);
+        let body = format!(r#"{{"health":"{healthy}"}}"#);
+        return if healthy { text(StatusCode::OK, body) } else { error(StatusCode::SERVICE_UNAVAILABLE, body) };
+    }
+    let Some((kind, checks, only)) = endpoint(&path) else {
+        return crate::http::not_found();
+    };
     let run: Vec<Check> = match only {
         Some(check) => vec![check],
         None => {
-            let excluded: Vec<&str> =
-                query.iter().filter(|(k, v)| k == "exclude" && !v.is_empty()).map(|(_, v)| v.as_str()).collect();
+            let excluded = values("exclude");
             let missing: Vec<String> =
                 excluded.iter().filter(|e| !checks.iter().any(|c| c.name() == **e)).map(|e| format!("{e:?}")).collect();
             if !missing.is_empty() {
                 // As etcd: excluding a check it does not have is no error.
                 tracing::warn!(missing_health_checks = %missing.join(","), "some health checks cannot be excluded");
             }
-            checks.iter().copied().filter(|c| !excluded.contains(&c.name())).collect()
+            checks.iter().copied().filter(|c| !excluded.iter().any(|e| e == c.name())).collect()
         }
     };
     let mut reason = String::new();
@@ -139,26 +147,26 @@ pub(crate) async fn serve(ctx: &Context, req: Request<Body>) -> Response<Body> {
     }
     if !healthy {
         tracing::error!(path, reason = %reason, status_code = 503, "Health check error");
-        // Go's http.Error: the text and a newline.
-        return text(StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n"));
+        return error(StatusCode::SERVICE_UNAVAILABLE, reason);
     }
-    let verbose = query.iter().any(|(k, _)| k == "verbose");
-    text(StatusCode::OK, if verbose { format!("{reason}ok\n") } else { "ok\n".to_string() })
+    let mut resp =
+        text(StatusCode::OK, if query.iter().any(|(k, _)| k == "verbose") { format!("{reason}ok\n") } else { "ok\n".into() });
+    resp.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    resp
 }
 
-/// etcd 3.4's `/health` (`hub_etcdserver::EtcdServer::healthy`).
-async fn health_body(ctx: &Context) -> String {
-    let healthy = ctx.server().healthy(HEALTH_TIMEOUT).await;
-    ctx.metrics().health_checked(healthy);
-    format!(r#"{{"health":"{healthy}"}}"#)
-}
-
-/// A plain-text answer as Go's `net/http` gives one.
+/// A plain-text answer (Go's `net/http` finds etcd's JSON `/health` body
+/// to be text too).
 fn text(status: StatusCode, body: String) -> Response<Body> {
     let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = status;
-    let headers = resp.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp
+}
+
+/// Go's `http.Error`: the text and a newline, not to be sniffed.
+fn error(status: StatusCode, message: String) -> Response<Body> {
+    let mut resp = text(status, format!("{message}\n"));
+    resp.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     resp
 }

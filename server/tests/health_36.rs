@@ -98,6 +98,25 @@ fn livez_and_readyz_answer_as_etcd_36() {
     }
 }
 
+/// `/health`: etcd 3.6's status codes and headers, with `?serializable`
+/// and `?exclude`; the body stays etcd 3.4's (`{"health":"true"}`, without
+/// 3.6's `"reason"`).
+#[test]
+fn health_answers_as_etcd_36_with_34s_body() {
+    let Some(etcd) = etcd36_bin() else { return };
+    let (etcd, etcd_metrics) = start_with_metrics_url(&etcd);
+    let (hub, hub_metrics) = start_with_metrics_url(&hubd_bin());
+    let requests = [("GET", "/health"), ("GET", "/health?serializable=true&exclude=NOSPACE"), ("POST", "/health")];
+    for (etcd_url, hub_url) in [(format!("http://{}", etcd.endpoint()), format!("http://{}", hub.endpoint())), (etcd_metrics, hub_metrics)] {
+        for (method, path) in requests {
+            let (e, h) = (request(method, &format!("{etcd_url}{path}")), request(method, &format!("{hub_url}{path}")));
+            assert_eq!((e.status, &e.headers), (h.status, &h.headers), "{method} {path}");
+            let health = |a: &Answer| a.body.iter().find_map(|l| l.split_once(r#""health":""#).map(|(_, r)| r[..4].to_string()));
+            assert_eq!(health(&e), health(&h), "{method} {path}: etcd {e:?}, hub {h:?}");
+        }
+    }
+}
+
 #[test]
 fn readyz_without_a_quorum_answers_as_etcd_36() {
     let Some(etcd) = etcd36_bin() else { return };
@@ -118,6 +137,10 @@ fn readyz_without_a_quorum_answers_as_etcd_36() {
     }
     let requests =
         [("GET", "/readyz?verbose"), ("GET", "/readyz/linearizable_read"), ("GET", "/readyz?exclude=linearizable_read"), ("GET", "/livez")];
+    for (method, path) in [("GET", "/health"), ("GET", "/health?serializable=true")] {
+        let (e, h) = (request(method, &format!("{}{path}", url(&etcd[0]))), request(method, &format!("{}{path}", url(&hub[0]))));
+        assert_eq!((e.status, &e.headers), (h.status, &h.headers), "{path} without a quorum");
+    }
     let wrong = differences_but(&requests, &url(&etcd[0]), &url(&hub[0]), LINEARIZABLE_READ_FAILED);
     assert!(wrong.is_empty(), "answered unlike etcd 3.6.16:\n{}", wrong.join("\n"));
     // Why the read fails: etcd's ReadIndex waits for a leader until its
