@@ -1,6 +1,6 @@
 //! The HTTP/1.1 side of the client port, beside gRPC (as etcd serves it):
 //! the JSON gateway (`/v3/...`), the health endpoints ([`crate::health`]),
-//! `/version` and `/metrics`; the same alone on `--listen-client-http-urls`
+//! `/version`, `/metrics` and `/debug/vars` ([`crate::debug_vars`]); the same alone on `--listen-client-http-urls`
 //! ([`http_only`]); and the `--listen-metrics-urls` listeners (`/metrics` and
 //! the health endpoints).
 
@@ -9,7 +9,7 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use tonic::service::Routes;
 
 use crate::gateway::Gateway;
-use crate::{health, Context};
+use crate::{debug_vars, health, Context};
 
 /// The cluster version etcd 3.4 reports (its major.minor, patch 0).
 pub const CLUSTER_VERSION: &str = "3.4.0";
@@ -76,6 +76,7 @@ pub(crate) fn not_found() -> Response<Body> {
 async fn serve(ctx: &Context, gateway: Option<&Gateway>, req: Request<Body>) -> Response<Body> {
     match (req.uri().path(), gateway) {
         (path, _) if health::handles(path) => health::serve(ctx, req).await,
+        (debug_vars::PATH, _) => debug_vars::serve(ctx, req.method()),
         ("/version", _) => {
             let version = &ctx.config.server.etcd_version;
             json(format!(r#"{{"etcdserver":"{version}","etcdcluster":"{CLUSTER_VERSION}"}}"#))

@@ -16,9 +16,10 @@
 //! - [`identity`]: the client certificate's name.
 //! - [`election`], [`lock`]: etcd's Election and Lock services, built from the
 //!   [`concurrency`] recipes over the services above.
-//! - [`gateway`], [`http`], [`health`]: the JSON gateway, `/health`,
-//!   `/livez`, `/readyz` and `/version` on the client port, beside gRPC (or
-//!   on listeners of their own, `--listen-client-http-urls`).
+//! - [`gateway`], [`http`], [`health`], [`debug_vars`]: the JSON gateway,
+//!   `/health`, `/livez`, `/readyz`, `/version` and `/debug/vars` on the
+//!   client port, beside gRPC (or on listeners of their own,
+//!   `--listen-client-http-urls`).
 //! - [`metrics`]: etcd's Prometheus metrics.
 //! - [`limit`]: gRPC's received-message limit, in Go's words.
 //! - [`status`]: the one mapping from hub errors to gRPC statuses.
@@ -33,6 +34,7 @@ pub mod access;
 pub mod auth;
 pub mod cluster;
 pub mod concurrency;
+pub mod debug_vars;
 pub mod election;
 pub mod framing;
 pub mod gateway;

@@ -1,8 +1,9 @@
 //! etcd 3.6's HTTP endpoints against etcd 3.6.16: `/livez` and `/readyz`
 //! (their checks, `?verbose`, `?exclude=`, a path per check, other methods)
 //! on the client URL and on `--listen-metrics-urls`, healthy and without a
-//! quorum; and `--listen-client-http-urls`, which moves the HTTP endpoints
-//! off the client URLs (those then serve gRPC only).
+//! quorum; `/health`'s status codes; `/debug/vars`; and
+//! `--listen-client-http-urls`, which moves the HTTP endpoints off the
+//! client URLs (those then serve gRPC only).
 
 mod common;
 
@@ -171,6 +172,36 @@ fn differences_but(requests: &[(&str, &str)], etcd: &str, hub: &str, prefix: &st
             (e != h).then(|| format!("{method} {path}:\n  etcd {e:?}\n  hub  {h:?}"))
         })
         .collect()
+}
+
+/// `/debug/vars`, Go's expvar page: JSON with etcd's variables, on the
+/// client URL only.
+#[test]
+fn debug_vars_are_etcds() {
+    let Some(etcd) = etcd36_bin() else { return };
+    let (etcd, etcd_metrics) = start_with_metrics_url(&etcd);
+    let (hub, hub_metrics) = start_with_metrics_url(&hubd_bin());
+    let client = |m: &Member| format!("http://{}/debug/vars", m.endpoint());
+    for (method, etcd_url, hub_url) in [
+        ("GET", client(&etcd), client(&hub)),
+        ("POST", client(&etcd), client(&hub)),
+        ("GET", format!("{etcd_metrics}/debug/vars"), format!("{hub_metrics}/debug/vars")),
+    ] {
+        let (e, h) = (request(method, &etcd_url), request(method, &hub_url));
+        assert_eq!((e.status, &e.headers), (h.status, &h.headers), "{method} {hub_url}");
+    }
+    let vars = |m: &Member| -> serde_json::Value {
+        serde_json::from_str(&common::curl_get(&client(m))).expect("/debug/vars is JSON")
+    };
+    let (e, h) = (vars(&etcd), vars(&hub));
+    for v in [&e, &h] {
+        assert!(v["cmdline"].as_array().is_some_and(|a| a.iter().any(|s| s == "--data-dir")), "{v}");
+        assert!(v["file_descriptor_limit"].is_u64(), "{v}");
+        assert_eq!(v["raft.status"]["raftState"], "StateLeader", "{v}");
+        assert_eq!(v["raft.status"]["id"], v["raft.status"]["lead"], "{v}");
+        assert!(v["raft.status"]["term"].is_u64() && v["raft.status"]["applied"].is_u64(), "{v}");
+    }
+    assert_eq!(e["file_descriptor_limit"], h["file_descriptor_limit"]);
 }
 
 /// A member of `bin` with its HTTP endpoints on a URL of their own.
