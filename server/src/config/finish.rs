@@ -256,12 +256,16 @@ pub(super) fn finish(
         peer_client_cert_auth: f.peer_client_cert_auth,
         peer_auto_tls: f.peer_auto_tls,
         client_crl_file: path(f.client_crl_file),
-        client_cert_allowed_hostname: Some(f.client_cert_allowed_hostname).filter(|s| !s.is_empty()),
+        client_cert_allowed_hostname: go_strings(&f.client_cert_allowed_hostname),
         peer_crl_file: path(f.peer_crl_file),
-        peer_cert_allowed_cn: Some(f.peer_cert_allowed_cn).filter(|s| !s.is_empty()),
-        peer_cert_allowed_hostname: Some(f.peer_cert_allowed_hostname).filter(|s| !s.is_empty()),
+        peer_cert_allowed_cn: go_strings(&f.peer_cert_allowed_cn),
+        peer_cert_allowed_hostname: go_strings(&f.peer_cert_allowed_hostname),
+        client_cert_file: path(f.v36.client_cert_file.clone()),
+        client_key_file: path(f.v36.client_key_file.clone()),
+        peer_client_cert_file: path(f.v36.peer_client_cert_file.clone()),
+        peer_client_key_file: path(f.v36.peer_client_key_file.clone()),
         peer_skip_client_san_verification,
-        cipher_suites: f.cipher_suites.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+        cipher_suites: go_strings(&f.cipher_suites),
         tls_min_version,
         tls_max_version,
         config_file,
@@ -373,6 +377,15 @@ pub(super) fn or_default(urls: &Urls, default: &str) -> Vec<String> {
         vec![default.to_string()]
     } else {
         urls.0.clone()
+    }
+}
+
+/// etcd's `StringsValue`: a comma-separated list (empty when the value is).
+fn go_strings(s: &str) -> Vec<String> {
+    if s.is_empty() {
+        Vec::new()
+    } else {
+        s.split(',').map(str::to_string).collect()
     }
 }
 

@@ -9,6 +9,10 @@ use super::*;
 pub(super) const HONOURED: &[&str] = &[
     "experimental-peer-skip-client-san-verification",
     "peer-skip-client-san-verification",
+    "client-cert-file",
+    "client-key-file",
+    "peer-client-cert-file",
+    "peer-client-key-file",
     "listen-client-http-urls",
     "tls-min-version",
     "tls-max-version",

@@ -175,10 +175,18 @@ pub struct Config {
     pub peer_client_cert_auth: bool,
     pub peer_auto_tls: bool,
     pub client_crl_file: Option<PathBuf>,
-    pub client_cert_allowed_hostname: Option<String>,
+    /// `--client-cert-allowed-hostname`, `--peer-cert-allowed-cn`,
+    /// `--peer-cert-allowed-hostname`: comma-separated lists since etcd 3.6.
+    pub client_cert_allowed_hostname: Vec<String>,
     pub peer_crl_file: Option<PathBuf>,
-    pub peer_cert_allowed_cn: Option<String>,
-    pub peer_cert_allowed_hostname: Option<String>,
+    pub peer_cert_allowed_cn: Vec<String>,
+    pub peer_cert_allowed_hostname: Vec<String>,
+    /// `--client-cert-file`/`--client-key-file` and their `--peer-` pair:
+    /// the certificate each side presents when it dials.
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+    pub peer_client_cert_file: Option<PathBuf>,
+    pub peer_client_key_file: Option<PathBuf>,
     /// `--peer-skip-client-san-verification` (or its `--experimental-` name).
     pub peer_skip_client_san_verification: bool,
     /// `--cipher-suites`, Go's names in the order given.

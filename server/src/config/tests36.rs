@@ -238,8 +238,9 @@ fn config_file_takes_etcd36_keys() {
     assert!(c.initial_corrupt_check && c.feature_gates.enabled("CompactHashCheck"));
     assert_eq!(c.corrupt_check_time, Duration::from_secs(3));
     assert_eq!(c.tls_min_version, TlsVersion::Tls13);
-    assert_eq!(c.client_cert_allowed_hostname.as_deref(), Some("h.example"));
-    assert_eq!(c.peer_cert_allowed_cn.as_deref(), Some("a.example,b.example"));
+    assert_eq!(c.client_cert_allowed_hostname, ["h.example"]);
+    assert_eq!(c.peer_cert_allowed_cn, ["a.example", "b.example"]);
+    assert_eq!(c.client_cert_file, Some(PathBuf::from("cc.pem")));
     assert!(c.peer_skip_client_san_verification);
     assert!(c.initial_cluster.is_empty(), "v3 discovery from the file: {:?}", c.initial_cluster);
     let mut unhonoured = c.unhonoured.clone();
@@ -247,7 +248,6 @@ fn config_file_takes_etcd36_keys() {
     assert_eq!(
         unhonoured,
         [
-            "client-cert-file",
             "discovery-dial-timeout",
             "discovery-endpoints",
             "discovery-insecure-transport",
