@@ -133,6 +133,11 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         transport::bind(&config.listen_client_http_urls, "--listen-client-http-urls", client_tls.as_deref()).await?;
     let metrics_listeners =
         transport::bind(&config.listen_metrics_urls, "--listen-metrics-urls", client_tls.as_deref()).await?;
+    if let Some(flag) = config.discovery.filter(|_| !identity::exists(&member_dir)) {
+        // Alone, this member would make a cluster of its own beside the
+        // members it was meant to find: refuse rather than split.
+        anyhow::bail!("bootstrapping by --{flag} is not implemented by hub; bootstrap with --initial-cluster");
+    }
     let (members, mut my_id, mut cluster_id) = initial_members(&config);
     let joining = config.initial_cluster_state == "existing";
     if joining && !identity::exists(&member_dir) {

@@ -100,3 +100,17 @@ fn hubd_refuses_what_etcd_36_refuses_in_its_words() {
     }
     assert!(wrong.is_empty(), "hubd refuses unlike etcd 3.6.16:\n{}", wrong.join("\n"));
 }
+
+/// hub has no discovery: a new member asked to find its cluster so refuses
+/// to start, rather than make a cluster of its own beside the others.
+#[test]
+fn hubd_refuses_to_bootstrap_by_discovery() {
+    for (args, flag) in [
+        (&["--discovery-endpoints=http://127.0.0.1:9", "--discovery-token=t"][..], "discovery-endpoints"),
+        (&["--discovery=http://127.0.0.1:9/x"], "discovery"),
+    ] {
+        let (status, text) = run(&hubd_bin(), args);
+        assert_eq!(status, 1, "{args:?}: {text}");
+        assert!(text.contains(&format!("bootstrapping by --{flag} is not implemented by hub")), "{text}");
+    }
+}

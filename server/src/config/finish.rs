@@ -90,6 +90,13 @@ pub(super) fn finish(
         initial_cluster.clear();
     }
     check_bootstrap(&f, &initial_cluster, &discovery_endpoints).map_err(invalid)?;
+    let discovery_flag = [
+        ("discovery", !f.discovery.is_empty()),
+        ("discovery-endpoints", !discovery_endpoints.is_empty()),
+        ("discovery-srv", !f.discovery_srv.is_empty() || !f.discovery_srv_name.is_empty()),
+    ]
+    .into_iter()
+    .find_map(|(flag, set)| (set && initial_cluster.is_empty()).then_some(flag));
 
     // Raft timing.
     let (tick, election) = (f.heartbeat_interval, f.election_timeout);
@@ -213,6 +220,7 @@ pub(super) fn finish(
         listen_peer_urls,
         initial_advertise_peer_urls,
         initial_cluster,
+        discovery: discovery_flag,
         initial_cluster_state: f.initial_cluster_state,
         initial_cluster_token: f.initial_cluster_token,
         max_request_bytes: f.max_request_bytes,

@@ -117,6 +117,10 @@ pub struct Config {
     /// `(name, peer URL)` pairs in the given order; a member with several peer
     /// URLs appears once per URL. Empty when bootstrapping by discovery.
     pub initial_cluster: Vec<(String, String)>,
+    /// The flag that asks a new member to find its cluster by discovery
+    /// (`discovery`, `discovery-endpoints` or `discovery-srv`), which hub does
+    /// not implement; none with `--initial-cluster`.
+    pub discovery: Option<&'static str>,
     /// `"new"` or `"existing"`.
     pub initial_cluster_state: String,
     pub initial_cluster_token: String,

@@ -204,8 +204,13 @@ fn etcd36_checks() {
     ] {
         assert_eq!(err(args), text, "{args:?}");
     }
-    // A v3 discovery replaces the default initial cluster.
-    assert!(ok(&["--discovery-endpoints=http://d:1", "--discovery-token=t"]).initial_cluster.is_empty());
+    // A v3 discovery replaces the default initial cluster (and hubd then
+    // refuses to bootstrap: it has no discovery).
+    let c = ok(&["--discovery-endpoints=http://d:1", "--discovery-token=t"]);
+    assert!(c.initial_cluster.is_empty());
+    assert_eq!(c.discovery, Some("discovery-endpoints"));
+    assert_eq!(ok(&["--discovery=https://d.example/x"]).discovery, Some("discovery"));
+    assert_eq!(ok(&[]).discovery, None);
     assert!(ok(&["--logger=zap", "--enable-log-rotation", "--log-outputs=/tmp/a.log"]).unhonoured.contains(&"enable-log-rotation".into()));
     let c = ok(&["--tls-min-version=TLS1.3", "--tls-max-version=TLS1.3", "--listen-client-http-urls=http://127.0.0.1:2,http://127.0.0.1:3"]);
     assert_eq!((c.tls_min_version, c.tls_max_version), (TlsVersion::Tls13, Some(TlsVersion::Tls13)));
