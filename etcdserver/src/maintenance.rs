@@ -112,16 +112,20 @@ impl EtcdServer {
         Ok((file, duration))
     }
 
-    /// etcd 3.4's `/health`: false while an alarm is raised, without a
-    /// leader, or when a linearizable read does not succeed within `timeout`.
-    pub async fn healthy(&self, timeout: std::time::Duration) -> bool {
+    /// etcd's `/health`: false while an alarm is raised that `excluded`
+    /// does not name (`NOSPACE`, `CORRUPT`); then, unless `serializable`
+    /// (etcd 3.6: this member's own state only), without a leader or when a
+    /// linearizable read does not succeed within `timeout`.
+    pub async fn healthy(&self, timeout: std::time::Duration, excluded: &[String], serializable: bool) -> bool {
         let alarms = self.node.state().lock().alarms();
-        for a in &alarms {
+        let name = |a: &AlarmMember| AlarmType::try_from(a.alarm).map_or("UNKNOWN", |t| t.as_str_name());
+        if let Some(a) = alarms.iter().find(|a| !excluded.iter().any(|e| e == name(a))) {
             tracing::warn!(alarm = %alarm_text(a), "/health error due to an alarm");
+            return false;
         }
-        alarms.is_empty()
-            && self.node.leader_id() != 0
-            && matches!(tokio::time::timeout(timeout, self.node.read_index()).await, Ok(Ok(())))
+        serializable
+            || (self.node.leader_id() != 0
+                && matches!(tokio::time::timeout(timeout, self.node.read_index()).await, Ok(Ok(()))))
     }
 
     pub async fn move_leader(&self, target: u64) -> Result<MoveLeaderResponse> {

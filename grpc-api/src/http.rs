@@ -1,31 +1,33 @@
 //! The HTTP/1.1 side of the client port, beside gRPC (as etcd serves it):
-//! the JSON gateway (`/v3/...`), `/health`, `/version` and `/metrics`; and
-//! the `--listen-metrics-urls` listeners (`/metrics` and `/health`).
-
-use std::time::Duration;
+//! the JSON gateway (`/v3/...`), the health endpoints ([`crate::health`]),
+//! `/version`, `/metrics` and `/debug/vars` ([`crate::debug_vars`]); the same alone on `--listen-client-http-urls`
+//! ([`http_only`]); and the `--listen-metrics-urls` listeners (`/metrics` and
+//! the health endpoints).
 
 use axum::body::Body;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use tonic::service::Routes;
 
 use crate::gateway::Gateway;
-use crate::Context;
+use crate::{debug_vars, health, Context};
 
 /// The cluster version etcd 3.4 reports (its major.minor, patch 0).
 pub const CLUSTER_VERSION: &str = "3.4.0";
 
-/// How long `/health` waits for a linearizable read, as etcd's health check.
-const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// `routes` with the HTTP endpoints added for every other path.
-pub fn with_http(ctx: Context, routes: Routes) -> Routes {
-    let gateway = match Gateway::new(routes.clone(), ctx.config().max_concurrent_streams) {
+/// The JSON gateway over `routes` (the services, called in-process).
+fn gateway(ctx: &Context, routes: Routes) -> Option<Gateway> {
+    match Gateway::new(routes, ctx.config().max_concurrent_streams) {
         Ok(g) => Some(g),
         Err(e) => {
             tracing::error!(error = %e, "the JSON gateway cannot read its descriptors; serving gRPC only");
             None
         }
-    };
+    }
+}
+
+/// `routes` with the HTTP endpoints added for every other path.
+pub fn with_http(ctx: Context, routes: Routes) -> Routes {
+    let gateway = gateway(&ctx, routes.clone());
     let metrics = ctx.metrics().clone();
     let router = routes
         .into_axum_router()
@@ -37,29 +39,44 @@ pub fn with_http(ctx: Context, routes: Routes) -> Routes {
     Routes::from(router)
 }
 
-/// What a `--listen-metrics-urls` listener serves: `/metrics` and `/health`.
+/// What a `--listen-client-http-urls` listener serves: the HTTP endpoints
+/// of the client port, without gRPC.
+pub fn http_only(ctx: Context) -> Routes {
+    let gateway = gateway(&ctx, ctx.routes());
+    Routes::from(axum::Router::new().fallback(move |req: Request<Body>| {
+        let (ctx, gateway) = (ctx.clone(), gateway.clone());
+        async move { serve(&ctx, gateway.as_ref(), req).await }
+    }))
+}
+
+/// What a `--listen-metrics-urls` listener serves: `/metrics` and the
+/// health endpoints.
 pub fn metrics_only(ctx: Context) -> Routes {
     Routes::from(axum::Router::new().fallback(move |req: Request<Body>| {
         let ctx = ctx.clone();
         async move {
             match req.uri().path() {
-                "/metrics" | "/health" => serve(&ctx, None, req).await,
+                path if path == "/metrics" || health::handles(path) => serve(&ctx, None, req).await,
                 _ => not_found(),
             }
         }
     }))
 }
 
-fn not_found() -> Response<Body> {
+/// Go's `http.NotFound`.
+pub(crate) fn not_found() -> Response<Body> {
     let mut resp = Response::new(Body::from("404 page not found\n"));
     *resp.status_mut() = StatusCode::NOT_FOUND;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     resp
 }
 
 async fn serve(ctx: &Context, gateway: Option<&Gateway>, req: Request<Body>) -> Response<Body> {
     match (req.uri().path(), gateway) {
-        ("/health", _) => json(health_body(ctx).await),
+        (path, _) if health::handles(path) => health::serve(ctx, req).await,
+        (debug_vars::PATH, _) => debug_vars::serve(ctx, req.method()),
         ("/version", _) => {
             let version = &ctx.config.server.etcd_version;
             json(format!(r#"{{"etcdserver":"{version}","etcdcluster":"{CLUSTER_VERSION}"}}"#))
@@ -75,14 +92,7 @@ async fn serve(ctx: &Context, gateway: Option<&Gateway>, req: Request<Body>) -> 
     }
 }
 
-/// etcd 3.4's `/health` (`hub_etcdserver::EtcdServer::healthy`).
-async fn health_body(ctx: &Context) -> String {
-    let healthy = ctx.server().healthy(HEALTH_TIMEOUT).await;
-    ctx.metrics().health_checked(healthy);
-    format!(r#"{{"health":"{healthy}"}}"#)
-}
-
-fn json(body: String) -> Response<Body> {
+pub(crate) fn json(body: String) -> Response<Body> {
     let mut resp = Response::new(Body::from(body));
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp

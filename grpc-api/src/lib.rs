@@ -16,8 +16,10 @@
 //! - [`identity`]: the client certificate's name.
 //! - [`election`], [`lock`]: etcd's Election and Lock services, built from the
 //!   [`concurrency`] recipes over the services above.
-//! - [`gateway`], [`http`]: the JSON gateway, `/health` and `/version` on the
-//!   client port, beside gRPC.
+//! - [`gateway`], [`http`], [`health`], [`debug_vars`]: the JSON gateway,
+//!   `/health`, `/livez`, `/readyz`, `/version` and `/debug/vars` on the
+//!   client port, beside gRPC (or on listeners of their own,
+//!   `--listen-client-http-urls`).
 //! - [`metrics`]: etcd's Prometheus metrics.
 //! - [`limit`]: gRPC's received-message limit, in Go's words.
 //! - [`status`]: the one mapping from hub errors to gRPC statuses.
@@ -32,9 +34,11 @@ pub mod access;
 pub mod auth;
 pub mod cluster;
 pub mod concurrency;
+pub mod debug_vars;
 pub mod election;
 pub mod framing;
 pub mod gateway;
+pub mod health;
 pub mod http;
 pub mod identity;
 pub mod kv;
@@ -75,6 +79,9 @@ pub struct ServiceConfig {
     pub max_concurrent_streams: u32,
     /// `--metrics extensive`: gRPC handling-time histograms too.
     pub metrics_extensive: bool,
+    /// etcd 3.6's server feature gates, `(name, stage, enabled)`, for
+    /// `etcd_server_feature_enabled`.
+    pub feature_gates: Vec<(&'static str, &'static str, bool)>,
 }
 
 /// What every service holds: the server layer, the wire's options, the metrics.

@@ -34,21 +34,6 @@ pub use grpc::grpc_layer;
 use crate::http::CLUSTER_VERSION;
 use crate::{Context, ServiceConfig};
 
-/// etcd's feature gates (`etcd_server_feature_enabled`) with their stage and
-/// whether hub behaves as etcd does with the gate on. hub has no gates of its
-/// own; these are etcd 3.6.16's defaults, which hub's behaviour matches.
-const FEATURES: [(&str, &str, bool); 9] = [
-    ("AllAlpha", "ALPHA", false),
-    ("AllBeta", "BETA", false),
-    ("CompactHashCheck", "ALPHA", false),
-    ("InitialCorruptCheck", "ALPHA", false),
-    ("LeaseCheckpoint", "ALPHA", false),
-    ("LeaseCheckpointPersist", "ALPHA", false),
-    ("SetMemberLocalAddr", "ALPHA", false),
-    ("StopGRPCServiceOnDefrag", "ALPHA", false),
-    ("TxnModeWriteWithSharedBuffer", "BETA", true),
-];
-
 /// Every metric hub exports.
 pub struct Metrics {
     registry: Registry,
@@ -70,6 +55,9 @@ pub struct Metrics {
     alarms: IntGaugeVec,
     health_success: IntCounter,
     health_failures: IntCounter,
+    /// etcd 3.6's `/livez` and `/readyz` checks: the last result of each, and a count by result.
+    health_check: IntGaugeVec,
+    health_checks: IntCounterVec,
     scrapes_in_flight: IntGauge,
     /// `promhttp_metric_handler_requests_total{code="200"}`: the scrapes answered.
     scrapes: IntCounter,
@@ -120,7 +108,7 @@ impl Metrics {
         info_gauge(&r, "etcd_cluster_version", "Which version is running. 1 for 'cluster_version' label with current cluster version", "cluster_version", cluster)?;
         info_gauge(&r, "etcd_server_id", "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.", "server_id", &member_id)?;
         let features = gauge_vec(&r, "etcd_server_feature_enabled", "Whether or not a feature is enabled. 1 is enabled, 0 is not.", &["name", "stage"])?;
-        for (name, stage, on) in FEATURES {
+        for &(name, stage, on) in &config.feature_gates {
             features.with_label_values(&[name, stage]).set(i64::from(on));
         }
         // etcd counts events pending from when a watcher is given them until
@@ -166,6 +154,14 @@ impl Metrics {
             )?,
             health_success: counter(&r, "etcd_server_health_success", "The total number of successful health checks")?,
             health_failures: counter(&r, "etcd_server_health_failures", "The total number of failed health checks")?,
+            health_check: gauge_vec(&r, "etcd_server_healthcheck", "The result of each kind of healthcheck.", &["type", "name"])?,
+            health_checks: registered(
+                &r,
+                IntCounterVec::new(
+                    Opts::new("etcd_server_healthchecks_total", "The total number of each kind of healthcheck."),
+                    &["type", "name", "status"],
+                ),
+            )?,
             scrapes_in_flight: gauge(&r, "promhttp_metric_handler_requests_in_flight", "Current number of scrapes being served.")?,
             scrapes: scrapes.with_label_values(&["200"]),
             registry: r,
@@ -226,6 +222,13 @@ impl Metrics {
     /// Counts one `/health` answer.
     pub(crate) fn health_checked(&self, healthy: bool) {
         if healthy { &self.health_success } else { &self.health_failures }.inc();
+    }
+
+    /// Records one check of `/livez` or `/readyz` (`kind`).
+    pub(crate) fn health_check_ran(&self, kind: &str, name: &str, ok: bool) {
+        self.health_check.with_label_values(&[kind, name]).set(i64::from(ok));
+        let status = if ok { "success" } else { "error" };
+        self.health_checks.with_label_values(&[kind, name, status]).inc();
     }
 }
 

@@ -123,8 +123,15 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     // until their server starts.
     let peer_listeners = transport::bind(&config.listen_peer_urls, "--listen-peer-urls", tls.as_deref()).await?;
     let client_listeners = transport::bind(&config.listen_client_urls, "--listen-client-urls", client_tls.as_deref()).await?;
+    let client_http_listeners =
+        transport::bind(&config.listen_client_http_urls, "--listen-client-http-urls", client_tls.as_deref()).await?;
     let metrics_listeners =
         transport::bind(&config.listen_metrics_urls, "--listen-metrics-urls", client_tls.as_deref()).await?;
+    if let Some(flag) = config.discovery.filter(|_| !identity::exists(&member_dir)) {
+        // Alone, this member would make a cluster of its own beside the
+        // members it was meant to find: refuse rather than split.
+        anyhow::bail!("bootstrapping by --{flag} is not implemented by hub; bootstrap with --initial-cluster");
+    }
     let (members, mut my_id, mut cluster_id) = initial_members(&config);
     let joining = config.initial_cluster_state == "existing";
     if joining && !identity::exists(&member_dir) {
@@ -186,13 +193,13 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         tracing::error!(reason = %reason, "the member cannot go on; exiting");
         std::process::exit(1);
     });
-    if config.experimental_initial_corrupt_check {
+    if config.initial_corrupt_check {
         // Before serving anything, as etcd: a member whose data differs from
         // its peers' does not start.
         node.check_initial_hash_kv().await.map_err(|e| anyhow::anyhow!(e))?;
     }
-    if !config.experimental_corrupt_check_time.is_zero() {
-        tokio::spawn(node.clone().monitor_kv_hash(config.experimental_corrupt_check_time));
+    if !config.corrupt_check_time.is_zero() {
+        tokio::spawn(node.clone().monitor_kv_hash(config.corrupt_check_time));
     }
 
     let ctx = Context::new(
@@ -206,10 +213,11 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
                 etcd_version: config.report_etcd_version.clone(),
                 quota_backend_bytes: hub_etcdserver::quota::quota_bytes(config.quota_backend_bytes),
             },
-            watch_progress_notify_interval: config.experimental_watch_progress_notify_interval,
+            watch_progress_notify_interval: config.watch_progress_notify_interval,
             client_cert_auth: config.client_cert_auth,
             max_concurrent_streams: config.max_concurrent_streams,
             metrics_extensive: config.metrics_extensive,
+            feature_gates: config.feature_gates.all(),
         },
     );
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
@@ -231,19 +239,28 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     // etcd serves clients once it has published itself through the cluster's leader.
     node.clone().publish(config.name.clone(), config.advertise_client_urls.clone()).await;
     let max_streams = Some(config.max_concurrent_streams);
-    for (spec, listener) in client_listeners {
+    // As etcd: with --listen-client-http-urls, the client URLs serve gRPC
+    // only and those URLs the HTTP endpoints only.
+    let split_http = !client_http_listeners.is_empty();
+    let client = client_listeners.into_iter().map(|l| (l, if split_http { "grpc" } else { "grpc+http" }));
+    let client_http = client_http_listeners.into_iter().map(|l| (l, "http"));
+    for ((spec, listener), traffic) in client.chain(client_http) {
         if spec.plain {
-            tracing::info!(traffic = "grpc+http", address = %spec.address, "serving client traffic insecurely; this is strongly discouraged!");
+            tracing::info!(traffic, address = %spec.address, "serving client traffic insecurely; this is strongly discouraged!");
         }
         if spec.secure {
-            tracing::info!(traffic = "grpc+http", address = %spec.address, "serving client traffic securely");
+            tracing::info!(traffic, address = %spec.address, "serving client traffic securely");
         }
         let incoming = hub_tls::net::incoming(listener, &spec, client_tls.as_deref());
-        let routes = ctx.client_routes();
+        let routes = match traffic {
+            "grpc" => ctx.routes(),
+            "http" => hub_grpc_api::http::http_only(ctx.clone()),
+            _ => ctx.client_routes(),
+        };
         let mut shutdown = shutdown_rx.clone();
         servers.push(tokio::spawn(async move {
             tonic::transport::Server::builder()
-                .accept_http1(true)
+                .accept_http1(traffic != "grpc")
                 .max_concurrent_streams(max_streams)
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(incoming, async move {

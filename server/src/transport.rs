@@ -21,7 +21,8 @@ fn hosts<'a>(urls: impl IntoIterator<Item = &'a String>) -> Vec<String> {
 /// Client TLS from `--cert-file`, `--key-file`, `--trusted-ca-file`,
 /// `--client-cert-auth`, `--auto-tls` (certificate in
 /// `<data-dir>/fixtures/client`, as etcd), `--client-crl-file`,
-/// `--client-cert-allowed-hostname` and `--cipher-suites`.
+/// `--client-cert-allowed-hostname`, `--client-cert-file`, `--client-key-file`,
+/// `--cipher-suites` and the TLS versions.
 pub fn client_tls(config: &Config) -> anyhow::Result<Option<Arc<Tls>>> {
     let flags = TlsFlags {
         side: "client",
@@ -31,19 +32,23 @@ pub fn client_tls(config: &Config) -> anyhow::Result<Option<Arc<Tls>>> {
         client_cert_auth: config.client_cert_auth,
         auto_tls: config.auto_tls,
         auto_tls_dir: fixtures(&config.data_dir, "client"),
-        hosts: hosts(&config.listen_client_urls),
+        hosts: hosts(config.listen_client_urls.iter().chain(&config.listen_client_http_urls)),
         crl_file: config.client_crl_file.clone(),
-        allowed_cn: None,
+        allowed_cn: Vec::new(),
         allowed_hostname: config.client_cert_allowed_hostname.clone(),
+        client_cert_file: config.client_cert_file.clone(),
+        client_key_file: config.client_key_file.clone(),
         cipher_suites: config.cipher_suites.clone(),
         // etcd checks the SANs of peers only.
         check_san: false,
+        min_version: Some(config.tls_min_version),
+        max_version: config.tls_max_version,
     };
     warn_auto_tls_ignored(&flags);
     Ok(Tls::from_flags(&flags).context("client TLS")?.map(Arc::new))
 }
 
-/// Peer TLS from the `--peer-*` flags and `--cipher-suites`.
+/// Peer TLS from the `--peer-*` flags, `--cipher-suites` and the TLS versions.
 pub fn peer_tls(config: &Config) -> anyhow::Result<Option<Arc<Tls>>> {
     let flags = TlsFlags {
         side: "peer",
@@ -57,8 +62,12 @@ pub fn peer_tls(config: &Config) -> anyhow::Result<Option<Arc<Tls>>> {
         crl_file: config.peer_crl_file.clone(),
         allowed_cn: config.peer_cert_allowed_cn.clone(),
         allowed_hostname: config.peer_cert_allowed_hostname.clone(),
+        client_cert_file: config.peer_client_cert_file.clone(),
+        client_key_file: config.peer_client_key_file.clone(),
         cipher_suites: config.cipher_suites.clone(),
         check_san: !config.peer_skip_client_san_verification,
+        min_version: Some(config.tls_min_version),
+        max_version: config.tls_max_version,
     };
     warn_auto_tls_ignored(&flags);
     Ok(Tls::from_flags(&flags).context("peer TLS")?.map(Arc::new))

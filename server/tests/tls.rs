@@ -238,6 +238,27 @@ fn cipher_suites_limit_tls12() {
     assert!(String::from_utf8_lossy(&unlisted.stderr).contains("handshake failure"), "{unlisted:?}");
 }
 
+/// `--tls-min-version` and `--tls-max-version` (etcd 3.6) choose the TLS
+/// versions a client may use, as etcd 3.6.16 lets it.
+#[test]
+fn tls_versions_are_limited_as_etcd_36_limits_them() {
+    let Some(etcd) = common::etcd36_bin() else { return };
+    let pki = Pki::new();
+    for limits in [["--tls-min-version=TLS1.3"], ["--tls-max-version=TLS1.2"]] {
+        let mut answers = Vec::new();
+        for bin in [&etcd, &common::hubd_bin()] {
+            let port = free_port();
+            let mut flags = pki.server_flags();
+            flags.extend(limits.map(String::from));
+            let _server = Server::start(bin, &format!("https://127.0.0.1:{port}"), &flags);
+            let connects = |version| ok(&openssl_connect(port, &pki, &[version]));
+            answers.push((connects("-tls1_2"), connects("-tls1_3")));
+        }
+        let expected = if limits[0].contains("min") { (false, true) } else { (true, false) };
+        assert_eq!(answers, [expected, expected], "{limits:?}: (TLS 1.2, TLS 1.3) accepted by etcd 3.6.16, hubd");
+    }
+}
+
 /// `unix://` and `unixs://` client sockets: as in etcd, the URL's
 /// `host:port` is the socket's file name in the working directory.
 #[test]

@@ -2,7 +2,9 @@
 //! (`--cert-file`, `--key-file`, `--trusted-ca-file`, `--client-cert-auth`,
 //! `--auto-tls`, `--client-crl-file`) and the peer transport (the same flags
 //! with `--peer-` in front, plus `--peer-cert-allowed-cn` and
-//! `--peer-cert-allowed-hostname`), with `--cipher-suites` for both.
+//! `--peer-cert-allowed-hostname`; and each side's `--(peer-)client-cert-file`
+//! and `--(peer-)client-key-file`), with `--cipher-suites`,
+//! `--tls-min-version` and `--tls-max-version` for both.
 //!
 //! Place in the request path: the socket, before any gRPC. [`Tls::from_flags`]
 //! turns one side's flags into a rustls server config (what the listeners of
@@ -53,14 +55,45 @@ pub struct TlsFlags {
     /// Host names and IPs an auto-TLS certificate is for (the listen URLs' hosts).
     pub hosts: Vec<String>,
     pub crl_file: Option<PathBuf>,
-    pub allowed_cn: Option<String>,
-    pub allowed_hostname: Option<String>,
+    /// `--peer-cert-allowed-cn` and `--(peer-)cert-allowed-hostname`, lists
+    /// since etcd 3.6.
+    pub allowed_cn: Vec<String>,
+    pub allowed_hostname: Vec<String>,
+    /// `--(peer-)client-cert-file` and `--(peer-)client-key-file` (etcd 3.5):
+    /// the certificate this side presents when it dials, instead of its
+    /// server certificate.
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
     /// `--cipher-suites`, Go's names; empty for rustls's defaults.
     pub cipher_suites: Vec<String>,
     /// Whether a listener checks that a client certificate's SANs name the
     /// address it connects from (etcd's peer listeners, unless
-    /// `--experimental-peer-skip-client-san-verification`).
+    /// `--peer-skip-client-san-verification`).
     pub check_san: bool,
+    /// `--tls-min-version` and `--tls-max-version` (both sides): the TLS
+    /// versions offered and accepted; none: TLS 1.2 and 1.3.
+    pub min_version: Option<TlsVersion>,
+    pub max_version: Option<TlsVersion>,
+}
+
+/// A TLS version etcd lets `--tls-min-version`/`--tls-max-version` name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
+    Tls12,
+    Tls13,
+}
+
+impl TlsFlags {
+    /// The protocol versions from `min_version` to `max_version`.
+    fn protocol_versions(&self) -> Vec<&'static rustls::SupportedProtocolVersion> {
+        let min = self.min_version.unwrap_or(TlsVersion::Tls12);
+        let max = self.max_version.unwrap_or(TlsVersion::Tls13);
+        [(TlsVersion::Tls12, &rustls::version::TLS12), (TlsVersion::Tls13, &rustls::version::TLS13)]
+            .into_iter()
+            .filter(|(v, _)| (min..=max).contains(v))
+            .map(|(_, p)| p)
+            .collect()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,11 +135,11 @@ impl Tls {
     pub fn from_flags(f: &TlsFlags) -> Result<Option<Tls>, TlsError> {
         let side = f.side;
         let flag = |name: &str| if side == "peer" { format!("--peer-{name}") } else { format!("--{name}") };
+        let show = |p: &Option<PathBuf>| p.as_deref().map_or(String::new(), |p| p.display().to_string());
         let (cert_file, key_file, self_signed) = match (&f.cert_file, &f.key_file) {
             (Some(c), Some(k)) => (c.clone(), k.clone(), false),
             (Some(_), None) | (None, Some(_)) => {
                 // etcd's TLSInfo check, word for word (auto TLS does not apply then).
-                let show = |p: &Option<PathBuf>| p.as_deref().map_or(String::new(), |p| p.display().to_string());
                 return Err(TlsError(format!(
                     "KeyFile and CertFile must both be present[key: {}, cert: {}]",
                     show(&f.key_file),
@@ -119,16 +152,31 @@ impl Tls {
             }
             _ => return Ok(None),
         };
-        if f.allowed_cn.is_some() && f.allowed_hostname.is_some() {
+        if f.client_cert_file.is_some() != f.client_key_file.is_some() {
             return Err(TlsError(format!(
-                "AllowedCN and AllowedHostname are mutually exclusive (cn={:?}, hostname={:?})",
-                f.allowed_cn.as_deref().unwrap_or_default(),
-                f.allowed_hostname.as_deref().unwrap_or_default()
+                "ClientKeyFile and ClientCertFile must both be present or both absent: key: {}, cert: {}]",
+                show(&f.client_key_file),
+                show(&f.client_cert_file)
+            )));
+        }
+        if !f.allowed_cn.is_empty() && !f.allowed_hostname.is_empty() {
+            let list = |l: &[String]| format!("[{}]", l.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(" "));
+            return Err(TlsError(format!(
+                "AllowedCNs and AllowedHostnames are mutually exclusive (cns={}, hostnames={})",
+                list(&f.allowed_cn),
+                list(&f.allowed_hostname)
             )));
         }
         let provider = Arc::new(cipher::provider(&f.cipher_suites)?);
         // Read again for every handshake, so a rotated certificate takes effect.
         let cert = reload::CertFiles::new(&cert_file, &key_file, (flag("cert-file"), flag("key-file")), provider.clone())?;
+        let client_cert = match (&f.client_cert_file, &f.client_key_file) {
+            (Some(c), Some(k)) if !self_signed => {
+                let flags = (flag("client-cert-file"), flag("client-key-file"));
+                reload::CertFiles::new(c, k, flags, provider.clone())?
+            }
+            _ => cert.clone(),
+        };
         // Auto TLS replaces the whole TLS setup with the self-signed
         // certificate: no CA, so no client verification (etcd's SelfCert).
         let roots = match &f.trusted_ca_file {
@@ -140,8 +188,9 @@ impl Tls {
         // etcd's TLSInfo.ServerConfig: a trusted CA or --client-cert-auth
         // means every client must present a certificate that chains to it.
         let client_cert_auth = f.client_cert_auth && !self_signed;
+        let versions = f.protocol_versions();
         let server = ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(&versions)
             .map_err(|e| err("TLS versions", e))?;
         let server = match (&roots, client_cert_auth) {
             (Some(roots), _) => {
@@ -169,7 +218,7 @@ impl Tls {
         server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
 
         let client = ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(&versions)
             .map_err(|e| err("TLS versions", e))?;
         let server_verifier: Arc<dyn ServerCertVerifier> = match &roots {
             Some(roots) => Arc::new(verify::ServerVerifier::new(roots, provider.clone(), allowed)?),
@@ -180,7 +229,7 @@ impl Tls {
             None => Arc::new(verify::ServerVerifier::any(provider.clone(), allowed)),
         };
         let mut client =
-            client.dangerous().with_custom_certificate_verifier(server_verifier).with_client_cert_resolver(cert);
+            client.dangerous().with_custom_certificate_verifier(server_verifier).with_client_cert_resolver(client_cert);
         client.alpn_protocols = vec![b"h2".to_vec()];
         Ok(Some(Tls {
             server: Arc::new(server),

@@ -35,28 +35,32 @@ pub fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
 }
 
 /// `--peer-cert-allowed-cn` / `--peer-cert-allowed-hostname` (etcd's
-/// `VerifyPeerCertificate`): whom a member lets in, and whom it dials.
+/// `VerifyPeerCertificate`): whom a member lets in, and whom it dials. Each
+/// is a list since etcd 3.6: a certificate passes if it has one of the
+/// common names, or matches one of the hostnames.
 #[derive(Debug, Clone, Default)]
 pub struct Allowed {
-    pub cn: Option<String>,
-    pub hostname: Option<String>,
+    pub cn: Vec<String>,
+    pub hostname: Vec<String>,
 }
 
 impl Allowed {
     pub fn is_set(&self) -> bool {
-        self.cn.is_some() || self.hostname.is_some()
+        !self.cn.is_empty() || !self.hostname.is_empty()
     }
 
     /// Whether the verified certificate `end_entity` matches.
     pub fn check(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
-        let allowed = match (&self.cn, &self.hostname) {
-            (Some(cn), _) => common_name(end_entity).as_deref() == Some(cn.as_str()),
-            (None, Some(host)) => {
-                let parsed = ParsedCertificate::try_from(end_entity)?;
-                let name = ServerName::try_from(host.as_str()).map_err(|e| other_error(e.to_string()))?;
-                rustls::client::verify_server_name(&parsed, &name).is_ok()
-            }
-            (None, None) => true,
+        let allowed = if !self.cn.is_empty() {
+            let cn = common_name(end_entity);
+            self.cn.iter().any(|allowed| cn.as_deref() == Some(allowed.as_str()))
+        } else if !self.hostname.is_empty() {
+            let parsed = ParsedCertificate::try_from(end_entity)?;
+            self.hostname.iter().any(|host| {
+                ServerName::try_from(host.as_str()).is_ok_and(|name| rustls::client::verify_server_name(&parsed, &name).is_ok())
+            })
+        } else {
+            true
         };
         if allowed {
             return Ok(());
@@ -64,8 +68,8 @@ impl Allowed {
         // etcd's words; Go answers with a bad_certificate alert, and so do we.
         tracing::warn!(
             common_name = common_name(end_entity).unwrap_or_default(),
-            allowed_cn = self.cn.as_deref().unwrap_or_default(),
-            allowed_hostname = self.hostname.as_deref().unwrap_or_default(),
+            allowed_cn = self.cn.join(","),
+            allowed_hostname = self.hostname.join(","),
             "rejected connection: client certificate authentication failed"
         );
         Err(rustls::Error::InvalidCertificate(CertificateError::NotValidForName))

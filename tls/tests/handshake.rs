@@ -120,11 +120,11 @@ async fn a_member_does_not_dial_a_peer_outside_its_allowed_hostname() {
     let ca = Ca::new(dir.path());
     let server = tls(&peer_flags(&ca.issue(dir.path(), "server", &["localhost", "127.0.0.1"], "a"), &ca.pair.cert));
     let pair = ca.issue(dir.path(), "client", &["localhost", "127.0.0.1"], "b");
-    let picky = tls(&TlsFlags { allowed_hostname: Some("example2.com".into()), ..peer_flags(&pair, &ca.pair.cert) });
+    let picky = tls(&TlsFlags { allowed_hostname: vec!["example2.com".into()], ..peer_flags(&pair, &ca.pair.cert) });
     let (url, _conns) = listen(&server).await;
     let refused = net::dial(&url, Some(&picky.client)).await.err().expect("the dial is refused");
     assert!(net::HandshakeError::is(&refused), "{refused}");
-    let content = tls(&TlsFlags { allowed_hostname: Some("localhost".into()), ..peer_flags(&pair, &ca.pair.cert) });
+    let content = tls(&TlsFlags { allowed_hostname: vec!["localhost".into()], ..peer_flags(&pair, &ca.pair.cert) });
     assert!(net::dial(&url, Some(&content.client)).await.is_ok());
 }
 
@@ -139,4 +139,26 @@ async fn a_ca_certificate_listed_in_the_ca_file_is_trusted_as_a_leaf() {
     let client = hub_tls::client_config(Some(&root.cert), Some((&root.cert, &root.key)), false).unwrap();
     // The certificate's common name is the user, as with etcd's fixture.
     assert_eq!(accepted(&server, &Arc::new(client)).await, Ok(Some("root".into())));
+}
+
+/// etcd 3.6's lists: a peer gets in with any of `--peer-cert-allowed-cn`'s
+/// names; and a member dials with `--peer-client-cert-file` when given.
+#[tokio::test]
+async fn allowed_common_names_are_a_list_and_a_member_dials_with_its_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path());
+    let flags = |name: &str, cn: &str| peer_flags(&ca.issue(dir.path(), name, &["127.0.0.1"], cn), &ca.pair.cert);
+    let allowed = vec!["a.example".to_string(), "b.example".to_string()];
+    let server = tls(&TlsFlags { allowed_cn: allowed.clone(), ..flags("server", "a.example") });
+    for (name, cn, lets_in) in [("first", "a.example", true), ("second", "b.example", true), ("other", "c.example", false)] {
+        let dialer = tls(&flags(name, cn));
+        assert_eq!(accepted(&server, &dialer.client).await.is_ok(), lets_in, "{cn}");
+    }
+    // Its server certificate is c.example's, its client certificate b.example's.
+    let client = ca.issue(dir.path(), "client", &["127.0.0.1"], "b.example");
+    let dialer = TlsFlags { client_cert_file: Some(client.cert), client_key_file: Some(client.key), ..flags("own", "c.example") };
+    assert_eq!(accepted(&server, &tls(&dialer).client).await, Ok(Some("b.example".into())));
+    let half = TlsFlags { client_key_file: None, ..dialer };
+    let refused = Tls::from_flags(&half).err().expect("a client certificate without its key").to_string();
+    assert!(refused.starts_with("ClientKeyFile and ClientCertFile must both be present or both absent: key: , cert: "), "{refused}");
 }

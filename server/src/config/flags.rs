@@ -1,7 +1,6 @@
-//! The flag table: every flag of etcd 3.4.23 with etcd's default ([`Flags`]),
-//! as a clap command with Go-style booleans and etcd's obsolete flags.
-
-
+//! The flag table: every flag of etcd 3.4.23 with etcd's default ([`Flags`],
+//! with 3.6's additions flattened in from [`Flags36`]), as a clap command
+//! with Go-style booleans and etcd's obsolete flags.
 
 use super::*;
 
@@ -9,6 +8,19 @@ use super::*;
 /// [`Config::unhonoured`].
 pub(super) const HONOURED: &[&str] = &[
     "experimental-peer-skip-client-san-verification",
+    "peer-skip-client-san-verification",
+    "client-cert-file",
+    "client-key-file",
+    "peer-client-cert-file",
+    "peer-client-key-file",
+    "listen-client-http-urls",
+    "tls-min-version",
+    "tls-max-version",
+    // Gates are honoured one by one (`features::HONOURED_GATES`).
+    "feature-gates",
+    "experimental-txn-mode-write-with-shared-buffer",
+    // etcd 3.6 enforces its default whatever is given; hub has no v2 store.
+    "v2-deprecation",
     "listen-metrics-urls",
     "max-concurrent-streams",
     "report-etcd-version",
@@ -34,8 +46,10 @@ pub(super) const HONOURED: &[&str] = &[
     "log-format",
     "debug",
     "experimental-watch-progress-notify-interval",
+    "watch-progress-notify-interval",
     "experimental-initial-corrupt-check",
     "experimental-corrupt-check-time",
+    "corrupt-check-time",
     "auto-compaction-mode",
     "auto-compaction-retention",
     "cert-file",
@@ -89,7 +103,7 @@ Flags take '--flag value', '--flag=value' or '-flag value'; boolean flags take
 '--flag' or '--flag=true|false'. With --config-file, all other flags and ETCD_*
 variables are ignored.";
 
-/// Every flag of etcd 3.4.23, with etcd's default. Booleans become Go-style
+/// Every flag of etcd 3.4.23, with etcd's default (and 3.6.16's in [`Flags36`]). Booleans become Go-style
 /// flags in [`command`]; numbers and durations use Go's syntax. Flags hub does
 /// not use are still parsed, so that their values are checked as etcd checks
 /// them.
@@ -317,9 +331,6 @@ pub(super) struct Flags {
     /// Configures log level. Only supports debug, info, warn, error, panic, or fatal.
     #[arg(long, default_value = "info")]
     pub(super) log_level: String,
-    /// Configures log format. Only supports json, console.
-    #[arg(long, default_value = "json")]
-    pub(super) log_format: String,
     /// Enable debug-level logging (deprecated: use --log-level=debug).
     #[arg(long)]
     pub(super) debug: bool,
@@ -392,6 +403,9 @@ pub(super) struct Flags {
     /// Operands, which etcd rejects.
     #[arg(hide = true)]
     pub(super) extra: Vec<String>,
+
+    #[command(flatten)]
+    pub(super) v36: Flags36,
 }
 
 /// `--report-etcd-version` names a 3.4 patch release from the reference

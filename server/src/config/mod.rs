@@ -1,7 +1,8 @@
-//! hubd's configuration: every command-line flag of etcd 3.4.23, under the
-//! same name and with the same default, and the `ETCD_*` environment
-//! variable that etcd reads for each of them (`--foo-bar` ↔ `ETCD_FOO_BAR`),
-//! plus etcd's `--config-file` YAML.
+//! hubd's configuration: every command-line flag of etcd 3.4.23 and of etcd
+//! 3.6.16, under the same name and with the same default (3.4's where both
+//! have a flag), and the `ETCD_*` environment variable that etcd reads for
+//! each of them (`--foo-bar` ↔ `ETCD_FOO_BAR`), plus etcd's `--config-file`
+//! YAML.
 //!
 //! Parsing the configuration is the first thing hubd does: [`parse`] turns
 //! argv and the environment into a [`Config`], and nothing else in the server
@@ -23,30 +24,44 @@
 //!   `--advertise-client-urls` is required with `--listen-client-urls`, the
 //!   election timeout must be at least five heartbeats, ...) and its derived
 //!   defaults (`--name n1` alone gives the initial cluster `n1=<peer URLs>`).
+//! - etcd 3.6's additions: `--feature-gates` ([`FeatureGates`]), the
+//!   un-prefixed names of `--experimental-*` flags (either spelling, not
+//!   both), its warnings for deprecated flags, its checks of the new flags.
+//!   Where 3.4 accepts what 3.6 refuses (`--logger=capnslog`,
+//!   `--discovery-fallback=proxy`, an empty `--auto-compaction-mode`, the v2
+//!   proxy flags), hubd accepts it, as the 3.4 drop-in it still is.
 //!
 //! Differences from etcd: the default data directory is `${name}.hub`; the
-//! help text is clap's; `--version` prints hub's version.
+//! help text is clap's; `--version` names the etcd release whose flags and
+//! API hub follows ([`ETCD_VERSION`]) and hub's own version.
 //!
 //! Every flag is accepted, but hub implements only some of them: the others
 //! that the user set are listed in [`Config::unhonoured`] for hubd to warn
 //! about.
 
+mod features;
 mod finish;
 mod flags;
+mod flags36;
 mod goflag;
+mod log_flags;
 mod sources;
 mod values;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests36;
 
+pub use features::FeatureGates;
+use features::*;
 use finish::*;
 use flags::*;
+use flags36::*;
 use goflag::*;
+use log_flags::*;
 use sources::*;
 pub(crate) use values::{go_bool, go_duration};
 use values::*;
-
-
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
@@ -57,9 +72,30 @@ use std::time::Duration;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches, Parser};
+use hub_tls::TlsVersion;
 
-/// The etcd API version hubd serves.
-pub const API_VERSION: &str = "3.4";
+/// The etcd release whose command line and API hubd follows, as
+/// `hubd --version` names it (tools such as etcd's e2e framework pick flag
+/// spellings from it). What hub reports as its server version is
+/// `--report-etcd-version`.
+pub const ETCD_VERSION: &str = "3.6.16";
+
+/// What `hubd --version` prints: etcd's lines (tools parse `etcd Version:`),
+/// with hub's own version after them.
+fn version_text() -> String {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        other => other,
+    };
+    format!(
+        "etcd Version: {ETCD_VERSION}\nGit SHA: Not provided\nGo Version: none (hub is written in Rust)\n\
+         Go OS/Arch: {}/{arch}\nhub Version: {}\n",
+        std::env::consts::OS,
+        env!("CARGO_PKG_VERSION")
+    )
+}
 
 /// The configuration of one hub member, as hubd uses it.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,21 +107,32 @@ pub struct Config {
     /// URLs as given (trimmed, scheme lower-cased), sorted and deduplicated as
     /// etcd does. Listen URLs have an IP or `localhost` host (or a unix scheme).
     pub listen_client_urls: Vec<String>,
+    /// `--listen-client-http-urls`: listeners for the HTTP endpoints only
+    /// (the JSON gateway, health, version, metrics). When there are any, the
+    /// `--listen-client-urls` listeners serve gRPC only (etcd's split).
+    pub listen_client_http_urls: Vec<String>,
     pub advertise_client_urls: Vec<String>,
     pub listen_peer_urls: Vec<String>,
     pub initial_advertise_peer_urls: Vec<String>,
     /// `(name, peer URL)` pairs in the given order; a member with several peer
     /// URLs appears once per URL. Empty when bootstrapping by discovery.
     pub initial_cluster: Vec<(String, String)>,
+    /// The flag that asks a new member to find its cluster by discovery
+    /// (`discovery`, `discovery-endpoints` or `discovery-srv`), which hub does
+    /// not implement; none with `--initial-cluster`.
+    pub discovery: Option<&'static str>,
     /// `"new"` or `"existing"`.
     pub initial_cluster_state: String,
     pub initial_cluster_token: String,
     pub max_request_bytes: u64,
     pub max_txn_ops: u64,
     pub quota_backend_bytes: i64,
-    /// `--experimental-initial-corrupt-check`, `--experimental-corrupt-check-time` (zero: off).
-    pub experimental_initial_corrupt_check: bool,
-    pub experimental_corrupt_check_time: Duration,
+    /// `--feature-gates`, with the `--experimental-*` booleans that set gates.
+    pub feature_gates: FeatureGates,
+    /// The `InitialCorruptCheck` gate (`--experimental-initial-corrupt-check`).
+    pub initial_corrupt_check: bool,
+    /// `--corrupt-check-time` (or `--experimental-corrupt-check-time`; zero: off).
+    pub corrupt_check_time: Duration,
     pub snapshot_count: u64,
     pub heartbeat_interval_ms: u64,
     pub election_timeout_ms: u64,
@@ -98,10 +145,10 @@ pub struct Config {
     pub log_level: String,
     /// `--logger`: `"capnslog"` (etcd 3.4's default) or `"zap"`.
     pub logger: String,
-    /// `--log-format`: `"json"` (etcd 3.6's default) or `"console"`.
-    pub log_format: String,
     /// `--log-outputs` (or the deprecated `--log-output`), deduplicated and sorted.
     pub log_outputs: Vec<String>,
+    /// `--log-format`: `"json"` or `"console"` (checked as etcd 3.6 checks it).
+    pub log_format: String,
     pub enable_pprof: bool,
     /// `--auth-token`: `simple`, or `jwt,` and its options.
     pub auth_token: String,
@@ -117,9 +164,10 @@ pub struct Config {
     pub listen_metrics_urls: Vec<String>,
     /// `--metrics extensive` (anything else is basic, as in etcd).
     pub metrics_extensive: bool,
-    /// The interval etcd would use: 0 means its default of 10 minutes, and
-    /// anything shorter than 100ms is raised to 100ms.
-    pub experimental_watch_progress_notify_interval: Duration,
+    /// `--watch-progress-notify-interval` (or its `--experimental-` name), as
+    /// etcd uses it: 0 means its default of 10 minutes, and anything shorter
+    /// than 100ms is raised to 100ms.
+    pub watch_progress_notify_interval: Duration,
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
     pub trusted_ca_file: Option<PathBuf>,
@@ -131,21 +179,34 @@ pub struct Config {
     pub peer_client_cert_auth: bool,
     pub peer_auto_tls: bool,
     pub client_crl_file: Option<PathBuf>,
-    pub client_cert_allowed_hostname: Option<String>,
+    /// `--client-cert-allowed-hostname`, `--peer-cert-allowed-cn`,
+    /// `--peer-cert-allowed-hostname`: comma-separated lists since etcd 3.6.
+    pub client_cert_allowed_hostname: Vec<String>,
     pub peer_crl_file: Option<PathBuf>,
-    pub peer_cert_allowed_cn: Option<String>,
-    pub peer_cert_allowed_hostname: Option<String>,
-    /// `--experimental-peer-skip-client-san-verification`.
+    pub peer_cert_allowed_cn: Vec<String>,
+    pub peer_cert_allowed_hostname: Vec<String>,
+    /// `--client-cert-file`/`--client-key-file` and their `--peer-` pair:
+    /// the certificate each side presents when it dials.
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+    pub peer_client_cert_file: Option<PathBuf>,
+    pub peer_client_key_file: Option<PathBuf>,
+    /// `--peer-skip-client-san-verification` (or its `--experimental-` name).
     pub peer_skip_client_san_verification: bool,
     /// `--cipher-suites`, Go's names in the order given.
     pub cipher_suites: Vec<String>,
+    /// `--tls-min-version` (TLS 1.2 unless set) and `--tls-max-version`
+    /// (none: the highest), for both sides.
+    pub tls_min_version: TlsVersion,
+    pub tls_max_version: Option<TlsVersion>,
     /// The YAML file the configuration came from, if any.
     pub config_file: Option<PathBuf>,
     /// Names (without dashes) of flags the user set, on the command line, in
     /// the environment or in the config file, that hub does not implement.
     pub unhonoured: Vec<String>,
     /// Notices etcd would log while parsing: unrecognised `ETCD_*` variables,
-    /// obsolete flags, unknown config-file keys. hubd should log each one.
+    /// obsolete and deprecated flags, unknown config-file keys. hubd should
+    /// log each one.
     pub warnings: Vec<String>,
 }
 
@@ -266,10 +327,7 @@ where
         return Err(ConfigError::NotAFlag(arg.clone()));
     }
     if flags.version {
-        return Err(ConfigError::Version(format!(
-            "hubd Version: {}\nAPI Version: {API_VERSION}\n",
-            env!("CARGO_PKG_VERSION")
-        )));
+        return Err(ConfigError::Version(version_text()));
     }
     let mut warnings = Vec::new();
     let config_file = Some(flags.config_file.clone())

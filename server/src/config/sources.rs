@@ -1,8 +1,6 @@
 //! Where values come from besides the command line: `ETCD_*` variables and
 //! etcd's `--config-file` YAML, both turned into `--flag=value` arguments.
 
-
-
 use super::*;
 
 /// Prefix of the environment variable of each flag.
@@ -62,9 +60,9 @@ pub(super) fn env_args(
 }
 
 /// Reads etcd's YAML configuration file into `--key=value` arguments. Keys are
-/// flag names, except that TLS settings sit under `client-transport-security`
-/// and `peer-transport-security`; lists may be YAML sequences; durations are
-/// integers of nanoseconds (Go's encoding) or Go duration strings.
+/// flag names, except the nested sections and the spelling of [`FILE_KEYS`];
+/// lists may be YAML sequences; durations are integers of nanoseconds (Go's
+/// encoding) or Go duration strings.
 pub(super) fn config_file_args(
     cmd: &Command,
     path: &Path,
@@ -87,68 +85,100 @@ pub(super) fn config_file_args(
         }
     };
     let args: HashMap<&str, &Arg> = long_names(cmd).map(|(a, l)| (l, a)).collect();
-    let mut out = Vec::new();
-    let mut add = |key: String,
-                   value: &serde_yaml::Value,
-                   warnings: &mut Vec<String>|
-     -> Result<(), ConfigError> {
-        let Some(arg) = args
-            .get(key.as_str())
-            .filter(|_| !matches!(key.as_str(), "config-file" | "version"))
-        else {
-            warnings.push(format!(
-                "unknown key \"{key}\" in {} ignored",
-                path.display()
-            ));
-            return Ok(());
-        };
-        let is_duration = arg.get_value_parser().type_id() == std::any::TypeId::of::<Duration>();
-        if let Some(value) = yaml_flag_value(value, is_duration)
-            .map_err(|r| file_error(format!("\"{key}\": {r}")))?
-        {
-            out.push(OsString::from(format!("--{key}={value}")));
-        }
-        Ok(())
-    };
-    for (key, value) in &entries {
-        let key = yaml_scalar(key).ok_or_else(|| file_error("keys must be strings".to_string()))?;
-        let prefix = match key.as_str() {
-            "client-transport-security" => "",
-            "peer-transport-security" => "peer-",
-            _ => {
-                add(key, value, warnings)?;
-                continue;
-            }
-        };
-        let serde_yaml::Value::Mapping(tls) = value else {
-            if !value.is_null() {
-                return Err(file_error(format!("\"{key}\" must be a mapping")));
-            }
-            continue;
-        };
-        for (tls_key, tls_value) in tls {
-            let tls_key = yaml_scalar(tls_key).unwrap_or_default();
-            if TLS_KEYS.contains(&tls_key.as_str()) {
-                add(format!("{prefix}{tls_key}"), tls_value, warnings)?;
-            } else {
-                warnings.push(format!(
-                    "unknown key \"{key}.{tls_key}\" in {} ignored",
-                    path.display()
-                ));
-            }
-        }
-    }
-    Ok(out)
+    let mut file = FileArgs { args: &args, path, out: Vec::new(), warnings };
+    file.add_mapping("", &entries).map_err(file_error)?;
+    Ok(file.out)
 }
 
-/// The keys of etcd's `*-transport-security` YAML sections.
-pub(super) const TLS_KEYS: &[&str] = &[
-    "cert-file",
-    "key-file",
-    "client-cert-auth",
-    "trusted-ca-file",
-    "auto-tls",
+/// The config-file keys that are not flag names, with the flag each sets:
+/// the nested sections of etcd 3.6's file (dotted here), and the spelling
+/// its file keeps for one flag. An empty flag: a key etcd reads but hub has
+/// no flag for, reported as not honoured.
+pub(super) const FILE_KEYS: &[(&str, &str)] = &[
+    ("client-transport-security.cert-file", "cert-file"),
+    ("client-transport-security.key-file", "key-file"),
+    ("client-transport-security.client-cert-file", "client-cert-file"),
+    ("client-transport-security.client-key-file", "client-key-file"),
+    ("client-transport-security.client-cert-auth", "client-cert-auth"),
+    ("client-transport-security.trusted-ca-file", "trusted-ca-file"),
+    ("client-transport-security.auto-tls", "auto-tls"),
+    ("client-transport-security.allowed-cn", ""),
+    ("client-transport-security.allowed-hostname", "client-cert-allowed-hostname"),
+    ("client-transport-security.skip-client-san-verification", ""),
+    ("peer-transport-security.cert-file", "peer-cert-file"),
+    ("peer-transport-security.key-file", "peer-key-file"),
+    ("peer-transport-security.client-cert-file", "peer-client-cert-file"),
+    ("peer-transport-security.client-key-file", "peer-client-key-file"),
+    ("peer-transport-security.client-cert-auth", "peer-client-cert-auth"),
+    ("peer-transport-security.trusted-ca-file", "peer-trusted-ca-file"),
+    ("peer-transport-security.auto-tls", "peer-auto-tls"),
+    ("peer-transport-security.allowed-cn", "peer-cert-allowed-cn"),
+    ("peer-transport-security.allowed-hostname", "peer-cert-allowed-hostname"),
+    ("peer-transport-security.skip-client-san-verification", "peer-skip-client-san-verification"),
+    ("discovery-config.token", "discovery-token"),
+    ("discovery-config.client.endpoints", "discovery-endpoints"),
+    ("discovery-config.client.dial-timeout", "discovery-dial-timeout"),
+    ("discovery-config.client.request-timeout", "discovery-request-timeout"),
+    ("discovery-config.client.keepalive-time", "discovery-keepalive-time"),
+    ("discovery-config.client.keepalive-timeout", "discovery-keepalive-timeout"),
+    ("discovery-config.client.secure.cert", "discovery-cert"),
+    ("discovery-config.client.secure.key", "discovery-key"),
+    ("discovery-config.client.secure.cacert", "discovery-cacert"),
+    ("discovery-config.client.secure.insecure-transport", "discovery-insecure-transport"),
+    ("discovery-config.client.secure.insecure-skip-tls-verify", "discovery-insecure-skip-tls-verify"),
+    ("discovery-config.client.auth.username", "discovery-user"),
+    ("discovery-config.client.auth.password", "discovery-password"),
+    ("socket-options.reuse-port", "socket-reuse-port"),
+    ("socket-options.reuse-address", "socket-reuse-address"),
+    // The file's key has kept a misspelling since etcd 3.5 (etcd reads both).
+    ("experimental-snapshot-catch-up-entries", "experimental-snapshot-catchup-entries"),
 ];
+
+/// The walk over a config file's keys.
+struct FileArgs<'a> {
+    args: &'a HashMap<&'a str, &'a Arg>,
+    path: &'a Path,
+    out: Vec<OsString>,
+    warnings: &'a mut Vec<String>,
+}
+
+impl FileArgs<'_> {
+    /// The keys of `mapping`, at dotted `prefix` (`""` at the top).
+    fn add_mapping(&mut self, prefix: &str, mapping: &serde_yaml::Mapping) -> Result<(), String> {
+        for (key, value) in mapping {
+            let key = yaml_scalar(key).ok_or("keys must be strings")?;
+            let key = if prefix.is_empty() { key } else { format!("{prefix}.{key}") };
+            let section = format!("{key}.");
+            if FILE_KEYS.iter().any(|(k, _)| k.starts_with(&section)) {
+                match value {
+                    serde_yaml::Value::Mapping(inner) => self.add_mapping(&key, inner)?,
+                    serde_yaml::Value::Null => {}
+                    _ => return Err(format!("\"{key}\" must be a mapping")),
+                }
+                continue;
+            }
+            let flag = match FILE_KEYS.iter().find(|(k, _)| *k == key) {
+                Some((_, flag)) => flag,
+                None if prefix.is_empty() && !matches!(key.as_str(), "config-file" | "version") => key.as_str(),
+                None => "",
+            };
+            let Some(arg) = self.args.get(flag) else {
+                let path = self.path.display();
+                self.warnings.push(if FILE_KEYS.iter().any(|(k, _)| *k == key) {
+                    format!("key \"{key}\" in {path} accepted for etcd compatibility but not honoured by hub")
+                } else {
+                    format!("unknown key \"{key}\" in {path} ignored")
+                });
+                continue;
+            };
+            let is_duration = arg.get_value_parser().type_id() == std::any::TypeId::of::<Duration>();
+            if let Some(value) = yaml_flag_value(value, is_duration).map_err(|r| format!("\"{key}\": {r}"))? {
+                self.out.push(OsString::from(format!("--{flag}={value}")));
+            }
+        }
+        Ok(())
+    }
+}
 
 /// A YAML value as the text of a flag value; `None` for null.
 pub(super) fn yaml_flag_value(value: &serde_yaml::Value, is_duration: bool) -> Result<Option<String>, String> {

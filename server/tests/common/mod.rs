@@ -421,9 +421,14 @@ pub async fn converged(members: &[Member]) -> BTreeMap<Vec<u8>, Vec<u8>> {
 /// POSTs `body` to `path` on `m`'s client URL with curl (the JSON gateway): the
 /// HTTP status and the body.
 pub fn curl_post(m: &Member, path: &str, body: &str) -> (u16, String) {
+    curl_post_url(&format!("http://{}{path}", m.endpoint()), body)
+}
+
+/// POSTs `body` to `url` with curl: the HTTP status and the body.
+pub fn curl_post_url(url: &str, body: &str) -> (u16, String) {
     let out = Command::new("curl")
         .args(["-s", "-w", "\n%{http_code}", "-X", "POST", "-d", body])
-        .arg(format!("http://{}{path}", m.endpoint()))
+        .arg(url)
         .output()
         .expect("curl");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
