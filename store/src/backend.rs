@@ -91,10 +91,14 @@ impl WriteBatch {
 /// A consistent read-only view of everything committed when it was taken
 /// (bbolt's read transaction): it stays the same while the backend moves on,
 /// so a snapshot or a hash of the whole backend is read from it without
-/// holding up writes.
+/// holding up writes. Every read of a whole table (start-up, hashes,
+/// compaction, snapshots) goes through one.
 pub trait View: Send {
-    /// Visits `[from, to)` (or `[from, ..)`) of a whole table, as
-    /// [`Backend::scan_bulk`].
+    /// Visits `[from, to)` (or `[from, ..)`) in key order until `visit`
+    /// returns false; the file pages this brought into the process's map are
+    /// given back afterwards (they stay in the page cache), so a member's
+    /// resident memory holds what it serves, not everything it once read.
+    /// etcd's bulk reads go through the file, not its map, for the same reason.
     fn scan_bulk(
         &self,
         table: Table,
@@ -128,24 +132,6 @@ pub trait Backend: Send + Sync {
         to: Option<&[u8]>,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), BackendError>;
-    /// [`Backend::scan`] for a read of a whole table (start-up, hashes,
-    /// compaction, snapshots): the file pages it brought into this process's
-    /// map are given back afterwards (they stay in the page cache), so a
-    /// member's resident memory holds what it serves, not everything it once
-    /// read. etcd's bulk reads go through the file, not its map, for the same reason.
-    fn scan_bulk(
-        &self,
-        table: Table,
-        from: &[u8],
-        to: Option<&[u8]>,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<(), BackendError> {
-        let scanned = self.scan(table, from, to, visit);
-        self.release_mapped_pages();
-        scanned
-    }
-    /// Gives the file pages mapped into this process back to the OS.
-    fn release_mapped_pages(&self) {}
     /// A [`View`] of every commit so far.
     fn view(&self) -> Result<Box<dyn View>, BackendError>;
     /// Bytes the backend occupies on disk.
@@ -188,10 +174,6 @@ impl Backend for BoltDb {
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), BackendError> {
         self.begin_read().scan(table.name().as_bytes(), from, to, visit)
-    }
-
-    fn release_mapped_pages(&self) {
-        BoltDb::release_mapped_pages(self);
     }
 
     fn view(&self) -> Result<Box<dyn View>, BackendError> {

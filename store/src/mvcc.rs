@@ -93,7 +93,7 @@ impl Mvcc {
         let mut current_rev = 1;
         let mut leases: HashMap<Vec<u8>, i64> = HashMap::new();
         let mut failure = None;
-        backend.scan_bulk(Table::Key, &[], None, &mut |k, v| {
+        backend.view()?.scan_bulk(Table::Key, &[], None, &mut |k, v| {
             let Some((rev, tombstone)) = Revision::from_bytes(k) else {
                 failure = Some(StoreError::Corrupt(format!("revision key {k:?}")));
                 return false;
@@ -173,7 +173,7 @@ impl Mvcc {
         let mut failure = None;
         if at >= 0 {
             let upper = Revision::new(at.saturating_add(1), 0).to_bytes(false);
-            self.backend.scan_bulk(Table::Key, &[], Some(&upper), &mut |k, v| {
+            self.backend.view()?.scan_bulk(Table::Key, &[], Some(&upper), &mut |k, v| {
                 failure = hasher.write(k, v).err();
                 failure.is_none()
             })?;
@@ -304,7 +304,7 @@ impl Mvcc {
         let end = Revision::new(rev.saturating_add(1), 0).to_bytes(false);
         let mut failure = None;
         let mut hasher = KvHasher::new(self.compact_rev, rev, &keep);
-        self.backend.scan_bulk(Table::Key, &[], Some(&end), &mut |k, v| {
+        self.backend.view()?.scan_bulk(Table::Key, &[], Some(&end), &mut |k, v| {
             let kept = Revision::from_bytes(k).is_some_and(|(r, _)| keep.contains(&r));
             if !kept {
                 batch.delete(Table::Key, k.to_vec());

@@ -127,10 +127,6 @@ impl<B: Backend> Backend for WriteBuffer<B> {
         self.engine.sync()
     }
 
-    fn release_mapped_pages(&self) {
-        self.engine.release_mapped_pages();
-    }
-
     /// The engine's view once everything buffered reached it.
     fn view(&self) -> Result<Box<dyn crate::backend::View>, BackendError> {
         self.flush()?;

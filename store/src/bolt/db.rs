@@ -151,10 +151,15 @@ enum Root<'a> {
 }
 
 impl ReadTx {
-    /// Drops this process's resident pages of the file this view reads
-    /// ([`BoltDb::release_mapped_pages`]).
+    /// Drops this process's resident pages of the file this view reads:
+    /// they are read again from the page cache when next touched.
     pub fn release_mapped_pages(&self) {
-        release_mapped_pages(&self.map);
+        // SAFETY: the map is shared and read-only, so MADV_DONTNEED discards no
+        // data: a later read faults the page in again from the file, which holds
+        // what every live view reaches (see `map_file`).
+        if let Err(e) = unsafe { self.map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) } {
+            tracing::debug!(error = %e, "cannot release the backend's mapped pages");
+        }
     }
 
     /// Page `pgid` with its overflow pages.
@@ -468,16 +473,6 @@ fn persist_meta(file: &File, path: &Path, meta: &Meta) -> Result<(), BackendErro
     page[PAGE_HEADER_SIZE..PAGE_HEADER_SIZE + META_LEN].copy_from_slice(&meta.encode());
     file.write_all_at(&page, slot * ps as u64).map_err(|e| io_error("write the meta page of", path, e))?;
     file.sync_data().map_err(|e| io_error("sync", path, e))
-}
-
-/// Drops this process's resident pages of `map`.
-fn release_mapped_pages(map: &Mmap) {
-    // SAFETY: the map is shared and read-only, so MADV_DONTNEED discards no
-    // data: a later read faults the page in again from the file, which holds
-    // what every live view reaches (see `map_file`).
-    if let Err(e) = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) } {
-        tracing::debug!(error = %e, "cannot release the backend's mapped pages");
-    }
 }
 
 fn map_file(file: &File, path: &Path) -> Result<Mmap, BackendError> {
@@ -885,12 +880,6 @@ impl BoltDb {
             page_size: current.meta.page_size as usize,
             pinned: Some(current.readers.clone()),
         }
-    }
-
-    /// Drops this process's resident pages of the file's map: they are read
-    /// again from the page cache when next touched.
-    pub fn release_mapped_pages(&self) {
-        release_mapped_pages(&self.current.read().map);
     }
 
     /// Applies `ops` as one commit: all of them or, on error, none.
