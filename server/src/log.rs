@@ -20,6 +20,9 @@
 //!   and take etcd's kebab-case spelling: a field written `local_member_id` in
 //!   Rust is logged `local-member-id`, so hub's code needs no quoted names.
 //!
+//! `--logger` does not change any of this: etcd 3.6 has only zap, and hub
+//! writes no capnslog (etcd 3.4's default) text.
+//!
 //! Filtering: `--log-level` for hub's crates and its dependencies, openraft
 //! never below `warn` (it narrates every election step at info). `RUST_LOG`,
 //! when set, replaces all of that with its own directives.

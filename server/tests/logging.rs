@@ -62,7 +62,6 @@ async fn live(bin: &Path, extra: &[&str], log_file: Option<&Path>) -> Life {
         assert!(Instant::now() < deadline, "{} never served: {}", bin.display(), stderr.lock().expect("stderr"));
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let mut c = etcd_client::Client::connect([client.as_str()], None).await.expect("connect");
     c.put("k", "v2", None).await.expect("put");
     c.compact(2, None).await.expect("compact");
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
