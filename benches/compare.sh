@@ -182,7 +182,7 @@ run_workloads() {
       fi
       report_dead_members "$kind"
       # The watch run has one writer whatever CLIENTS says: once is enough.
-      [[ $workload == watch ]] && break
+      if [[ $workload == watch ]]; then break; fi # (`[[ ]] && break` would end the loop with status 1 under set -e)
     done
   done
 }
@@ -213,7 +213,7 @@ for workload in $WORKLOADS; do
     shown=$clients
     [[ $workload == watch ]] && shown="$WATCH_WRITERS w, $WATCHERS watchers"
     echo "| $workload | $shown | $e_ops | $e_p99 | $s_ops | $s_p99 | $h_ops | $h_p99 | $(ratio "$h_ops" "$e_ops") | $(ratio "$h_ops" "$s_ops") |"
-    [[ $workload == watch ]] && break
+    if [[ $workload == watch ]]; then break; fi # (`[[ ]] && break` would end the loop with status 1 under set -e)
   done
 done
 
@@ -226,6 +226,6 @@ for workload in $WORKLOADS; do
   for clients in $CLIENTS; do
     [[ $workload == watch ]] && clients=$(set -- $CLIENTS; echo "$1")
     echo "| $workload | $clients | ${cpu[etcd/$workload/$clients]:--} | ${cpu[etcd36/$workload/$clients]:--} | ${cpu[hub/$workload/$clients]:--} |"
-    [[ $workload == watch ]] && break
+    if [[ $workload == watch ]]; then break; fi # (`[[ ]] && break` would end the loop with status 1 under set -e)
   done
 done
