@@ -235,6 +235,12 @@ pub(super) fn finish(
         feature_gates,
         corrupt_check_time,
         snapshot_count: f.snapshot_count,
+        bootstrap_defrag_threshold_bytes: renamed(
+            is_set("experimental-bootstrap-defrag-threshold-megabytes"),
+            v36.experimental_bootstrap_defrag_threshold_megabytes,
+            v36.bootstrap_defrag_threshold_megabytes,
+        )
+        .saturating_mul(1024 * 1024),
         heartbeat_interval_ms: tick,
         election_timeout_ms: election,
         auto_compaction_mode: f.auto_compaction_mode,
