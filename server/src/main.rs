@@ -78,6 +78,23 @@ fn min_lease_ttl(election_timeout_ms: u64) -> i64 {
     (election_timeout_ms * 3 / 2).div_ceil(1000) as i64
 }
 
+/// `--bootstrap-defrag-threshold-megabytes`: defragments the backend before
+/// the member starts when that frees at least `threshold` bytes (etcd's
+/// `maybeDefragBackend`).
+fn bootstrap_defrag(state: &StateMachine, threshold: u64) -> anyhow::Result<()> {
+    let (size, in_use) = (state.db_size(), state.db_size_in_use()?);
+    if size.saturating_sub(in_use) < threshold {
+        tracing::info!(
+            current_db_size_bytes = size,
+            current_db_size_in_use_bytes = in_use,
+            bootstrap_defrag_threshold_bytes = threshold,
+            "Skipping defragmentation"
+        );
+        return Ok(());
+    }
+    Ok(state.defragment()?)
+}
+
 /// The members of `--initial-cluster` with etcd's member IDs, and the cluster ID.
 fn initial_members(config: &config::Config) -> (BTreeMap<u64, Member>, u64, u64) {
     let mut by_name: BTreeMap<&str, Vec<String>> = BTreeMap::new();
@@ -155,6 +172,9 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     let mut state = StateMachine::open(&member_dir, min_lease_ttl(config.election_timeout_ms))
         .context("open the backend")?;
     state.auth_mut().set_token_ttl(config.auth_token_ttl);
+    if config.bootstrap_defrag_threshold_bytes != 0 {
+        bootstrap_defrag(&state, config.bootstrap_defrag_threshold_bytes).context("defragment the backend")?;
+    }
     tracing::info!(
         local_member_id = %format_args!("{:x}", identity.member_id),
         cluster_id = %format_args!("{:x}", identity.cluster_id),

@@ -87,13 +87,23 @@ fn warn_auto_tls_ignored(flags: &TlsFlags) {
 /// or `unixs` URL needs `tls`; an `http` URL beside TLS settings is served in
 /// the clear with etcd's warning.
 pub async fn bind(urls: &[String], flag: &str, tls: Option<&Tls>) -> anyhow::Result<Vec<(ListenSpec, Listener)>> {
+    if tls.is_none() {
+        if let Some(url) = urls.iter().find(|u| u.starts_with("https://") || u.starts_with("unixs://")) {
+            // etcd's words for each kind of listener.
+            match flag {
+                "--listen-peer-urls" => anyhow::bail!(
+                    "TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for {flag} {url} with HTTPS scheme"
+                ),
+                "--listen-metrics-urls" => {
+                    anyhow::bail!("client TLS key/cert (--cert-file, --key-file) must be provided for metrics secure url")
+                }
+                _ => anyhow::bail!("TLS key/cert (--cert-file, --key-file) must be provided for client url {url} with HTTPS scheme"),
+            }
+        }
+    }
     let specs = listen_specs(urls).map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
     let mut listeners = Vec::new();
     for spec in specs {
-        if spec.secure && tls.is_none() {
-            let side = if flag.contains("peer") { "--peer-cert-file, --peer-key-file" } else { "--cert-file, --key-file" };
-            anyhow::bail!("TLS key/cert ({side}) must be provided for {flag} {} with HTTPS scheme", spec.address);
-        }
         if spec.plain && tls.is_some() {
             tracing::warn!(address = %spec.address, "scheme is HTTP while key and cert files are present; ignoring key and cert files");
         }

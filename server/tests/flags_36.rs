@@ -88,9 +88,37 @@ fn etcd_message(status: i32, text: &str) -> String {
 #[test]
 fn hubd_refuses_what_etcd_36_refuses_in_its_words() {
     let Some(etcd) = etcd36_bin() else { return };
+    assert_refused_alike(&etcd, REFUSED.iter().map(|a| a.iter().map(|s| s.to_string()).collect()).collect());
+}
+
+/// An `https` listener without a certificate, on ports of its own (etcd
+/// finds out when it binds them).
+#[test]
+fn https_listeners_without_a_certificate_are_refused_as_etcd_36_refuses_them() {
+    let Some(etcd) = etcd36_bin() else { return };
+    let url = |scheme: &str| format!("{scheme}://127.0.0.1:{}", common::free_port());
+    let member = |client: &str| {
+        let peer = url("http");
+        vec![
+            format!("--listen-client-urls={client}"),
+            format!("--advertise-client-urls={client}"),
+            format!("--listen-peer-urls={peer}"),
+            format!("--initial-advertise-peer-urls={peer}"),
+            format!("--initial-cluster=default={peer}"),
+        ]
+    };
+    let mut metrics = member(&url("http"));
+    metrics.push(format!("--listen-metrics-urls={}", url("https")));
+    assert_refused_alike(&etcd, vec![member(&url("https")), metrics]);
+}
+
+/// Each command line in `cases` fails on etcd and on hubd alike.
+fn assert_refused_alike(etcd: &Path, cases: Vec<Vec<String>>) {
     let mut wrong = Vec::new();
-    for args in REFUSED {
-        let (etcd_status, etcd_text) = run(&etcd, args);
+    for args in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let args = args.as_slice();
+        let (etcd_status, etcd_text) = run(etcd, args);
         assert_ne!(etcd_status, 0, "etcd 3.6.16 took {args:?}:\n{etcd_text}");
         let message = etcd_message(etcd_status, &etcd_text);
         let (hub_status, hub_text) = run(&hubd_bin(), args);

@@ -41,6 +41,8 @@ pub(super) fn finish(
     let invalid = ConfigError::Invalid;
 
     let feature_gates = feature_gates_of(&f, &is_set).map_err(invalid)?;
+    // Gates hub lacks, as --feature-gates set them (an --experimental-* flag
+    // that sets a gate is reported under its own name above).
     unhonoured.extend(
         feature_gates_of(&f, |_| false)
             .map_err(invalid)?
@@ -137,12 +139,13 @@ pub(super) fn finish(
     }
 
     let v36 = &f.v36;
-    let pick = &is_set;
-    let tracing = renamed(pick("experimental-enable-distributed-tracing"),
+    let tracing = renamed(
+        is_set("experimental-enable-distributed-tracing"),
         v36.experimental_enable_distributed_tracing,
         v36.enable_distributed_tracing,
     );
-    let sampling_rate = renamed(pick("experimental-distributed-tracing-sampling-rate"),
+    let sampling_rate = renamed(
+        is_set("experimental-distributed-tracing-sampling-rate"),
         v36.experimental_distributed_tracing_sampling_rate,
         v36.distributed_tracing_sampling_rate,
     );
@@ -195,7 +198,8 @@ pub(super) fn finish(
         .map_err(|e| invalid(format!("error setting up initial cluster: {e}")))?;
     let data_dir = if f.data_dir.is_empty() { PathBuf::from(format!("{}.hub", f.name)) } else { PathBuf::from(f.data_dir) };
     check_report_etcd_version(&f.report_etcd_version).map_err(invalid)?;
-    let watch_interval = match renamed(pick("experimental-watch-progress-notify-interval"),
+    let watch_interval = match renamed(
+        is_set("experimental-watch-progress-notify-interval"),
         f.experimental_watch_progress_notify_interval,
         v36.watch_progress_notify_interval,
     ) {
@@ -203,8 +207,9 @@ pub(super) fn finish(
         d => d.max(MIN_WATCH_PROGRESS_NOTIFY_INTERVAL),
     };
     let corrupt_check_time =
-        renamed(pick("experimental-corrupt-check-time"), f.experimental_corrupt_check_time, v36.corrupt_check_time);
-    let peer_skip_client_san_verification = renamed(pick("experimental-peer-skip-client-san-verification"),
+        renamed(is_set("experimental-corrupt-check-time"), f.experimental_corrupt_check_time, v36.corrupt_check_time);
+    let peer_skip_client_san_verification = renamed(
+        is_set("experimental-peer-skip-client-san-verification"),
         f.experimental_peer_skip_client_san_verification,
         v36.peer_skip_client_san_verification,
     );
@@ -230,6 +235,12 @@ pub(super) fn finish(
         feature_gates,
         corrupt_check_time,
         snapshot_count: f.snapshot_count,
+        bootstrap_defrag_threshold_bytes: renamed(
+            is_set("experimental-bootstrap-defrag-threshold-megabytes"),
+            v36.experimental_bootstrap_defrag_threshold_megabytes,
+            v36.bootstrap_defrag_threshold_megabytes,
+        )
+        .saturating_mul(1024 * 1024),
         heartbeat_interval_ms: tick,
         election_timeout_ms: election,
         auto_compaction_mode: f.auto_compaction_mode,

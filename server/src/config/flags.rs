@@ -14,6 +14,8 @@ pub(super) const HONOURED: &[&str] = &[
     "peer-client-cert-file",
     "peer-client-key-file",
     "listen-client-http-urls",
+    "bootstrap-defrag-threshold-megabytes",
+    "experimental-bootstrap-defrag-threshold-megabytes",
     "tls-min-version",
     "tls-max-version",
     // Gates are honoured one by one (`features::HONOURED_GATES`).

@@ -134,6 +134,10 @@ pub struct Config {
     /// `--corrupt-check-time` (or `--experimental-corrupt-check-time`; zero: off).
     pub corrupt_check_time: Duration,
     pub snapshot_count: u64,
+    /// `--bootstrap-defrag-threshold-megabytes` (or its `--experimental-`
+    /// name), in bytes: defragment at start when that much would be freed
+    /// (zero: never).
+    pub bootstrap_defrag_threshold_bytes: u64,
     pub heartbeat_interval_ms: u64,
     pub election_timeout_ms: u64,
     /// `"periodic"`, `"revision"` or `""`.

@@ -69,7 +69,6 @@ fn every_etcd36_flag_exists() {
     assert_eq!(
         unhonoured,
         [
-            "bootstrap-defrag-threshold-megabytes",
             "discovery-dial-timeout",
             "distributed-tracing-sampling-rate",
             "max-learners",
@@ -147,6 +146,8 @@ fn renamed_experimental_flags_are_one_setting() {
     assert_eq!(interval(&["--experimental-watch-progress-notify-interval=3s"]), Duration::from_secs(3));
     assert_eq!(interval(&[]), Duration::from_secs(600));
     assert_eq!(ok(&["--corrupt-check-time=5s"]).corrupt_check_time, Duration::from_secs(5));
+    assert_eq!(ok(&["--experimental-bootstrap-defrag-threshold-megabytes=2"]).bootstrap_defrag_threshold_bytes, 2 << 20);
+    assert_eq!(ok(&["--bootstrap-defrag-threshold-megabytes=3"]).bootstrap_defrag_threshold_bytes, 3 << 20);
     assert_eq!(ok(&["--experimental-corrupt-check-time=6s"]).corrupt_check_time, Duration::from_secs(6));
     assert!(ok(&["--peer-skip-client-san-verification"]).peer_skip_client_san_verification);
     assert!(ok(&["--experimental-peer-skip-client-san-verification"]).peer_skip_client_san_verification);
