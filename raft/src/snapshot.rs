@@ -2,9 +2,10 @@
 //! etcd 3.4's layout plus its sha256 trailer), the one format that also serves
 //! Maintenance.Snapshot and hubctl.
 //!
-//! The newest snapshot a member built or installed is kept on disk, in
-//! [`KEPT_FILE`] beside the backend, not in memory: it is as big as the
-//! backend, and only a follower that fell behind the log ever reads it.
+//! A snapshot file is written only when a follower fell behind the log (raft's
+//! periodic snapshot is a point, not a copy: `state_machine::Snapshots`), and
+//! kept on disk, in [`KEPT_FILE`] beside the backend, not in memory: it is as
+//! big as the backend. A snapshot installed from the leader is kept there too.
 
 use std::path::{Path, PathBuf};
 

@@ -49,9 +49,8 @@ pub struct HubStateMachine {
     pub(crate) state: Arc<Mutex<StateMachine>>,
     committed: broadcast::Sender<Arc<Committed>>,
     metrics: RaftMetrics,
-    /// The newest snapshot built or installed, kept on disk to serve
-    /// followers (`crate::snapshot::KEPT_FILE`).
-    current: Arc<Mutex<Option<(SnapshotMeta<u64, Member>, PathBuf)>>>,
+    /// The newest snapshot point and the newest snapshot file.
+    snapshots: Arc<Mutex<Snapshots>>,
     /// Wakes [`sync_backend`] after each applied batch.
     sync_wanted: Arc<Notify>,
     /// The log: a leader applies entries its own WAL may not have made durable
@@ -67,6 +66,28 @@ pub struct HubStateMachine {
 /// The last log index the backend holds durably, or why it cannot be made
 /// durable any more.
 pub type Durable = Result<u64, String>;
+
+/// Snapshots as etcd takes them: a raft snapshot every `--snapshot-count`
+/// entries is only a point (the backend durable there, so the log before it
+/// may go); the backend is copied into a snapshot file only when a follower
+/// needs one, as etcd sends its backend only to a member behind the log.
+#[derive(Default)]
+struct Snapshots {
+    /// The newest point built, or the snapshot installed from the leader.
+    point: Option<SnapshotMeta<u64, Member>>,
+    /// The newest snapshot file (`crate::snapshot::KEPT_FILE`), with what it
+    /// holds: written for a follower, or installed from the leader.
+    file: Option<(SnapshotMeta<u64, Member>, PathBuf)>,
+}
+
+impl Snapshots {
+    /// The file, if it is at or past the newest point (the log after it is
+    /// still there for a follower that installs it).
+    fn fresh_file(&self) -> Option<(SnapshotMeta<u64, Member>, PathBuf)> {
+        let point = self.point.as_ref()?;
+        self.file.clone().filter(|(meta, _)| meta.last_log_id >= point.last_log_id)
+    }
+}
 
 impl HubStateMachine {
     /// Also starts [`sync_backend`] for `state`.
@@ -91,7 +112,7 @@ impl HubStateMachine {
             state,
             committed,
             metrics,
-            current: Arc::new(Mutex::new(None)),
+            snapshots: Arc::default(),
             sync_wanted,
             wal,
             durable,
@@ -123,6 +144,25 @@ impl HubStateMachine {
         let index = sm.applied_index();
         let synced = make_durable(&self.wal, &sm.syncer());
         record_sync(&self.durable, index, synced).map_err(io_err)
+    }
+
+    /// The snapshot meta of what `sm` holds now.
+    fn snapshot_meta(sm: &StateMachine) -> Result<SnapshotMeta<u64, Member>, StorageError> {
+        let (last_log_id, last_membership) = Self::applied(sm)?;
+        let snapshot_id = format!("{}-{}", last_log_id.map_or(0, |l| l.leader_id.term), last_log_id.map_or(0, |l| l.index));
+        Ok(SnapshotMeta { last_log_id, last_membership, snapshot_id })
+    }
+
+    /// Writes the state as it is now into the kept snapshot file (frozen under
+    /// the lock in a moment, written without it: entries go on being applied).
+    fn write_snapshot_file(&self) -> Result<(SnapshotMeta<u64, Member>, PathBuf), StorageError> {
+        let (frozen, meta, path, metrics) = {
+            let sm = self.state.lock();
+            let frozen = Frozen::of(&sm).map_err(io_err)?;
+            (frozen, Self::snapshot_meta(&sm)?, crate::snapshot::kept_path(&sm), sm.metrics().clone())
+        };
+        crate::snapshot::build(&frozen, &path, &metrics).map_err(io_err)?;
+        Ok((meta, path))
     }
 
     fn applied(sm: &StateMachine) -> Result<(Option<LogId>, StoredMembership<u64, Member>), StorageError> {
@@ -351,40 +391,54 @@ impl RaftStateMachine<TypeConfig> for HubStateMachine {
             incoming_leader_snapshot_term = meta.last_log_id.map_or(0, |l| l.leader_id.term),
             "applied snapshot"
         );
-        *self.current.lock() = Some((meta.clone(), kept));
+        *self.snapshots.lock() = Snapshots { point: Some(meta.clone()), file: Some((meta.clone(), kept)) };
         Ok(())
     }
 
+    /// The snapshot a follower behind the log is sent: the file when it is at
+    /// or past the newest point, else one written now from the current state
+    /// (past the point: the log after it is still there). openraft's
+    /// state-machine worker waits for it, so applies pause while a file is
+    /// written: the price, paid only when a member is behind the log, of not
+    /// copying the backend every `--snapshot-count` entries.
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let Some((meta, path)) = self.current.lock().clone() else { return Ok(None) };
-        let data = tokio::task::spawn_blocking(move || std::fs::read(path)).await.map_err(io_err)?.map_err(io_err)?;
+        if self.snapshots.lock().point.is_none() {
+            return Ok(None);
+        }
+        let this = self.clone();
+        let (meta, data) = tokio::task::spawn_blocking(move || {
+            let fresh = this.snapshots.lock().fresh_file();
+            let (meta, path) = match fresh {
+                Some(file) => file,
+                None => {
+                    let file = this.write_snapshot_file()?;
+                    this.snapshots.lock().file = Some(file.clone());
+                    file
+                }
+            };
+            Ok::<_, StorageError>((meta, std::fs::read(path).map_err(io_err)?))
+        })
+        .await
+        .map_err(io_err)??;
         Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
     }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for HubStateMachine {
+    /// A snapshot point: the backend made durable at the applied entry, so the
+    /// log before it may be purged. No file is written (`get_current_snapshot`
+    /// writes one when a follower needs it).
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let this = self.clone();
-        let (meta, kept) = tokio::task::spawn_blocking(move || {
-            let (frozen, last_log_id, last_membership, kept, metrics) = {
-                let sm = this.state.lock();
-                // The WAL may be purged up to this snapshot: it must be on disk first.
-                this.sync_locked(&sm)?;
-                let (last_log_id, last_membership) = Self::applied(&sm)?;
-                let frozen = Frozen::of(&sm).map_err(io_err)?;
-                (frozen, last_log_id, last_membership, crate::snapshot::kept_path(&sm), sm.metrics().clone())
-            };
-            // Written without the lock: entries go on being applied meanwhile.
-            crate::snapshot::build(&frozen, &kept, &metrics).map_err(io_err)?;
-            let snapshot_id = format!("{}-{}", last_log_id.map_or(0, |l| l.leader_id.term), last_log_id.map_or(0, |l| l.index));
-            Ok::<_, StorageError>((SnapshotMeta { last_log_id, last_membership, snapshot_id }, kept))
+        let meta = tokio::task::spawn_blocking(move || {
+            let sm = this.state.lock();
+            this.sync_locked(&sm)?;
+            Self::snapshot_meta(&sm)
         })
         .await
         .map_err(io_err)??;
         tracing::info!(snapshot_index = meta.last_log_id.map_or(0, |l| l.index), "saved snapshot");
-        *self.current.lock() = Some((meta.clone(), kept));
-        // openraft keeps only the meta of what it built; the data is read from
-        // the kept file when a follower needs it (`get_current_snapshot`).
+        self.snapshots.lock().point = Some(meta.clone());
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(Vec::new())) })
     }
 }
