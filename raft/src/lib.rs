@@ -17,6 +17,7 @@
 //!   `prober` times round trips to every peer.
 //! - [`membership`]: etcd's member add/remove/update/promote on openraft.
 //! - [`node`]: a member, wiring it all together.
+//! - [`wait`]: proposers waiting for their entry's apply (etcd's request IDs).
 //! - [`metrics`]: etcd's WAL, peer-network and apply metrics.
 //! - [`corrupt`]: etcd's corruption checks, HashKV compared across members.
 //! - `chaos` (feature `failpoints`): bugs injected on purpose for the chaos suite.
@@ -38,6 +39,7 @@ pub mod peer_service;
 mod prober;
 pub mod snapshot;
 pub mod state_machine;
+pub mod wait;
 pub mod types;
 pub mod wal;
 

@@ -32,6 +32,8 @@ const META_COMMITTED: &str = "committed";
 
 #[derive(Clone)]
 pub struct LogStore {
+    /// This member's ID.
+    id: u64,
     wal: Arc<Wal>,
     /// How far the state machine's backend is durable.
     durable: watch::Receiver<Durable>,
@@ -46,8 +48,8 @@ fn write_err(e: impl std::fmt::Display) -> StorageError {
 }
 
 impl LogStore {
-    pub fn new(wal: Arc<Wal>, durable: watch::Receiver<Durable>) -> Self {
-        LogStore { wal, durable }
+    pub fn new(id: u64, wal: Arc<Wal>, durable: watch::Receiver<Durable>) -> Self {
+        LogStore { id, wal, durable }
     }
 
     fn decode(e: &LogEntry) -> Result<Entry, StorageError> {
@@ -93,11 +95,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.wal.save_vote(bytes).map_err(|e| StorageIOError::write_vote(&std::io::Error::other(e.to_string())).into())
     }
 
+    /// The vote as saved, except that this member's own committed vote (it
+    /// led) comes back uncommitted, so that it starts as a follower, as etcd's
+    /// members do, and a new election moves to a new term. openraft would
+    /// resume leading in the same term; but a leader replicates before its
+    /// own flush (`third_party/openraft/HUB-PATCH.md`, 2), so a kill can take
+    /// the tail it sent but never wrote, and the entries it then appended
+    /// would reuse (term, index) pairs its followers hold with other contents:
+    /// the logs would diverge where raft takes them to match.
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError> {
-        match self.wal.vote() {
-            Some(b) => Ok(Some(bincode::deserialize(&b).map_err(read_err)?)),
-            None => Ok(None),
+        let Some(b) = self.wal.vote() else { return Ok(None) };
+        let vote: Vote<u64> = bincode::deserialize(&b).map_err(read_err)?;
+        if vote.is_committed() && vote.leader_id().voted_for() == Some(self.id) {
+            return Ok(Some(Vote::new(vote.leader_id().get_term(), self.id)));
         }
+        Ok(Some(vote))
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {

@@ -34,6 +34,7 @@ use tokio::sync::{broadcast, watch, Notify};
 
 use crate::metrics::RaftMetrics;
 use crate::types::{ApplyOutput, Entry, LogId, Member, StorageError, TypeConfig};
+use crate::wait::Wait;
 use crate::wal::Wal;
 use crate::Committed;
 
@@ -58,6 +59,8 @@ pub struct HubStateMachine {
     /// the WAL holds everything applied ([`Wal::barrier`]).
     wal: Arc<Wal>,
     durable: Arc<watch::Sender<Durable>>,
+    /// Proposers on this member waiting for their entry's answer.
+    wait: Arc<Wait>,
     /// Set once openraft runs (entries applied before are re-applied at start).
     #[cfg(feature = "failpoints")]
     pub(crate) running: Arc<std::sync::atomic::AtomicBool>,
@@ -95,6 +98,7 @@ impl HubStateMachine {
         state: Arc<Mutex<StateMachine>>,
         wal: Arc<Wal>,
         committed: broadcast::Sender<Arc<Committed>>,
+        wait: Arc<Wait>,
         metrics: RaftMetrics,
     ) -> Self {
         // The WAL holds every committed entry durably, so the backend need only
@@ -116,6 +120,7 @@ impl HubStateMachine {
             sync_wanted,
             wal,
             durable,
+            wait,
             #[cfg(feature = "failpoints")]
             running: Arc::default(),
         };
@@ -198,22 +203,27 @@ impl HubStateMachine {
         let started = Instant::now();
         let result = sm.apply(index, &req, started);
         self.metrics.applied(started);
-        match result {
-            Ok(applied) => {
-                if !applied.events.is_empty() {
-                    let revision = sm.current_revision();
-                    // Nobody watching is not an error.
-                    let _ = self.committed.send(Arc::new(Committed { revision, events: applied.events }));
-                }
-                Ok(ApplyOutput { result: Some(Ok(applied.response)) })
-            }
+        let (answer, events) = match result {
+            Ok(applied) => (Ok(applied.response), applied.events),
             Err(HubStoreError::Etcd(e)) => {
                 // Refused without a change; still record that the entry was applied.
                 sm.commit_meta(index).map_err(io_err)?;
-                Ok(ApplyOutput { result: Some(Err(e)) })
+                (Err(e), Vec::new())
             }
-            Err(fatal) => Err(io_err(fatal)),
+            Err(fatal) => return Err(io_err(fatal)),
+        };
+        // The proposer first (if it waits here), then the watchers: its answer
+        // does not queue behind the entry's watch fan-out.
+        let answer = match req.header.as_ref().map(|h| h.id) {
+            Some(id) if id != 0 => self.wait.trigger(id, answer),
+            _ => Some(answer),
+        };
+        if !events.is_empty() {
+            let revision = sm.current_revision();
+            // Nobody watching is not an error.
+            let _ = self.committed.send(Arc::new(Committed { revision, events }));
         }
+        Ok(ApplyOutput { result: answer })
     }
 }
 

@@ -26,6 +26,7 @@ use crate::state_machine::HubStateMachine;
 use hub_tls::Tls;
 use crate::metrics::RaftMetrics;
 use crate::types::{Command, Member, Raft};
+use crate::wait::{RequestIds, Wait};
 use crate::wal::{Wal, WalOptions};
 use crate::Committed;
 
@@ -93,6 +94,9 @@ pub struct Node {
     reads: Arc<waiting::Waiting<read_index::Reader>>,
     /// Writes a follower forwards to the leader.
     forwarding: Arc<waiting::Waiting<propose::Forward>>,
+    /// Proposers waiting for their entry's apply here, by request ID.
+    wait: Arc<Wait>,
+    request_ids: RequestIds,
     metrics: RaftMetrics,
     #[cfg(feature = "failpoints")]
     wal: Arc<Wal>,
@@ -127,8 +131,9 @@ impl Node {
         let wal = Arc::new(wal);
         let (committed, _) = broadcast::channel(WATCH_BACKLOG);
         let state = Arc::new(Mutex::new(state));
-        let machine = HubStateMachine::new(state.clone(), wal.clone(), committed.clone(), metrics.clone());
-        let log_store = LogStore::new(wal.clone(), machine.durable());
+        let wait = Arc::new(Wait::default());
+        let machine = HubStateMachine::new(state.clone(), wal.clone(), committed.clone(), wait.clone(), metrics.clone());
+        let log_store = LogStore::new(config.id, wal.clone(), machine.durable());
         let heartbeat = Duration::from_millis(config.heartbeat_interval_ms);
         let network = PeerNetwork::new(config.tls.clone(), metrics.clone(), heartbeat);
         // Re-applies the log up to the saved committed index before it returns.
@@ -154,6 +159,8 @@ impl Node {
             removed: tokio::sync::watch::Sender::new(false),
             reads: Arc::default(),
             forwarding: Arc::default(),
+            wait,
+            request_ids: RequestIds::new(config.id),
             metrics,
             #[cfg(feature = "failpoints")]
             wal,
@@ -165,8 +172,10 @@ impl Node {
         if restored {
             tokio::spawn(snapshot_restored_backend(node.clone()));
         }
-        if fresh && config.bootstrap && config.initial_members.len() == 1 {
-            // A lone voter need not wait out an election timeout (nor does etcd's).
+        // A lone voter need not wait out an election timeout (nor does etcd's),
+        // new or restarted (a member starts as a follower: `LogStore::read_vote`).
+        let voters: Vec<u64> = node.raft.metrics().borrow().membership_config.membership().voter_ids().collect();
+        if voters == [config.id] {
             let _ = node.raft.trigger().elect().await;
         }
         Ok(node)

@@ -28,9 +28,26 @@ pub(crate) type Forward = (Vec<u8>, oneshot::Sender<Forwarded>);
 
 impl Node {
     /// Proposes a command and waits until it is committed and applied; a
-    /// follower forwards it to the leader.
-    pub async fn propose(&self, req: InternalRaftRequest) -> Result<Response, StoreError> {
-        match tokio::time::timeout(self.timeout, self.propose_inner(req)).await {
+    /// follower forwards it to the leader. The answer is the first of: this
+    /// member's own apply of the entry (`crate::wait`, found by the request ID
+    /// given here, as etcd's), openraft's answer on the leader, or the
+    /// leader's answer to a forward.
+    pub async fn propose(&self, mut req: InternalRaftRequest) -> Result<Response, StoreError> {
+        let id = self.request_ids.next();
+        req.header.get_or_insert_with(Default::default).id = id;
+        let mut waiter = self.wait.register(id);
+        let proposed = self.propose_inner(req);
+        tokio::pin!(proposed);
+        let answered = async {
+            tokio::select! {
+                // Applied here, the answer is this member's at once (it was
+                // handed over before the apply returned to openraft).
+                biased;
+                Ok(applied) = &mut waiter.rx => Ok(applied),
+                answer = &mut proposed => answer,
+            }
+        };
+        match tokio::time::timeout(self.timeout, answered).await {
             Ok(result) => result.and_then(|r| r.map_err(StoreError::Etcd)),
             Err(_) => Err(EtcdError::Timeout.into()),
         }

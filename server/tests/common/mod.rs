@@ -397,9 +397,9 @@ pub async fn converged(members: &[Member]) -> BTreeMap<Vec<u8>, Vec<u8>> {
         for m in members {
             all.push(contents(m).await);
         }
+        let mut hashes = Vec::new();
         if all.iter().all(|c| c.is_some() && c == &all[0]) {
             // Same keys, and the same history: HashKV covers every kept revision.
-            let mut hashes = Vec::new();
             for m in members {
                 let mut c = Client::connect([m.endpoint()], None).await.expect("connect");
                 hashes.push(c.hash_kv(0).await.ok().map(|h| h.hash()));
@@ -408,11 +408,23 @@ pub async fn converged(members: &[Member]) -> BTreeMap<Vec<u8>, Vec<u8>> {
                 return all[0].clone().map(|c| c.1).unwrap_or_default();
             }
         }
-        assert!(
-            Instant::now() < deadline,
-            "members did not converge: revisions {:?}",
-            all.iter().map(|c| c.as_ref().map(|c| c.0)).collect::<Vec<_>>()
-        );
+        if Instant::now() >= deadline {
+            let first = all[0].as_ref().map(|c| &c.1);
+            let differ: Vec<_> = all
+                .iter()
+                .map(|c| {
+                    let (mine, first) = (c.as_ref().map(|c| &c.1)?, first?);
+                    let only_mine = mine.iter().find(|(k, v)| first.get(*k) != Some(*v));
+                    let only_first = first.iter().find(|(k, v)| mine.get(*k) != Some(*v));
+                    Some(format!("{:?} / {:?}", only_mine.map(|(k, v)| (String::from_utf8_lossy(k), String::from_utf8_lossy(v))), only_first.map(|(k, v)| (String::from_utf8_lossy(k), String::from_utf8_lossy(v)))))
+                })
+                .collect();
+            panic!(
+                "members did not converge: revisions {:?}, keys {:?}, HashKV {hashes:?}, first difference from member 0 {differ:?}",
+                all.iter().map(|c| c.as_ref().map(|c| c.0)).collect::<Vec<_>>(),
+                all.iter().map(|c| c.as_ref().map(|c| c.1.len())).collect::<Vec<_>>(),
+            );
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
