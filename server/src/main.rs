@@ -198,6 +198,9 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
             election_timeout_ms: config.election_timeout_ms,
             snapshot_count: config.snapshot_count,
             tls: tls.clone(),
+            strict_reconfig_check: config.strict_reconfig_check,
+            max_learners: config.max_learners,
+            force_new_cluster: config.force_new_cluster,
         },
         state,
     )
@@ -256,8 +259,17 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         }));
     }
 
-    // etcd serves clients once it has published itself through the cluster's leader.
-    node.clone().publish(config.name.clone(), config.advertise_client_urls.clone()).await;
+    // etcd serves clients once it has published itself through the cluster's
+    // leader; a member the cluster removed never will, and stops.
+    tokio::select! {
+        () = node.clone().publish(config.name.clone(), config.advertise_client_urls.clone()) => {}
+        () = node.removed() => {
+            tracing::warn!("data-dir used by this member must be removed");
+            let _ = shutdown_tx.send(true);
+            node.shutdown().await;
+            return Ok(());
+        }
+    }
     let max_streams = Some(config.max_concurrent_streams);
     // As etcd: with --listen-client-http-urls, the client URLs serve gRPC
     // only and those URLs the HTTP endpoints only.
