@@ -264,7 +264,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     tokio::select! {
         () = node.clone().publish(config.name.clone(), config.advertise_client_urls.clone()) => {}
         () = node.removed() => {
-            tracing::warn!("data-dir used by this member must be removed");
+            tracing::warn!("{MUST_REMOVE_DATA_DIR}");
             let _ = shutdown_tx.send(true);
             node.shutdown().await;
             return Ok(());
@@ -323,7 +323,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     tokio::select! {
         signal = wait_for_signal() => tracing::info!(signal, "received signal; shutting down"),
         _ = node.removed() => {
-            tracing::warn!("data-dir used by this member must be removed");
+            tracing::warn!("{MUST_REMOVE_DATA_DIR}");
             // Let the answer to the request that removed this member go out first.
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
@@ -347,6 +347,9 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     closing("closed etcd server");
     Ok(())
 }
+
+/// What etcd logs as a removed member stops.
+const MUST_REMOVE_DATA_DIR: &str = "data-dir used by this member must be removed";
 
 /// Waits for SIGTERM or SIGINT; the signal's name as Go prints it.
 async fn wait_for_signal() -> &'static str {
