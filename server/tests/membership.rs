@@ -36,6 +36,15 @@ async fn member_id(m: &Member) -> u64 {
     status.header.expect("header").member_id
 }
 
+/// Three hubd members, up for longer than etcd's health interval, and which
+/// one leads.
+async fn healthy_cluster() -> (Vec<Member>, usize) {
+    let members = start_cluster(&hubd_bin(), 3);
+    tokio::time::sleep(HEALTHY_AFTER).await;
+    let l = leader(&members).await;
+    (members, l)
+}
+
 /// An answer as a comparable line: "ok", or the status code and text.
 fn outcome<T>(r: Result<tonic::Response<T>, tonic::Status>) -> String {
     match r {
@@ -59,9 +68,7 @@ fn nowhere() -> Vec<String> {
 /// The removed leader stops on its own, as etcd's does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn changes_through_followers_while_the_leader_is_removed() {
-    let mut members = start_cluster(&hubd_bin(), 3);
-    tokio::time::sleep(HEALTHY_AFTER).await;
-    let l = leader(&members).await;
+    let (mut members, l) = healthy_cluster().await;
     let (f1, f2) = ((l + 1) % 3, (l + 2) % 3);
     let leader_id = member_id(&members[l]).await;
     cluster(&members[f1]).await.member_remove(MemberRemoveRequest { id: leader_id }).await.expect("remove the leader");
@@ -82,9 +89,7 @@ async fn changes_through_followers_while_the_leader_is_removed() {
 /// never became ready nor exited.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_removed_member_stops_and_its_restart_does_not_hang() {
-    let mut members = start_cluster(&hubd_bin(), 3);
-    tokio::time::sleep(HEALTHY_AFTER).await;
-    let l = leader(&members).await;
+    let (mut members, l) = healthy_cluster().await;
     let (removed, other) = ((l + 1) % 3, (l + 2) % 3);
     let id = member_id(&members[removed]).await;
     cluster(&members[l]).await.member_remove(MemberRemoveRequest { id }).await.expect("remove a follower");
