@@ -55,6 +55,9 @@ async fn member(dir: &Path) -> Arc<EtcdServer> {
         election_timeout_ms: 1000,
         snapshot_count: 10_000,
         tls: None,
+        strict_reconfig_check: true,
+        max_learners: 1,
+        force_new_cluster: false,
     };
     let node = Node::start(config, state).await.expect("start raft");
     node.wait_for_leader().await;

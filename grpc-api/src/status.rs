@@ -56,9 +56,11 @@ pub fn from_server(e: hub_etcdserver::Error) -> Status {
 fn from_member_change(e: MemberChangeError) -> Status {
     use MemberChangeError::*;
     let code = match e {
-        IdExists | PeerUrlExists | NotLearner | LearnerNotReady | NotEnoughStarted | NotLeader => Code::FailedPrecondition,
+        IdExists | PeerUrlExists | NotLearner | LearnerNotReady | TooManyLearners | NotLeader => Code::FailedPrecondition,
+        // etcd maps it to its client-side error value, not a gRPC status.
+        NotEnoughStarted => Code::Unknown,
         NotFound => Code::NotFound,
-        Other(_) => Code::Unavailable,
+        Unhealthy | Timeout | Other(_) => Code::Unavailable,
     };
     Status::new(code, e.to_string())
 }

@@ -14,8 +14,9 @@
 //! - [`snapshot`]: state-machine snapshots in etcd's format.
 //! - [`network`], [`peer_service`], [`forward`]: the peer transport (tonic on
 //!   `--listen-peer-urls`, TLS from `hub-tls`) and what followers forward to the leader;
-//!   `prober` times round trips to every peer.
-//! - [`membership`]: etcd's member add/remove/update/promote on openraft.
+//!   `prober` times round trips to every peer and keeps how long each has been up.
+//! - [`membership`]: etcd's member add/remove/update/promote on openraft, with
+//!   etcd's strict reconfiguration checks; how a removed member learns it is.
 //! - [`node`]: a member, wiring it all together.
 //! - [`wait`]: proposers waiting for their entry's apply (etcd's request IDs).
 //! - [`metrics`]: etcd's WAL, peer-network and apply metrics.

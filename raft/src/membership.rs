@@ -1,7 +1,12 @@
 //! Membership changes as etcd's Cluster service asks for them, made through
-//! openraft's joint consensus on the leader (a follower forwards them).
+//! openraft's joint consensus on the leader (a follower forwards them), after
+//! etcd's checks: `--strict-reconfig-check` (enough started members, a quorum
+//! of peers connected for etcd's health interval), `--max-learners`, a
+//! learner promoted only once in sync. And how a removed member learns it is
+//! ([`Removal`]).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::ChangeMembers;
@@ -9,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use sha1::{Digest, Sha1};
 
+use crate::network::PeerActivity;
 use crate::types::{Member, Raft};
 
 fn sha1_u64(bytes: &[u8]) -> u64 {
@@ -110,6 +116,121 @@ pub enum MemberChangeError {
     NotLeader,
     #[error("etcdserver: {0}")]
     Other(String),
+    // Later variants go last: forwarded answers carry the variant's index.
+    #[error("etcdserver: too many learner members in cluster")]
+    TooManyLearners,
+    #[error("etcdserver: unhealthy cluster")]
+    Unhealthy,
+    #[error("etcdserver: request timed out")]
+    Timeout,
+}
+
+/// etcd's `HealthInterval`: a peer counts as connected for the strict
+/// reconfiguration checks once it has been active this long.
+pub const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// etcd promotes a learner whose log matches at least this share of the leader's.
+const LEARNER_READY_PERCENT: f64 = 0.9;
+
+/// What the leader checks a change against, from the member's flags.
+pub(crate) struct Rules<'a> {
+    pub me: u64,
+    /// `--strict-reconfig-check`.
+    pub strict: bool,
+    /// `--max-learners`.
+    pub max_learners: usize,
+    pub activity: &'a PeerActivity,
+}
+
+/// The membership a change is checked against: the leader's latest.
+struct Cluster {
+    nodes: BTreeMap<u64, Member>,
+    voters: BTreeSet<u64>,
+}
+
+impl Cluster {
+    /// etcd's `Member.IsStarted`: the member has published its name.
+    fn started_voters(&self, except: Option<u64>) -> (usize, usize) {
+        let voters = self.voters.iter().filter(|id| Some(**id) != except);
+        let started = voters.clone().filter(|id| self.nodes.get(id).is_some_and(|m| !m.name.is_empty())).count();
+        (voters.count(), started)
+    }
+
+    fn learners(&self) -> usize {
+        self.nodes.len() - self.voters.len()
+    }
+
+    fn peer_url_taken(&self, urls: &[String], except: Option<u64>) -> bool {
+        self.nodes.iter().any(|(id, m)| Some(*id) != except && m.peer_urls.iter().any(|u| urls.contains(u)))
+    }
+}
+
+fn quorum(n: usize) -> usize {
+    n / 2 + 1
+}
+
+impl Rules<'_> {
+    /// etcd's `numConnectedSince`: this member and the voters active since
+    /// before `HEALTH_INTERVAL` ago.
+    fn connected(&self, cluster: &Cluster) -> usize {
+        let since = Instant::now().checked_sub(HEALTH_INTERVAL);
+        let connected = |id: &&u64| {
+            **id == self.me
+                || matches!((self.activity.active_since(**id), since), (Some(t), Some(since)) if t <= since)
+        };
+        cluster.voters.iter().filter(connected).count()
+    }
+
+    /// etcd's `mayAddMember`.
+    fn may_add(&self, cluster: &Cluster, learner: bool) -> Result<(), MemberChangeError> {
+        if !self.strict {
+            return Ok(());
+        }
+        // IsReadyToAddVotingMember: the new member counts, not as started
+        // (but a second member may join one that runs: restoring a cluster).
+        let (voters, started) = cluster.started_voters(None);
+        if !learner && !(started == 1 && voters == 1) && started < quorum(voters + 1) {
+            return Err(MemberChangeError::NotEnoughStarted);
+        }
+        // The new member counts as unavailable.
+        if voters > 1 && self.connected(cluster) < quorum(voters + 1) {
+            return Err(MemberChangeError::Unhealthy);
+        }
+        Ok(())
+    }
+
+    /// etcd's `mayRemoveMember`.
+    fn may_remove(&self, cluster: &Cluster, id: u64) -> Result<(), MemberChangeError> {
+        if !self.strict || (cluster.nodes.contains_key(&id) && !cluster.voters.contains(&id)) {
+            return Ok(());
+        }
+        let (voters, started) = cluster.started_voters(Some(id));
+        if started < quorum(voters) {
+            return Err(MemberChangeError::NotEnoughStarted);
+        }
+        // A member that is down is no part of the active quorum.
+        if id != self.me && self.activity.active_since(id).is_none() {
+            return Ok(());
+        }
+        let voters = cluster.voters.len();
+        if self.connected(cluster).saturating_sub(1) < 1 + voters.saturating_sub(1) / 2 {
+            return Err(MemberChangeError::Unhealthy);
+        }
+        Ok(())
+    }
+
+    /// etcd's `mayPromoteMember`, after the learner is known to be in sync.
+    fn may_promote(&self, cluster: &Cluster) -> Result<(), MemberChangeError> {
+        if !self.strict {
+            return Ok(());
+        }
+        // IsReadyToPromoteMember: the learner counts, as started.
+        let (voters, started) = cluster.started_voters(None);
+        if started + 1 < quorum(voters + 1) {
+            return Err(MemberChangeError::NotEnoughStarted);
+        }
+        Ok(())
+    }
 }
 
 fn raft_err<E: std::fmt::Display>(e: E) -> MemberChangeError {
@@ -126,19 +247,25 @@ fn write_err(e: RaftError<u64, ClientWriteError<u64, Member>>) -> MemberChangeEr
     }
 }
 
-/// Applies `change` on the leader; returns the member list after it.
-pub async fn apply(raft: &Raft, change: MemberChange) -> Result<(), MemberChangeError> {
+/// Applies `change` on the leader, checked as etcd checks it first.
+pub(crate) async fn apply(raft: &Raft, rules: &Rules<'_>, change: MemberChange) -> Result<(), MemberChangeError> {
     let metrics = raft.metrics().borrow().clone();
-    let membership = metrics.membership_config.membership().clone();
-    let nodes: BTreeMap<u64, Member> = membership.nodes().map(|(id, m)| (*id, m.clone())).collect();
-    let voters: BTreeSet<u64> = membership.voter_ids().collect();
+    let membership = metrics.membership_config.membership();
+    let cluster = Cluster {
+        nodes: membership.nodes().map(|(id, m)| (*id, m.clone())).collect(),
+        voters: membership.voter_ids().collect(),
+    };
     match change {
         MemberChange::Add { id, member, learner } => {
-            if nodes.contains_key(&id) {
+            rules.may_add(&cluster, learner)?;
+            if cluster.nodes.contains_key(&id) {
                 return Err(MemberChangeError::IdExists);
             }
-            if nodes.values().any(|m| m.peer_urls.iter().any(|u| member.peer_urls.contains(u))) {
+            if cluster.peer_url_taken(&member.peer_urls, None) {
                 return Err(MemberChangeError::PeerUrlExists);
+            }
+            if learner && cluster.learners() + 1 > rules.max_learners {
+                return Err(MemberChangeError::TooManyLearners);
             }
             raft.add_learner(id, member, false).await.map_err(write_err)?;
             if !learner {
@@ -162,57 +289,57 @@ pub async fn apply(raft: &Raft, change: MemberChange) -> Result<(), MemberChange
                         }
                     }
                 };
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(2), proposed).await;
+                let _ = tokio::time::timeout(Duration::from_secs(2), proposed).await;
             }
         }
         MemberChange::Remove { id } => {
-            if !nodes.contains_key(&id) {
+            rules.may_remove(&cluster, id)?;
+            if !cluster.nodes.contains_key(&id) {
                 return Err(MemberChangeError::NotFound);
             }
-            if voters.contains(&id) {
-                if voters.len() == 1 {
+            let change = if cluster.voters.contains(&id) {
+                // openraft keeps at least one voter.
+                if cluster.voters.len() == 1 {
                     return Err(MemberChangeError::NotEnoughStarted);
                 }
-                raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
-                    .await
-                    .map_err(write_err)?;
+                ChangeMembers::RemoveVoters(BTreeSet::from([id]))
             } else {
-                raft.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
-                    .await
-                    .map_err(write_err)?;
-            }
+                ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+            };
+            raft.change_membership(change, false).await.map_err(write_err)?;
         }
         MemberChange::UpdatePeerUrls { id, peer_urls } => {
-            let mut member = nodes.get(&id).cloned().ok_or(MemberChangeError::NotFound)?;
-            if nodes.iter().any(|(other, m)| *other != id && m.peer_urls.iter().any(|u| peer_urls.contains(u))) {
+            let mut member = cluster.nodes.get(&id).cloned().ok_or(MemberChangeError::NotFound)?;
+            if cluster.peer_url_taken(&peer_urls, Some(id)) {
                 return Err(MemberChangeError::PeerUrlExists);
             }
             member.peer_urls = peer_urls;
             set_node(raft, id, member).await?;
         }
         MemberChange::Promote { id } => {
-            if !nodes.contains_key(&id) {
+            if !cluster.nodes.contains_key(&id) {
                 return Err(MemberChangeError::NotFound);
             }
-            if voters.contains(&id) {
-                return Err(MemberChangeError::NotLearner);
-            }
-            // etcd promotes only a learner whose log is within 10% of the leader's.
+            // etcd's isLearnerReady, which looks at any member's progress.
             let last = metrics.last_log_index.unwrap_or(0);
-            let matched = metrics
-                .replication
-                .as_ref()
-                .and_then(|r| r.get(&id).cloned().flatten())
-                .map_or(0, |l| l.index);
-            if (matched as f64) < (last as f64) * 0.9 {
+            let matched = if id == rules.me {
+                last
+            } else {
+                metrics.replication.as_ref().and_then(|r| r.get(&id).cloned().flatten()).map_or(0, |l| l.index)
+            };
+            if (matched as f64) < (last as f64) * LEARNER_READY_PERCENT {
                 return Err(MemberChangeError::LearnerNotReady);
+            }
+            rules.may_promote(&cluster)?;
+            if cluster.voters.contains(&id) {
+                return Err(MemberChangeError::NotLearner);
             }
             raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
                 .await
                 .map_err(write_err)?;
         }
         MemberChange::Publish { id, name, client_urls } => {
-            let mut member = nodes.get(&id).cloned().ok_or(MemberChangeError::NotFound)?;
+            let mut member = cluster.nodes.get(&id).cloned().ok_or(MemberChangeError::NotFound)?;
             if member.name == name && member.client_urls == client_urls {
                 return Ok(());
             }
@@ -229,4 +356,50 @@ async fn set_node(raft: &Raft, id: u64, member: Member) -> Result<(), MemberChan
         .await
         .map_err(write_err)?;
     Ok(())
+}
+
+/// rafthttp's `errMemberRemoved`: what etcd's peers answer a removed member,
+/// and what it logs before it stops.
+pub const REMOVED: &str = "the member has been permanently removed from the cluster";
+
+/// Whether this member has been removed from the cluster. It learns so by
+/// applying the change that removed it, or, when that never reaches it (the
+/// leader stops replicating to a member it removes; the member may have been
+/// down), by a peer's answer: the leader refuses a removed member's messages
+/// with [`REMOVED`] (`PeerService`), as etcd's peers do.
+pub struct Removal {
+    removed: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for Removal {
+    fn default() -> Self {
+        Removal { removed: tokio::sync::watch::Sender::new(false) }
+    }
+}
+
+impl Removal {
+    /// This member is no longer part of the cluster; logged once, in etcd's words.
+    pub fn mark(&self) {
+        if self.removed.send_if_modified(|removed| !std::mem::replace(removed, true)) {
+            tracing::warn!(error = REMOVED, "server error");
+        }
+    }
+
+    /// A peer's refusal of a message: marks the removal if that is what it says.
+    pub(crate) fn check_answer(&self, status: &tonic::Status) {
+        if status.code() == tonic::Code::FailedPrecondition && status.message() == REMOVED {
+            self.mark();
+        }
+    }
+
+    /// The answer to a removed member's message.
+    pub(crate) fn refusal() -> tonic::Status {
+        tonic::Status::failed_precondition(REMOVED)
+    }
+
+    /// Resolves once this member is removed.
+    pub async fn wait(&self) {
+        let mut removed = self.removed.subscribe();
+        let _ = removed.wait_for(|r| *r).await;
+    }
 }

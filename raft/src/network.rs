@@ -24,6 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::membership::Removal;
 use crate::metrics::RaftMetrics;
 use crate::types::{Member, TypeConfig};
 
@@ -69,10 +70,37 @@ pub fn peer_channel(member: &Member, tls: Option<&Tls>) -> Result<Channel, Strin
     })))
 }
 
+/// etcd's `Transport.ActiveSince`: since when each peer has answered without
+/// a failure in between. The leader's raft messages and every member's probes
+/// (`prober.rs`) feed it; etcd's strict reconfiguration checks read it.
+#[derive(Default)]
+pub struct PeerActivity {
+    since: parking_lot::Mutex<HashMap<u64, Instant>>,
+}
+
+impl PeerActivity {
+    /// `peer` answered: active from now on, unless it already was.
+    pub(crate) fn answered(&self, peer: u64) {
+        self.since.lock().entry(peer).or_insert_with(Instant::now);
+    }
+
+    /// A message to `peer` did not get through: inactive until it answers.
+    pub(crate) fn failed(&self, peer: u64) {
+        self.since.lock().remove(&peer);
+    }
+
+    /// Since when `peer` has been active; `None` while it is not.
+    pub fn active_since(&self, peer: u64) -> Option<Instant> {
+        self.since.lock().get(&peer).copied()
+    }
+}
+
 #[derive(Clone)]
 pub struct PeerNetwork {
     tls: Option<Arc<Tls>>,
     metrics: RaftMetrics,
+    activity: Arc<PeerActivity>,
+    removal: Arc<Removal>,
     heartbeats: Arc<HeartbeatGaps>,
     /// One channel per member and peer URL, shared by every connection openraft
     /// asks for: it asks for a new one for each linearizable read's heartbeat
@@ -84,9 +112,17 @@ pub struct PeerNetwork {
 impl PeerNetwork {
     /// `heartbeat_interval` is `--heartbeat-interval`: a leader's messages to a
     /// member further apart than twice that count as a late heartbeat.
-    pub fn new(tls: Option<Arc<Tls>>, metrics: RaftMetrics, heartbeat_interval: Duration) -> PeerNetwork {
+    /// `activity` and `removal` are the node's: what the messages tell of
+    /// each peer, and a peer's answer that this member was removed.
+    pub fn new(
+        tls: Option<Arc<Tls>>,
+        metrics: RaftMetrics,
+        heartbeat_interval: Duration,
+        activity: Arc<PeerActivity>,
+        removal: Arc<Removal>,
+    ) -> PeerNetwork {
         let heartbeats = Arc::new(HeartbeatGaps { max: 2 * heartbeat_interval, last: Default::default() });
-        PeerNetwork { tls, metrics, heartbeats, channels: Arc::default() }
+        PeerNetwork { tls, metrics, activity, removal, heartbeats, channels: Arc::default() }
     }
 
     fn channel(&self, target: u64, node: &Member) -> Result<Channel, String> {
@@ -128,6 +164,8 @@ pub struct PeerConnection {
     target: u64,
     client: Result<PeerClient<Channel>, String>,
     metrics: RaftMetrics,
+    activity: Arc<PeerActivity>,
+    removal: Arc<Removal>,
     heartbeats: Arc<HeartbeatGaps>,
 }
 
@@ -136,7 +174,14 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
 
     async fn new_client(&mut self, target: u64, node: &Member) -> Self::Network {
         let client = self.channel(target, node).map(|c| PeerClient::new(c).max_decoding_message_size(usize::MAX));
-        PeerConnection { target, client, metrics: self.metrics.clone(), heartbeats: self.heartbeats.clone() }
+        PeerConnection {
+            target,
+            client,
+            metrics: self.metrics.clone(),
+            activity: self.activity.clone(),
+            removal: self.removal.clone(),
+            heartbeats: self.heartbeats.clone(),
+        }
     }
 }
 
@@ -159,19 +204,23 @@ impl PeerConnection {
         Resp: DeserializeOwned,
         Err: std::error::Error + DeserializeOwned,
     {
-        let (target, metrics, heartbeats) = (self.target, &self.metrics, &self.heartbeats);
+        let (target, metrics, heartbeats, activity) = (self.target, &self.metrics, &self.heartbeats, &self.activity);
         let client = self.client.as_mut().map_err(|e| {
             metrics.send_failed(target);
             heartbeats.forget(target);
+            activity.failed(target);
             RPCError::Unreachable(Unreachable::new(&TransportError(e.clone())))
         })?;
         let payload = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let sent = payload.data.len();
         let mut request = tonic::Request::new(payload);
         request.set_timeout(option.hard_ttl());
+        let removal = &self.removal;
         let reply = rpc(client, request).await.map_err(|status| {
             metrics.send_failed(target);
             heartbeats.forget(target);
+            activity.failed(target);
+            removal.check_answer(&status);
             let e = TransportError(status.to_string());
             match status.code() {
                 tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => RPCError::Unreachable(Unreachable::new(&e)),
@@ -180,6 +229,7 @@ impl PeerConnection {
         })?;
         metrics.sent(target, sent);
         metrics.received(target, reply.get_ref().data.len());
+        activity.answered(target);
         let answer: Result<Resp, Err> =
             decode(reply.get_ref()).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
@@ -236,7 +286,13 @@ mod tests {
     /// failed with "leader changed" when the handshakes missed the deadline).
     #[tokio::test]
     async fn one_channel_per_member() {
-        let mut net = PeerNetwork::new(None, RaftMetrics::new().unwrap(), Duration::from_millis(100));
+        let mut net = PeerNetwork::new(
+            None,
+            RaftMetrics::new().unwrap(),
+            Duration::from_millis(100),
+            Arc::default(),
+            Arc::default(),
+        );
         let member = Member { name: "a".into(), peer_urls: vec!["http://127.0.0.1:1".into()], client_urls: Vec::new() };
         for _ in 0..3 {
             let _ = net.new_client(1, &member).await;

@@ -8,6 +8,7 @@ use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use tonic::{Request, Response, Status};
 
 use crate::forward;
+use crate::membership::Removal;
 use crate::network::{decode, encode};
 use crate::node::{LeaderLeases, Node};
 use crate::types::TypeConfig;
@@ -59,6 +60,11 @@ impl Peer for PeerService {
     async fn vote(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
         let rpc: VoteRequest<u64> = decode(req.get_ref()).map_err(bad_request)?;
         let from = rpc.vote.leader_id().voted_for();
+        // A removed voter that never learnt it campaigns once the leader
+        // stops replicating to it; this is how it learns.
+        if from.is_some_and(|from| self.node.has_removed(from)) {
+            return Err(Removal::refusal());
+        }
         let answer = reply(&self.node.raft().vote(rpc).await);
         self.count(from, &req, answer)
     }
@@ -91,12 +97,7 @@ impl Peer for PeerService {
 
     async fn change_membership(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
         let change: crate::membership::MemberChange = decode(req.get_ref()).map_err(bad_request)?;
-        let answer = if self.node.is_leader() {
-            crate::membership::apply(self.node.raft(), change).await
-        } else {
-            Err(crate::membership::MemberChangeError::NotLeader)
-        };
-        reply(&answer)
+        reply(&self.node.change_members_here(change).await)
     }
 
     async fn set_election(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
@@ -120,7 +121,13 @@ impl Peer for PeerService {
         reply(&self.node.hash_kv_here(rev).await)
     }
 
-    async fn members(&self, _req: Request<Payload>) -> Result<Response<Payload>, Status> {
+    async fn members(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        // A probe names the member that sends it (a joining member's
+        // discovery names none): a removed one learns it is.
+        let from: Option<u64> = decode(req.get_ref()).ok();
+        if from.is_some_and(|from| self.node.has_removed(from)) {
+            return Err(Removal::refusal());
+        }
         reply(&(self.node.cluster_id(), self.node.members()))
     }
 

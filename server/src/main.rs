@@ -198,6 +198,9 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
             election_timeout_ms: config.election_timeout_ms,
             snapshot_count: config.snapshot_count,
             tls: tls.clone(),
+            strict_reconfig_check: config.strict_reconfig_check,
+            max_learners: config.max_learners,
+            force_new_cluster: config.force_new_cluster,
         },
         state,
     )
@@ -256,8 +259,17 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         }));
     }
 
-    // etcd serves clients once it has published itself through the cluster's leader.
-    node.clone().publish(config.name.clone(), config.advertise_client_urls.clone()).await;
+    // etcd serves clients once it has published itself through the cluster's
+    // leader; a member the cluster removed never will, and stops.
+    tokio::select! {
+        () = node.clone().publish(config.name.clone(), config.advertise_client_urls.clone()) => {}
+        () = node.removed() => {
+            tracing::warn!("{MUST_REMOVE_DATA_DIR}");
+            let _ = shutdown_tx.send(true);
+            node.shutdown().await;
+            return Ok(());
+        }
+    }
     let max_streams = Some(config.max_concurrent_streams);
     // As etcd: with --listen-client-http-urls, the client URLs serve gRPC
     // only and those URLs the HTTP endpoints only.
@@ -311,7 +323,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     tokio::select! {
         signal = wait_for_signal() => tracing::info!(signal, "received signal; shutting down"),
         _ = node.removed() => {
-            tracing::warn!("data-dir used by this member must be removed");
+            tracing::warn!("{MUST_REMOVE_DATA_DIR}");
             // Let the answer to the request that removed this member go out first.
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
@@ -335,6 +347,9 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     closing("closed etcd server");
     Ok(())
 }
+
+/// What etcd logs as a removed member stops.
+const MUST_REMOVE_DATA_DIR: &str = "data-dir used by this member must be removed";
 
 /// Waits for SIGTERM or SIGINT; the signal's name as Go prints it.
 async fn wait_for_signal() -> &'static str {

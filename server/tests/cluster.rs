@@ -136,7 +136,10 @@ async fn member_add_and_remove_while_writing() {
             }
         })
     };
-    // Add a fourth member and start it, as `etcdctl member add` tells an operator to.
+    // Add a fourth member and start it, as `etcdctl member add` tells an operator to,
+    // once the members have been connected for etcd's health interval (strict
+    // reconfiguration check).
+    tokio::time::sleep(Duration::from_millis(5500)).await;
     let (client_port, peer_port) = (free_port(), free_port());
     let mut admin = client(&[&members[1]]).await;
     let added = admin.member_add([format!("http://127.0.0.1:{peer_port}")], None).await.expect("member add");

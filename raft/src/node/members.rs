@@ -15,24 +15,58 @@ pub enum MoveLeaderError {
 }
 
 impl Node {
-    /// Changes the membership on the leader (forwarded by a follower).
+    /// Changes the membership, on any member: the leader makes the change, a
+    /// follower forwards it there. While the cluster has no leader, or the one
+    /// this member knows has lost it, the change waits for the next, as etcd's
+    /// proposals do, until the request times out.
     pub async fn change_members(&self, change: MemberChange) -> Result<(), MemberChangeError> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.change_members_once(&change)).await {
+                Err(_) => return Err(MemberChangeError::Timeout),
+                Ok(Err(MemberChangeError::NotLeader)) => tokio::time::sleep(Duration::from_millis(100)).await,
+                Ok(answer) => return answer,
+            }
+        }
+    }
+
+    async fn change_members_once(&self, change: &MemberChange) -> Result<(), MemberChangeError> {
+        self.wait_for_leader().await;
         let (leader, node) = self.leader().map_err(|_| MemberChangeError::NotLeader)?;
         if leader == self.id {
-            let promote = matches!(change, MemberChange::Promote { .. });
-            let result = membership::apply(&self.raft, change).await;
-            match &result {
-                Ok(()) if promote => self.metrics.learner_promoted(None),
-                Err(e @ MemberChangeError::LearnerNotReady) => self.metrics.learner_promoted(Some(&e.to_string())),
-                _ => {}
-            }
-            return result;
+            return self.change_members_here(change.clone()).await;
         }
         let other = |e: &dyn std::fmt::Display| MemberChangeError::Other(e.to_string());
         let mut client = self.peer(leader, &node).map_err(|e| other(&e))?;
-        let payload = encode(&change).map_err(|e| other(&e))?;
-        let reply = client.change_membership(payload).await.map_err(|s| other(&s.message()))?;
+        let payload = encode(change).map_err(|e| other(&e))?;
+        let reply = client.change_membership(payload).await.map_err(|s| match s.code() {
+            // The leader is gone: the next one will take it.
+            tonic::Code::Unavailable => MemberChangeError::NotLeader,
+            _ => other(&s.message()),
+        })?;
         decode::<Result<(), MemberChangeError>>(reply.get_ref()).map_err(|e| other(&e))?
+    }
+
+    /// Makes a membership change as the leader, checked as etcd checks it
+    /// (`--strict-reconfig-check`, `--max-learners`).
+    pub(crate) async fn change_members_here(&self, change: MemberChange) -> Result<(), MemberChangeError> {
+        if !self.is_leader() {
+            return Err(MemberChangeError::NotLeader);
+        }
+        let rules = membership::Rules {
+            me: self.id,
+            strict: self.strict_reconfig_check,
+            max_learners: self.max_learners,
+            activity: &self.activity,
+        };
+        let promote = matches!(change, MemberChange::Promote { .. });
+        let result = membership::apply(&self.raft, &rules, change).await;
+        match &result {
+            Ok(()) if promote => self.metrics.learner_promoted(None),
+            Err(e @ MemberChangeError::LearnerNotReady) => self.metrics.learner_promoted(Some(&e.to_string())),
+            _ => {}
+        }
+        result
     }
 
     /// Hands leadership to `target` (etcd's MoveLeader), on the leader.

@@ -20,8 +20,8 @@ use tonic::transport::Channel;
 
 use crate::forward;
 use crate::log_store::LogStore;
-use crate::membership::{self, MemberChange, MemberChangeError};
-use crate::network::{decode, encode, peer_channel, PeerNetwork};
+use crate::membership::{self, MemberChange, MemberChangeError, Removal};
+use crate::network::{decode, encode, peer_channel, PeerActivity, PeerNetwork};
 use crate::state_machine::HubStateMachine;
 use hub_tls::Tls;
 use crate::metrics::RaftMetrics;
@@ -31,6 +31,7 @@ use crate::wal::{Wal, WalOptions};
 use crate::Committed;
 
 mod events;
+mod force_new_cluster;
 mod lease;
 mod members;
 mod propose;
@@ -57,6 +58,12 @@ pub struct NodeConfig {
     pub snapshot_count: u64,
     /// Peer TLS, when any `--peer-*` TLS flag is set.
     pub tls: Option<Arc<Tls>>,
+    /// `--strict-reconfig-check`: refuse membership changes that risk quorum.
+    pub strict_reconfig_check: bool,
+    /// `--max-learners`.
+    pub max_learners: usize,
+    /// `--force-new-cluster`: restart as the one voter of the cluster.
+    pub force_new_cluster: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,8 +95,12 @@ pub struct Node {
     peers: Mutex<HashMap<u64, PeerClient<Channel>>>,
     tls: Option<Arc<Tls>>,
     timeout: Duration,
-    /// Set once this member is removed from the cluster.
-    removed: tokio::sync::watch::Sender<bool>,
+    /// Whether this member has been removed from the cluster.
+    removal: Arc<Removal>,
+    /// Since when each peer has answered (etcd's strict reconfiguration checks).
+    activity: Arc<PeerActivity>,
+    strict_reconfig_check: bool,
+    max_learners: usize,
     /// Linearizable reads waiting for their read-index round.
     reads: Arc<waiting::Waiting<read_index::Reader>>,
     /// Writes a follower forwards to the leader.
@@ -133,9 +144,13 @@ impl Node {
         let state = Arc::new(Mutex::new(state));
         let wait = Arc::new(Wait::default());
         let machine = HubStateMachine::new(state.clone(), wal.clone(), committed.clone(), wait.clone(), metrics.clone());
-        let log_store = LogStore::new(config.id, wal.clone(), machine.durable());
+        let mut log_store = LogStore::new(config.id, wal.clone(), machine.durable());
+        if config.force_new_cluster && !fresh {
+            force_new_cluster::rewrite(&wal, &mut log_store, &config).await?;
+        }
         let heartbeat = Duration::from_millis(config.heartbeat_interval_ms);
-        let network = PeerNetwork::new(config.tls.clone(), metrics.clone(), heartbeat);
+        let (removal, activity) = (Arc::new(Removal::default()), Arc::new(PeerActivity::default()));
+        let network = PeerNetwork::new(config.tls.clone(), metrics.clone(), heartbeat, activity.clone(), removal.clone());
         // Re-applies the log up to the saved committed index before it returns.
         let raft = Raft::new(config.id, raft_config, network, log_store, machine.clone())
             .await
@@ -156,7 +171,10 @@ impl Node {
             peers: Mutex::new(HashMap::new()),
             tls: config.tls.clone(),
             timeout: request_timeout(config.election_timeout_ms),
-            removed: tokio::sync::watch::Sender::new(false),
+            removal,
+            activity,
+            strict_reconfig_check: config.strict_reconfig_check,
+            max_learners: config.max_learners,
             reads: Arc::default(),
             forwarding: Arc::default(),
             wait,
@@ -173,7 +191,8 @@ impl Node {
             tokio::spawn(snapshot_restored_backend(node.clone()));
         }
         // A lone voter need not wait out an election timeout (nor does etcd's),
-        // new or restarted (a member starts as a follower: `LogStore::read_vote`).
+        // new, restarted (a member starts as a follower: `LogStore::read_vote`)
+        // or forced into a new cluster.
         let voters: Vec<u64> = node.raft.metrics().borrow().membership_config.membership().voter_ids().collect();
         if voters == [config.id] {
             let _ = node.raft.trigger().elect().await;
@@ -279,8 +298,28 @@ impl Node {
     /// Resolves when this member has been removed from the cluster (it should
     /// then stop, as etcd does).
     pub async fn removed(&self) {
-        let mut removed = self.removed.subscribe();
-        let _ = removed.wait_for(|r| *r).await;
+        self.removal.wait().await
+    }
+
+    /// Whether `peer` is no longer a member, as only the leader can tell: its
+    /// log holds every membership change, and the one that left `peer` out is
+    /// applied (a lagging follower's view, or one not yet committed, could
+    /// leave out a member that still is one).
+    pub(crate) fn has_removed(&self, peer: u64) -> bool {
+        let m = self.raft.metrics().borrow().clone();
+        let index = |l: Option<&crate::types::LogId>| l.map_or(0, |l| l.index);
+        m.state == ServerState::Leader
+            && m.last_applied.is_some()
+            && index(m.membership_config.log_id().as_ref()) <= index(m.last_applied.as_ref())
+            && m.membership_config.membership().get_node(&peer).is_none()
+    }
+
+    pub(crate) fn removal(&self) -> &Removal {
+        &self.removal
+    }
+
+    pub(crate) fn activity(&self) -> &PeerActivity {
+        &self.activity
     }
 
     /// Resolves, with the reason, once this member must stop serving: its
@@ -406,9 +445,7 @@ async fn watch_leadership(node: Arc<Node>) {
             (m.membership_config.membership().get_node(&node.id).is_some(), m.state == ServerState::Leader)
         };
         if was_member && !is_member {
-            // etcd's words when its server stops for this reason.
-            tracing::warn!(error = "the member has been permanently removed from the cluster", "server error");
-            node.removed.send_replace(true);
+            node.removal.mark();
             was_member = false;
         }
         was_member |= is_member;

@@ -235,6 +235,9 @@ pub(super) fn finish(
         feature_gates,
         corrupt_check_time,
         snapshot_count: f.snapshot_count,
+        strict_reconfig_check: f.strict_reconfig_check,
+        max_learners: usize::try_from(v36.max_learners).unwrap_or(0),
+        force_new_cluster: f.force_new_cluster,
         bootstrap_defrag_threshold_bytes: renamed(
             is_set("experimental-bootstrap-defrag-threshold-megabytes"),
             v36.experimental_bootstrap_defrag_threshold_megabytes,

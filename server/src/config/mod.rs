@@ -134,6 +134,12 @@ pub struct Config {
     /// `--corrupt-check-time` (or `--experimental-corrupt-check-time`; zero: off).
     pub corrupt_check_time: Duration,
     pub snapshot_count: u64,
+    /// `--strict-reconfig-check`: refuse membership changes that risk quorum.
+    pub strict_reconfig_check: bool,
+    /// `--max-learners` (a negative value allows none).
+    pub max_learners: usize,
+    /// `--force-new-cluster`: restart as a one-member cluster, keeping the data.
+    pub force_new_cluster: bool,
     /// `--bootstrap-defrag-threshold-megabytes` (or its `--experimental-`
     /// name), in bytes: defragment at start when that much would be freed
     /// (zero: never).

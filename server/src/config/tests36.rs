@@ -71,7 +71,6 @@ fn every_etcd36_flag_exists() {
         [
             "discovery-dial-timeout",
             "distributed-tracing-sampling-rate",
-            "max-learners",
             "memory-mlock",
             "raft-read-timeout",
             "self-signed-cert-validity",
@@ -79,9 +78,13 @@ fn every_etcd36_flag_exists() {
             "socket-reuse-port",
         ]
     );
-    let c = parse_env(&[], &[("ETCD_MAX_LEARNERS", "3"), ("ETCD_LOG_FORMAT", "console")]).unwrap();
-    assert_eq!(c.unhonoured, ["max-learners"], "hubd writes console lines");
+    assert_eq!(c.max_learners, 2);
+    let c = parse_env(&[], &[("ETCD_MAX_WALS", "3"), ("ETCD_LOG_FORMAT", "console")]).unwrap();
+    assert_eq!(c.unhonoured, ["max-wals"], "hubd writes console lines");
     assert_eq!(c.log_format, "console");
+    let c = parse_env(&[], &[("ETCD_MAX_LEARNERS", "-1"), ("ETCD_STRICT_RECONFIG_CHECK", "false")]).unwrap();
+    assert!(c.max_learners == 0 && !c.strict_reconfig_check && !c.force_new_cluster);
+    assert!(c.unhonoured.is_empty(), "{:?}", c.unhonoured);
 }
 
 #[test]

@@ -175,6 +175,11 @@ impl Member {
         (out.status, text(&out))
     }
 
+    /// Adds flags to every later start.
+    pub fn add_flags(&mut self, flags: &[&str]) {
+        self.extra.extend(flags.iter().map(|f| f.to_string()));
+    }
+
     /// (Re)starts the process on the same ports and data directory.
     pub fn spawn(&mut self) {
         let ready = self.start_process();

@@ -1,0 +1,224 @@
+//! Membership changes as etcd 3.6.16 makes them, on real clusters: any member
+//! takes a change (a follower forwards it, and waits out a leader change), a
+//! removed member stops and a restart of its data directory does not hang,
+//! `--force-new-cluster` restarts a member alone with its data, and the
+//! strict reconfiguration checks refuse what etcd refuses, with etcd's codes
+//! and texts (compared with etcd 3.6.16 where it is installed).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{etcd36_bin, free_port, hubd_bin, joining_member, leader, start_cluster, start_cluster_with, Member};
+use hub_proto::etcdserverpb::cluster_client::ClusterClient;
+use hub_proto::etcdserverpb::kv_client::KvClient;
+use hub_proto::etcdserverpb::{
+    MemberAddRequest, MemberListRequest, MemberPromoteRequest, MemberRemoveRequest, PutRequest, RangeRequest,
+    StatusRequest,
+};
+use tonic::transport::Channel;
+
+/// etcd's `HealthInterval` and then some: peers count as connected for the
+/// strict reconfiguration checks once they have been up this long.
+const HEALTHY_AFTER: Duration = Duration::from_millis(5500);
+
+async fn channel(m: &Member) -> Channel {
+    Channel::from_shared(format!("http://{}", m.endpoint())).expect("uri").connect().await.expect("connect")
+}
+
+async fn cluster(m: &Member) -> ClusterClient<Channel> {
+    ClusterClient::new(channel(m).await)
+}
+
+async fn member_id(m: &Member) -> u64 {
+    let mut c = hub_proto::etcdserverpb::maintenance_client::MaintenanceClient::new(channel(m).await);
+    let status = c.status(StatusRequest {}).await.expect("status").into_inner();
+    status.header.expect("header").member_id
+}
+
+/// Three hubd members, up for longer than etcd's health interval, and which
+/// one leads.
+async fn healthy_cluster() -> (Vec<Member>, usize) {
+    let members = start_cluster(&hubd_bin(), 3);
+    tokio::time::sleep(HEALTHY_AFTER).await;
+    let l = leader(&members).await;
+    (members, l)
+}
+
+/// An answer as a comparable line: "ok", or the status code and text.
+fn outcome<T>(r: Result<tonic::Response<T>, tonic::Status>) -> String {
+    match r {
+        Ok(_) => "ok".to_string(),
+        Err(s) => format!("{:?}: {}", s.code(), s.message()),
+    }
+}
+
+fn add(urls: &[String], learner: bool) -> MemberAddRequest {
+    MemberAddRequest { peer_ur_ls: urls.to_vec(), is_learner: learner }
+}
+
+/// A peer URL nothing listens on.
+fn nowhere() -> Vec<String> {
+    vec![format!("http://127.0.0.1:{}", free_port())]
+}
+
+/// The leader removed through a follower, then a member added through the
+/// other follower at once: etcd takes it (the change waits for the next
+/// leader); hub answered "etcdserver: not leader" (etcd's TestMemberReplace).
+/// The removed leader stops on its own, as etcd's does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn changes_through_followers_while_the_leader_is_removed() {
+    let (mut members, l) = healthy_cluster().await;
+    let (f1, f2) = ((l + 1) % 3, (l + 2) % 3);
+    let leader_id = member_id(&members[l]).await;
+    cluster(&members[f1]).await.member_remove(MemberRemoveRequest { id: leader_id }).await.expect("remove the leader");
+    let peer = nowhere();
+    let added = cluster(&members[f2]).await.member_add(add(&peer, true)).await.expect("add through a follower");
+    assert!(added.get_ref().members.iter().any(|m| m.peer_ur_ls == peer));
+    let status = members[l].wait_for_exit(Duration::from_secs(10)).expect("the removed leader stops");
+    assert!(status.success(), "{status:?}");
+    assert!(members[l].log_lines().iter().any(|l| l.contains("the member has been permanently removed from the cluster")));
+    let list = cluster(&members[f1]).await.member_list(MemberListRequest {}).await.expect("list");
+    assert_eq!(list.get_ref().members.len(), 3, "two of the first three and the learner");
+}
+
+/// A follower removed while it runs stops (it never gets the entry that
+/// removes it: the leader stops replicating to it), and restarting its data
+/// directory stops again rather than hanging; a member restarted after the
+/// removal comes back. hub's removed member kept running, and its restart
+/// never became ready nor exited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_removed_member_stops_and_its_restart_does_not_hang() {
+    let (mut members, l) = healthy_cluster().await;
+    let (removed, other) = ((l + 1) % 3, (l + 2) % 3);
+    let id = member_id(&members[removed]).await;
+    cluster(&members[l]).await.member_remove(MemberRemoveRequest { id }).await.expect("remove a follower");
+    let status = members[removed].wait_for_exit(Duration::from_secs(10)).expect("the removed member stops");
+    assert!(status.success(), "{status:?}");
+    let (status, printed) = members[removed].run_to_exit(&[], Duration::from_secs(20));
+    assert!(printed.contains("the member has been permanently removed from the cluster"), "{status:?}\n{printed}");
+    // The other follower restarts into the two-member cluster.
+    members[other].kill9();
+    members[other].spawn();
+    let mut kv = KvClient::new(channel(&members[other]).await);
+    kv.put(PutRequest { key: b"k".to_vec(), value: b"v".to_vec(), ..Default::default() }).await.expect("put");
+}
+
+/// `--force-new-cluster` restarts a member of a three-member cluster as a
+/// one-member cluster with its data; hub ignored the flag (the member waited
+/// for the other two forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn force_new_cluster_keeps_the_data_of_one_member() {
+    let mut members = start_cluster(&hubd_bin(), 3);
+    let mut kv = KvClient::new(channel(&members[0]).await);
+    for i in 0..20 {
+        kv.put(PutRequest { key: format!("k{i}").into_bytes(), value: b"v".to_vec(), ..Default::default() })
+            .await
+            .expect("put");
+    }
+    for m in members.iter_mut() {
+        m.kill9();
+    }
+    let mut m = members.remove(0);
+    m.add_flags(&["--force-new-cluster"]);
+    m.spawn();
+    let list = cluster(&m).await.member_list(MemberListRequest {}).await.expect("member list");
+    assert_eq!(list.get_ref().members.len(), 1);
+    let mut kv = KvClient::new(channel(&m).await);
+    let all = RangeRequest { key: b"k".to_vec(), range_end: b"l".to_vec(), ..Default::default() };
+    assert_eq!(kv.range(all.clone()).await.expect("range").get_ref().count, 20);
+    kv.put(PutRequest { key: b"after".to_vec(), value: b"v".to_vec(), ..Default::default() }).await.expect("put");
+    // Restarted with the flag still given, as etcd's TestForceNewCluster does.
+    m.kill9();
+    m.spawn();
+    let mut kv = KvClient::new(channel(&m).await);
+    assert_eq!(kv.range(all).await.expect("range").get_ref().count, 20);
+    // And it grows again.
+    tokio::time::sleep(HEALTHY_AFTER).await;
+    let (client_port, peer_port) = (free_port(), free_port());
+    let url = format!("http://127.0.0.1:{peer_port}");
+    cluster(&m).await.member_add(add(&[url.clone()], false)).await.expect("member add");
+    let initial = format!("{}=http://127.0.0.1:{},m9={url}", m.name, m.peer_port);
+    let mut joined = joining_member(&hubd_bin(), "m9", client_port, peer_port, &initial);
+    joined.spawn();
+    let mut kv = KvClient::new(channel(&joined).await);
+    assert_eq!(kv.range(RangeRequest { key: b"after".to_vec(), ..Default::default() }).await.expect("range").get_ref().count, 1);
+}
+
+/// One member, default flags: etcd's learner limit, its promote check and
+/// its started-members check, answered with etcd's codes and texts.
+async fn single_member_refusals(bin: &std::path::Path) -> Vec<String> {
+    let m = Member::start(bin);
+    let mut c = cluster(&m).await;
+    let mut out = Vec::new();
+    let learner = c.member_add(add(&nowhere(), true)).await;
+    let learner_id = learner.as_ref().ok().and_then(|r| r.get_ref().member.as_ref()).map_or(0, |m| m.id);
+    out.push(outcome(learner));
+    out.push(outcome(c.member_add(add(&nowhere(), true)).await));
+    out.push(outcome(c.member_promote(MemberPromoteRequest { id: learner_id }).await));
+    out.push(outcome(c.member_promote(MemberPromoteRequest { id: 42 }).await));
+    out.push(outcome(c.member_remove(MemberRemoveRequest { id: learner_id }).await));
+    // A second voter may join a lone member (restoring a cluster), not a third.
+    out.push(outcome(c.member_add(add(&nowhere(), false)).await));
+    out.push(outcome(c.member_add(add(&nowhere(), false)).await));
+    out
+}
+
+/// Three members, one killed: adding or removing a running voter would leave
+/// too few connected members (etcd's `unhealthy cluster`); the dead one goes.
+async fn one_of_three_down_refusals(bin: &std::path::Path) -> Vec<String> {
+    let mut members = start_cluster(bin, 3);
+    let ids = [member_id(&members[0]).await, member_id(&members[1]).await];
+    members[0].kill9();
+    tokio::time::sleep(HEALTHY_AFTER + Duration::from_secs(2)).await;
+    let mut c = cluster(&members[2]).await;
+    let mut out = vec![outcome(c.member_add(add(&nowhere(), true)).await)];
+    out.push(outcome(c.member_add(add(&nowhere(), false)).await));
+    out.push(outcome(c.member_remove(MemberRemoveRequest { id: ids[1] }).await));
+    out.push(outcome(c.member_remove(MemberRemoveRequest { id: ids[0] }).await));
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn strict_reconfig_checks_answer_as_etcd() {
+    let hub = single_member_refusals(&hubd_bin()).await;
+    let expected = [
+        "ok",
+        "FailedPrecondition: etcdserver: too many learner members in cluster",
+        "FailedPrecondition: etcdserver: can only promote a learner member which is in sync with leader",
+        "NotFound: etcdserver: member not found",
+        "ok",
+        "ok",
+        // etcd's own quirk: its error map holds the client-side error here.
+        "Unknown: etcdserver: re-configuration failed due to not enough started members",
+    ];
+    assert_eq!(hub, expected);
+    if let Some(etcd) = etcd36_bin() {
+        assert_eq!(single_member_refusals(&etcd).await, expected, "etcd 3.6.16");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn strict_reconfig_checks_with_a_member_down_answer_as_etcd() {
+    let expected = [
+        "Unavailable: etcdserver: unhealthy cluster",
+        "Unavailable: etcdserver: unhealthy cluster",
+        "Unavailable: etcdserver: unhealthy cluster",
+        "ok",
+    ];
+    assert_eq!(one_of_three_down_refusals(&hubd_bin()).await, expected);
+    if let Some(etcd) = etcd36_bin() {
+        assert_eq!(one_of_three_down_refusals(&etcd).await, expected, "etcd 3.6.16");
+    }
+}
+
+/// `--strict-reconfig-check=false` lets a change through while a member is
+/// down, taken by a follower right after the kill (the leader may be the one
+/// killed: the change waits for the next; hub answered "not leader").
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_strict_reconfig_check_a_change_is_not_refused() {
+    let mut members = start_cluster_with(&hubd_bin(), 3, &["--strict-reconfig-check=false"]);
+    members[0].kill9();
+    let mut c = cluster(&members[2]).await;
+    c.member_add(add(&nowhere(), true)).await.expect("a learner while a member is down");
+}
