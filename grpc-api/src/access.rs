@@ -15,7 +15,7 @@ use hub_proto::etcdserverpb::{
     AuthRoleDeleteRequest, AuthRoleGetRequest, AuthRoleGrantPermissionRequest, AuthRoleListRequest,
     AuthRoleRevokePermissionRequest, AuthUserAddRequest, AuthUserChangePasswordRequest, AuthUserDeleteRequest,
     AuthUserGetRequest, AuthUserGrantRoleRequest, AuthUserListRequest, AuthUserRevokeRoleRequest, CompactionRequest,
-    DefragmentRequest, DeleteRangeRequest, HashKvRequest, HashRequest, LeaseGrantRequest, LeaseKeepAliveRequest,
+    DefragmentRequest, DeleteRangeRequest, DowngradeRequest, HashKvRequest, HashRequest, LeaseGrantRequest, LeaseKeepAliveRequest,
     LeaseLeasesRequest, LeaseRevokeRequest, LeaseTimeToLiveRequest, MemberAddRequest, MemberListRequest,
     MemberPromoteRequest, MemberRemoveRequest, MemberUpdateRequest, MoveLeaderRequest, PutRequest, RangeRequest,
     SnapshotRequest, StatusRequest, TxnRequest,
@@ -76,7 +76,7 @@ gated!(Access::User =>
 
 // etcd 3.6's `AuthAdmin.isPermitted` and `checkMembershipOperationPermission`.
 gated!(Access::Admin =>
-    CompactionRequest, DefragmentRequest, HashRequest, HashKvRequest, SnapshotRequest, MoveLeaderRequest,
+    CompactionRequest, DefragmentRequest, HashRequest, HashKvRequest, SnapshotRequest, MoveLeaderRequest, DowngradeRequest,
     MemberAddRequest, MemberRemoveRequest, MemberUpdateRequest, MemberPromoteRequest,
 );
 

@@ -31,7 +31,6 @@ use prometheus::{Encoder, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaug
 
 pub use grpc::grpc_layer;
 
-use crate::http::CLUSTER_VERSION;
 use crate::{Context, ServiceConfig};
 
 /// Every metric hub exports.
@@ -104,7 +103,8 @@ impl Metrics {
         grpc.register(&r)?;
         let member_id = hub_raft::metrics::peer_label(node.member_id());
         info_gauge(&r, "etcd_server_version", "Which version is running. 1 for 'server_version' label with current version.", "server_version", &config.server.etcd_version)?;
-        let cluster = CLUSTER_VERSION.rsplit_once('.').map_or(CLUSTER_VERSION, |(mm, _)| mm);
+        let cluster = server.cluster_version();
+        let cluster = cluster.rsplit_once('.').map_or(cluster.as_str(), |(mm, _)| mm);
         info_gauge(&r, "etcd_cluster_version", "Which version is running. 1 for 'cluster_version' label with current cluster version", "cluster_version", cluster)?;
         info_gauge(&r, "etcd_server_id", "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.", "server_id", &member_id)?;
         let features = gauge_vec(&r, "etcd_server_feature_enabled", "Whether or not a feature is enabled. 1 is enabled, 0 is not.", &["name", "stage"])?;

@@ -109,6 +109,7 @@ impl StateMachine {
         dir: PathBuf,
         metrics: StoreMetrics,
     ) -> Result<Self, StoreError> {
+        crate::schema::migrate(backend.as_ref())?;
         let restored = Mvcc::restore(backend.clone())?;
         let mut records = Vec::new();
         backend.scan(Table::Lease, &[], None, &mut |k, v| {
