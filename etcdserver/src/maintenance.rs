@@ -8,7 +8,7 @@
 //! a client downloads it (the wire streams the file).
 
 use hub_proto::etcdserverpb::{
-    AlarmMember, AlarmRequest, AlarmResponse, AlarmType, DefragmentResponse, DowngradeInfo, HashKvResponse, HashResponse,
+    AlarmMember, AlarmRequest, AlarmResponse, AlarmType, DefragmentResponse, HashKvResponse, HashResponse,
     InternalRaftRequest, MoveLeaderResponse, StatusResponse,
 };
 use hub_store::snapshot::{Frozen, SnapshotFile};
@@ -26,8 +26,8 @@ impl EtcdServer {
         }
     }
 
-    /// etcd 3.6's answer: with the storage version (none while the backend
-    /// has none), the quota and no downgrade in progress.
+    /// etcd 3.6's answer: with the storage version, the quota and the
+    /// downgrade in progress (see [`crate::version`]).
     pub fn status(&self) -> Result<StatusResponse> {
         let storage_version = self.storage_version()?;
         let (db_size, db_size_in_use, applied, alarms) = {
@@ -54,7 +54,7 @@ impl EtcdServer {
             is_learner: self.node.members().iter().any(|(id, _, learner)| *id == member_id && *learner),
             storage_version,
             db_size_quota: self.config.db_size_quota,
-            downgrade_info: Some(DowngradeInfo::default()),
+            downgrade_info: Some(self.downgrade_info()?),
         })
     }
 

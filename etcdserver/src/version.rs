@@ -9,13 +9,20 @@
 //! cluster is hub, reporting the same release, so the cluster version is that
 //! release's major.minor (3.6.0).
 //!
-//! A downgrade (`etcdctl downgrade validate|enable|cancel`) is answered as
-//! etcd answers it: the only target is the minor release before the cluster
-//! version (3.5), and no downgrade is ever in progress. Enabling one is
-//! refused: a hub member cannot be replaced by one of a 3.5 release.
+//! A downgrade (`etcdctl downgrade validate|enable|cancel`) is etcd's: the
+//! only target is the minor release before the cluster version (3.5);
+//! enabling or cancelling one goes through raft (`DowngradeInfoSetRequest`,
+//! applied by `hub_store::schema`). While one is enabled the cluster version
+//! is its target, and so is the storage version, as etcd 3.6's version
+//! monitor makes them a moment later; Status shows the downgrade. No hub
+//! release speaks 3.5, so the downgrade never completes; cancelling it brings
+//! the versions back.
 
 use hub_proto::etcdserverpb::downgrade_request::DowngradeAction;
-use hub_proto::etcdserverpb::{DowngradeRequest, DowngradeResponse};
+use hub_proto::etcdserverpb::{
+    DowngradeInfo, DowngradeInfoSetRequest, DowngradeRequest, DowngradeResponse, InternalRaftRequest,
+};
+use hub_store::AuthInfo;
 
 use crate::{EtcdServer, Result};
 
@@ -71,75 +78,105 @@ pub enum DowngradeError {
     /// InvalidArgument.
     #[error("etcdserver: invalid downgrade target version")]
     InvalidTarget,
+    /// FailedPrecondition.
+    #[error("etcdserver: cluster has a downgrade job in progress")]
+    InProgress,
+    /// FailedPrecondition (etcd logs it and answers success).
+    #[error("etcdserver: no inflight downgrade job")]
+    NoInflight,
     /// An action etcd does not know (code Unknown).
     #[error("etcdserver: unknown method")]
     UnknownMethod,
-    /// hub's own (Unimplemented): a valid ENABLE.
-    #[error("hub: a downgrade to etcd {0} is not supported")]
-    NotSupported(String),
 }
 
 impl EtcdServer {
     /// The cluster version this member reports (see the module doc).
-    pub fn cluster_version(&self) -> String {
-        cluster_version(&self.config.etcd_version)
+    pub fn cluster_version(&self) -> Result<String> {
+        Ok(self.downgrade_target()?.unwrap_or_else(|| cluster_version(&self.config.etcd_version)))
     }
 
-    /// The backend's storage version as etcd prints it ("3.6.0"), empty while
-    /// it has none.
+    /// The storage version as etcd prints it ("3.6.0"): the backend's, the
+    /// downgrade's target while one is enabled; empty while there is none.
     pub fn storage_version(&self) -> Result<String> {
-        let sm = self.node.state().lock();
-        let version = hub_store::schema::storage_version(sm.mvcc().backend().as_ref())?;
-        Ok(version.map(|(major, minor)| format!("{major}.{minor}.0")).unwrap_or_default())
+        let (stored, target) = {
+            let sm = self.node.state().lock();
+            let backend = sm.mvcc().backend();
+            (hub_store::schema::storage_version(backend.as_ref())?, hub_store::schema::downgrade_target(backend.as_ref())?)
+        };
+        Ok(stored.map(|(major, minor)| format!("{major}.{minor}.0")).or(target).unwrap_or_default())
     }
 
-    /// Maintenance.Downgrade, as etcd 3.6.16 answers it: VALIDATE checks the
-    /// target against the cluster version after a linearizable read; CANCEL
-    /// succeeds with nothing to cancel; each answers the cluster version
-    /// (major.minor).
-    pub async fn downgrade(&self, r: DowngradeRequest) -> Result<DowngradeResponse> {
+    /// Status' downgrade info.
+    pub fn downgrade_info(&self) -> Result<DowngradeInfo> {
+        let target = self.downgrade_target()?;
+        Ok(DowngradeInfo { enabled: target.is_some(), target_version: target.unwrap_or_default() })
+    }
+
+    fn downgrade_target(&self) -> Result<Option<String>> {
+        let sm = self.node.state().lock();
+        Ok(hub_store::schema::downgrade_target(sm.mvcc().backend().as_ref())?)
+    }
+
+    /// Maintenance.Downgrade, as etcd 3.6.16 answers it (`who` passed the
+    /// root role's gate): VALIDATE checks the target against the cluster
+    /// version after a linearizable read, and that no downgrade is in
+    /// progress; ENABLE validates, then proposes the downgrade; CANCEL
+    /// proposes its end, or logs that there is none and succeeds all the
+    /// same. Each answers the cluster version (major.minor) as it was before
+    /// the change (etcd's monitor changes it a moment later).
+    pub async fn downgrade(&self, who: &AuthInfo, r: DowngradeRequest) -> Result<DowngradeResponse> {
         let action = DowngradeAction::try_from(r.action).map_err(|_| DowngradeError::UnknownMethod)?;
-        match action {
-            DowngradeAction::Validate | DowngradeAction::Enable => {
-                let target = downgrade_target(&r.version).inspect_err(|e| {
-                    if action == DowngradeAction::Enable {
-                        tracing::warn!(error = %e, "reject downgrade request");
-                    }
-                })?;
-                self.read_index().await?;
-                let allowed = self.allowed_downgrade();
-                if target != allowed {
-                    if action == DowngradeAction::Enable {
-                        tracing::warn!(error = %DowngradeError::InvalidTarget, "reject downgrade request");
-                    }
-                    return Err(DowngradeError::InvalidTarget.into());
-                }
-                if action == DowngradeAction::Enable {
-                    let e = DowngradeError::NotSupported(format!("{}.{}", target.0, target.1));
-                    tracing::warn!(error = %e, "reject downgrade request");
-                    return Err(e.into());
-                }
+        let cluster = match action {
+            DowngradeAction::Validate => self.validate_downgrade(&r.version).await?.0,
+            DowngradeAction::Enable => {
+                let (cluster, (major, minor)) = self
+                    .validate_downgrade(&r.version)
+                    .await
+                    .inspect_err(|e| tracing::warn!(error = %e, "reject downgrade request"))?;
+                let set = DowngradeInfoSetRequest { enabled: true, ver: format!("{major}.{minor}.0") };
+                self.propose(who, InternalRaftRequest { downgrade_info_set: Some(set), ..Default::default() }).await?;
+                cluster
             }
             DowngradeAction::Cancel => {
-                // etcd logs why it could not cancel (no downgrade, or its
-                // linearizable read failed) and answers success.
-                let error = match self.read_index().await {
-                    Ok(()) => "etcdserver: no inflight downgrade job".to_string(),
-                    Err(e) => e.to_string(),
-                };
-                tracing::warn!(error, "failed to cancel downgrade");
+                let cluster = self.cluster_version()?;
+                // etcd logs why it could not cancel and answers success.
+                if let Err(e) = self.cancel_downgrade(who).await {
+                    tracing::warn!(error = %e, "failed to cancel downgrade");
+                }
+                cluster
             }
-        }
-        let cluster = self.cluster_version();
+        };
         let major_minor = cluster.rsplit_once('.').map_or(cluster.as_str(), |(mm, _)| mm);
         Ok(DowngradeResponse { header: self.header(0), version: major_minor.to_string() })
     }
 
-    /// The one downgrade target etcd allows: the minor release before the
-    /// cluster version.
-    fn allowed_downgrade(&self) -> (u64, u64) {
-        let (major, minor, _) = parse_release(&self.cluster_version()).unwrap_or((3, 6, 0));
-        (major, minor.saturating_sub(1))
+    /// etcd's `DowngradeCancel`: after a linearizable read, the downgrade
+    /// in progress ends.
+    async fn cancel_downgrade(&self, who: &AuthInfo) -> Result<()> {
+        self.read_index().await?;
+        if self.downgrade_target()?.is_none() {
+            return Err(DowngradeError::NoInflight.into());
+        }
+        let set = DowngradeInfoSetRequest { enabled: false, ver: String::new() };
+        self.propose(who, InternalRaftRequest { downgrade_info_set: Some(set), ..Default::default() }).await?;
+        Ok(())
+    }
+
+    /// etcd's `downgradeValidate`: the target is the minor release before the
+    /// cluster version, and no downgrade is in progress. Returns the cluster
+    /// version and the target (major, minor).
+    async fn validate_downgrade(&self, version: &str) -> Result<(String, (u64, u64))> {
+        let target = downgrade_target(version)?;
+        self.read_index().await?;
+        let cluster = self.cluster_version()?;
+        let (major, minor, _) = parse_release(&cluster).unwrap_or((3, 6, 0));
+        if target != (major, minor.saturating_sub(1)) {
+            return Err(DowngradeError::InvalidTarget.into());
+        }
+        if self.downgrade_target()?.is_some() {
+            return Err(DowngradeError::InProgress.into());
+        }
+        Ok((cluster, target))
     }
 }
 

@@ -90,16 +90,15 @@ async fn serve(ctx: &Context, gateway: Option<&Gateway>, req: Request<Body>) -> 
 /// while the backend has one, the storage version.
 fn version(ctx: &Context) -> Response<Body> {
     let server = &ctx.server;
-    let storage = server.storage_version().unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "cannot read the storage version");
-        String::new()
-    });
+    let (cluster, storage) = match (server.cluster_version(), server.storage_version()) {
+        (Ok(cluster), Ok(storage)) => (cluster, storage),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(error = %e, "cannot read the cluster and storage versions");
+            (String::new(), String::new())
+        }
+    };
     let storage = if storage.is_empty() { String::new() } else { format!(r#","storage":"{storage}""#) };
-    json(format!(
-        r#"{{"etcdserver":"{}","etcdcluster":"{}"{storage}}}"#,
-        server.config().etcd_version,
-        server.cluster_version()
-    ))
+    json(format!(r#"{{"etcdserver":"{}","etcdcluster":"{cluster}"{storage}}}"#, server.config().etcd_version))
 }
 
 pub(crate) fn json(body: String) -> Response<Body> {

@@ -90,8 +90,8 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn downgrade(&self, req: Request<DowngradeRequest>) -> Result<Response<DowngradeResponse>, Status> {
-        self.ctx.caller(&req).await?;
-        Ok(Response::new(self.ctx.server.downgrade(req.into_inner()).await.map_err(status::from_server)?))
+        let who = self.ctx.caller(&req).await?;
+        Ok(Response::new(self.ctx.server.downgrade(&who, req.into_inner()).await.map_err(status::from_server)?))
     }
 }
 

@@ -52,8 +52,8 @@ pub fn from_server(e: hub_etcdserver::Error) -> Status {
             use hub_etcdserver::version::DowngradeError::*;
             let code = match e {
                 WrongFormat | InvalidTarget => Code::InvalidArgument,
+                InProgress | NoInflight => Code::FailedPrecondition,
                 UnknownMethod => Code::Unknown,
-                NotSupported(_) => Code::Unimplemented,
             };
             Status::new(code, e.to_string())
         }

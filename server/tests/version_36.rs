@@ -79,6 +79,7 @@ async fn downgrade_answers_as_etcd_3_6() {
         (DowngradeAction::Validate as i32, "v3.5"),
         (DowngradeAction::Enable as i32, "3.4"),
         (DowngradeAction::Enable as i32, "x"),
+        (DowngradeAction::Enable as i32, ""),
         (DowngradeAction::Cancel as i32, ""),
         (DowngradeAction::Cancel as i32, "3.5"),
         (7, "3.5"),
@@ -105,6 +106,64 @@ async fn downgrade_answers_as_etcd_3_6() {
             let out = tool(&etcd, "etcdctl", &[&["--endpoints", &m.endpoint()][..], &args].concat());
             got.push(format!("etcdctl {args:?}: {} {}", out.status, last_line(&out)));
         }
+        answers.push(got);
+    }
+    assert_eq!(answers[1], answers[0], "hubd (left) and etcd 3.6.16 (right) differ");
+}
+
+/// What a member says of its versions: `/version`, Status' versions and
+/// downgrade info, the version metrics.
+async fn versions(m: &Member) -> String {
+    let version = curl_get(&format!("http://{}/version", m.endpoint()));
+    let mut client = MaintenanceClient::connect(format!("http://{}", m.endpoint())).await.expect("connect");
+    let s = client.status(StatusRequest {}).await.expect("status").into_inner();
+    let metrics = curl_get(&format!("http://{}/metrics", m.endpoint()));
+    let metrics: Vec<&str> = metrics.lines().filter(|l| l.starts_with("etcd_cluster_version")).collect();
+    format!("{version} {} {} {:?} {metrics:?}", s.version, s.storage_version, s.downgrade_info)
+}
+
+/// A downgrade call's answer.
+async fn downgrade(m: &Member, action: DowngradeAction, version: &str) -> String {
+    let mut client = MaintenanceClient::connect(format!("http://{}", m.endpoint())).await.expect("connect");
+    match client.downgrade(DowngradeRequest { action: action as i32, version: version.into() }).await {
+        Ok(r) => format!("ok {}", r.into_inner().version),
+        Err(s) => format!("{:?} {}", s.code(), s.message()),
+    }
+}
+
+/// etcd's version monitor moves the cluster version a few seconds after a
+/// downgrade is enabled or cancelled; hub at once. Waits until `m`'s
+/// `/version` names `cluster`.
+async fn wait_for_cluster_version(m: &Member, cluster: &str) {
+    let want = format!(r#""etcdcluster":"{cluster}""#);
+    for _ in 0..100 {
+        if curl_get(&format!("http://{}/version", m.endpoint())).contains(&want) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("{} never reported cluster version {cluster}", m.endpoint());
+}
+
+#[tokio::test]
+async fn downgrade_enable_and_cancel_as_etcd_3_6() {
+    let Some(etcd) = etcd36_bin() else { return };
+    let servers = both(&etcd, &[]);
+    let mut answers = Vec::new();
+    for (_, m) in &servers {
+        let mut got = vec![downgrade(m, DowngradeAction::Enable, "3.5").await];
+        // Compared once etcd's monitor moved the cluster version (right
+        // after the enable, etcd still checks targets against 3.6).
+        wait_for_cluster_version(m, "3.5.0").await;
+        got.push(versions(m).await);
+        got.push(downgrade(m, DowngradeAction::Enable, "3.5").await);
+        got.push(downgrade(m, DowngradeAction::Enable, "3.4").await);
+        got.push(downgrade(m, DowngradeAction::Validate, "3.5").await);
+        got.push(downgrade(m, DowngradeAction::Validate, "3.4").await);
+        got.push(downgrade(m, DowngradeAction::Cancel, "").await);
+        wait_for_cluster_version(m, "3.6.0").await;
+        got.push(versions(m).await);
+        got.push(downgrade(m, DowngradeAction::Cancel, "").await);
         answers.push(got);
     }
     assert_eq!(answers[1], answers[0], "hubd (left) and etcd 3.6.16 (right) differ");

@@ -20,7 +20,7 @@
 //! - [`apply`]: the one apply path (Put, DeleteRange, Txn, Compaction, leases, auth, alarms).
 //! - [`alarm`]: raised alarms (NOSPACE, CORRUPT) and what they refuse.
 //! - [`auth`]: users, roles, key-range permissions and the one authorization walk.
-//! - [`schema`]: the backend's storage version (etcd 3.6's `meta/storageVersion`).
+//! - [`schema`]: the backend's storage version (etcd 3.6's `meta/storageVersion`) and a downgrade in progress.
 //! - [`hash`]: etcd's consistency hashes (HashKV, Hash) and their CRC-32C.
 //! - [`snapshot`]: etcd snapshots (bbolt file + sha256) written from and
 //!   restored into the state machine.

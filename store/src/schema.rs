@@ -8,6 +8,16 @@
 //! etcd 3.6's backend hash leaves the record out ([`crate::hash`]), and every
 //! snapshot carries it (it is a meta record like the others), so that
 //! `etcdutl snapshot status` shows the version.
+//!
+//! A downgrade (`etcdctl downgrade enable 3.5`, applied through raft as
+//! etcd's `DowngradeInfoSetRequest`) is kept beside it, `meta/downgrade`
+//! holding the target version while one is enabled (etcd keeps it in its
+//! `cluster` bucket, which hub does not have). As in etcd, whose cluster
+//! version then becomes the target and its storage version follows, the
+//! storage version goes while a downgrade to 3.5 is enabled (3.5 has none)
+//! and comes back when it is cancelled.
+
+use hub_proto::etcdserverpb::DowngradeInfoSetRequest;
 
 use crate::backend::{Backend, Table, WriteBatch};
 use crate::error::StoreError;
@@ -16,6 +26,30 @@ use crate::error::StoreError;
 pub const STORAGE_VERSION_KEY: &[u8] = b"storageVersion";
 /// The storage version of hub's backend: etcd 3.6's (major.minor, patch 0).
 pub const STORAGE_VERSION: &str = "3.6.0";
+
+/// The meta key of an enabled downgrade's target version.
+pub const DOWNGRADE_KEY: &[u8] = b"downgrade";
+
+/// The target version of the downgrade enabled, if one is.
+pub fn downgrade_target(backend: &dyn Backend) -> Result<Option<String>, StoreError> {
+    let record = backend.get_many(Table::Meta, &[DOWNGRADE_KEY.to_vec()])?.pop().flatten();
+    Ok(record.map(|v| String::from_utf8_lossy(&v).into_owned()))
+}
+
+/// Applies a downgrade enabled or cancelled: the target and the storage
+/// version, in `batch`.
+pub fn set_downgrade(r: &DowngradeInfoSetRequest, batch: &mut WriteBatch) {
+    if r.enabled {
+        batch.put(Table::Meta, DOWNGRADE_KEY.to_vec(), r.ver.as_bytes().to_vec());
+        batch.delete(Table::Meta, STORAGE_VERSION_KEY.to_vec());
+        tracing::info!(target_version = %r.ver, "The server is ready to downgrade");
+        tracing::info!(new_storage_version = %r.ver, "updated storage version");
+    } else {
+        batch.delete(Table::Meta, DOWNGRADE_KEY.to_vec());
+        batch.put(Table::Meta, STORAGE_VERSION_KEY.to_vec(), STORAGE_VERSION.as_bytes().to_vec());
+        tracing::info!(new_storage_version = STORAGE_VERSION, "updated storage version");
+    }
+}
 
 /// The backend's storage version: the record, if it reads as a version
 /// (major.minor.patch, as etcd's `semver.NewVersion` takes it; anything else
@@ -27,8 +61,9 @@ pub fn storage_version(backend: &dyn Backend) -> Result<Option<(u64, u64)>, Stor
 
 /// etcd 3.6's start-up schema step: a backend without a storage version (a
 /// new one, one from etcd 3.5 or `etcdutl migrate --target-version 3.5`, or
-/// hub's before it wrote one) is brought to 3.6; a newer one is refused
-/// (`schema.Validate`: no migration plan goes down from it).
+/// hub's before it wrote one) is brought to 3.6, unless a downgrade is
+/// enabled; a newer one is refused (`schema.Validate`: no migration plan
+/// goes down from it).
 pub fn migrate(backend: &dyn Backend) -> Result<(), StoreError> {
     match storage_version(backend)? {
         Some((3, 6)) => Ok(()),
@@ -36,6 +71,7 @@ pub fn migrate(backend: &dyn Backend) -> Result<(), StoreError> {
             tracing::error!(error = %format!("version \"{major}.{minor}\" is not supported"), "Failed to validate schema");
             Err(StoreError::Corrupt(format!("version \"{major}.{minor}\" is not supported")))
         }
+        _ if downgrade_target(backend)?.is_some() => Ok(()),
         _ => {
             let mut batch = WriteBatch::default();
             batch.put(Table::Meta, STORAGE_VERSION_KEY.to_vec(), STORAGE_VERSION.as_bytes().to_vec());
@@ -76,6 +112,27 @@ mod tests {
     fn stored(dir: &std::path::Path) -> Result<Option<(u64, u64)>, StoreError> {
         let sm = StateMachine::open(dir, 5)?;
         storage_version(sm.mvcc().backend().as_ref())
+    }
+
+    #[test]
+    fn a_downgrade_keeps_the_storage_version_away_until_cancelled() {
+        let dir = tempfile::tempdir().unwrap();
+        let set = |enabled: bool| {
+            let sm = StateMachine::open(dir.path(), 5).unwrap();
+            let mut batch = WriteBatch::default();
+            set_downgrade(&DowngradeInfoSetRequest { enabled, ver: "3.5.0".into() }, &mut batch);
+            sm.mvcc().backend().commit(batch).unwrap();
+            sm.sync().unwrap();
+        };
+        let state = || {
+            let sm = StateMachine::open(dir.path(), 5).unwrap();
+            let backend = sm.mvcc().backend();
+            (storage_version(backend.as_ref()).unwrap(), downgrade_target(backend.as_ref()).unwrap())
+        };
+        set(true);
+        assert_eq!(state(), (None, Some("3.5.0".to_string())), "a restart keeps the 3.5 layout");
+        set(false);
+        assert_eq!(state(), (Some((3, 6)), None));
     }
 
     #[test]
