@@ -199,3 +199,20 @@ fn snapshots_and_stopped_members_carry_the_storage_version() {
     assert!(answers[0].contains(r#""version":"3.6.0""#), "{}", answers[0]);
     assert!(answers[0].contains(r#""storage-version": "3.6""#), "{}", answers[0]);
 }
+
+#[tokio::test]
+async fn a_downgrade_reaches_every_member() {
+    // Enabled and cancelled through any member (a follower forwards the
+    // proposal), every member reports it.
+    let members = common::start_cluster(&hubd_bin(), 3);
+    let via = &members[(common::leader(&members).await + 1) % 3];
+    assert_eq!(downgrade(via, DowngradeAction::Enable, "3.5").await, "ok 3.6");
+    for m in &members {
+        wait_for_cluster_version(m, "3.5.0").await;
+        assert!(versions(m).await.contains("enabled: true, target_version: \"3.5.0\""), "{}", versions(m).await);
+    }
+    assert_eq!(downgrade(via, DowngradeAction::Cancel, "").await, "ok 3.5");
+    for m in &members {
+        wait_for_cluster_version(m, "3.6.0").await;
+    }
+}
