@@ -34,13 +34,13 @@ pub const ETCD_VERSION: &str = "3.6.16";
 /// etcd 3.6 up to [`ETCD_VERSION`] (the cluster and storage versions are the
 /// same for all of them), or of 3.4 from 3.4.23 to 3.4.31, for clients that
 /// must still see 3.4 (hub has 3.4.31's watch-progress ordering).
-pub const REPORTABLE: [(u64, u64, std::ops::RangeInclusive<u64>); 2] = [(3, 4, 23..=31), (3, 6, 0..=16)];
+const REPORTABLE: [(u64, u64, std::ops::RangeInclusive<u64>); 2] = [(3, 4, 23..=31), (3, 6, 0..=16)];
 
 /// Why `--report-etcd-version` cannot be `version`.
 pub fn check_reportable(version: &str) -> std::result::Result<(), String> {
-    let parsed = parse_release(version);
-    match parsed {
-        Some((major, minor, patch))
+    let numbers: Option<Vec<u64>> = version.split('.').map(|p| p.parse().ok()).collect();
+    match numbers.as_deref() {
+        Some(&[major, minor, patch])
             if REPORTABLE.iter().any(|(ma, mi, patches)| (major, minor) == (*ma, *mi) && patches.contains(&patch))
                 && version == format!("{major}.{minor}.{patch}") =>
         {
@@ -56,17 +56,16 @@ pub fn check_reportable(version: &str) -> std::result::Result<(), String> {
 /// `server_version` (major.minor.0; `server_version` itself if it does not
 /// read as a release).
 pub fn cluster_version(server_version: &str) -> String {
-    match parse_release(server_version) {
-        Some((major, minor, _)) => format!("{major}.{minor}.0"),
+    match hub_store::schema::parse_version(server_version) {
+        Some((major, minor)) => format!("{major}.{minor}.0"),
         None => server_version.to_string(),
     }
 }
 
-/// `major.minor.patch` of a release name.
-fn parse_release(v: &str) -> Option<(u64, u64, u64)> {
-    let mut parts = v.split('.').map(|p| p.parse::<u64>().ok());
-    let parsed = (parts.next()??, parts.next()??, parts.next()??);
-    parts.next().is_none().then_some(parsed)
+/// A version as etcd's `version.Cluster` shows it (major.minor), in
+/// Downgrade's answer and the `etcd_cluster_version` metric.
+pub fn major_minor(version: &str) -> &str {
+    version.rsplit_once('.').map_or(version, |(major_minor, _)| major_minor)
 }
 
 /// Maintenance.Downgrade's refusals, with etcd's words (`rpctypes`).
@@ -98,10 +97,11 @@ impl EtcdServer {
     /// The storage version as etcd prints it ("3.6.0"): the backend's, the
     /// downgrade's target while one is enabled; empty while there is none.
     pub fn storage_version(&self) -> Result<String> {
+        use hub_store::schema;
         let (stored, target) = {
             let sm = self.node.state().lock();
-            let backend = sm.mvcc().backend();
-            (hub_store::schema::storage_version(backend.as_ref())?, hub_store::schema::downgrade_target(backend.as_ref())?)
+            let backend = sm.mvcc().backend().as_ref();
+            (schema::storage_version(backend)?, schema::downgrade_target(backend)?)
         };
         Ok(stored.map(|(major, minor)| format!("{major}.{minor}.0")).or(target).unwrap_or_default())
     }
@@ -146,8 +146,7 @@ impl EtcdServer {
                 cluster
             }
         };
-        let major_minor = cluster.rsplit_once('.').map_or(cluster.as_str(), |(mm, _)| mm);
-        Ok(DowngradeResponse { header: self.header(0), version: major_minor.to_string() })
+        Ok(DowngradeResponse { header: self.header(0), version: major_minor(&cluster).to_string() })
     }
 
     /// etcd's `DowngradeCancel`: after a linearizable read, the downgrade
@@ -169,7 +168,7 @@ impl EtcdServer {
         let target = downgrade_target(version)?;
         self.read_index().await?;
         let cluster = self.cluster_version()?;
-        let (major, minor, _) = parse_release(&cluster).unwrap_or((3, 6, 0));
+        let (major, minor) = hub_store::schema::parse_version(&cluster).unwrap_or((3, 6));
         if target != (major, minor.saturating_sub(1)) {
             return Err(DowngradeError::InvalidTarget.into());
         }

@@ -8,8 +8,8 @@ use std::pin::Pin;
 use futures::Stream;
 use hub_proto::etcdserverpb::{
     maintenance_server::Maintenance, AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse,
-    DowngradeRequest, DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse,
-    SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
+    DowngradeRequest, DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
+    MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
 };
 use hub_store::snapshot::{SnapshotFile, SHA256_LEN};
 use hub_store::StoreError;
@@ -109,6 +109,9 @@ fn send_snapshot(
     let io = |what: &str, e: std::io::Error| StoreError::Snapshot(format!("send the snapshot: {what}: {e}"));
     let total = snapshot.info().total_size;
     tracing::info!(total_bytes = total, revision = snapshot.info().revision, "sending database snapshot to client");
+    let message = |blob: Vec<u8>, remaining_bytes: u64| {
+        Ok(SnapshotResponse { header: None, remaining_bytes, blob, version: version.to_string() })
+    };
     let mut file = snapshot.open()?;
     let mut remaining = total;
     loop {
@@ -116,7 +119,7 @@ fn send_snapshot(
         let mut blob = vec![0u8; len];
         file.read_exact(&mut blob).map_err(|e| io("read the database", e))?;
         remaining -= len as u64;
-        if tx.blocking_send(Ok(SnapshotResponse { header: None, remaining_bytes: remaining, blob, version: version.to_string() })).is_err() {
+        if tx.blocking_send(message(blob, remaining)).is_err() {
             return Ok(());
         }
         if remaining == 0 {
@@ -125,7 +128,7 @@ fn send_snapshot(
     }
     let mut sha = vec![0u8; SHA256_LEN];
     file.read_exact(&mut sha).map_err(|e| io("read the sha256 trailer", e))?;
-    if tx.blocking_send(Ok(SnapshotResponse { header: None, remaining_bytes: 0, blob: sha, version: version.to_string() })).is_ok() {
+    if tx.blocking_send(message(sha, 0)).is_ok() {
         tracing::info!(total_bytes = total, "sent database snapshot to client");
     }
     Ok(())

@@ -82,7 +82,7 @@ fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::Result<In
 /// The cluster version as etcd's metric names it (major.minor).
 fn major_minor(server: &EtcdServer) -> String {
     let cluster = server.cluster_version().unwrap_or_default();
-    cluster.rsplit_once('.').map_or(cluster.as_str(), |(mm, _)| mm).to_string()
+    hub_etcdserver::version::major_minor(&cluster).to_string()
 }
 
 fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntGaugeVec> {

@@ -68,8 +68,9 @@ pub fn migrate(backend: &dyn Backend) -> Result<(), StoreError> {
     match storage_version(backend)? {
         Some((3, 6)) => Ok(()),
         Some((major, minor)) if (major, minor) > (3, 6) => {
-            tracing::error!(error = %format!("version \"{major}.{minor}\" is not supported"), "Failed to validate schema");
-            Err(StoreError::Corrupt(format!("version \"{major}.{minor}\" is not supported")))
+            let error = format!("version \"{major}.{minor}\" is not supported");
+            tracing::error!(error, "Failed to validate schema");
+            Err(StoreError::Corrupt(error))
         }
         _ if downgrade_target(backend)?.is_some() => Ok(()),
         _ => {

@@ -410,7 +410,6 @@ pub(super) struct Flags {
     pub(super) v36: Flags36,
 }
 
-
 /// The clap command: [`Flags`], with Go-style booleans and etcd's obsolete
 /// flags added.
 pub(super) fn command() -> Command {
