@@ -4,7 +4,7 @@
 //! JSON gateway) and the raft node (`hub-raft`). A service decodes a request,
 //! asks [`EtcdServer::caller`] who sends it, and calls one operation here —
 //! [`kv`]: range, put, delete_range, txn, compact; [`lease`]; [`maintenance`];
-//! [`auth`]; [`cluster`]; [`watch`] — with the caller. An operation checks the request
+//! [`auth`]; [`cluster`]; [`watch`]; [`version`] — with the caller. An operation checks the request
 //! as etcd does, passes the gate of its kind of request ([`caller`]), checks
 //! the quota ([`quota`]), waits for a ReadIndex when it reads linearizably,
 //! proposes writes with the caller in their header (the state machine
@@ -26,6 +26,7 @@ pub mod lease;
 pub mod maintenance;
 pub mod quota;
 pub mod token;
+pub mod version;
 pub mod watch;
 
 use std::sync::Arc;
@@ -47,6 +48,8 @@ pub enum Error {
     Member(#[from] MemberChangeError),
     #[error(transparent)]
     MoveLeader(#[from] MoveLeaderError),
+    #[error(transparent)]
+    Downgrade(#[from] version::DowngradeError),
     /// Something hub itself got wrong (a task that died, an answer of the
     /// wrong kind from the state machine).
     #[error("hub: {0}")]
@@ -81,6 +84,9 @@ pub struct ServerConfig {
     pub etcd_version: String,
     /// `--quota-backend-bytes` as [`quota::quota_bytes`] reads it (none: no quota).
     pub quota_backend_bytes: Option<u64>,
+    /// Status' `dbSizeQuota` as etcd 3.6 answers it: the flag, its default
+    /// for 0 (a negative flag, no quota, as it is).
+    pub db_size_quota: i64,
 }
 
 /// The server's own metrics (etcd's `etcd_server_proposals_*`, the lease

@@ -16,18 +16,6 @@ use hub_store::{AuthInfo, EtcdError, Response};
 
 use crate::{unexpected, Error, EtcdServer, Result};
 
-/// The etcd release hub reports by default (Status, `/version`,
-/// `etcd_server_version`): the reference whose API and behaviour it
-/// reproduces. `--report-etcd-version` may name a later 3.4 patch release up
-/// to [`NEWEST_ETCD_VERSION`], whose behaviour hub also has.
-pub const ETCD_VERSION: &str = "3.4.23";
-
-/// The newest etcd release whose behaviour hub has: 3.4.23's API with the
-/// watch-progress fixes of 3.4.31 (see the watch streams). The Kubernetes API
-/// server turns on progress requests, and with them consistent reads from its
-/// watch cache, only from 3.4.31 on.
-pub const NEWEST_ETCD_VERSION: &str = "3.4.31";
-
 impl EtcdServer {
     /// Every action goes through raft (as etcd's), so a list is as of every
     /// entry before it. etcd's answer carries no header.
@@ -38,11 +26,15 @@ impl EtcdServer {
         }
     }
 
+    /// etcd 3.6's answer: with the storage version, the quota and the
+    /// downgrade in progress (see [`crate::version`]).
     pub fn status(&self) -> Result<StatusResponse> {
+        let storage_version = self.storage_version()?;
         let (db_size, db_size_in_use, applied, alarms) = {
             let sm = self.node.state().lock();
             (sm.db_size() as i64, sm.db_size_in_use()? as i64, sm.applied_index(), sm.alarms())
         };
+        let member_id = self.node.member_id();
         let leader = self.node.leader_id();
         let mut errors = Vec::new();
         if leader == 0 {
@@ -59,7 +51,10 @@ impl EtcdServer {
             raft_applied_index: applied,
             errors,
             db_size_in_use,
-            is_learner: false,
+            is_learner: self.node.members().iter().any(|(id, _, learner)| *id == member_id && *learner),
+            storage_version,
+            db_size_quota: self.config.db_size_quota,
+            downgrade_info: Some(self.downgrade_info()?),
         })
     }
 

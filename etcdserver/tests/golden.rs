@@ -66,8 +66,9 @@ async fn member(dir: &Path) -> Arc<EtcdServer> {
         max_txn_ops: 128,
         tokens: Arc::new(Tokens::Simple),
         bcrypt_cost: 4,
-        etcd_version: "3.6.16".into(),
+        etcd_version: hub_etcdserver::version::ETCD_VERSION.into(),
         quota_backend_bytes: None,
+        db_size_quota: -1,
     };
     EtcdServer::new(node, config, ServerMetrics::new().expect("metrics"))
 }

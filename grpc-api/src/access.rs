@@ -15,8 +15,8 @@ use hub_proto::etcdserverpb::{
     AuthRoleDeleteRequest, AuthRoleGetRequest, AuthRoleGrantPermissionRequest, AuthRoleListRequest,
     AuthRoleRevokePermissionRequest, AuthUserAddRequest, AuthUserChangePasswordRequest, AuthUserDeleteRequest,
     AuthUserGetRequest, AuthUserGrantRoleRequest, AuthUserListRequest, AuthUserRevokeRoleRequest, CompactionRequest,
-    DefragmentRequest, DeleteRangeRequest, HashKvRequest, HashRequest, LeaseGrantRequest, LeaseKeepAliveRequest,
-    LeaseLeasesRequest, LeaseRevokeRequest, LeaseTimeToLiveRequest, MemberAddRequest, MemberListRequest,
+    DefragmentRequest, DeleteRangeRequest, DowngradeRequest, HashKvRequest, HashRequest, LeaseGrantRequest,
+    LeaseKeepAliveRequest, LeaseLeasesRequest, LeaseRevokeRequest, LeaseTimeToLiveRequest, MemberAddRequest, MemberListRequest,
     MemberPromoteRequest, MemberRemoveRequest, MemberUpdateRequest, MoveLeaderRequest, PutRequest, RangeRequest,
     SnapshotRequest, StatusRequest, TxnRequest,
 };
@@ -77,7 +77,7 @@ gated!(Access::User =>
 // etcd 3.6's `AuthAdmin.isPermitted` and `checkMembershipOperationPermission`.
 gated!(Access::Admin =>
     CompactionRequest, DefragmentRequest, HashRequest, HashKvRequest, SnapshotRequest, MoveLeaderRequest,
-    MemberAddRequest, MemberRemoveRequest, MemberUpdateRequest, MemberPromoteRequest,
+    DowngradeRequest, MemberAddRequest, MemberRemoveRequest, MemberUpdateRequest, MemberPromoteRequest,
 );
 
 /// Listing alarms needs a user; arming or disarming one, the root role.

@@ -51,6 +51,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("maintenance/hash", "etcdserverpb.Maintenance", "Hash"),
     ("maintenance/snapshot", "etcdserverpb.Maintenance", "Snapshot"),
     ("maintenance/transfer-leadership", "etcdserverpb.Maintenance", "MoveLeader"),
+    ("maintenance/downgrade", "etcdserverpb.Maintenance", "Downgrade"),
     ("auth/enable", "etcdserverpb.Auth", "AuthEnable"),
     ("auth/disable", "etcdserverpb.Auth", "AuthDisable"),
     ("auth/authenticate", "etcdserverpb.Auth", "Authenticate"),

@@ -11,9 +11,6 @@ use tonic::service::Routes;
 use crate::gateway::Gateway;
 use crate::{debug_vars, health, Context};
 
-/// The cluster version etcd 3.4 reports (its major.minor, patch 0).
-pub const CLUSTER_VERSION: &str = "3.4.0";
-
 /// The JSON gateway over `routes` (the services, called in-process).
 fn gateway(ctx: &Context, routes: Routes) -> Option<Gateway> {
     match Gateway::new(routes, ctx.config().max_concurrent_streams) {
@@ -77,10 +74,7 @@ async fn serve(ctx: &Context, gateway: Option<&Gateway>, req: Request<Body>) -> 
     match (req.uri().path(), gateway) {
         (path, _) if health::handles(path) => health::serve(ctx, req).await,
         (debug_vars::PATH, _) => debug_vars::serve(ctx, req.method()),
-        ("/version", _) => {
-            let version = &ctx.config.server.etcd_version;
-            json(format!(r#"{{"etcdserver":"{version}","etcdcluster":"{CLUSTER_VERSION}"}}"#))
-        }
+        ("/version", _) => version(ctx),
         ("/metrics", _) => {
             let mut resp = Response::new(Body::from(ctx.metrics().render(ctx)));
             let text = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
@@ -90,6 +84,21 @@ async fn serve(ctx: &Context, gateway: Option<&Gateway>, req: Request<Body>) -> 
         (path, Some(gw)) if Gateway::handles(path) => gw.serve(req).await,
         _ => not_found(),
     }
+}
+
+/// etcd 3.6's `/version`: the server's release, the cluster version and,
+/// while the backend has one, the storage version.
+fn version(ctx: &Context) -> Response<Body> {
+    let server = &ctx.server;
+    let (cluster, storage) = match (server.cluster_version(), server.storage_version()) {
+        (Ok(cluster), Ok(storage)) => (cluster, storage),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(error = %e, "cannot read the cluster and storage versions");
+            (String::new(), String::new())
+        }
+    };
+    let storage = if storage.is_empty() { String::new() } else { format!(r#","storage":"{storage}""#) };
+    json(format!(r#"{{"etcdserver":"{}","etcdcluster":"{cluster}"{storage}}}"#, server.config().etcd_version))
 }
 
 pub(crate) fn json(body: String) -> Response<Body> {

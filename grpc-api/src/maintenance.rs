@@ -8,8 +8,8 @@ use std::pin::Pin;
 use futures::Stream;
 use hub_proto::etcdserverpb::{
     maintenance_server::Maintenance, AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse,
-    HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse,
-    SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
+    DowngradeRequest, DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
+    MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
 };
 use hub_store::snapshot::{SnapshotFile, SHA256_LEN};
 use hub_store::StoreError;
@@ -72,9 +72,10 @@ impl Maintenance for MaintenanceService {
         // etcd times a snapshot from its start until it is sent.
         let started = std::time::Instant::now();
         let (snapshot, duration) = self.ctx.server.snapshot().await.map_err(status::from_server)?;
+        let version = self.ctx.server.storage_version().map_err(status::from_server)?;
         let (tx, rx) = mpsc::channel(4);
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = send_snapshot(&snapshot, &tx) {
+            if let Err(e) = send_snapshot(&snapshot, &version, &tx) {
                 let _ = tx.blocking_send(Err(status::from_store(e)));
             }
             duration.observe(started.elapsed().as_secs_f64());
@@ -87,20 +88,30 @@ impl Maintenance for MaintenanceService {
         let target = req.into_inner().target_id;
         Ok(Response::new(self.ctx.server.move_leader(target).await.map_err(status::from_server)?))
     }
+
+    async fn downgrade(&self, req: Request<DowngradeRequest>) -> Result<Response<DowngradeResponse>, Status> {
+        let who = self.ctx.caller(&req).await?;
+        Ok(Response::new(self.ctx.server.downgrade(&who, req.into_inner()).await.map_err(status::from_server)?))
+    }
 }
 
 /// Streams a snapshot as etcd's `Maintenance.Snapshot` does: the bbolt
 /// database in 32 KiB pieces, each with the bytes still to come, then one
 /// message whose blob is the sha256 of all of them (the file's trailer), which
-/// `etcdctl snapshot save` stores after the database. Stops quietly when the
-/// client goes away.
+/// `etcdctl snapshot save` stores after the database. Every message names
+/// the storage `version` (etcd 3.6; `etcdctl` prints it). Stops quietly when
+/// the client goes away.
 fn send_snapshot(
     snapshot: &SnapshotFile,
+    version: &str,
     tx: &mpsc::Sender<Result<SnapshotResponse, Status>>,
 ) -> Result<(), StoreError> {
     let io = |what: &str, e: std::io::Error| StoreError::Snapshot(format!("send the snapshot: {what}: {e}"));
     let total = snapshot.info().total_size;
     tracing::info!(total_bytes = total, revision = snapshot.info().revision, "sending database snapshot to client");
+    let message = |blob: Vec<u8>, remaining_bytes: u64| {
+        Ok(SnapshotResponse { header: None, remaining_bytes, blob, version: version.to_string() })
+    };
     let mut file = snapshot.open()?;
     let mut remaining = total;
     loop {
@@ -108,7 +119,7 @@ fn send_snapshot(
         let mut blob = vec![0u8; len];
         file.read_exact(&mut blob).map_err(|e| io("read the database", e))?;
         remaining -= len as u64;
-        if tx.blocking_send(Ok(SnapshotResponse { header: None, remaining_bytes: remaining, blob })).is_err() {
+        if tx.blocking_send(message(blob, remaining)).is_err() {
             return Ok(());
         }
         if remaining == 0 {
@@ -117,7 +128,7 @@ fn send_snapshot(
     }
     let mut sha = vec![0u8; SHA256_LEN];
     file.read_exact(&mut sha).map_err(|e| io("read the sha256 trailer", e))?;
-    if tx.blocking_send(Ok(SnapshotResponse { header: None, remaining_bytes: 0, blob: sha })).is_ok() {
+    if tx.blocking_send(message(sha, 0)).is_ok() {
         tracing::info!(total_bytes = total, "sent database snapshot to client");
     }
     Ok(())

@@ -31,7 +31,6 @@ use prometheus::{Encoder, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaug
 
 pub use grpc::grpc_layer;
 
-use crate::http::CLUSTER_VERSION;
 use crate::{Context, ServiceConfig};
 
 /// Every metric hub exports.
@@ -61,6 +60,8 @@ pub struct Metrics {
     scrapes_in_flight: IntGauge,
     /// `promhttp_metric_handler_requests_total{code="200"}`: the scrapes answered.
     scrapes: IntCounter,
+    /// `etcd_cluster_version`: 1 for the cluster version now, 0 for one it had.
+    cluster_version: GaugeVec,
 }
 
 /// Registers `c` and hands it back.
@@ -78,15 +79,21 @@ fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::Result<In
     registered(registry, IntCounter::new(name, help))
 }
 
+/// The cluster version as etcd's metric names it (major.minor).
+fn major_minor(server: &EtcdServer) -> String {
+    let cluster = server.cluster_version().unwrap_or_default();
+    hub_etcdserver::version::major_minor(&cluster).to_string()
+}
+
 fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntGaugeVec> {
     registered(registry, IntGaugeVec::new(Opts::new(name, help), labels))
 }
 
 /// A gauge whose one row, set to 1, names a value (a version, an ID).
-fn info_gauge(registry: &Registry, name: &str, help: &str, label: &str, value: &str) -> prometheus::Result<()> {
+fn info_gauge(registry: &Registry, name: &str, help: &str, label: &str, value: &str) -> prometheus::Result<GaugeVec> {
     let g = registered(registry, GaugeVec::new(Opts::new(name, help), &[label]))?;
     g.with_label_values(&[value]).set(1.0);
-    Ok(())
+    Ok(g)
 }
 
 impl Metrics {
@@ -104,8 +111,7 @@ impl Metrics {
         grpc.register(&r)?;
         let member_id = hub_raft::metrics::peer_label(node.member_id());
         info_gauge(&r, "etcd_server_version", "Which version is running. 1 for 'server_version' label with current version.", "server_version", &config.server.etcd_version)?;
-        let cluster = CLUSTER_VERSION.rsplit_once('.').map_or(CLUSTER_VERSION, |(mm, _)| mm);
-        info_gauge(&r, "etcd_cluster_version", "Which version is running. 1 for 'cluster_version' label with current cluster version", "cluster_version", cluster)?;
+        let cluster_version = info_gauge(&r, "etcd_cluster_version", "Which version is running. 1 for 'cluster_version' label with current cluster version", "cluster_version", &major_minor(server))?;
         info_gauge(&r, "etcd_server_id", "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.", "server_id", &member_id)?;
         let features = gauge_vec(&r, "etcd_server_feature_enabled", "Whether or not a feature is enabled. 1 is enabled, 0 is not.", &["name", "stage"])?;
         for &(name, stage, on) in &config.feature_gates {
@@ -164,6 +170,7 @@ impl Metrics {
             )?,
             scrapes_in_flight: gauge(&r, "promhttp_metric_handler_requests_in_flight", "Current number of scrapes being served.")?,
             scrapes: scrapes.with_label_values(&["200"]),
+            cluster_version,
             registry: r,
         })
     }
@@ -196,6 +203,18 @@ impl Metrics {
             }
         }
         server.read_state(|sm| self.read_store(sm));
+        // etcd sets the row of the new cluster version and zeroes the old one.
+        let now = major_minor(server);
+        if self.cluster_version.get_metric_with_label_values(&[&now]).map_or(0.0, |g| g.get()) != 1.0 {
+            for family in self.cluster_version.collect() {
+                for m in family.get_metric() {
+                    if let Some(label) = m.get_label().first() {
+                        self.cluster_version.with_label_values(&[label.value()]).set(0.0);
+                    }
+                }
+            }
+            self.cluster_version.with_label_values(&[&now]).set(1.0);
+        }
     }
 
     /// Sets the gauges that mirror the state machine.

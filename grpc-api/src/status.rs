@@ -48,6 +48,15 @@ pub fn from_server(e: hub_etcdserver::Error) -> Status {
             Status::failed_precondition(e.to_string())
         }
         Error::MoveLeader(e @ MoveLeaderError::Timeout) => Status::unavailable(e.to_string()),
+        Error::Downgrade(e) => {
+            use hub_etcdserver::version::DowngradeError::*;
+            let code = match e {
+                WrongFormat | InvalidTarget => Code::InvalidArgument,
+                InProgress | NoInflight => Code::FailedPrecondition,
+                UnknownMethod => Code::Unknown,
+            };
+            Status::new(code, e.to_string())
+        }
         Error::Internal(text) => Status::internal(format!("hub: {text}")),
     }
 }

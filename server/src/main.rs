@@ -235,6 +235,10 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
                 bcrypt_cost: config.bcrypt_cost,
                 etcd_version: config.report_etcd_version.clone(),
                 quota_backend_bytes: hub_etcdserver::quota::quota_bytes(config.quota_backend_bytes),
+                db_size_quota: match config.quota_backend_bytes {
+                    0 => hub_etcdserver::quota::DEFAULT_QUOTA_BYTES,
+                    flag => flag,
+                },
             },
             watch_progress_notify_interval: config.watch_progress_notify_interval,
             client_cert_auth: config.client_cert_auth,

@@ -10,7 +10,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{curl_get as get, curl_post as post, etcd36_bin, etcd_bin, free_port, hubd_bin, json_blanking, Member};
+use common::{curl_get as get, curl_post as post, etcd36_bin, free_port, hubd_bin, json_blanking, Member};
 use serde_json::Value;
 
 /// The JSON with what differs between two clusters by nature blanked out.
@@ -61,9 +61,7 @@ fn gateway_json_matches_etcd() {
     let (code, body) = post(&hub, "/v3/kv/txn", r#"{"bad"#);
     assert_eq!(code, 400);
     assert_eq!(normalized(&body)["code"], 3);
-    // hubd reports etcd 3.4's versions until it speaks 3.6 (issue 18).
-    let etcd34 = Member::start(&etcd_bin());
-    let version = get(&format!("http://{}/version", etcd34.endpoint()));
+    let version = get(&format!("http://{}/version", etcd.endpoint()));
     assert_eq!(get(&format!("http://{}/version", hub.endpoint())), version);
 }
 
@@ -107,7 +105,7 @@ fn metrics_move_with_a_workload() {
     let before = get(&format!("{metrics_url}/metrics"));
     assert_eq!(sample(&before, "etcd_server_has_leader"), Some(1.0));
     assert_eq!(sample(&before, "etcd_server_is_leader"), Some(1.0));
-    assert_eq!(sample(&before, r#"etcd_server_version{server_version="3.4.23"}"#), Some(1.0));
+    assert_eq!(sample(&before, r#"etcd_server_version{server_version="3.6.16"}"#), Some(1.0));
     assert!(before.contains("process_resident_memory_bytes"));
     for i in 0..3 {
         assert!(hub.etcdctl(&["put", &format!("k{i}"), "v"]).status.success());
@@ -172,13 +170,15 @@ fn lock_waiters_queue_and_observers_follow_the_leader() {
 
 #[test]
 fn reported_version_follows_the_flag() {
-    // hub reports etcd 3.4.23 unless told to report a later 3.4 release whose
-    // behaviour it has; Status, /version and the metric agree.
+    // hub reports etcd 3.6.16 unless told to report another release (a 3.4
+    // one for clients that must see 3.4); Status, /version and the metrics
+    // agree, and the cluster version is the release's major.minor.
     let hub = Member::start_with(&hubd_bin(), &["--report-etcd-version", "3.4.31"]);
     let status = hub.etcdctl(&["endpoint", "status", "-w", "json"]);
     assert!(String::from_utf8_lossy(&status.stdout).contains(r#""version":"3.4.31""#));
     let version = get(&format!("http://{}/version", hub.endpoint()));
-    assert_eq!(version, r#"{"etcdserver":"3.4.31","etcdcluster":"3.4.0"}"#);
+    assert_eq!(version, r#"{"etcdserver":"3.4.31","etcdcluster":"3.4.0","storage":"3.6.0"}"#);
     let metrics = get(&format!("http://{}/metrics", hub.endpoint()));
     assert_eq!(sample(&metrics, r#"etcd_server_version{server_version="3.4.31"}"#), Some(1.0));
+    assert_eq!(sample(&metrics, r#"etcd_cluster_version{cluster_version="3.4"}"#), Some(1.0));
 }

@@ -70,7 +70,7 @@ impl AlarmStore {
             Command::Put(_) | Command::LeaseGrant(_) => (true, true),
             Command::Txn(t) => (true, txn_has_put(t)),
             Command::Range(_) | Command::DeleteRange(_) | Command::Compaction(_) | Command::LeaseRevoke(_) => (true, false),
-            Command::Alarm(_) | Command::Auth(_) | Command::Unknown => (false, false),
+            Command::Alarm(_) | Command::Auth(_) | Command::DowngradeInfoSet(_) | Command::Unknown => (false, false),
         };
         if corrupt && self.is_raised(AlarmType::Corrupt) {
             return Err(EtcdError::Corrupt);

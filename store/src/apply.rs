@@ -109,6 +109,7 @@ impl StateMachine {
         dir: PathBuf,
         metrics: StoreMetrics,
     ) -> Result<Self, StoreError> {
+        crate::schema::migrate(backend.as_ref())?;
         let restored = Mvcc::restore(backend.clone())?;
         let mut records = Vec::new();
         backend.scan(Table::Lease, &[], None, &mut |k, v| {
@@ -368,6 +369,13 @@ impl StateMachine {
         match command {
             Command::Auth(c) => self.apply_auth(index, c, now),
             Command::Alarm(r) => self.apply_alarm(index, r),
+            Command::DowngradeInfoSet(r) => {
+                let mut txn = self.mvcc.write();
+                crate::schema::set_downgrade(r, txn.batch_mut());
+                commit(txn, &mut self.staged_meta, index)?;
+                // Nothing to answer (as for a command applied before).
+                Ok(Applied { response: Response::AlreadyApplied, events: Vec::new() })
+            }
             Command::Put(r) => self.apply_put(index, r),
             Command::DeleteRange(r) => self.apply_delete_range(index, r),
             Command::Txn(r) => self.apply_txn(index, r),

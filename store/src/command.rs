@@ -12,6 +12,7 @@ use hub_proto::etcdserverpb::{
     AlarmRequest, AuthRoleAddRequest, AuthRoleDeleteRequest, AuthRoleGetRequest, AuthRoleGrantPermissionRequest,
     AuthRoleRevokePermissionRequest, AuthUserAddRequest, AuthUserChangePasswordRequest, AuthUserDeleteRequest,
     AuthUserGetRequest, AuthUserGrantRoleRequest, AuthUserRevokeRoleRequest, CompactionRequest, DeleteRangeRequest,
+    DowngradeInfoSetRequest,
     InternalAuthenticateRequest, InternalRaftRequest, LeaseGrantRequest, LeaseRevokeRequest, PutRequest, RangeRequest,
     TxnRequest,
 };
@@ -27,6 +28,8 @@ pub enum Command<'a> {
     LeaseGrant(&'a LeaseGrantRequest),
     LeaseRevoke(&'a LeaseRevokeRequest),
     Alarm(&'a AlarmRequest),
+    /// A downgrade enabled or cancelled ([`crate::schema`]).
+    DowngradeInfoSet(&'a DowngradeInfoSetRequest),
     /// Applied by the auth store (`auth.rs`).
     Auth(AuthCommand<'a>),
     /// No field hub proposes (an empty entry, etcd's v2 or lease checkpoint
@@ -85,6 +88,9 @@ impl<'a> Command<'a> {
         }
         if let Some(x) = &r.alarm {
             return Command::Alarm(x);
+        }
+        if let Some(x) = &r.downgrade_info_set {
+            return Command::DowngradeInfoSet(x);
         }
         if let Some(x) = &r.authenticate {
             return Auth(A::Authenticate(x));
@@ -149,6 +155,7 @@ impl<'a> Command<'a> {
             Command::LeaseGrant(_) => "LeaseGrant",
             Command::LeaseRevoke(_) => "LeaseRevoke",
             Command::Alarm(_) => "Alarm",
+            Command::DowngradeInfoSet(_) => "DowngradeInfoSet",
             Command::Auth(a) => a.name(),
             Command::Unknown => "unknown",
         }

@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use crate::backend::{Backend, Table};
 use crate::error::StoreError;
 use crate::mvcc::{ETCD_META_KEYS, META_CONSISTENT_INDEX};
+use crate::schema::STORAGE_VERSION_KEY;
 use crate::revision::Revision;
 use crate::snapshot::layout;
 
@@ -82,7 +83,8 @@ impl<'a> KvHasher<'a> {
 
 /// etcd's `backend.Hash(DefaultIgnores)`: every bucket of etcd's layout in
 /// bbolt's order, its name and then each key and value, skipping
-/// `meta/consistent_index` (it moves without the key space changing).
+/// `meta/consistent_index` (it moves without the key space changing) and, as
+/// etcd 3.6 does, `meta/storageVersion`.
 ///
 /// hub's backend holds the `key`, `lease`, `meta` and auth buckets; the others are
 /// hashed as a snapshot of this member would hold them ([`layout::fixed_records`]),
@@ -96,7 +98,8 @@ pub fn backend_hash(backend: &dyn Backend) -> Result<u32, StoreError> {
     for bucket in layout::BUCKETS {
         crc = crc32c(crc, bucket);
         crate::snapshot::for_each_record(view.as_ref(), bucket, &mut |k, v| {
-            let ignored = bucket == layout::META && (k == META_CONSISTENT_INDEX || !ETCD_META_KEYS.contains(&k));
+            let ignored = bucket == layout::META
+                && (k == META_CONSISTENT_INDEX || k == STORAGE_VERSION_KEY || !ETCD_META_KEYS.contains(&k));
             if !ignored {
                 crc = crc32c(crc32c(crc, k), v);
             }

@@ -20,8 +20,9 @@
 //! - [`apply`]: the one apply path (Put, DeleteRange, Txn, Compaction, leases, auth, alarms).
 //! - [`alarm`]: raised alarms (NOSPACE, CORRUPT) and what they refuse.
 //! - [`auth`]: users, roles, key-range permissions and the one authorization walk.
+//! - [`schema`]: the backend's storage version (etcd 3.6's `meta/storageVersion`) and a downgrade in progress.
 //! - [`hash`]: etcd's consistency hashes (HashKV, Hash) and their CRC-32C.
-//! - [`snapshot`]: etcd 3.4 snapshots (bbolt file + sha256) written from and
+//! - [`snapshot`]: etcd snapshots (bbolt file + sha256) written from and
 //!   restored into the state machine.
 //! - [`metrics`]: etcd's metrics of the store: backend timings, MVCC, lease and apply counters.
 //! - [`error`]: etcd's error strings.
@@ -42,6 +43,7 @@ pub mod lease;
 pub mod metrics;
 pub mod mvcc;
 pub mod revision;
+pub mod schema;
 pub mod snapshot;
 mod txn;
 pub mod validate;

@@ -21,9 +21,11 @@ use crate::revision::Revision;
 pub const META_CONSISTENT_INDEX: &[u8] = b"consistent_index";
 pub const META_SCHEDULED_COMPACT: &[u8] = b"scheduledCompactRev";
 pub const META_FINISHED_COMPACT: &[u8] = b"finishedCompactRev";
-/// The meta records etcd 3.4 itself writes; any other was staged by a layer
-/// above the store (`StateMachine::stage_meta`).
-pub const ETCD_META_KEYS: [&[u8]; 3] = [META_CONSISTENT_INDEX, META_SCHEDULED_COMPACT, META_FINISHED_COMPACT];
+/// The meta records etcd itself writes (hub's among them: the storage
+/// version, [`crate::schema`]); any other was staged by a layer above the
+/// store (`StateMachine::stage_meta`).
+pub const ETCD_META_KEYS: [&[u8]; 4] =
+    [META_CONSISTENT_INDEX, META_SCHEDULED_COMPACT, META_FINISHED_COMPACT, crate::schema::STORAGE_VERSION_KEY];
 
 /// Keys and their count as of one revision.
 #[derive(Debug, Default)]

@@ -96,7 +96,9 @@ fn hub_snapshot_restores_into_an_equal_state_machine() {
     assert_eq!(reader.status().unwrap(), info);
     let names = reader.bucket_names().unwrap();
     assert_eq!(names, layout::BUCKETS.iter().map(|b| b.to_vec()).collect::<Vec<_>>());
-    assert_eq!(reader.records(layout::CLUSTER).unwrap(), vec![(b"clusterVersion".to_vec(), b"3.4.0".to_vec())]);
+    assert_eq!(reader.records(layout::CLUSTER).unwrap(), vec![(b"clusterVersion".to_vec(), b"3.6.0".to_vec())]);
+    let meta = reader.records(layout::META).unwrap();
+    assert!(meta.contains(&(b"storageVersion".to_vec(), b"3.6.0".to_vec())), "etcd 3.6's storage version");
 
     let target = work.path().join("restored");
     let summary = restore_into(&mut reader, &target, &RestoreOptions::default()).unwrap();

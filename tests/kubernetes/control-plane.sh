@@ -59,9 +59,8 @@ for i in 1 2 3; do initial+="${initial:+,}m$i=http://127.0.0.1:${peer_port[i]}";
 endpoints=""
 for i in 1 2 3; do endpoints+="${endpoints:+,}http://127.0.0.1:${client_port[i]}"; done
 declare -a hub_pid
-# hub has etcd 3.4.31's watch-progress behaviour; reporting that release lets the
-# apiserver use progress requests and consistent reads from its watch cache.
-report_version=3.4.31
+# hub reports etcd 3.6.16 (its default); the apiserver uses progress requests and
+# consistent reads from its watch cache with it.
 for i in 1 2 3; do
   "$dir/hubd" --name "m$i" --data-dir "$dir/m$i.hub" \
     --listen-client-urls "http://127.0.0.1:${client_port[i]}" \
@@ -69,7 +68,6 @@ for i in 1 2 3; do
     --listen-peer-urls "http://127.0.0.1:${peer_port[i]}" \
     --initial-advertise-peer-urls "http://127.0.0.1:${peer_port[i]}" \
     --initial-cluster "$initial" --initial-cluster-state new \
-    --report-etcd-version "$report_version" \
     >>"$dir/m$i.log" 2>&1 &
   pids+=($!)
   hub_pid[i]=$!

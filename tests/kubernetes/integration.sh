@@ -40,11 +40,9 @@ run_against() { # $1: name, $2: binary
   work=$(mktemp -d "/tmp/hub-k8s-integration-$name.XXXX")
   mkdir -p "$work/bin"
   cp "$2" "$work/bin/etcd"
-  # hub reports etcd 3.4.31, whose watch-progress behaviour it has, so that the
-  # apiserver turns on the features it gates on that release; the variable also
-  # reaches the servers some tests start themselves from PATH.
+  # hub reports etcd 3.6.16 (its default), so the apiserver turns on what it
+  # gates on 3.6 (progress requests, consistent reads from its watch cache).
   local env=()
-  [[ $name == hub ]] && env=(ETCD_REPORT_ETCD_VERSION=3.4.31)
   local port peer
   port=$(free_port)
   peer=$(free_port)

@@ -197,7 +197,7 @@ pub(super) fn finish(
     let initial_cluster = parse_initial_cluster(&initial_cluster)
         .map_err(|e| invalid(format!("error setting up initial cluster: {e}")))?;
     let data_dir = if f.data_dir.is_empty() { PathBuf::from(format!("{}.hub", f.name)) } else { PathBuf::from(f.data_dir) };
-    check_report_etcd_version(&f.report_etcd_version).map_err(invalid)?;
+    hub_etcdserver::version::check_reportable(&f.report_etcd_version).map_err(invalid)?;
     let watch_interval = match renamed(
         is_set("experimental-watch-progress-notify-interval"),
         f.experimental_watch_progress_notify_interval,

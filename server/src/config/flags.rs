@@ -393,8 +393,8 @@ pub(super) struct Flags {
     pub(super) experimental_warning_apply_duration: Duration,
 
     // hub's own
-    /// The etcd version hub reports (Status, /version, etcd_server_version): 3.4.23, or a later 3.4 patch release up to 3.4.31 whose behaviour hub has.
-    #[arg(long, default_value = hub_etcdserver::maintenance::ETCD_VERSION)]
+    /// The etcd release hub reports (Status, /version, etcd_server_version; the cluster version is its major.minor): 3.6.16, an earlier 3.6 patch release, or 3.4.23 to 3.4.31 for clients that must see etcd 3.4.
+    #[arg(long, default_value = hub_etcdserver::version::ETCD_VERSION)]
     pub(super) report_etcd_version: String,
 
     // Unsafe
@@ -411,19 +411,6 @@ pub(super) struct Flags {
 
     #[command(flatten)]
     pub(super) v36: Flags36,
-}
-
-/// `--report-etcd-version` names a 3.4 patch release from the reference
-/// (3.4.23) to the newest whose behaviour hub has.
-pub(super) fn check_report_etcd_version(version: &str) -> Result<(), String> {
-    use hub_etcdserver::maintenance::{ETCD_VERSION, NEWEST_ETCD_VERSION};
-    let patch = |v: &str| v.strip_prefix("3.4.").and_then(|p| p.parse::<u32>().ok());
-    match (patch(version), patch(ETCD_VERSION), patch(NEWEST_ETCD_VERSION)) {
-        (Some(p), Some(oldest), Some(newest)) if (oldest..=newest).contains(&p) && version == format!("3.4.{p}") => Ok(()),
-        _ => Err(format!(
-            "--report-etcd-version {version:?} must be a release from {ETCD_VERSION} to {NEWEST_ETCD_VERSION}"
-        )),
-    }
 }
 
 /// The clap command: [`Flags`], with Go-style booleans and etcd's obsolete

@@ -77,8 +77,8 @@ use hub_tls::TlsVersion;
 /// The etcd release whose command line and API hubd follows, as
 /// `hubd --version` names it (tools such as etcd's e2e framework pick flag
 /// spellings from it). What hub reports as its server version is
-/// `--report-etcd-version`.
-pub const ETCD_VERSION: &str = "3.6.16";
+/// `--report-etcd-version` (by default this same release).
+pub const ETCD_VERSION: &str = hub_etcdserver::version::ETCD_VERSION;
 
 /// What `hubd --version` prints: etcd's lines (tools parse `etcd Version:`),
 /// with hub's own version after them.

@@ -143,10 +143,11 @@ fn value_forms() {
 
 #[test]
 fn bool_forms() {
-    assert_eq!(ok(&[]).report_etcd_version, "3.4.23");
+    assert_eq!(ok(&[]).report_etcd_version, "3.6.16");
     assert_eq!(ok(&["--report-etcd-version=3.4.31"]).report_etcd_version, "3.4.31");
-    for bad in ["3.4.32", "3.4.22", "3.5.0", "3.4.031", "x"] {
-        assert!(err(&["--report-etcd-version", bad]).contains("must be a release from 3.4.23 to 3.4.31"), "{bad}");
+    assert_eq!(ok(&["--report-etcd-version=3.6.0"]).report_etcd_version, "3.6.0");
+    for bad in ["3.4.32", "3.4.22", "3.5.0", "3.6.17", "3.4.031", "x"] {
+        assert!(err(&["--report-etcd-version", bad]).contains("must be a release from 3.6.0 to 3.6.16"), "{bad}");
     }
     assert!(ok(&["--enable-pprof"]).enable_pprof);
     assert!(ok(&["--enable-pprof=true"]).enable_pprof);

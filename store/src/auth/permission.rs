@@ -77,8 +77,9 @@ pub(super) fn needs_root(c: Command<'_>) -> bool {
             // A password was checked; a user may read its own user and roles.
             AuthCommand::Authenticate(_) | AuthCommand::UserGet(_) | AuthCommand::RoleGet(_) => false,
         },
-        // etcd 3.6 compacts only for root (3.4 did for any user).
-        Command::Compaction(_) => true,
+        // etcd 3.6 compacts only for root (3.4 did for any user); a
+        // downgrade is the root role's too.
+        Command::Compaction(_) | Command::DowngradeInfoSet(_) => true,
         // Arming or disarming an alarm; listing them needs a user.
         Command::Alarm(a) => a.action != 0,
         Command::Range(_)
@@ -178,9 +179,12 @@ impl Checker<'_> {
             Command::DeleteRange(d) => self.delete(d),
             Command::Txn(t) => self.txn(t),
             Command::LeaseRevoke(l) => self.lease(l.id),
-            Command::Compaction(_) | Command::LeaseGrant(_) | Command::Alarm(_) | Command::Auth(_) | Command::Unknown => {
-                Ok(())
-            }
+            Command::Compaction(_)
+            | Command::LeaseGrant(_)
+            | Command::Alarm(_)
+            | Command::Auth(_)
+            | Command::DowngradeInfoSet(_)
+            | Command::Unknown => Ok(()),
         }
     }
 }

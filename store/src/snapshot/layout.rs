@@ -1,4 +1,4 @@
-//! etcd 3.4's backend layout: the bucket names and the records a fresh etcd
+//! etcd's backend layout (3.4's buckets, which 3.6 keeps): the bucket names and the records a fresh etcd
 //! member writes that hub has no state for yet.
 //!
 //! Sources: `mvcc/kvstore.go` (`key`, `meta`), `lease/lessor.go` (`lease`),
@@ -8,14 +8,14 @@
 
 /// Revision (`revision.rs` bytes) → mvccpb.KeyValue.
 pub const KEY: &[u8] = b"key";
-/// `consistent_index`, `scheduledCompactRev`, `finishedCompactRev`.
+/// `consistent_index`, `scheduledCompactRev`, `finishedCompactRev`, `storageVersion`.
 pub const META: &[u8] = b"meta";
 /// Lease ID (8 bytes big-endian) → leasepb.Lease.
 pub const LEASE: &[u8] = b"lease";
 /// Member ID (hex) → member JSON.
 pub const MEMBERS: &[u8] = b"members";
 pub const MEMBERS_REMOVED: &[u8] = b"members_removed";
-/// `clusterVersion` → "3.4.0".
+/// `clusterVersion` → "3.6.0".
 pub const CLUSTER: &[u8] = b"cluster";
 pub const ALARM: &[u8] = b"alarm";
 /// `authEnabled` ([1] once enabled), `authRevision` (8 bytes big-endian).
@@ -28,12 +28,13 @@ pub const BUCKETS: [&[u8]; 10] =
     [ALARM, AUTH, AUTH_ROLES, AUTH_USERS, CLUSTER, KEY, LEASE, MEMBERS, MEMBERS_REMOVED, META];
 
 pub const CLUSTER_VERSION_KEY: &[u8] = b"clusterVersion";
-/// The cluster version hub reports: etcd 3.4's.
-pub const CLUSTER_VERSION: &[u8] = b"3.4.0";
+/// The cluster version of a hub cluster, as etcd 3.6 decides it from its
+/// members' versions (all hub's): 3.6.0.
+pub const CLUSTER_VERSION: &[u8] = b"3.6.0";
 pub const AUTH_REVISION_KEY: &[u8] = b"authRevision";
 
 /// Records of the buckets whose state hub does not keep (yet), as a fresh etcd
-/// 3.4 member has them: the cluster version, no members; and the
+/// member has them: the cluster version, no members; and the
 /// `auth` bucket's defaults, which the backend's own records override: auth
 /// disabled (no `authEnabled` key, which etcd reads as disabled) at auth
 /// revision 1 (`NewAuthStore` commits 1 over an empty store).
