@@ -33,9 +33,13 @@ impl Node {
     /// given here, as etcd's), openraft's answer on the leader, or the
     /// leader's answer to a forward.
     pub async fn propose(&self, mut req: InternalRaftRequest) -> Result<Response, StoreError> {
-        let id = self.request_ids.next();
-        req.header.get_or_insert_with(Default::default).id = id;
-        let mut waiter = self.wait.register(id);
+        // A request without a header is the server's own (lease expiry, an
+        // alarm), which the apply does not authorize: it stays without one,
+        // and is answered through openraft.
+        let mut waiter = req.header.as_mut().map(|h| {
+            h.id = self.request_ids.next();
+            self.wait.register(h.id)
+        });
         let proposed = self.propose_inner(req);
         tokio::pin!(proposed);
         let answered = async {
@@ -43,7 +47,7 @@ impl Node {
                 // Applied here, the answer is this member's at once (it was
                 // handed over before the apply returned to openraft).
                 biased;
-                Ok(applied) = &mut waiter.rx => Ok(applied),
+                Some(Ok(applied)) = async { Some((&mut waiter.as_mut()?.rx).await) } => Ok(applied),
                 answer = &mut proposed => answer,
             }
         };
