@@ -442,6 +442,7 @@ impl RaftSnapshotBuilder<TypeConfig> for HubStateMachine {
         let this = self.clone();
         let meta = tokio::task::spawn_blocking(move || {
             let sm = this.state.lock();
+            // The WAL may be purged up to this point: the backend must hold it on disk first.
             this.sync_locked(&sm)?;
             Self::snapshot_meta(&sm)
         })
