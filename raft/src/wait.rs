@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hub_store::{EtcdError, Response};
@@ -29,10 +28,10 @@ pub struct Wait {
 impl Wait {
     /// Waits for the entry with request ID `id`; the registration ends when
     /// the returned [`Waiter`] is dropped.
-    pub fn register(self: &Arc<Self>, id: u64) -> Waiter {
+    pub fn register(&self, id: u64) -> Waiter<'_> {
         let (tx, rx) = oneshot::channel();
         self.waiting.lock().insert(id, tx);
-        Waiter { wait: self.clone(), id, rx }
+        Waiter { wait: self, id, rx }
     }
 
     /// Hands `applied` to the proposer of request `id` if it waits on this
@@ -46,13 +45,13 @@ impl Wait {
 }
 
 /// One proposer's registration.
-pub struct Waiter {
-    wait: Arc<Wait>,
+pub struct Waiter<'a> {
+    wait: &'a Wait,
     id: u64,
     pub rx: oneshot::Receiver<Applied>,
 }
 
-impl Drop for Waiter {
+impl Drop for Waiter<'_> {
     fn drop(&mut self) {
         self.wait.waiting.lock().remove(&self.id);
     }
@@ -92,7 +91,7 @@ mod tests {
 
     #[test]
     fn a_trigger_answers_only_its_waiter_and_a_dropped_waiter_is_gone() {
-        let wait = Arc::new(Wait::default());
+        let wait = Wait::default();
         let mut a = wait.register(1);
         let b = wait.register(2);
         assert!(wait.trigger(1, Err(EtcdError::Timeout)).is_none());

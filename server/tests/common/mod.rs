@@ -394,6 +394,12 @@ pub async fn contents(m: &Member) -> Option<(i64, BTreeMap<Vec<u8>, Vec<u8>>)> {
     Some((rev, resp.kvs().iter().map(|kv| (kv.key().to_vec(), kv.value().to_vec())).collect()))
 }
 
+/// The first (key, value) of `a` that `b` lacks or holds with another value.
+fn first_not_in(a: &BTreeMap<Vec<u8>, Vec<u8>>, b: &BTreeMap<Vec<u8>, Vec<u8>>) -> Option<(String, String)> {
+    let (k, v) = a.iter().find(|(k, v)| b.get(*k) != Some(*v))?;
+    Some((String::from_utf8_lossy(k).into_owned(), String::from_utf8_lossy(v).into_owned()))
+}
+
 /// Waits until every member holds the same keys; returns them.
 pub async fn converged(members: &[Member]) -> BTreeMap<Vec<u8>, Vec<u8>> {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -415,13 +421,12 @@ pub async fn converged(members: &[Member]) -> BTreeMap<Vec<u8>, Vec<u8>> {
         }
         if Instant::now() >= deadline {
             let first = all[0].as_ref().map(|c| &c.1);
+            // Per member: its first pair member 0 lacks, and member 0's first pair it lacks.
             let differ: Vec<_> = all
                 .iter()
                 .map(|c| {
                     let (mine, first) = (c.as_ref().map(|c| &c.1)?, first?);
-                    let only_mine = mine.iter().find(|(k, v)| first.get(*k) != Some(*v));
-                    let only_first = first.iter().find(|(k, v)| mine.get(*k) != Some(*v));
-                    Some(format!("{:?} / {:?}", only_mine.map(|(k, v)| (String::from_utf8_lossy(k), String::from_utf8_lossy(v))), only_first.map(|(k, v)| (String::from_utf8_lossy(k), String::from_utf8_lossy(v)))))
+                    Some((first_not_in(mine, first), first_not_in(first, mine)))
                 })
                 .collect();
             panic!(
