@@ -14,7 +14,8 @@
 # beside $ETCD, else on PATH), HUB_LOAD (target/release/hub-load, built if missing),
 # DURATION (10s per run), CLIENTS ("16 64": each workload runs at each count), CONNS
 # (8), KEYS (1000), KEY_SIZE (32), VALUE_SIZE (256), KUBE_VALUE_SIZE (2048), WATCHERS (100),
-# WATCH_WRITERS (1), WORKLOADS, KINDS ("etcd etcd36 hub").
+# WATCH_WRITERS (1), WATCH_RATE (the writers' puts/s in all; unset: closed loop), WORKLOADS,
+# KINDS ("etcd etcd36 hub").
 # Total time is about 3 x (7 workloads x 2 client counts x DURATION) plus start-up:
 # about 8 minutes by default.
 set -euo pipefail
@@ -35,6 +36,7 @@ VALUE_SIZE=${VALUE_SIZE:-256}
 KUBE_VALUE_SIZE=${KUBE_VALUE_SIZE:-2048} # a Pod in protobuf is about 2 KiB
 WATCHERS=${WATCHERS:-100}
 WATCH_WRITERS=${WATCH_WRITERS:-1}
+WATCH_RATE=${WATCH_RATE:-}
 WORKLOADS=${WORKLOADS:-put kube txn-cas lease range-linearizable range-serializable watch}
 KINDS=${KINDS:-etcd etcd36 hub} # which clusters to run; the table shows "-" for one left out
 if [[ " $KINDS " == *" etcd36 "* && -z ${ETCD36:-} ]]; then
@@ -159,14 +161,15 @@ run_workloads() {
   local kind=$1 workload line clients
   for workload in $WORKLOADS; do
     for clients in $CLIENTS; do
-      local writers=$clients value_size=$VALUE_SIZE
+      local writers=$clients value_size=$VALUE_SIZE rate=()
       [[ $workload == watch ]] && writers=$WATCH_WRITERS
+      [[ $workload == watch && -n $WATCH_RATE ]] && rate=(--rate "$WATCH_RATE")
       [[ $workload == kube ]] && value_size=$KUBE_VALUE_SIZE
       local cpu_before
       cpu_before=$(members_cpu_ticks)
       if line=$(RUST_BACKTRACE=0 "$HUB_LOAD" --endpoints "$endpoints" --workload "$workload" \
         --clients "$writers" --conns "$CONNS" --duration "$DURATION" --keys "$KEYS" \
-        --key-size "$KEY_SIZE" --value-size "$value_size" --watchers "$WATCHERS" 2>"$work/load.err"); then
+        --key-size "$KEY_SIZE" --value-size "$value_size" --watchers "$WATCHERS" "${rate[@]}" 2>"$work/load.err"); then
         echo "$kind: $line" >&2
         local ops errors
         ops=$(field ops_per_sec "$line") errors=$(field errors "$line")
@@ -199,7 +202,7 @@ ratio() { awk -v h="$1" -v e="$2" 'BEGIN { if (e ~ /^[0-9.]+$/ && e + 0 > 0 && h
 
 echo
 echo "3 members each, one after the other; hub-load --conns $CONNS --duration $DURATION --keys $KEYS"
-echo "--key-size $KEY_SIZE --value-size $VALUE_SIZE (kube: $KUBE_VALUE_SIZE); watch: --watchers $WATCHERS, $WATCH_WRITERS writer(s)."
+echo "--key-size $KEY_SIZE --value-size $VALUE_SIZE (kube: $KUBE_VALUE_SIZE); watch: --watchers $WATCHERS, $WATCH_WRITERS writer(s)${WATCH_RATE:+ at $WATCH_RATE puts/s}."
 echo "etcd 3.4: $ETCD; etcd 3.6: ${ETCD36:--}; hub: $HUBD"
 echo
 echo "| workload | clients | etcd 3.4 ops/s | p99 ms | etcd 3.6 ops/s | p99 ms | hub ops/s | p99 ms | hub/3.4 | hub/3.6 |"

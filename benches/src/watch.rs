@@ -58,7 +58,16 @@ pub async fn run_watch(conns: &[Client], spec: &LoadSpec) -> Result<RunReport> {
     for writer in 0..spec.clients {
         let kv = conns[writer % conns.len()].kv_client();
         let (budget, puts, keyspace) = (budget.clone(), puts.clone(), spec.keyspace.clone());
-        writers.push(tokio::spawn(write_loop(kv, keyspace, budget, puts, epoch, writer as u64)));
+        // Each writer's share of --rate, started at an even offset from the others.
+        let pace = spec.rate.map(|rate| {
+            let period = Duration::from_secs_f64(spec.clients as f64 / rate);
+            let start = tokio::time::Instant::now() + period.mul_f64(writer as f64 / spec.clients as f64);
+            let mut ticks = tokio::time::interval_at(start, period);
+            // A put answered late does not make the next ones burst to catch up.
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks
+        });
+        writers.push(tokio::spawn(write_loop(kv, keyspace, budget, puts, epoch, writer as u64, pace)));
     }
     let mut put_errors = 0;
     for handle in writers {
@@ -158,11 +167,26 @@ async fn receive_events(
     tally
 }
 
-/// Puts stamped values to random keys until the budget is spent; returns its errors.
-async fn write_loop(mut kv: KvClient, keyspace: KeySpace, budget: Arc<Budget>, puts: Arc<AtomicU64>, epoch: Instant, seed: u64) -> u64 {
+/// Puts stamped values to random keys until the budget is spent, each on the next
+/// tick of `pace` if given; returns its errors.
+async fn write_loop(
+    mut kv: KvClient,
+    keyspace: KeySpace,
+    budget: Arc<Budget>,
+    puts: Arc<AtomicU64>,
+    epoch: Instant,
+    seed: u64,
+    mut pace: Option<tokio::time::Interval>,
+) -> u64 {
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut errors = 0;
-    while budget.take() {
+    loop {
+        if let Some(ticks) = pace.as_mut() {
+            ticks.tick().await;
+        }
+        if !budget.take() {
+            break;
+        }
         let key = keyspace.key(rng.random_range(0..keyspace.key_count()));
         match kv.put(key, keyspace.stamped_value(epoch), None).await {
             Ok(_) => {

@@ -66,6 +66,9 @@ pub struct LoadSpec {
     pub keyspace: KeySpace,
     /// `watch` only: watch streams on the key space's prefix.
     pub watchers: usize,
+    /// `watch` only: puts per second over all writers (open loop), or as fast as
+    /// answered if unset.
+    pub rate: Option<f64>,
 }
 
 /// Shared stop rule: a loop takes a ticket before each request and stops when the

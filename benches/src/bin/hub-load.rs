@@ -52,6 +52,11 @@ struct Flags {
     /// `watch` only: watch streams on the workload's prefix, spread over --conns.
     #[arg(long, default_value_t = 10)]
     watchers: usize,
+    /// `watch` only: the writers' puts per second in all, each writer paced at its share
+    /// (open loop, as etcd's `benchmark watch-latency --put-rate`); unset: as fast as
+    /// each put is answered (closed loop).
+    #[arg(long)]
+    rate: Option<f64>,
     /// Per-request deadline; a request past it counts as an error.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     request_timeout: Duration,
@@ -73,6 +78,7 @@ async fn main() -> Result<()> {
         duration: flags.duration,
         keyspace: KeySpace::new(flags.workload.name(), flags.keys, flags.key_size, flags.value_size),
         watchers: flags.watchers,
+        rate: flags.rate,
     };
     let mut report = match flags.workload {
         Workload::Watch => watch::run_watch(&conns, &spec).await?,
@@ -105,6 +111,12 @@ fn check(flags: &Flags) -> Result<()> {
     }
     if flags.duration > MAX_DURATION {
         bail!("--duration is capped at {MAX_DURATION:?}");
+    }
+    if flags.rate.is_some_and(|rate| !(rate > 0.0 && rate <= 1e6)) {
+        bail!("--rate must be above 0 and at most 1000000 puts per second");
+    }
+    if flags.rate.is_some() && flags.workload != Workload::Watch {
+        bail!("--rate applies to --workload watch only");
     }
     if flags.workload == Workload::Watch && flags.watchers == 0 {
         bail!("--workload watch needs --watchers of at least 1");
