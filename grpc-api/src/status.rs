@@ -47,7 +47,7 @@ pub fn from_server(e: hub_etcdserver::Error) -> Status {
         Error::MoveLeader(e @ (MoveLeaderError::NotLeader | MoveLeaderError::BadTransferee)) => {
             Status::failed_precondition(e.to_string())
         }
-        Error::MoveLeader(e @ MoveLeaderError::Timeout) => Status::unavailable(e.to_string()),
+        Error::MoveLeader(e @ (MoveLeaderError::Timeout | MoveLeaderError::Unhealthy)) => Status::unavailable(e.to_string()),
         Error::Downgrade(e) => {
             use hub_etcdserver::version::DowngradeError::*;
             let code = match e {

@@ -325,7 +325,10 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     tracing::info!("ready to serve client requests");
 
     tokio::select! {
-        signal = wait_for_signal() => tracing::info!(signal, "received signal; shutting down"),
+        signal = wait_for_signal() => {
+            tracing::info!(signal, "received signal; shutting down");
+            node.transfer_leadership_on_shutdown().await;
+        }
         _ = node.removed() => {
             tracing::warn!("{MUST_REMOVE_DATA_DIR}");
             // Let the answer to the request that removed this member go out first.

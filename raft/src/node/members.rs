@@ -1,18 +1,7 @@
-//! Membership changes, leadership transfer and a member publishing itself,
-//! made by the leader as etcd makes them.
+//! Membership changes and a member publishing itself, made by the leader as
+//! etcd makes them.
 
 use super::*;
-
-/// Why a leadership transfer failed, with etcd's messages.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MoveLeaderError {
-    #[error("etcdserver: not leader")]
-    NotLeader,
-    #[error("etcdserver: bad leader transferee")]
-    BadTransferee,
-    #[error("etcdserver: request timed out, leader transfer took too long")]
-    Timeout,
-}
 
 impl Node {
     /// Changes the membership, on any member: the leader makes the change, a
@@ -67,82 +56,6 @@ impl Node {
             _ => {}
         }
         result
-    }
-
-    /// Hands leadership to `target` (etcd's MoveLeader), on the leader.
-    ///
-    /// openraft 0.9 has no leadership transfer, so it is done the way a
-    /// transfer works underneath: the leader stops heartbeating and every
-    /// member but the target stops starting elections; the target's election
-    /// timer fires first and it wins (its log is complete: it is a voter of the
-    /// committed configuration). Everything is switched back on afterwards,
-    /// whatever happened.
-    pub async fn move_leader(&self, target: u64) -> Result<(), MoveLeaderError> {
-        if !self.is_leader() {
-            return Err(MoveLeaderError::NotLeader);
-        }
-        if target == self.id {
-            return Ok(());
-        }
-        let members = self.members();
-        let Some(transferee) = members.iter().find(|(id, _, learner)| *id == target && !learner).map(|(_, m, _)| m.clone())
-        else {
-            return Err(MoveLeaderError::BadTransferee);
-        };
-        let others: Vec<(u64, Member)> =
-            members.into_iter().filter(|(id, _, _)| *id != target && *id != self.id).map(|(id, m, _)| (id, m)).collect();
-        self.set_elections(&others, false).await;
-        self.raft.runtime_config().elect(false);
-        self.raft.runtime_config().heartbeat(false);
-        let mut metrics = self.raft.metrics();
-        let handed_over = async {
-            while metrics.borrow().current_leader != Some(target) || metrics.borrow().state == ServerState::Leader {
-                if metrics.changed().await.is_err() {
-                    break;
-                }
-            }
-        };
-        // Voters refuse a candidate while they heard from the leader within its
-        // lease (openraft's: the longest election timeout). Once that has run
-        // out the transferee is told to campaign at once, and again every
-        // election timeout, rather than left to its own timer, which the
-        // leader's appends keep resetting.
-        let config = self.raft.config();
-        let campaign = async {
-            tokio::time::sleep(Duration::from_millis(config.election_timeout_max)).await;
-            loop {
-                if let Ok(mut client) = self.peer(target, &transferee) {
-                    if let Err(e) = client.campaign(Payload { data: Vec::new() }).await {
-                        tracing::debug!(member = format_args!("{target:x}"), error = %e, "could not start the transferee's campaign");
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(config.election_timeout_min)).await;
-            }
-        };
-        let moved = tokio::time::timeout(self.timeout, async {
-            tokio::select! {
-                () = handed_over => {}
-                () = campaign => {}
-            }
-        })
-        .await;
-        self.raft.runtime_config().heartbeat(true);
-        self.raft.runtime_config().elect(true);
-        self.set_elections(&others, true).await;
-        match moved {
-            Ok(()) if self.raft.metrics().borrow().current_leader == Some(target) => Ok(()),
-            _ => Err(MoveLeaderError::Timeout),
-        }
-    }
-
-    async fn set_elections(&self, members: &[(u64, Member)], enabled: bool) {
-        for (id, m) in members {
-            let Ok(mut client) = self.peer(*id, m) else { continue };
-            let Ok(data) = bincode::serialize(&enabled) else { continue };
-            if let Err(e) = client.set_election(Payload { data }).await {
-                tracing::warn!(member = format_args!("{id:x}"), error = %e, enabled, "could not switch elections");
-            }
-        }
     }
 
     /// Publishes this member's name and client URLs to the cluster once a

@@ -36,10 +36,11 @@ mod lease;
 mod members;
 mod propose;
 mod read_index;
+mod transfer;
 mod waiting;
 
 pub use lease::{LeaderLeases, LeaseTtl};
-pub use members::MoveLeaderError;
+pub use transfer::MoveLeaderError;
 
 /// How a member is started, from hubd's flags.
 #[derive(Debug, Clone)]

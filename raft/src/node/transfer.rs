@@ -1,0 +1,144 @@
+//! Leadership transfer, as etcd does it: on request (Maintenance.MoveLeader)
+//! and when a leader stops gracefully.
+
+use super::*;
+
+/// Why a leadership transfer failed, with etcd's messages.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MoveLeaderError {
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    #[error("etcdserver: bad leader transferee")]
+    BadTransferee,
+    #[error("etcdserver: request timed out, leader transfer took too long")]
+    Timeout,
+    /// No other voter is connected to take over.
+    #[error("etcdserver: unhealthy cluster")]
+    Unhealthy,
+}
+
+impl Node {
+    /// Hands leadership to `target` (etcd's MoveLeader), on the leader.
+    ///
+    /// openraft 0.9 has no leadership transfer, so it is done the way a
+    /// transfer works underneath: the leader stops heartbeating and every
+    /// member but the target stops starting elections; the target's election
+    /// timer fires first and it wins (its log is complete: it is a voter of the
+    /// committed configuration). Everything is switched back on afterwards,
+    /// whatever happened.
+    pub async fn move_leader(&self, target: u64) -> Result<(), MoveLeaderError> {
+        if !self.is_leader() {
+            return Err(MoveLeaderError::NotLeader);
+        }
+        if target == self.id {
+            return Ok(());
+        }
+        let members = self.members();
+        let Some(transferee) = members.iter().find(|(id, _, learner)| *id == target && !learner).map(|(_, m, _)| m.clone())
+        else {
+            return Err(MoveLeaderError::BadTransferee);
+        };
+        let started = Instant::now();
+        tracing::info!(
+            local_member_id = %format_args!("{:x}", self.id),
+            current_leader_member_id = %format_args!("{:x}", self.id),
+            transferee_member_id = %format_args!("{target:x}"),
+            "leadership transfer starting"
+        );
+        let others: Vec<(u64, Member)> =
+            members.into_iter().filter(|(id, _, _)| *id != target && *id != self.id).map(|(id, m, _)| (id, m)).collect();
+        self.set_elections(&others, false).await;
+        self.raft.runtime_config().elect(false);
+        self.raft.runtime_config().heartbeat(false);
+        let mut metrics = self.raft.metrics();
+        let handed_over = async {
+            while metrics.borrow().current_leader != Some(target) || metrics.borrow().state == ServerState::Leader {
+                if metrics.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        // Voters refuse a candidate while they heard from the leader within its
+        // lease (openraft's: the longest election timeout). Once that has run
+        // out the transferee is told to campaign at once, and again every
+        // election timeout, rather than left to its own timer, which the
+        // leader's appends keep resetting.
+        let config = self.raft.config();
+        let campaign = async {
+            tokio::time::sleep(Duration::from_millis(config.election_timeout_max)).await;
+            loop {
+                if let Ok(mut client) = self.peer(target, &transferee) {
+                    if let Err(e) = client.campaign(Payload { data: Vec::new() }).await {
+                        tracing::debug!(member = format_args!("{target:x}"), error = %e, "could not start the transferee's campaign");
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(config.election_timeout_min)).await;
+            }
+        };
+        let moved = tokio::time::timeout(self.timeout, async {
+            tokio::select! {
+                () = handed_over => {}
+                () = campaign => {}
+            }
+        })
+        .await;
+        self.raft.runtime_config().heartbeat(true);
+        self.raft.runtime_config().elect(true);
+        self.set_elections(&others, true).await;
+        match moved {
+            Ok(()) if self.raft.metrics().borrow().current_leader == Some(target) => {
+                tracing::info!(
+                    local_member_id = %format_args!("{:x}", self.id),
+                    old_leader_member_id = %format_args!("{:x}", self.id),
+                    new_leader_member_id = %format_args!("{target:x}"),
+                    took = ?started.elapsed(),
+                    "leadership transfer finished"
+                );
+                Ok(())
+            }
+            _ => Err(MoveLeaderError::Timeout),
+        }
+    }
+
+    async fn set_elections(&self, members: &[(u64, Member)], enabled: bool) {
+        for (id, m) in members {
+            let Ok(mut client) = self.peer(*id, m) else { continue };
+            let Ok(data) = bincode::serialize(&enabled) else { continue };
+            if let Err(e) = client.set_election(Payload { data }).await {
+                tracing::warn!(member = format_args!("{id:x}"), error = %e, enabled, "could not switch elections");
+            }
+        }
+    }
+
+    /// etcd's `TryTransferLeadershipOnShutdown`: a leader stopping gracefully
+    /// hands leadership to the voter it has been connected to longest, so the
+    /// others need not wait out an election timeout, and a restart comes back
+    /// as a follower. Failures are logged; the stop goes on.
+    pub async fn transfer_leadership_on_shutdown(&self) {
+        let me = format!("{:x}", self.id);
+        let leader = format!("{:x}", self.raft.metrics().borrow().current_leader.unwrap_or(0));
+        if !self.is_leader() {
+            tracing::info!(local_member_id = %me, current_leader_member_id = %leader, "skipped leadership transfer; local server is not leader");
+            return;
+        }
+        let voters: Vec<u64> = self.members().into_iter().filter(|(_, _, learner)| !learner).map(|(id, _, _)| id).collect();
+        if voters.len() < 2 {
+            tracing::info!(local_member_id = %me, current_leader_member_id = %leader, "skipped leadership transfer for single voting member cluster");
+            return;
+        }
+        // etcd's longestConnected: the voter active since the earliest instant.
+        let transferee = voters
+            .into_iter()
+            .filter(|id| *id != self.id)
+            .filter_map(|id| self.activity.active_since(id).map(|since| (since, id)))
+            .min()
+            .map(|(_, id)| id);
+        let result = match transferee {
+            Some(id) => self.move_leader(id).await,
+            None => Err(MoveLeaderError::Unhealthy),
+        };
+        if let Err(e) = result {
+            tracing::warn!(local_member_id = %me, error = %e, "leadership transfer failed");
+        }
+    }
+}
