@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
-use openraft::ChangeMembers;
+use hub_store::EtcdMember;
+use openraft::{ChangeMembers, Membership};
 use serde::{Deserialize, Serialize};
 
 use sha1::{Digest, Sha1};
@@ -81,6 +82,23 @@ pub async fn discover(
     Err(format!("could not reach the cluster: {last_error}"))
 }
 
+/// The members of `membership` as etcd keeps them in its `members` bucket:
+/// a member is a learner unless it votes in one of the configurations (the
+/// old or the new one while a change is joint).
+pub(crate) fn etcd_members(membership: &Membership<u64, Member>) -> Vec<EtcdMember> {
+    let voters: BTreeSet<u64> = membership.voter_ids().collect();
+    membership
+        .nodes()
+        .map(|(id, m)| EtcdMember {
+            id: *id,
+            peer_urls: m.peer_urls.clone(),
+            is_learner: !voters.contains(id),
+            name: m.name.clone(),
+            client_urls: m.client_urls.clone(),
+        })
+        .collect()
+}
+
 /// One change to the cluster's membership.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum MemberChange {
@@ -95,6 +113,19 @@ pub enum MemberChange {
     /// A starting member publishes its name and client URLs (etcd's
     /// "published local member to cluster").
     Publish { id: u64, name: String, client_urls: Vec<String> },
+}
+
+impl MemberChange {
+    /// The member the change is about.
+    pub fn id(&self) -> u64 {
+        match self {
+            MemberChange::Add { id, .. }
+            | MemberChange::Remove { id }
+            | MemberChange::UpdatePeerUrls { id, .. }
+            | MemberChange::Promote { id }
+            | MemberChange::Publish { id, .. } => *id,
+        }
+    }
 }
 
 /// Why a change was refused, with etcd's messages.
@@ -247,8 +278,10 @@ fn write_err(e: RaftError<u64, ClientWriteError<u64, Member>>) -> MemberChangeEr
     }
 }
 
-/// Applies `change` on the leader, checked as etcd checks it first.
+/// Applies `change` on the leader, checked as etcd checks it first against
+/// the membership once the last change is [`settled`].
 pub(crate) async fn apply(raft: &Raft, rules: &Rules<'_>, change: MemberChange) -> Result<(), MemberChangeError> {
+    settled(raft).await;
     let metrics = raft.metrics().borrow().clone();
     let membership = metrics.membership_config.membership();
     let cluster = Cluster {
@@ -277,7 +310,7 @@ pub(crate) async fn apply(raft: &Raft, rules: &Rules<'_>, change: MemberChange) 
                 let promote = raft.clone();
                 tokio::spawn(async move {
                     let change = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
-                    if let Err(e) = promote.change_membership(change, false).await {
+                    if let Err(e) = change_membership(&promote, change).await {
                         tracing::warn!(member = format_args!("{id:x}"), error = %e, "adding the voter failed");
                     }
                 });
@@ -306,7 +339,7 @@ pub(crate) async fn apply(raft: &Raft, rules: &Rules<'_>, change: MemberChange) 
             } else {
                 ChangeMembers::RemoveNodes(BTreeSet::from([id]))
             };
-            raft.change_membership(change, false).await.map_err(write_err)?;
+            change_membership(raft, change).await?;
         }
         MemberChange::UpdatePeerUrls { id, peer_urls } => {
             let mut member = cluster.nodes.get(&id).cloned().ok_or(MemberChangeError::NotFound)?;
@@ -334,9 +367,7 @@ pub(crate) async fn apply(raft: &Raft, rules: &Rules<'_>, change: MemberChange) 
             if cluster.voters.contains(&id) {
                 return Err(MemberChangeError::NotLearner);
             }
-            raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-                .await
-                .map_err(write_err)?;
+            change_membership(raft, ChangeMembers::AddVoterIds(BTreeSet::from([id]))).await?;
         }
         MemberChange::Publish { id, name, client_urls } => {
             let mut member = cluster.nodes.get(&id).cloned().ok_or(MemberChangeError::NotFound)?;
@@ -352,10 +383,25 @@ pub(crate) async fn apply(raft: &Raft, rules: &Rules<'_>, change: MemberChange) 
 }
 
 async fn set_node(raft: &Raft, id: u64, member: Member) -> Result<(), MemberChangeError> {
-    raft.change_membership(ChangeMembers::SetNodes(BTreeMap::from([(id, member)])), false)
-        .await
-        .map_err(write_err)?;
+    change_membership(raft, ChangeMembers::SetNodes(BTreeMap::from([(id, member)]))).await
+}
+
+/// Proposes a membership change once the previous one is [`settled`].
+async fn change_membership(raft: &Raft, change: ChangeMembers<u64, Member>) -> Result<(), MemberChangeError> {
+    settled(raft).await;
+    raft.change_membership(change, false).await.map_err(write_err)?;
     Ok(())
+}
+
+/// Waits until the latest membership this member knows (on the leader: the
+/// one it proposed last, or the one a new leader inherited uncommitted) is
+/// applied here, so committed. openraft refuses a change proposed before
+/// that, and logs the refusal as an error: a member publishing itself at
+/// start, before the new leader committed the first membership, got one.
+async fn settled(raft: &Raft) {
+    let mut metrics = raft.metrics();
+    // Err: raft is shutting down, and the change will say so.
+    let _ = metrics.wait_for(|m| m.membership_config.log_id() <= &m.last_applied).await;
 }
 
 /// rafthttp's `errMemberRemoved`: what etcd's peers answer a removed member,

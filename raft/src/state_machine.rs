@@ -2,7 +2,8 @@
 //!
 //! Every committed entry reaches [`HubStateMachine::apply`] in log order on every
 //! member: a command is decoded and applied through the store's one apply path;
-//! the entry's log ID (and a new membership, when the entry carries one) is
+//! the entry's log ID (and a new membership, when the entry carries one, both
+//! as openraft's and in etcd's `members` buckets, `hub_store::members`) is
 //! committed in the same backend transaction, so what openraft reads back after
 //! a crash is exactly what the backend holds. Applied changes are published on
 //! the commit feed for watchers on this member.
@@ -192,6 +193,8 @@ impl HubStateMachine {
             EntryPayload::Membership(m) => {
                 let stored = StoredMembership::new(Some(entry.log_id), m.clone());
                 sm.stage_meta(META_MEMBERSHIP, bincode::serialize(&stored).map_err(io_err)?);
+                // etcd's buckets, in the same commit: never out of step with the entry.
+                sm.stage_members(&crate::membership::etcd_members(m)).map_err(io_err)?;
                 None
             }
             EntryPayload::Normal(cmd) => Some(InternalRaftRequest::decode(cmd.0.as_slice()).map_err(io_err)?),
