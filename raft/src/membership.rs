@@ -171,6 +171,9 @@ pub(crate) struct Rules<'a> {
     /// `--max-learners`.
     pub max_learners: usize,
     pub activity: &'a PeerActivity,
+    /// Held while a change is checked and proposed: openraft refuses a change
+    /// proposed while another is in progress.
+    pub one_at_a_time: &'a std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The membership a change is checked against: the leader's latest.
@@ -281,6 +284,7 @@ fn write_err(e: RaftError<u64, ClientWriteError<u64, Member>>) -> MemberChangeEr
 /// Applies `change` on the leader, checked as etcd checks it first against
 /// the membership once the last change is [`settled`].
 pub(crate) async fn apply(raft: &Raft, rules: &Rules<'_>, change: MemberChange) -> Result<(), MemberChangeError> {
+    let one_at_a_time = rules.one_at_a_time.clone().lock_owned().await;
     settled(raft).await;
     let metrics = raft.metrics().borrow().clone();
     let membership = metrics.membership_config.membership();
@@ -307,8 +311,10 @@ pub(crate) async fn apply(raft: &Raft, rules: &Rules<'_>, change: MemberChange) 
                 // runs. openraft's joint consensus needs the new member for that,
                 // so the promotion is proposed here and completes once the new
                 // member catches up; the answer waits only until it is proposed.
-                let promote = raft.clone();
+                drop(one_at_a_time);
+                let (promote, next) = (raft.clone(), rules.one_at_a_time.clone());
                 tokio::spawn(async move {
+                    let _one_at_a_time = next.lock().await;
                     let change = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
                     if let Err(e) = change_membership(&promote, change).await {
                         tracing::warn!(member = format_args!("{id:x}"), error = %e, "adding the voter failed");

@@ -58,6 +58,7 @@ impl Node {
             strict: self.strict_reconfig_check,
             max_learners: self.max_learners,
             activity: &self.activity,
+            one_at_a_time: &self.member_changes,
         };
         // etcd's ErrIDRemoved, which its API words as a member not found: a
         // removed ID never comes back (an ID added again within the second

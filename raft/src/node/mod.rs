@@ -101,6 +101,9 @@ pub struct Node {
     activity: Arc<PeerActivity>,
     strict_reconfig_check: bool,
     max_learners: usize,
+    /// Held by the membership change being made on this member (the leader):
+    /// one at a time, as openraft takes them.
+    member_changes: Arc<tokio::sync::Mutex<()>>,
     /// Linearizable reads waiting for their read-index round.
     reads: Arc<waiting::Waiting<read_index::Reader>>,
     /// Writes a follower forwards to the leader.
@@ -175,6 +178,7 @@ impl Node {
             activity,
             strict_reconfig_check: config.strict_reconfig_check,
             max_learners: config.max_learners,
+            member_changes: Arc::default(),
             reads: Arc::default(),
             forwarding: Arc::default(),
             wait,
