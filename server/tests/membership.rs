@@ -3,7 +3,8 @@
 //! removed member stops and a restart of its data directory does not hang,
 //! `--force-new-cluster` restarts a member alone with its data, and the
 //! strict reconfiguration checks refuse what etcd refuses, with etcd's codes
-//! and texts (compared with etcd 3.6.16 where it is installed).
+//! and texts (compared with etcd 3.6.16 where it is installed), and a stopped
+//! member's backend holds the members where etcd 3.6.16 keeps them.
 
 mod common;
 
@@ -13,9 +14,10 @@ use common::{etcd36_bin, free_port, hubd_bin, joining_member, leader, start_clus
 use hub_proto::etcdserverpb::cluster_client::ClusterClient;
 use hub_proto::etcdserverpb::kv_client::KvClient;
 use hub_proto::etcdserverpb::{
-    MemberAddRequest, MemberListRequest, MemberPromoteRequest, MemberRemoveRequest, PutRequest, RangeRequest,
-    StatusRequest,
+    MemberAddRequest, MemberListRequest, MemberPromoteRequest, MemberRemoveRequest, MemberUpdateRequest, PutRequest,
+    RangeRequest, StatusRequest,
 };
+use hub_store::snapshot::SnapshotReader;
 use tonic::transport::Channel;
 
 /// etcd's `HealthInterval` and then some: peers count as connected for the
@@ -221,4 +223,90 @@ async fn without_strict_reconfig_check_a_change_is_not_refused() {
     members[0].kill9();
     let mut c = cluster(&members[2]).await;
     c.member_add(add(&nowhere(), true)).await.expect("a learner while a member is down");
+}
+
+/// What a stopped member's backend holds in etcd's `members`,
+/// `members_removed` and `cluster` buckets, each record as `key=value` with
+/// the member IDs and URLs of the run replaced by their roles.
+fn membership_buckets(m: &Member, roles: &[(String, &str)]) -> Vec<String> {
+    let db = m.data_dir.join("member/snap/db");
+    let mut reader = SnapshotReader::open(&db, true).unwrap_or_else(|e| panic!("{}: {e}", db.display()));
+    let mut out = Vec::new();
+    for bucket in ["members", "members_removed", "cluster"] {
+        for (k, v) in reader.records(bucket.as_bytes()).expect("bucket") {
+            let mut record = format!("{bucket}/{}={}", String::from_utf8_lossy(&k), String::from_utf8_lossy(&v));
+            for (value, role) in roles {
+                record = record.replace(value.as_str(), role);
+            }
+            out.push(record);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// One member published itself; a learner added, removed, and added again
+/// with the same peer URL in the same second (so the same ID: etcd refuses a
+/// removed ID); another learner added and given new peer URLs. The answers
+/// to the re-add, and the buckets of the stopped member.
+async fn member_buckets_after_changes(bin: &std::path::Path) -> (String, Vec<String>) {
+    let mut m = Member::start(bin);
+    let me = member_id(&m).await;
+    let mut c = cluster(&m).await;
+    let (removed_url, re_added) = loop {
+        // Right after a second starts: the three calls share it.
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock");
+        tokio::time::sleep(Duration::from_nanos(1_000_000_000 - u64::from(now.subsec_nanos()))).await;
+        let second = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+        let url = nowhere();
+        let added = c.member_add(add(&url, true)).await.expect("add a learner").into_inner();
+        let id = added.member.expect("member").id;
+        c.member_remove(MemberRemoveRequest { id }).await.expect("remove it");
+        let again = outcome(c.member_add(add(&url, true)).await);
+        let after = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+        if after == second {
+            break ((id, url), again);
+        }
+    };
+    let learner_url = nowhere();
+    let learner = c.member_add(add(&learner_url, true)).await.expect("add a learner").into_inner();
+    let learner_id = learner.member.expect("member").id;
+    let new_url = nowhere();
+    c.member_update(MemberUpdateRequest { id: learner_id, peer_ur_ls: new_url.clone() })
+        .await
+        .expect("update its peer URLs");
+    // etcd ends by its SIGTERM; both sync their backend first.
+    assert!(m.terminate().is_some(), "{} stops", bin.display());
+    let quoted = |s: &str| format!("\"{s}\"");
+    let roles = [
+        (format!("\"id\":{me}"), "\"id\":<me>"),
+        (format!("\"id\":{learner_id}"), "\"id\":<learner>"),
+        (format!("{me:x}="), "<me>="),
+        (format!("{learner_id:x}="), "<learner>="),
+        (format!("{:x}=", removed_url.0), "<removed>="),
+        (quoted(&format!("http://127.0.0.1:{}", m.client_port)), "<client URL>"),
+        (quoted(&format!("http://127.0.0.1:{}", m.peer_port)), "<peer URL>"),
+        (quoted(&new_url[0]), "<learner's new peer URL>"),
+    ];
+    let roles: Vec<(String, &str)> = roles.into_iter().collect();
+    (re_added, membership_buckets(&m, &roles))
+}
+
+/// The buckets etcd 3.6.16 writes, record for record (etcd's tools, and
+/// etcd's own e2e tests, read a stopped member's members there); hub had no
+/// `members` bucket in its backend, and took a removed ID back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn members_buckets_are_etcds() {
+    let (re_added, buckets) = member_buckets_after_changes(&hubd_bin()).await;
+    let expected = [
+        "cluster/clusterVersion=3.6.0",
+        r#"members/<learner>={"id":<learner>,"peerURLs":[<learner's new peer URL>],"isLearner":true}"#,
+        r#"members/<me>={"id":<me>,"peerURLs":[<peer URL>],"name":"default","clientURLs":[<client URL>]}"#,
+        "members_removed/<removed>=removed",
+    ];
+    assert_eq!(re_added, "NotFound: etcdserver: member not found");
+    assert_eq!(buckets, expected);
+    if let Some(etcd) = etcd36_bin() {
+        assert_eq!(member_buckets_after_changes(&etcd).await, (re_added, buckets), "etcd 3.6.16");
+    }
 }
