@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use hub_store::EtcdMember;
-use openraft::{ChangeMembers, Membership};
+use openraft::{ChangeMembers, Membership, RaftMetrics};
 use serde::{Deserialize, Serialize};
 
 use sha1::{Digest, Sha1};
@@ -281,31 +281,32 @@ fn write_err(e: RaftError<u64, ClientWriteError<u64, Member>>) -> MemberChangeEr
     }
 }
 
-/// Applies `change` on the leader, checked as etcd checks it first against
-/// the membership once the last change is [`settled`].
+/// What openraft is asked to do for a change that passed etcd's checks.
+enum Step {
+    /// Nothing changes (a member publishing what the cluster has already).
+    Nothing,
+    /// A new member, as a learner first; a voter once it caught up.
+    Add { id: u64, member: Member, voter: bool },
+    Change(ChangeMembers<u64, Member>),
+}
+
+/// Applies `change` on the leader, checked as etcd checks it. The leader
+/// makes one change at a time, each once the last is [`settled`]; the checks
+/// run first against the latest membership (a refusal does not wait), and
+/// again once it is this change's turn.
 pub(crate) async fn apply(raft: &Raft, rules: &Rules<'_>, change: MemberChange) -> Result<(), MemberChangeError> {
+    plan(&raft.metrics().borrow(), rules, &change)?;
     let one_at_a_time = rules.one_at_a_time.clone().lock_owned().await;
     settled(raft).await;
-    let metrics = raft.metrics().borrow().clone();
-    let membership = metrics.membership_config.membership();
-    let cluster = Cluster {
-        nodes: membership.nodes().map(|(id, m)| (*id, m.clone())).collect(),
-        voters: membership.voter_ids().collect(),
-    };
-    match change {
-        MemberChange::Add { id, member, learner } => {
-            rules.may_add(&cluster, learner)?;
-            if cluster.nodes.contains_key(&id) {
-                return Err(MemberChangeError::IdExists);
-            }
-            if cluster.peer_url_taken(&member.peer_urls, None) {
-                return Err(MemberChangeError::PeerUrlExists);
-            }
-            if learner && cluster.learners() + 1 > rules.max_learners {
-                return Err(MemberChangeError::TooManyLearners);
-            }
+    let step = plan(&raft.metrics().borrow(), rules, &change)?;
+    match step {
+        Step::Nothing => {}
+        Step::Change(change) => {
+            raft.change_membership(change, false).await.map_err(write_err)?;
+        }
+        Step::Add { id, member, voter } => {
             raft.add_learner(id, member, false).await.map_err(write_err)?;
-            if !learner {
+            if voter {
                 // etcd's conf change commits under the old configuration, so a
                 // member added to a one-member cluster is acknowledged before it
                 // runs. openraft's joint consensus needs the new member for that,
@@ -315,8 +316,9 @@ pub(crate) async fn apply(raft: &Raft, rules: &Rules<'_>, change: MemberChange) 
                 let (promote, next) = (raft.clone(), rules.one_at_a_time.clone());
                 tokio::spawn(async move {
                     let _one_at_a_time = next.lock().await;
+                    settled(&promote).await;
                     let change = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
-                    if let Err(e) = change_membership(&promote, change).await {
+                    if let Err(e) = promote.change_membership(change, false).await {
                         tracing::warn!(member = format_args!("{id:x}"), error = %e, "adding the voter failed");
                     }
                 });
@@ -331,21 +333,47 @@ pub(crate) async fn apply(raft: &Raft, rules: &Rules<'_>, change: MemberChange) 
                 let _ = tokio::time::timeout(Duration::from_secs(2), proposed).await;
             }
         }
+    }
+    Ok(())
+}
+
+/// etcd's checks of `change` against the leader's latest membership, and what
+/// openraft is to do if they pass.
+fn plan(metrics: &RaftMetrics<u64, Member>, rules: &Rules<'_>, change: &MemberChange) -> Result<Step, MemberChangeError> {
+    let membership = metrics.membership_config.membership();
+    let cluster = Cluster {
+        nodes: membership.nodes().map(|(id, m)| (*id, m.clone())).collect(),
+        voters: membership.voter_ids().collect(),
+    };
+    let set_node = |id: u64, member: Member| Step::Change(ChangeMembers::SetNodes(BTreeMap::from([(id, member)])));
+    Ok(match change.clone() {
+        MemberChange::Add { id, member, learner } => {
+            rules.may_add(&cluster, learner)?;
+            if cluster.nodes.contains_key(&id) {
+                return Err(MemberChangeError::IdExists);
+            }
+            if cluster.peer_url_taken(&member.peer_urls, None) {
+                return Err(MemberChangeError::PeerUrlExists);
+            }
+            if learner && cluster.learners() + 1 > rules.max_learners {
+                return Err(MemberChangeError::TooManyLearners);
+            }
+            Step::Add { id, member, voter: !learner }
+        }
         MemberChange::Remove { id } => {
             rules.may_remove(&cluster, id)?;
             if !cluster.nodes.contains_key(&id) {
                 return Err(MemberChangeError::NotFound);
             }
-            let change = if cluster.voters.contains(&id) {
+            if cluster.voters.contains(&id) {
                 // openraft keeps at least one voter.
                 if cluster.voters.len() == 1 {
                     return Err(MemberChangeError::NotEnoughStarted);
                 }
-                ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+                Step::Change(ChangeMembers::RemoveVoters(BTreeSet::from([id])))
             } else {
-                ChangeMembers::RemoveNodes(BTreeSet::from([id]))
-            };
-            change_membership(raft, change).await?;
+                Step::Change(ChangeMembers::RemoveNodes(BTreeSet::from([id])))
+            }
         }
         MemberChange::UpdatePeerUrls { id, peer_urls } => {
             let mut member = cluster.nodes.get(&id).cloned().ok_or(MemberChangeError::NotFound)?;
@@ -353,7 +381,7 @@ pub(crate) async fn apply(raft: &Raft, rules: &Rules<'_>, change: MemberChange) 
                 return Err(MemberChangeError::PeerUrlExists);
             }
             member.peer_urls = peer_urls;
-            set_node(raft, id, member).await?;
+            set_node(id, member)
         }
         MemberChange::Promote { id } => {
             if !cluster.nodes.contains_key(&id) {
@@ -373,30 +401,18 @@ pub(crate) async fn apply(raft: &Raft, rules: &Rules<'_>, change: MemberChange) 
             if cluster.voters.contains(&id) {
                 return Err(MemberChangeError::NotLearner);
             }
-            change_membership(raft, ChangeMembers::AddVoterIds(BTreeSet::from([id]))).await?;
+            Step::Change(ChangeMembers::AddVoterIds(BTreeSet::from([id])))
         }
         MemberChange::Publish { id, name, client_urls } => {
             let mut member = cluster.nodes.get(&id).cloned().ok_or(MemberChangeError::NotFound)?;
             if member.name == name && member.client_urls == client_urls {
-                return Ok(());
+                return Ok(Step::Nothing);
             }
             member.name = name;
             member.client_urls = client_urls;
-            set_node(raft, id, member).await?;
+            set_node(id, member)
         }
-    }
-    Ok(())
-}
-
-async fn set_node(raft: &Raft, id: u64, member: Member) -> Result<(), MemberChangeError> {
-    change_membership(raft, ChangeMembers::SetNodes(BTreeMap::from([(id, member)]))).await
-}
-
-/// Proposes a membership change once the previous one is [`settled`].
-async fn change_membership(raft: &Raft, change: ChangeMembers<u64, Member>) -> Result<(), MemberChangeError> {
-    settled(raft).await;
-    raft.change_membership(change, false).await.map_err(write_err)?;
-    Ok(())
+    })
 }
 
 /// Waits until the latest membership this member knows (on the leader: the

@@ -129,6 +129,22 @@ impl HubStateMachine {
         this
     }
 
+    /// Writes etcd's `members` buckets from the membership the backend holds
+    /// when they are not in step with it: a backend written before hub kept
+    /// them (each membership entry writes them from then on).
+    pub(crate) fn members_in_step(&self) -> Result<(), StorageError> {
+        let mut sm = self.state.lock();
+        let (_, membership) = Self::applied(&sm)?;
+        if membership.log_id().is_none() {
+            return Ok(());
+        }
+        if sm.stage_members(&crate::membership::etcd_members(membership.membership())).map_err(io_err)? {
+            let index = sm.applied_index();
+            sm.commit_meta(index).map_err(io_err)?;
+        }
+        Ok(())
+    }
+
     /// How far the backend is durable, as it changes.
     pub fn durable(&self) -> watch::Receiver<Durable> {
         self.durable.subscribe()

@@ -44,8 +44,9 @@ impl StateMachine {
     /// changed it, to be committed with that entry: a member's record is
     /// written when it is new or changed, a member no longer listed is moved
     /// to `members_removed` (etcd's `MustDeleteMemberFromBackend`), and the
-    /// cluster version is set.
-    pub fn stage_members(&mut self, members: &[EtcdMember]) -> Result<(), StoreError> {
+    /// cluster version is set. Returns whether anything was staged (nothing
+    /// when the buckets hold `members` already).
+    pub fn stage_members(&mut self, members: &[EtcdMember]) -> Result<bool, StoreError> {
         let mut stored = Vec::new();
         self.mvcc().backend().scan(Table::Members, &[], None, &mut |k, v| {
             stored.push((k.to_vec(), v.to_vec()));
@@ -56,15 +57,23 @@ impl StateMachine {
             let json = serde_json::to_vec(m).map_err(|e| StoreError::Corrupt(format!("member {:x}: {e}", m.id)))?;
             wanted.push((member_key(m.id), json));
         }
+        let mut changes = Vec::new();
         for (key, _) in stored.iter().filter(|(k, _)| !wanted.iter().any(|(w, _)| w == k)) {
-            self.stage(Table::Members, key.clone(), None);
-            self.stage(Table::MembersRemoved, key.clone(), Some(REMOVED.to_vec()));
+            changes.push((Table::Members, key.clone(), None));
+            changes.push((Table::MembersRemoved, key.clone(), Some(REMOVED.to_vec())));
         }
         for (key, json) in wanted.into_iter().filter(|w| !stored.contains(w)) {
-            self.stage(Table::Members, key, Some(json));
+            changes.push((Table::Members, key, Some(json)));
         }
-        self.stage(Table::Cluster, layout::CLUSTER_VERSION_KEY.to_vec(), Some(layout::CLUSTER_VERSION.to_vec()));
-        Ok(())
+        let version = self.mvcc().backend().get_many(Table::Cluster, &[layout::CLUSTER_VERSION_KEY.to_vec()])?;
+        if version.first().and_then(Option::as_deref) != Some(layout::CLUSTER_VERSION) {
+            changes.push((Table::Cluster, layout::CLUSTER_VERSION_KEY.to_vec(), Some(layout::CLUSTER_VERSION.to_vec())));
+        }
+        let staged = !changes.is_empty();
+        for (table, key, value) in changes {
+            self.stage(table, key, value);
+        }
+        Ok(staged)
     }
 
     /// Whether `id` was removed from the cluster: etcd refuses any change
@@ -115,8 +124,9 @@ mod tests {
     fn a_member_left_out_is_removed() {
         let dir = tempfile::tempdir().unwrap();
         let mut sm = StateMachine::open(dir.path(), 5).unwrap();
-        sm.stage_members(&[member(1, "a"), member(2, "b")]).unwrap();
+        assert!(sm.stage_members(&[member(1, "a"), member(2, "b")]).unwrap());
         sm.commit_meta(1).unwrap();
+        assert!(!sm.stage_members(&[member(1, "a"), member(2, "b")]).unwrap(), "in step already");
         assert_eq!(records(&sm, Table::Members).len(), 2);
         assert!(!sm.member_removed(2).unwrap());
         sm.stage_members(&[member(1, "a")]).unwrap();

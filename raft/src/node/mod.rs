@@ -147,6 +147,7 @@ impl Node {
         let state = Arc::new(Mutex::new(state));
         let wait = Arc::new(Wait::default());
         let machine = HubStateMachine::new(state.clone(), wal.clone(), committed.clone(), wait.clone(), metrics.clone());
+        machine.members_in_step().map_err(|e| NodeError::Raft(e.to_string()))?;
         let mut log_store = LogStore::new(config.id, wal.clone(), machine.durable());
         if config.force_new_cluster && !fresh {
             force_new_cluster::rewrite(&wal, &mut log_store, &config).await?;
