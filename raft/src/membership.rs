@@ -2,7 +2,9 @@
 //! openraft's joint consensus on the leader (a follower forwards them), after
 //! etcd's checks: `--strict-reconfig-check` (enough started members, a quorum
 //! of peers connected for etcd's health interval), `--max-learners`, a
-//! learner promoted only once in sync. And how a removed member learns it is
+//! learner promoted only once in sync. The leader makes them one at a time,
+//! each once the last is applied ([`apply`]). How a membership looks in etcd's
+//! `members` bucket ([`etcd_members`]), and how a removed member learns it is
 //! ([`Removal`]).
 
 use std::collections::{BTreeMap, BTreeSet};
