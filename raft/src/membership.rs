@@ -2,14 +2,17 @@
 //! openraft's joint consensus on the leader (a follower forwards them), after
 //! etcd's checks: `--strict-reconfig-check` (enough started members, a quorum
 //! of peers connected for etcd's health interval), `--max-learners`, a
-//! learner promoted only once in sync. And how a removed member learns it is
+//! learner promoted only once in sync. The leader makes them one at a time,
+//! each once the last is applied ([`apply`]). How a membership looks in etcd's
+//! `members` bucket ([`etcd_members`]), and how a removed member learns it is
 //! ([`Removal`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
-use openraft::ChangeMembers;
+use hub_store::EtcdMember;
+use openraft::{ChangeMembers, Membership, RaftMetrics};
 use serde::{Deserialize, Serialize};
 
 use sha1::{Digest, Sha1};
@@ -81,6 +84,23 @@ pub async fn discover(
     Err(format!("could not reach the cluster: {last_error}"))
 }
 
+/// The members of `membership` as etcd keeps them in its `members` bucket:
+/// a member is a learner unless it votes in one of the configurations (the
+/// old or the new one while a change is joint).
+pub(crate) fn etcd_members(membership: &Membership<u64, Member>) -> Vec<EtcdMember> {
+    let voters: BTreeSet<u64> = membership.voter_ids().collect();
+    membership
+        .nodes()
+        .map(|(id, m)| EtcdMember {
+            id: *id,
+            peer_urls: m.peer_urls.clone(),
+            is_learner: !voters.contains(id),
+            name: m.name.clone(),
+            client_urls: m.client_urls.clone(),
+        })
+        .collect()
+}
+
 /// One change to the cluster's membership.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum MemberChange {
@@ -95,6 +115,19 @@ pub enum MemberChange {
     /// A starting member publishes its name and client URLs (etcd's
     /// "published local member to cluster").
     Publish { id: u64, name: String, client_urls: Vec<String> },
+}
+
+impl MemberChange {
+    /// The member the change is about.
+    pub fn id(&self) -> u64 {
+        match self {
+            MemberChange::Add { id, .. }
+            | MemberChange::Remove { id }
+            | MemberChange::UpdatePeerUrls { id, .. }
+            | MemberChange::Promote { id }
+            | MemberChange::Publish { id, .. } => *id,
+        }
+    }
 }
 
 /// Why a change was refused, with etcd's messages.
@@ -140,6 +173,9 @@ pub(crate) struct Rules<'a> {
     /// `--max-learners`.
     pub max_learners: usize,
     pub activity: &'a PeerActivity,
+    /// Held while a change is checked and proposed: openraft refuses a change
+    /// proposed while another is in progress.
+    pub one_at_a_time: &'a std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The membership a change is checked against: the leader's latest.
@@ -247,35 +283,42 @@ fn write_err(e: RaftError<u64, ClientWriteError<u64, Member>>) -> MemberChangeEr
     }
 }
 
-/// Applies `change` on the leader, checked as etcd checks it first.
+/// What openraft is asked to do for a change that passed etcd's checks.
+enum Step {
+    /// Nothing changes (a member publishing what the cluster has already).
+    Nothing,
+    /// A new member, as a learner first; a voter once it caught up.
+    Add { id: u64, member: Member, voter: bool },
+    Change(ChangeMembers<u64, Member>),
+}
+
+/// Applies `change` on the leader, checked as etcd checks it. The leader
+/// makes one change at a time, each once the last is [`settled`]; the checks
+/// run first against the latest membership (a refusal does not wait), and
+/// again once it is this change's turn.
 pub(crate) async fn apply(raft: &Raft, rules: &Rules<'_>, change: MemberChange) -> Result<(), MemberChangeError> {
-    let metrics = raft.metrics().borrow().clone();
-    let membership = metrics.membership_config.membership();
-    let cluster = Cluster {
-        nodes: membership.nodes().map(|(id, m)| (*id, m.clone())).collect(),
-        voters: membership.voter_ids().collect(),
-    };
-    match change {
-        MemberChange::Add { id, member, learner } => {
-            rules.may_add(&cluster, learner)?;
-            if cluster.nodes.contains_key(&id) {
-                return Err(MemberChangeError::IdExists);
-            }
-            if cluster.peer_url_taken(&member.peer_urls, None) {
-                return Err(MemberChangeError::PeerUrlExists);
-            }
-            if learner && cluster.learners() + 1 > rules.max_learners {
-                return Err(MemberChangeError::TooManyLearners);
-            }
+    plan(&raft.metrics().borrow(), rules, &change)?;
+    let one_at_a_time = rules.one_at_a_time.clone().lock_owned().await;
+    settled(raft).await;
+    let step = plan(&raft.metrics().borrow(), rules, &change)?;
+    match step {
+        Step::Nothing => {}
+        Step::Change(change) => {
+            raft.change_membership(change, false).await.map_err(write_err)?;
+        }
+        Step::Add { id, member, voter } => {
             raft.add_learner(id, member, false).await.map_err(write_err)?;
-            if !learner {
+            if voter {
                 // etcd's conf change commits under the old configuration, so a
                 // member added to a one-member cluster is acknowledged before it
                 // runs. openraft's joint consensus needs the new member for that,
                 // so the promotion is proposed here and completes once the new
                 // member catches up; the answer waits only until it is proposed.
-                let promote = raft.clone();
+                drop(one_at_a_time);
+                let (promote, next) = (raft.clone(), rules.one_at_a_time.clone());
                 tokio::spawn(async move {
+                    let _one_at_a_time = next.lock().await;
+                    settled(&promote).await;
                     let change = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
                     if let Err(e) = promote.change_membership(change, false).await {
                         tracing::warn!(member = format_args!("{id:x}"), error = %e, "adding the voter failed");
@@ -292,21 +335,47 @@ pub(crate) async fn apply(raft: &Raft, rules: &Rules<'_>, change: MemberChange) 
                 let _ = tokio::time::timeout(Duration::from_secs(2), proposed).await;
             }
         }
+    }
+    Ok(())
+}
+
+/// etcd's checks of `change` against the leader's latest membership, and what
+/// openraft is to do if they pass.
+fn plan(metrics: &RaftMetrics<u64, Member>, rules: &Rules<'_>, change: &MemberChange) -> Result<Step, MemberChangeError> {
+    let membership = metrics.membership_config.membership();
+    let cluster = Cluster {
+        nodes: membership.nodes().map(|(id, m)| (*id, m.clone())).collect(),
+        voters: membership.voter_ids().collect(),
+    };
+    let set_node = |id: u64, member: Member| Step::Change(ChangeMembers::SetNodes(BTreeMap::from([(id, member)])));
+    Ok(match change.clone() {
+        MemberChange::Add { id, member, learner } => {
+            rules.may_add(&cluster, learner)?;
+            if cluster.nodes.contains_key(&id) {
+                return Err(MemberChangeError::IdExists);
+            }
+            if cluster.peer_url_taken(&member.peer_urls, None) {
+                return Err(MemberChangeError::PeerUrlExists);
+            }
+            if learner && cluster.learners() + 1 > rules.max_learners {
+                return Err(MemberChangeError::TooManyLearners);
+            }
+            Step::Add { id, member, voter: !learner }
+        }
         MemberChange::Remove { id } => {
             rules.may_remove(&cluster, id)?;
             if !cluster.nodes.contains_key(&id) {
                 return Err(MemberChangeError::NotFound);
             }
-            let change = if cluster.voters.contains(&id) {
+            if cluster.voters.contains(&id) {
                 // openraft keeps at least one voter.
                 if cluster.voters.len() == 1 {
                     return Err(MemberChangeError::NotEnoughStarted);
                 }
-                ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+                Step::Change(ChangeMembers::RemoveVoters(BTreeSet::from([id])))
             } else {
-                ChangeMembers::RemoveNodes(BTreeSet::from([id]))
-            };
-            raft.change_membership(change, false).await.map_err(write_err)?;
+                Step::Change(ChangeMembers::RemoveNodes(BTreeSet::from([id])))
+            }
         }
         MemberChange::UpdatePeerUrls { id, peer_urls } => {
             let mut member = cluster.nodes.get(&id).cloned().ok_or(MemberChangeError::NotFound)?;
@@ -314,7 +383,7 @@ pub(crate) async fn apply(raft: &Raft, rules: &Rules<'_>, change: MemberChange) 
                 return Err(MemberChangeError::PeerUrlExists);
             }
             member.peer_urls = peer_urls;
-            set_node(raft, id, member).await?;
+            set_node(id, member)
         }
         MemberChange::Promote { id } => {
             if !cluster.nodes.contains_key(&id) {
@@ -334,28 +403,29 @@ pub(crate) async fn apply(raft: &Raft, rules: &Rules<'_>, change: MemberChange) 
             if cluster.voters.contains(&id) {
                 return Err(MemberChangeError::NotLearner);
             }
-            raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-                .await
-                .map_err(write_err)?;
+            Step::Change(ChangeMembers::AddVoterIds(BTreeSet::from([id])))
         }
         MemberChange::Publish { id, name, client_urls } => {
             let mut member = cluster.nodes.get(&id).cloned().ok_or(MemberChangeError::NotFound)?;
             if member.name == name && member.client_urls == client_urls {
-                return Ok(());
+                return Ok(Step::Nothing);
             }
             member.name = name;
             member.client_urls = client_urls;
-            set_node(raft, id, member).await?;
+            set_node(id, member)
         }
-    }
-    Ok(())
+    })
 }
 
-async fn set_node(raft: &Raft, id: u64, member: Member) -> Result<(), MemberChangeError> {
-    raft.change_membership(ChangeMembers::SetNodes(BTreeMap::from([(id, member)])), false)
-        .await
-        .map_err(write_err)?;
-    Ok(())
+/// Waits until the latest membership this member knows (on the leader: the
+/// one it proposed last, or the one a new leader inherited uncommitted) is
+/// applied here, so committed. openraft refuses a change proposed before
+/// that, and logs the refusal as an error: a member publishing itself at
+/// start, before the new leader committed the first membership, got one.
+async fn settled(raft: &Raft) {
+    let mut metrics = raft.metrics();
+    // Err: raft is shutting down, and the change will say so.
+    let _ = metrics.wait_for(|m| m.membership_config.log_id() <= &m.last_applied).await;
 }
 
 /// rafthttp's `errMemberRemoved`: what etcd's peers answer a removed member,

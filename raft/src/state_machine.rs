@@ -2,7 +2,8 @@
 //!
 //! Every committed entry reaches [`HubStateMachine::apply`] in log order on every
 //! member: a command is decoded and applied through the store's one apply path;
-//! the entry's log ID (and a new membership, when the entry carries one) is
+//! the entry's log ID (and a new membership, when the entry carries one, both
+//! as openraft's and in etcd's `members` buckets, `hub_store::members`) is
 //! committed in the same backend transaction, so what openraft reads back after
 //! a crash is exactly what the backend holds. Applied changes are published on
 //! the commit feed for watchers on this member.
@@ -128,6 +129,22 @@ impl HubStateMachine {
         this
     }
 
+    /// Writes etcd's `members` buckets from the membership the backend holds
+    /// when they are not in step with it: a backend written before hub kept
+    /// them (each membership entry writes them from then on).
+    pub(crate) fn members_in_step(&self) -> Result<(), StorageError> {
+        let mut sm = self.state.lock();
+        let (_, membership) = Self::applied(&sm)?;
+        if membership.log_id().is_none() {
+            return Ok(());
+        }
+        if sm.stage_members(&crate::membership::etcd_members(membership.membership())).map_err(io_err)? {
+            let index = sm.applied_index();
+            sm.commit_meta(index).map_err(io_err)?;
+        }
+        Ok(())
+    }
+
     /// How far the backend is durable, as it changes.
     pub fn durable(&self) -> watch::Receiver<Durable> {
         self.durable.subscribe()
@@ -192,6 +209,8 @@ impl HubStateMachine {
             EntryPayload::Membership(m) => {
                 let stored = StoredMembership::new(Some(entry.log_id), m.clone());
                 sm.stage_meta(META_MEMBERSHIP, bincode::serialize(&stored).map_err(io_err)?);
+                // etcd's buckets, in the same commit: never out of step with the entry.
+                sm.stage_members(&crate::membership::etcd_members(m)).map_err(io_err)?;
                 None
             }
             EntryPayload::Normal(cmd) => Some(InternalRaftRequest::decode(cmd.0.as_slice()).map_err(io_err)?),

@@ -3,7 +3,8 @@
 //! removed member stops and a restart of its data directory does not hang,
 //! `--force-new-cluster` restarts a member alone with its data, and the
 //! strict reconfiguration checks refuse what etcd refuses, with etcd's codes
-//! and texts (compared with etcd 3.6.16 where it is installed).
+//! and texts (compared with etcd 3.6.16 where it is installed), and a stopped
+//! member's backend holds the members where etcd 3.6.16 keeps them.
 
 mod common;
 
@@ -13,9 +14,10 @@ use common::{etcd36_bin, free_port, hubd_bin, joining_member, leader, start_clus
 use hub_proto::etcdserverpb::cluster_client::ClusterClient;
 use hub_proto::etcdserverpb::kv_client::KvClient;
 use hub_proto::etcdserverpb::{
-    MemberAddRequest, MemberListRequest, MemberPromoteRequest, MemberRemoveRequest, PutRequest, RangeRequest,
-    StatusRequest,
+    MemberAddRequest, MemberListRequest, MemberPromoteRequest, MemberRemoveRequest, MemberUpdateRequest, PutRequest,
+    RangeRequest, StatusRequest,
 };
+use hub_store::snapshot::SnapshotReader;
 use tonic::transport::Channel;
 
 /// etcd's `HealthInterval` and then some: peers count as connected for the
@@ -221,4 +223,135 @@ async fn without_strict_reconfig_check_a_change_is_not_refused() {
     members[0].kill9();
     let mut c = cluster(&members[2]).await;
     c.member_add(add(&nowhere(), true)).await.expect("a learner while a member is down");
+}
+
+/// What a backend (a stopped member's, or a snapshot) holds in etcd's
+/// `members`, `members_removed` and `cluster` buckets, each record as
+/// `key=value` with the member IDs and URLs of the run replaced by their roles.
+fn membership_buckets(db: &std::path::Path, roles: &[(String, &str)]) -> Vec<String> {
+    let mut reader = SnapshotReader::open(db, true).unwrap_or_else(|e| panic!("{}: {e}", db.display()));
+    let mut out = Vec::new();
+    for bucket in ["members", "members_removed", "cluster"] {
+        for (k, v) in reader.records(bucket.as_bytes()).expect("bucket") {
+            let mut record = format!("{bucket}/{}={}", String::from_utf8_lossy(&k), String::from_utf8_lossy(&v));
+            for (value, role) in roles {
+                record = record.replace(value.as_str(), role);
+            }
+            out.push(record);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// What [`member_buckets_after_changes`] found.
+#[derive(Debug, PartialEq)]
+struct Found {
+    /// The answer to adding the removed ID again.
+    re_added: String,
+    /// The stopped member's buckets.
+    stopped: Vec<String>,
+    /// With etcd 3.6.16's tools: a snapshot's buckets (`etcdctl snapshot
+    /// save`), and those of the backend `etcdutl snapshot restore` made of it.
+    snapshot: Vec<String>,
+    restored: Vec<String>,
+}
+
+/// One member published itself; a learner added, removed, and added again
+/// with the same peer URL in the same second (so the same ID: etcd refuses a
+/// removed ID); another learner added and given new peer URLs; a snapshot
+/// saved and restored by etcd 3.6.16's tools (`etcd`, beside them), if there.
+async fn member_buckets_after_changes(bin: &std::path::Path, etcd: Option<&std::path::Path>) -> Found {
+    let mut m = Member::start(bin);
+    let me = member_id(&m).await;
+    let mut c = cluster(&m).await;
+    let (removed_url, re_added) = loop {
+        // Right after a second starts: the three calls share it.
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock");
+        tokio::time::sleep(Duration::from_nanos(1_000_000_000 - u64::from(now.subsec_nanos()))).await;
+        let second = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+        let url = nowhere();
+        let added = c.member_add(add(&url, true)).await.expect("add a learner").into_inner();
+        let id = added.member.expect("member").id;
+        c.member_remove(MemberRemoveRequest { id }).await.expect("remove it");
+        let again = outcome(c.member_add(add(&url, true)).await);
+        let after = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+        if after == second {
+            break ((id, url), again);
+        }
+    };
+    let learner_url = nowhere();
+    let learner = c.member_add(add(&learner_url, true)).await.expect("add a learner").into_inner();
+    let learner_id = learner.member.expect("member").id;
+    let new_url = nowhere();
+    c.member_update(MemberUpdateRequest { id: learner_id, peer_ur_ls: new_url.clone() })
+        .await
+        .expect("update its peer URLs");
+    let tool = |name: &str, args: &[&str]| {
+        let etcd = etcd.expect("etcd 3.6.16");
+        let out = std::process::Command::new(etcd.with_file_name(name)).args(args).output().expect(name);
+        assert!(out.status.success(), "{name} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let snapshot = m.data_dir.with_file_name("snapshot.db");
+    if etcd.is_some() {
+        tool("etcdctl", &["--endpoints", &m.endpoint(), "snapshot", "save", &snapshot.to_string_lossy()]);
+    }
+    // etcd ends by its SIGTERM; both sync their backend first.
+    assert!(m.terminate().is_some(), "{} stops", bin.display());
+    let quoted = |s: &str| format!("\"{s}\"");
+    let roles = [
+        (format!("\"id\":{me}"), "\"id\":<me>"),
+        (format!("\"id\":{learner_id}"), "\"id\":<learner>"),
+        (format!("{me:x}="), "<me>="),
+        (format!("{learner_id:x}="), "<learner>="),
+        (format!("{:x}=", removed_url.0), "<removed>="),
+        (quoted(&format!("http://127.0.0.1:{}", m.client_port)), "<client URL>"),
+        (quoted(&format!("http://127.0.0.1:{}", m.peer_port)), "<peer URL>"),
+        (quoted(&new_url[0]), "<learner's new peer URL>"),
+    ];
+    let roles: Vec<(String, &str)> = roles.into_iter().collect();
+    let mut found = Found {
+        re_added,
+        stopped: membership_buckets(&m.data_dir.join("member/snap/db"), &roles),
+        snapshot: Vec::new(),
+        restored: Vec::new(),
+    };
+    if etcd.is_some() {
+        found.snapshot = membership_buckets(&snapshot, &roles);
+        let restored = m.data_dir.with_file_name("restored");
+        let peer = "http://127.0.0.1:1";
+        tool("etcdutl", &["snapshot", "restore", &snapshot.to_string_lossy(), "--data-dir", &restored.to_string_lossy()]
+            .into_iter()
+            .chain(["--name", "r", "--initial-cluster", &format!("r={peer}"), "--initial-advertise-peer-urls", peer])
+            .collect::<Vec<_>>());
+        found.restored = membership_buckets(&restored.join("member/snap/db"), &roles);
+    }
+    found
+}
+
+/// The buckets etcd 3.6.16 writes, record for record (etcd's tools, and
+/// etcd's own e2e tests, read a stopped member's members there); hub had no
+/// `members` bucket in its backend, and took a removed ID back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn members_buckets_are_etcds() {
+    let etcd = etcd36_bin();
+    let hub = member_buckets_after_changes(&hubd_bin(), etcd.as_deref()).await;
+    let expected = [
+        "cluster/clusterVersion=3.6.0",
+        r#"members/<learner>={"id":<learner>,"peerURLs":[<learner's new peer URL>],"isLearner":true}"#,
+        r#"members/<me>={"id":<me>,"peerURLs":[<peer URL>],"name":"default","clientURLs":[<client URL>]}"#,
+        "members_removed/<removed>=removed",
+    ];
+    assert_eq!(hub.re_added, "NotFound: etcdserver: member not found");
+    assert_eq!(hub.stopped, expected);
+    if let Some(etcd) = etcd {
+        // The snapshot carries the buckets; the restore keeps only its new member.
+        assert_eq!(hub.snapshot, expected);
+        assert!(
+            matches!(&hub.restored[..], [version, r] if version == &expected[0] && r.contains(r#""name":"r""#)),
+            "{:#?}",
+            hub.restored
+        );
+        assert_eq!(member_buckets_after_changes(&etcd, Some(&etcd)).await, hub, "etcd 3.6.16 (left), hubd (right)");
+    }
 }

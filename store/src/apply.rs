@@ -77,9 +77,10 @@ pub struct StateMachine {
     alarms: AlarmStore,
     applied_index: u64,
     min_lease_ttl: i64,
-    /// Metadata of the layer above (raft's last applied log ID, membership),
-    /// written atomically with the next commit.
-    staged_meta: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Records of the layer above (raft's last applied log ID and membership
+    /// in `meta`, the members' buckets), written atomically with the next
+    /// commit; `None` deletes.
+    staged: Vec<Staged>,
     /// The directory holding the backend file.
     dir: PathBuf,
     /// Kept across [`StateMachine::reload`] and snapshot installs.
@@ -127,7 +128,7 @@ impl StateMachine {
             alarms,
             applied_index: restored.consistent_index,
             min_lease_ttl,
-            staged_meta: Vec::new(),
+            staged: Vec::new(),
             dir,
             metrics,
         })
@@ -195,14 +196,19 @@ impl StateMachine {
 
     /// Stages a metadata record to be committed with the next change.
     pub fn stage_meta(&mut self, key: &[u8], value: Vec<u8>) {
-        self.staged_meta.push((key.to_vec(), value));
+        self.stage(Table::Meta, key.to_vec(), Some(value));
+    }
+
+    /// Stages a record to be written (`None`: deleted) with the next change.
+    pub(crate) fn stage(&mut self, table: Table, key: Vec<u8>, value: Option<Vec<u8>>) {
+        self.staged.push((table, key, value));
     }
 
     /// Commits staged metadata (and `index` as the consistent index) on its own,
     /// for log entries that change nothing in the key space.
     pub fn commit_meta(&mut self, index: u64) -> Result<(), StoreError> {
         let txn = self.mvcc.write();
-        commit(txn, &mut self.staged_meta, index)?;
+        commit(txn, &mut self.staged, index)?;
         self.applied_index = self.applied_index.max(index);
         Ok(())
     }
@@ -313,7 +319,7 @@ impl StateMachine {
     /// membership) describes a log this member no longer has once it starts a
     /// new one from imported data. Returns how many records it deleted.
     pub fn retain_etcd_meta(&mut self) -> Result<usize, StoreError> {
-        self.staged_meta.clear();
+        self.staged.clear();
         let mut foreign = Vec::new();
         self.mvcc.backend().scan(Table::Meta, &[], None, &mut |k, _| {
             if !ETCD_META_KEYS.contains(&k) {
@@ -372,7 +378,7 @@ impl StateMachine {
             Command::DowngradeInfoSet(r) => {
                 let mut txn = self.mvcc.write();
                 crate::schema::set_downgrade(r, txn.batch_mut());
-                commit(txn, &mut self.staged_meta, index)?;
+                commit(txn, &mut self.staged, index)?;
                 // Nothing to answer (as for a command applied before).
                 Ok(Applied { response: Response::AlreadyApplied, events: Vec::new() })
             }
@@ -397,7 +403,7 @@ impl StateMachine {
         // A refusal comes before any change, in memory or in the batch.
         let token = self.auth.apply(c, index, now, txn.batch_mut())?;
         let rev = txn.revision();
-        commit(txn, &mut self.staged_meta, index)?;
+        commit(txn, &mut self.staged, index)?;
         let resp = AuthenticateResponse { header: header(rev), token: token.unwrap_or_default() };
         Ok(Applied { response: Response::Auth(resp), events: Vec::new() })
     }
@@ -406,7 +412,7 @@ impl StateMachine {
         let mut txn = self.mvcc.write();
         let alarms = self.alarms.apply(r, txn.batch_mut());
         let rev = txn.revision();
-        commit(txn, &mut self.staged_meta, index)?;
+        commit(txn, &mut self.staged, index)?;
         Ok(Applied { response: Response::Alarm(AlarmResponse { header: header(rev), alarms }), events: Vec::new() })
     }
 
@@ -429,7 +435,7 @@ impl StateMachine {
         }
         let mut txn = self.mvcc.write();
         let resp = put(&mut txn, &mut self.lessor, r)?;
-        let events = commit(txn, &mut self.staged_meta, index)?;
+        let events = commit(txn, &mut self.staged, index)?;
         self.metrics.count(OpTally::put(r));
         Ok(Applied { response: Response::Put(resp), events })
     }
@@ -437,7 +443,7 @@ impl StateMachine {
     fn apply_delete_range(&mut self, index: u64, r: &DeleteRangeRequest) -> Result<Applied, StoreError> {
         let mut txn = self.mvcc.write();
         let resp = delete_range(&mut txn, &mut self.lessor, r)?;
-        let events = commit(txn, &mut self.staged_meta, index)?;
+        let events = commit(txn, &mut self.staged, index)?;
         self.metrics.count(OpTally::delete_range(r));
         Ok(Applied { response: Response::DeleteRange(resp), events })
     }
@@ -449,7 +455,7 @@ impl StateMachine {
         let mut path_iter = path.iter().copied();
         let mut resp = apply_txn_ops(&mut txn, &mut self.lessor, r, &mut path_iter)?;
         resp.header = header(txn.revision());
-        let events = commit(txn, &mut self.staged_meta, index)?;
+        let events = commit(txn, &mut self.staged, index)?;
         self.metrics.count_txn(OpTally::txn(r, &path, false));
         Ok(Applied { response: Response::Txn(resp), events })
     }
@@ -486,7 +492,7 @@ impl StateMachine {
         let indexed = started.elapsed();
         let mut txn = self.mvcc.write();
         *txn.batch_mut() = batch;
-        commit(txn, &mut self.staged_meta, index)?;
+        commit(txn, &mut self.staged, index)?;
         self.metrics.compacted(indexed, started.elapsed() - indexed, keys);
         // etcd's words (mvcc's scheduled compaction), which operators and its tests look for.
         tracing::info!(compact_revision = r.revision, took = ?started.elapsed(), "finished scheduled compaction");
@@ -498,7 +504,7 @@ impl StateMachine {
         let mut txn = self.mvcc.write();
         let ttl = self.lessor.grant(r.id, r.ttl, now, txn.batch_mut())?;
         let rev = txn.revision();
-        commit(txn, &mut self.staged_meta, index)?;
+        commit(txn, &mut self.staged, index)?;
         self.metrics.lease_granted(ttl);
         let resp = LeaseGrantResponse { header: header(rev), id: r.id, ttl, error: String::new() };
         Ok(Applied { response: Response::LeaseGrant(resp), events: Vec::new() })
@@ -511,7 +517,7 @@ impl StateMachine {
             txn.delete_range(key, RangeEnd::Single);
         }
         let rev = txn.revision();
-        let events = commit(txn, &mut self.staged_meta, index)?;
+        let events = commit(txn, &mut self.staged, index)?;
         self.metrics.lease_revoked();
         self.metrics.count(OpTally::lease_revoke(keys.len()));
         let resp = LeaseRevokeResponse { header: header(rev) };
@@ -579,10 +585,16 @@ impl StateMachine {
     }
 }
 
-/// Commits a write transaction with the staged metadata and the consistent index.
-fn commit(mut txn: WriteTxn<'_>, staged: &mut Vec<(Vec<u8>, Vec<u8>)>, index: u64) -> Result<Vec<Event>, StoreError> {
-    for (k, v) in staged.drain(..) {
-        txn.batch_mut().put(Table::Meta, k, v);
+/// A record staged by the layer above: table, key, value (`None`: deleted).
+type Staged = (Table, Vec<u8>, Option<Vec<u8>>);
+
+/// Commits a write transaction with the staged records and the consistent index.
+fn commit(mut txn: WriteTxn<'_>, staged: &mut Vec<Staged>, index: u64) -> Result<Vec<Event>, StoreError> {
+    for (table, k, v) in staged.drain(..) {
+        match v {
+            Some(v) => txn.batch_mut().put(table, k, v),
+            None => txn.batch_mut().delete(table, k),
+        }
     }
     txn.commit(index)
 }

@@ -4,8 +4,8 @@
 //! The engine is a bbolt file in etcd's layout ([`crate::bolt::db`]; see
 //! `docs/architecture.md` on why). The trait is deliberately small so the
 //! engine stays cheap to replace. Table names are etcd's bbolt buckets (`key`,
-//! `meta`, `lease`, `alarm`, `auth`, `authUsers`, `authRoles`), so the backend
-//! and a snapshot map one to one.
+//! `meta`, `lease`, `alarm`, `auth`, `authUsers`, `authRoles`, `members`,
+//! `members_removed`, `cluster`), so the backend and a snapshot map one to one.
 
 use std::path::Path;
 
@@ -29,11 +29,27 @@ pub enum Table {
     AuthRoles,
     /// etcdserverpb.AlarmMember (the raised alarm) → nothing.
     Alarm,
+    /// Member ID (lower-case hex) → the member as etcd's JSON (`crate::members`).
+    Members,
+    /// Removed member ID (lower-case hex) → `removed`.
+    MembersRemoved,
+    /// `clusterVersion`.
+    Cluster,
 }
 
 impl Table {
-    pub const ALL: [Table; 7] =
-        [Table::Key, Table::Meta, Table::Lease, Table::Auth, Table::AuthUsers, Table::AuthRoles, Table::Alarm];
+    pub const ALL: [Table; 10] = [
+        Table::Key,
+        Table::Meta,
+        Table::Lease,
+        Table::Auth,
+        Table::AuthUsers,
+        Table::AuthRoles,
+        Table::Alarm,
+        Table::Members,
+        Table::MembersRemoved,
+        Table::Cluster,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -44,6 +60,9 @@ impl Table {
             Table::AuthUsers => "authUsers",
             Table::AuthRoles => "authRoles",
             Table::Alarm => "alarm",
+            Table::Members => "members",
+            Table::MembersRemoved => "members_removed",
+            Table::Cluster => "cluster",
         }
     }
 

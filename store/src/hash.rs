@@ -86,11 +86,10 @@ impl<'a> KvHasher<'a> {
 /// `meta/consistent_index` (it moves without the key space changing) and, as
 /// etcd 3.6 does, `meta/storageVersion`.
 ///
-/// hub's backend holds the `key`, `lease`, `meta` and auth buckets; the others are
-/// hashed as a snapshot of this member would hold them ([`layout::fixed_records`]),
-/// so the figure equals etcd's only where hub keeps the same records (etcd's
-/// `members` bucket, for one, is not among them). Meta records staged by the
-/// layers above the store (raft's applied log ID) are skipped like the
+/// hub's backend holds every bucket of etcd's layout (the `cluster` bucket
+/// over [`layout::fixed_records`], for a backend that has none yet), so the
+/// figure equals etcd's where hub keeps the same records. Meta records staged
+/// by the layers above the store (raft's applied log ID) are skipped like the
 /// consistent index, for the same reason.
 pub fn backend_hash(backend: &dyn Backend) -> Result<u32, StoreError> {
     let view = backend.view()?;

@@ -18,6 +18,7 @@
 //! - [`lease`]: leases and their attached keys.
 //! - [`validate`]: etcd's request checks before proposing.
 //! - [`apply`]: the one apply path (Put, DeleteRange, Txn, Compaction, leases, auth, alarms).
+//! - [`members`]: the cluster's members in etcd's `members`, `members_removed` and `cluster` buckets.
 //! - [`alarm`]: raised alarms (NOSPACE, CORRUPT) and what they refuse.
 //! - [`auth`]: users, roles, key-range permissions and the one authorization walk.
 //! - [`schema`]: the backend's storage version (etcd 3.6's `meta/storageVersion`) and a downgrade in progress.
@@ -40,6 +41,7 @@ pub mod hash;
 pub mod key_index;
 pub mod key_range;
 pub mod lease;
+pub mod members;
 pub mod metrics;
 pub mod mvcc;
 pub mod revision;
@@ -54,4 +56,5 @@ pub use apply::{Applied, Response, StateMachine, Syncer};
 pub use auth::AuthInfo;
 pub use command::Command;
 pub use error::{EtcdError, StoreError};
+pub use members::EtcdMember;
 pub use mvcc::KvHash;

@@ -47,7 +47,15 @@ impl Node {
             strict: self.strict_reconfig_check,
             max_learners: self.max_learners,
             activity: &self.activity,
+            one_at_a_time: &self.member_changes,
         };
+        // etcd's ErrIDRemoved, which its API words as a member not found: a
+        // removed ID never comes back (an ID added again within the second
+        // it was generated in would be the same).
+        let removed = self.state.lock().member_removed(change.id());
+        if removed.map_err(|e| MemberChangeError::Other(e.to_string()))? {
+            return Err(MemberChangeError::NotFound);
+        }
         let promote = matches!(change, MemberChange::Promote { .. });
         let result = membership::apply(&self.raft, &rules, change).await;
         match &result {

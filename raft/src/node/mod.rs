@@ -102,6 +102,9 @@ pub struct Node {
     activity: Arc<PeerActivity>,
     strict_reconfig_check: bool,
     max_learners: usize,
+    /// Held by the membership change being made on this member (the leader):
+    /// one at a time, as openraft takes them.
+    member_changes: Arc<tokio::sync::Mutex<()>>,
     /// Linearizable reads waiting for their read-index round.
     reads: Arc<waiting::Waiting<read_index::Reader>>,
     /// Writes a follower forwards to the leader.
@@ -145,6 +148,7 @@ impl Node {
         let state = Arc::new(Mutex::new(state));
         let wait = Arc::new(Wait::default());
         let machine = HubStateMachine::new(state.clone(), wal.clone(), committed.clone(), wait.clone(), metrics.clone());
+        machine.members_in_step().map_err(|e| NodeError::Raft(e.to_string()))?;
         let mut log_store = LogStore::new(config.id, wal.clone(), machine.durable());
         if config.force_new_cluster && !fresh {
             force_new_cluster::rewrite(&wal, &mut log_store, &config).await?;
@@ -176,6 +180,7 @@ impl Node {
             activity,
             strict_reconfig_check: config.strict_reconfig_check,
             max_learners: config.max_learners,
+            member_changes: Arc::default(),
             reads: Arc::default(),
             forwarding: Arc::default(),
             wait,

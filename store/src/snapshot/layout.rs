@@ -33,9 +33,10 @@ pub const CLUSTER_VERSION_KEY: &[u8] = b"clusterVersion";
 pub const CLUSTER_VERSION: &[u8] = b"3.6.0";
 pub const AUTH_REVISION_KEY: &[u8] = b"authRevision";
 
-/// Records of the buckets whose state hub does not keep (yet), as a fresh etcd
-/// member has them: the cluster version, no members; and the
-/// `auth` bucket's defaults, which the backend's own records override: auth
+/// Records a fresh etcd member has that a backend may lack, which its own
+/// records override: the cluster version (written with the first membership
+/// entry, `crate::members`, absent from a backend older than that); and the
+/// `auth` bucket's defaults: auth
 /// disabled (no `authEnabled` key, which etcd reads as disabled) at auth
 /// revision 1 (`NewAuthStore` commits 1 over an empty store).
 pub fn fixed_records(bucket: &[u8]) -> Vec<(&'static [u8], Vec<u8>)> {

@@ -4,10 +4,11 @@
 //! Maintenance.Snapshot, `hubctl snapshot save|restore`, raft InstallSnapshot,
 //! and migration from and to etcd.
 //!
-//! - [`SnapshotFile::create`] / [`write_snapshot`]: the state machine's `key`,
-//!   `lease` and `meta` tables become the buckets of the same names unchanged
-//!   (hub stores etcd's encodings), plus the buckets etcd creates that hub
-//!   does not fill yet (`members`, `auth`, ..., see [`layout`]).
+//! - [`SnapshotFile::create`] / [`write_snapshot`]: the state machine's
+//!   tables become the buckets of the same names unchanged (hub stores etcd's
+//!   encodings, `members` included), over the records a fresh etcd member has
+//!   where the backend has none yet (the cluster version, auth's defaults, see
+//!   [`layout`]).
 //! - [`SnapshotReader`]: checks the trailer, reads any bucket in key order and
 //!   computes `etcdctl snapshot status`'s figures ([`SnapshotInfo`]).
 //! - [`restore_into`]: builds the backend `StateMachine::open` opens.

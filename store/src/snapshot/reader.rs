@@ -120,7 +120,7 @@ impl SnapshotReader {
     }
 
     /// Every record of `bucket` (empty when it does not exist): for the small
-    /// buckets hub does not interpret yet (`members`, `cluster`, `auth`, ...).
+    /// buckets (`members`, `cluster`, `auth`, ...).
     pub fn records(&mut self, bucket: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
         let mut records = Vec::new();
         self.for_each(bucket, |k, v| {

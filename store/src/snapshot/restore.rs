@@ -1,7 +1,8 @@
 //! Restoring a snapshot (hub's or etcd's) into a fresh hub backend.
 //!
-//! The `key`, `lease`, `meta`, `auth`, `authUsers` and `authRoles` buckets
-//! become the backend tables of the same names, byte for byte: hub keeps etcd's encodings, so
+//! The `key`, `lease`, `meta`, `auth`, `authUsers`, `authRoles`, `alarm` and
+//! `cluster` buckets (and `members`, `members_removed` for a raft snapshot
+//! install) become the backend tables of the same names, byte for byte: hub keeps etcd's encodings, so
 //! [`StateMachine::open`](crate::StateMachine::open) afterwards serves the
 //! same keys, revisions, versions and leases. Like etcd's `mvcc.restore`, a
 //! compaction the snapshot had scheduled but not finished is carried out here.
@@ -173,6 +174,17 @@ fn fill_backend(
             }
             loader.put(table, k, v)
         })?;
+    }
+
+    // The members carry over when the same log goes on (a raft snapshot
+    // install); a new cluster started from the snapshot drops them, as etcd's
+    // restore trims them, and its first membership entry writes its own.
+    let mut membership = vec![Table::Cluster];
+    if options.consistent_index.is_none() {
+        membership.extend([Table::Members, Table::MembersRemoved]);
+    }
+    for table in membership {
+        snapshot.for_each(table.name().as_bytes(), |k, v| loader.put(table, k, v))?;
     }
 
     // The whole meta bucket is kept: besides etcd's records it carries what
