@@ -18,10 +18,10 @@ use crate::{unexpected, Error, EtcdServer, Result};
 
 impl EtcdServer {
     /// Every action goes through raft (as etcd's), so a list is as of every
-    /// entry before it. etcd's answer carries no header.
+    /// entry before it. The answer has a header, as etcd 3.6's (3.4's had none).
     pub async fn alarm(&self, who: &AuthInfo, r: AlarmRequest) -> Result<AlarmResponse> {
         match self.propose(who, InternalRaftRequest { alarm: Some(r), ..Default::default() }).await? {
-            Response::Alarm(resp) => Ok(AlarmResponse { header: None, alarms: resp.alarms }),
+            Response::Alarm(resp) => Ok(AlarmResponse { header: self.header(0), alarms: resp.alarms }),
             other => Err(unexpected(other)),
         }
     }
@@ -78,7 +78,8 @@ impl EtcdServer {
             took = ?started.elapsed(),
             "finished defragmenting directory"
         );
-        Ok(DefragmentResponse { header: self.header(0) })
+        // etcd answers an empty message, without a header.
+        Ok(DefragmentResponse { header: None })
     }
 
     pub async fn hash(&self) -> Result<HashResponse> {
