@@ -11,6 +11,10 @@
 //!   of it, or with the same compaction and another hash, raises CORRUPT
 //!   through raft, and every member then refuses writes
 //!   (`hub_store::alarm`).
+//! - [`Node::monitor_compact_hash`] (the `CompactHashCheck` gate,
+//!   `--compact-hash-check-time`): the leader compares the hash each member
+//!   took when it compacted, at the same revision; members outside a
+//!   majority that agrees get CORRUPT (every member, when none agrees).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -171,6 +175,140 @@ impl Node {
             self.raise_corrupt(id).await?;
         }
         Ok(())
+    }
+
+    /// etcd's `monitorCompactHash`: every `every`, while leader, checks the
+    /// hashes taken at compactions against the followers' (etcd's
+    /// `CompactHashCheck`). Runs until the member stops.
+    pub async fn monitor_compact_hash(self: Arc<Self>, every: Duration) {
+        // The newest compaction revision the whole cluster agreed on.
+        let mut checked = 0;
+        loop {
+            tokio::time::sleep(every).await;
+            if self.is_leader() {
+                self.compact_hash_check(&mut checked).await;
+            }
+        }
+    }
+
+    /// One pass of etcd's `CompactHashCheck`: the newest compaction hashes
+    /// not yet checked, newest first, until one is checked on every member.
+    async fn compact_hash_check(&self, checked: &mut i64) {
+        tracing::info!(
+            local_member_id = %format_args!("{:x}", self.member_id()),
+            timeout = ?PEER_HASH_TIMEOUT,
+            "starting compact hash check"
+        );
+        let mut hashes = self.state().lock().mvcc().compaction_hashes();
+        hashes.retain(|h| h.revision > *checked);
+        hashes.sort_by(|a, b| b.revision.cmp(&a.revision));
+        for (i, hash) in hashes.iter().enumerate() {
+            let peers = self.peer_hashes(hash.revision).await;
+            if peers.is_empty() {
+                continue;
+            }
+            if self.check_peer_hashes(hash, &peers, checked).await {
+                tracing::info!(number_of_hashes_checked = i + 1, "finished compaction hash check");
+                return;
+            }
+        }
+        tracing::info!(number_of_hashes_checked = hashes.len(), "finished compaction hash check");
+    }
+
+    /// etcd's `checkPeerHashes`: groups the members by their hash at the
+    /// leader's compaction; true when the revision needs no further look
+    /// (every peer agreed, or alarms were raised).
+    async fn check_peer_hashes(&self, leader: &KvHash, peers: &[(u64, Result<PeerHash, String>)], checked: &mut i64) -> bool {
+        let me = self.member_id();
+        let mut groups: Vec<(u32, Vec<u64>)> = vec![(leader.hash, vec![me])];
+        let mut peers_checked = 0;
+        for (id, answer) in peers {
+            let skipped = match answer {
+                Err(_) => Some("no response".to_string()),
+                Ok(p) if p.compact_revision != leader.compact_revision => Some(format!(
+                    "the peer's CompactRevision {} doesn't match leader's CompactRevision {}",
+                    p.compact_revision, leader.compact_revision
+                )),
+                Ok(_) => None,
+            };
+            match (skipped, answer) {
+                (Some(reason), _) => tracing::warn!(
+                    number_of_peers = peers.len(),
+                    leader_id = %format_args!("{me:x}"),
+                    peer_id = %format_args!("{id:x}"),
+                    reason,
+                    "Skipped peer's hash"
+                ),
+                (None, Ok(p)) => {
+                    peers_checked += 1;
+                    match groups.iter_mut().find(|(hash, _)| *hash == p.hash) {
+                        Some((_, ids)) => ids.push(*id),
+                        None => groups.push((p.hash, vec![*id])),
+                    }
+                }
+                (None, Err(_)) => {}
+            }
+        }
+        if groups.len() == 1 {
+            if peers_checked == peers.len() {
+                tracing::info!(
+                    number_of_peers_checked = peers_checked,
+                    revision = leader.revision,
+                    compactRevision = leader.compact_revision,
+                    "successfully checked hash on whole cluster"
+                );
+                *checked = (*checked).max(leader.revision);
+                return true;
+            }
+            tracing::warn!(
+                number_of_peers_checked = peers_checked,
+                number_of_peers = peers.len(),
+                revision = leader.revision,
+                compactRevision = leader.compact_revision,
+                "skipped revision in compaction hash check; was not able to check all peers"
+            );
+            return false;
+        }
+        // A majority that agrees is taken to be right; without one, nobody knows
+        // which members are corrupt, and member 0 (the whole cluster) gets the alarm.
+        let quorum = (peers.len() + 1) / 2 + 1;
+        let majority = groups.iter().position(|(_, ids)| ids.len() >= quorum);
+        if let Some(i) = majority {
+            groups.remove(i);
+        } else {
+            tracing::error!(
+                leader_id = %format_args!("{me:x}"),
+                leader_revision = leader.revision,
+                leader_compact_revision = leader.compact_revision,
+                leader_hash = leader.hash,
+                "Detected compaction hash mismatch but cannot identify the corrupted members, so intentionally set the memberID as 0"
+            );
+            self.raise_corrupt_logged(0).await;
+        }
+        for (hash, ids) in &groups {
+            if majority.is_some() {
+                for id in ids {
+                    self.raise_corrupt_logged(*id).await;
+                }
+            }
+            tracing::error!(
+                leader_id = %format_args!("{me:x}"),
+                leader_revision = leader.revision,
+                leader_compact_revision = leader.compact_revision,
+                leader_hash = leader.hash,
+                peer_hash = hash,
+                peer_ids = %ids.iter().map(|id| format!("{id:x}")).collect::<Vec<_>>().join(","),
+                quorum_exist = majority.is_some(),
+                "Detected compaction hash mismatch"
+            );
+        }
+        true
+    }
+
+    async fn raise_corrupt_logged(&self, member_id: u64) {
+        if let Err(e) = self.raise_corrupt(member_id).await {
+            tracing::warn!(member_id = %format_args!("{member_id:x}"), error = %e, "could not raise the CORRUPT alarm");
+        }
     }
 
     /// Raises CORRUPT for `member_id` through raft (the member's own

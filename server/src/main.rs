@@ -224,6 +224,9 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     if !config.corrupt_check_time.is_zero() {
         tokio::spawn(node.clone().monitor_kv_hash(config.corrupt_check_time));
     }
+    if let Some(every) = config.compact_hash_check_time {
+        tokio::spawn(node.clone().monitor_compact_hash(every));
+    }
 
     let ctx = Context::new(
         node.clone(),

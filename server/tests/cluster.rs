@@ -226,3 +226,27 @@ async fn kill_leader_under_load(n: usize) {
         assert_eq!(kvs.get(k.as_bytes()), Some(&v.as_bytes().to_vec()), "acknowledged {k} lost");
     }
 }
+
+/// A leader stopped with SIGTERM first hands leadership to a voter it is
+/// connected to (etcd's TryTransferLeadershipOnShutdown), with etcd's log
+/// lines; a follower stopping skips that. The rest then lead without an
+/// election timeout's wait.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_stopping_hands_over_leadership() {
+    let mut members = start_cluster(&hubd_bin(), 3);
+    let l = leader(&members).await;
+    let f = (l + 1) % 3;
+    members[f].terminate();
+    assert!(members[f].log_lines().iter().any(|x| x.contains("skipped leadership transfer; local server is not leader")));
+    members[f].spawn();
+    members[l].terminate();
+    let lines = members[l].log_lines();
+    assert!(lines.iter().any(|x| x.contains("leadership transfer starting")), "{lines:#?}");
+    assert!(lines.iter().any(|x| x.contains("leadership transfer finished")), "{lines:#?}");
+    let rest: Vec<&Member> = members.iter().enumerate().filter(|(i, _)| *i != l).map(|(_, m)| m).collect();
+    let mut c = client(&rest).await;
+    tokio::time::timeout(Duration::from_secs(2), c.put("after", "1", None))
+        .await
+        .expect("a leader at once")
+        .expect("put");
+}

@@ -5,7 +5,9 @@
 //!   etcd's `<id> found data inconsistency with peers`;
 //! - under the leader's `--experimental-corrupt-check-time`, gets the CORRUPT
 //!   alarm raised: the cluster then refuses writes with etcd's DataLoss
-//!   `etcdserver: corrupt cluster` while reads still work.
+//!   `etcdserver: corrupt cluster` while reads still work;
+//! - under the `CompactHashCheck` gate, gets CORRUPT once a compaction's hash
+//!   (taken by every member as it compacts) differs from the majority's.
 
 mod common;
 
@@ -102,6 +104,40 @@ async fn initial_check_passes_a_sound_member() {
     client(&members[i]).await.put("after", "1", None).await.expect("put");
 }
 
+/// Waits until `m`'s alarm list is CORRUPT for `id` alone.
+fn wait_for_corrupt(m: &Member, id: u64) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let list = String::from_utf8_lossy(&m.etcdctl(&["alarm", "list"]).stdout).into_owned();
+        if !list.is_empty() {
+            assert_eq!(list, format!("memberID:{id} alarm:CORRUPT \n"));
+            return;
+        }
+        assert!(Instant::now() < deadline, "CORRUPT was never raised");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compaction_hash_check_raises_corrupt_for_the_odd_member() {
+    let flags = ["--feature-gates=CompactHashCheck=true", "--compact-hash-check-time", "500ms"];
+    let mut members = start_cluster_with(&hubd_bin(), 3, &flags);
+    fill_everywhere(&members).await;
+    let (i, id) = follower(&members).await;
+    members[i].terminate();
+    corrupt_values(&members[i]);
+    members[i].spawn();
+    // Nothing checks a backend until it compacts: each member hashes what it
+    // compacts away and keeps, and the leader compares those.
+    let other = &members[(i + 1) % 3];
+    client(other).await.compact(5, None).await.expect("compact");
+    wait_for_corrupt(other, id);
+    assert!(
+        members.iter().any(|m| m.log_lines().iter().any(|l| l.contains("Detected compaction hash mismatch"))),
+        "the leader logs etcd's line"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn periodic_check_raises_corrupt() {
     let mut members = start_cluster_with(&hubd_bin(), 3, &["--experimental-corrupt-check-time", "500ms"]);
@@ -112,16 +148,7 @@ async fn periodic_check_raises_corrupt() {
     members[i].spawn();
 
     let other = &members[(i + 1) % 3];
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let list = String::from_utf8_lossy(&other.etcdctl(&["alarm", "list"]).stdout).into_owned();
-        if !list.is_empty() {
-            assert_eq!(list, format!("memberID:{id} alarm:CORRUPT \n"));
-            break;
-        }
-        assert!(Instant::now() < deadline, "CORRUPT was never raised");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_corrupt(other, id);
     let mut c = client(other).await;
     match c.put("k", "v", None).await {
         Err(etcd_client::Error::GRpcStatus(s)) => {

@@ -155,6 +155,12 @@ impl Mvcc {
     /// [`KEPT_COMPACTION_HASHES`], in memory) and answers for that revision,
     /// with the compaction before it: the corruption check compares members
     /// at those revisions.
+    /// The hashes taken by the last compactions (etcd's `HashStorage.Hashes`),
+    /// each at the revision compacted to.
+    pub fn compaction_hashes(&self) -> Vec<KvHash> {
+        self.compaction_hashes.iter().copied().collect()
+    }
+
     pub fn hash_kv(&self, rev: i64) -> Result<KvHash, StoreError> {
         let (compact_revision, revision) = (self.compact_rev, self.current_rev);
         if let Some(h) = self.compaction_hashes.iter().find(|h| h.revision == rev) {

@@ -15,7 +15,7 @@ enum Stage {
 const KNOWN: &[(&str, bool, Stage)] = &[
     ("AllAlpha", false, Stage::Alpha),
     ("AllBeta", false, Stage::Beta),
-    ("CompactHashCheck", false, Stage::Alpha),
+    (COMPACT_HASH_CHECK, false, Stage::Alpha),
     ("InitialCorruptCheck", false, Stage::Alpha),
     ("LeaseCheckpoint", false, Stage::Alpha),
     ("LeaseCheckpointPersist", false, Stage::Alpha),
@@ -24,6 +24,7 @@ const KNOWN: &[(&str, bool, Stage)] = &[
     ("TxnModeWriteWithSharedBuffer", true, Stage::Beta),
 ];
 
+pub(super) const COMPACT_HASH_CHECK: &str = "CompactHashCheck";
 pub(super) const INITIAL_CORRUPT_CHECK: &str = "InitialCorruptCheck";
 pub(super) const LEASE_CHECKPOINT: &str = "LeaseCheckpoint";
 pub(super) const LEASE_CHECKPOINT_PERSIST: &str = "LeaseCheckpointPersist";
@@ -32,12 +33,12 @@ pub(super) const LEASE_CHECKPOINT_PERSIST: &str = "LeaseCheckpointPersist";
 /// reported as unhonoured. (`TxnModeWriteWithSharedBuffer` is how etcd's
 /// write transactions read, with no effect on their answers; hub has no such
 /// buffer, so either value is what hub does.)
-pub(super) const HONOURED_GATES: &[&str] = &[INITIAL_CORRUPT_CHECK, "TxnModeWriteWithSharedBuffer"];
+pub(super) const HONOURED_GATES: &[&str] = &[COMPACT_HASH_CHECK, INITIAL_CORRUPT_CHECK, "TxnModeWriteWithSharedBuffer"];
 
 /// The `--experimental-*` booleans etcd 3.6 turned into gates
 /// (`features.ExperimentalFlagToFeatureMap`).
 pub(super) const EXPERIMENTAL_FLAG_GATES: &[(&str, &str)] = &[
-    ("experimental-compact-hash-check-enabled", "CompactHashCheck"),
+    ("experimental-compact-hash-check-enabled", COMPACT_HASH_CHECK),
     ("experimental-enable-lease-checkpoint", LEASE_CHECKPOINT),
     ("experimental-enable-lease-checkpoint-persist", LEASE_CHECKPOINT_PERSIST),
     ("experimental-initial-corrupt-check", INITIAL_CORRUPT_CHECK),

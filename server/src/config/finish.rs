@@ -232,6 +232,13 @@ pub(super) fn finish(
         max_txn_ops: f.max_txn_ops,
         quota_backend_bytes: f.quota_backend_bytes,
         initial_corrupt_check: feature_gates.enabled(INITIAL_CORRUPT_CHECK),
+        compact_hash_check_time: feature_gates.enabled(COMPACT_HASH_CHECK).then(|| {
+            renamed(
+                is_set("experimental-compact-hash-check-time"),
+                v36.experimental_compact_hash_check_time,
+                v36.compact_hash_check_time,
+            )
+        }),
         feature_gates,
         corrupt_check_time,
         snapshot_count: f.snapshot_count,

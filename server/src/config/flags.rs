@@ -21,6 +21,9 @@ pub(super) const HONOURED: &[&str] = &[
     // Gates are honoured one by one (`features::HONOURED_GATES`).
     "feature-gates",
     "experimental-txn-mode-write-with-shared-buffer",
+    "experimental-compact-hash-check-enabled",
+    "experimental-compact-hash-check-time",
+    "compact-hash-check-time",
     // etcd 3.6 enforces its default whatever is given; hub has no v2 store.
     "v2-deprecation",
     "listen-metrics-urls",

@@ -133,6 +133,10 @@ pub struct Config {
     pub initial_corrupt_check: bool,
     /// `--corrupt-check-time` (or `--experimental-corrupt-check-time`; zero: off).
     pub corrupt_check_time: Duration,
+    /// With the `CompactHashCheck` gate: `--compact-hash-check-time` (or
+    /// `--experimental-compact-hash-check-time`), how often the leader
+    /// compares the hashes taken at compactions with its followers'.
+    pub compact_hash_check_time: Option<Duration>,
     pub snapshot_count: u64,
     /// `--strict-reconfig-check`: refuse membership changes that risk quorum.
     pub strict_reconfig_check: bool,

@@ -113,7 +113,12 @@ fn feature_gates_parse_as_etcd_parses_them() {
     let c = ok(&["--feature-gates=InitialCorruptCheck=true"]);
     assert!(c.initial_corrupt_check && c.unhonoured.is_empty(), "{:?}", c.unhonoured);
     assert!(ok(&["--experimental-initial-corrupt-check"]).initial_corrupt_check);
-    assert_eq!(ok(&["--feature-gates=CompactHashCheck=true,InitialCorruptCheck=true"]).unhonoured, ["feature-gates=CompactHashCheck"]);
+    let c = ok(&["--feature-gates=CompactHashCheck=true,InitialCorruptCheck=true", "--compact-hash-check-time=3s"]);
+    assert!(c.unhonoured.is_empty(), "{:?}", c.unhonoured);
+    assert_eq!(c.compact_hash_check_time, Some(Duration::from_secs(3)));
+    assert_eq!(ok(&["--experimental-compact-hash-check-enabled"]).compact_hash_check_time, Some(Duration::from_secs(60)));
+    assert_eq!(ok(&["--compact-hash-check-time=3s"]).compact_hash_check_time, None, "only with the gate");
+    assert!(ok(&["--feature-gates=LeaseCheckpoint=true"]).unhonoured == ["feature-gates=LeaseCheckpoint"]);
     let env = parse_env(&[], &[("ETCD_FEATURE_GATES", "LeaseCheckpoint=true")]).unwrap();
     assert!(env.feature_gates.enabled("LeaseCheckpoint"));
     assert_eq!(env.feature_gates.all().len(), 9);
@@ -262,7 +267,6 @@ fn config_file_takes_etcd36_keys() {
             "discovery-insecure-transport",
             "discovery-token",
             "experimental-snapshot-catchup-entries",
-            "feature-gates=CompactHashCheck",
             "socket-reuse-port",
         ]
     );
