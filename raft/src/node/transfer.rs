@@ -64,12 +64,16 @@ impl Node {
         // election timeout, rather than left to its own timer, which the
         // leader's appends keep resetting.
         let config = self.raft.config();
+        // A transferee that cannot be reached (it is stopping too, say) ends
+        // the transfer at once rather than at the timeout.
         let campaign = async {
             tokio::time::sleep(Duration::from_millis(config.election_timeout_max)).await;
             loop {
-                if let Ok(mut client) = self.peer(target, &transferee) {
-                    if let Err(e) = client.campaign(Payload { data: Vec::new() }).await {
-                        tracing::debug!(member = format_args!("{target:x}"), error = %e, "could not start the transferee's campaign");
+                let Ok(mut client) = self.peer(target, &transferee) else { return };
+                if let Err(e) = client.campaign(Payload { data: Vec::new() }).await {
+                    tracing::debug!(member = format_args!("{target:x}"), error = %e, "could not start the transferee's campaign");
+                    if e.code() == tonic::Code::Unavailable {
+                        return;
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(config.election_timeout_min)).await;
