@@ -89,7 +89,12 @@ impl EtcdServer {
 
     pub async fn hash_kv(&self, revision: i64) -> Result<HashKvResponse> {
         let h = self.with_state(move |sm| sm.hash_kv(revision)).await?;
-        Ok(HashKvResponse { header: self.header(h.revision), hash: h.hash, compact_revision: h.compact_revision })
+        Ok(HashKvResponse {
+            header: self.header(h.revision),
+            hash: h.hash,
+            compact_revision: h.compact_revision,
+            hash_revision: if revision == 0 { h.revision } else { revision },
+        })
     }
 
     /// A snapshot of the backend as etcd sends it (the database and its

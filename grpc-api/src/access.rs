@@ -11,7 +11,7 @@
 //! each is gated and authorized as that caller's.
 
 use hub_proto::etcdserverpb::{
-    alarm_request::AlarmAction, AlarmRequest, AuthDisableRequest, AuthEnableRequest, AuthRoleAddRequest,
+    alarm_request::AlarmAction, AlarmRequest, AuthDisableRequest, AuthStatusRequest, AuthEnableRequest, AuthRoleAddRequest,
     AuthRoleDeleteRequest, AuthRoleGetRequest, AuthRoleGrantPermissionRequest, AuthRoleListRequest,
     AuthRoleRevokePermissionRequest, AuthUserAddRequest, AuthUserChangePasswordRequest, AuthUserDeleteRequest,
     AuthUserGetRequest, AuthUserGrantRoleRequest, AuthUserListRequest, AuthUserRevokeRoleRequest, CompactionRequest,
@@ -76,7 +76,7 @@ gated!(Access::User =>
 
 // etcd 3.6's `AuthAdmin.isPermitted` and `checkMembershipOperationPermission`.
 gated!(Access::Admin =>
-    CompactionRequest, DefragmentRequest, HashRequest, HashKvRequest, SnapshotRequest, MoveLeaderRequest,
+    CompactionRequest, DefragmentRequest, HashRequest, HashKvRequest, SnapshotRequest, MoveLeaderRequest, AuthStatusRequest,
     DowngradeRequest, MemberAddRequest, MemberRemoveRequest, MemberUpdateRequest, MemberPromoteRequest,
 );
 

@@ -2,7 +2,7 @@
 //! (`hub_etcdserver::auth`), which hashes passwords before proposing.
 
 use hub_proto::etcdserverpb::{
-    auth_server::Auth, AuthDisableRequest, AuthDisableResponse, AuthEnableRequest, AuthEnableResponse,
+    auth_server::Auth, AuthDisableRequest, AuthDisableResponse, AuthStatusRequest, AuthStatusResponse, AuthEnableRequest, AuthEnableResponse,
     AuthRoleAddRequest, AuthRoleAddResponse, AuthRoleDeleteRequest, AuthRoleDeleteResponse, AuthRoleGetRequest,
     AuthRoleGetResponse, AuthRoleGrantPermissionRequest, AuthRoleGrantPermissionResponse, AuthRoleListRequest,
     AuthRoleListResponse, AuthRoleRevokePermissionRequest, AuthRoleRevokePermissionResponse, AuthUserAddRequest,
@@ -37,6 +37,11 @@ impl Auth for AuthService {
         let who = self.ctx.caller(&req).await?;
         let resp = self.ctx.server.auth_disable(&who, req.into_inner()).await.map_err(status::from_server)?;
         Ok(Response::new(resp))
+    }
+
+    async fn auth_status(&self, req: Request<AuthStatusRequest>) -> Result<Response<AuthStatusResponse>, Status> {
+        self.ctx.caller(&req).await?;
+        Ok(Response::new(self.ctx.server.auth_status().await.map_err(status::from_server)?))
     }
 
     async fn authenticate(&self, req: Request<AuthenticateRequest>) -> Result<Response<AuthenticateResponse>, Status> {

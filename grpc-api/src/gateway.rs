@@ -24,7 +24,7 @@ use tokio::sync::Semaphore;
 use tonic::{Code, Status};
 
 /// etcd's gateway paths (after `/v3/`) and the gRPC method each one calls, in
-/// etcd's order: the first match wins (`maintenance/hash` is Hash, not HashKV).
+/// etcd 3.6's order.
 const ROUTES: &[(&str, &str, &str)] = &[
     ("kv/range", "etcdserverpb.KV", "Range"),
     ("kv/put", "etcdserverpb.KV", "Put"),
@@ -49,11 +49,13 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("maintenance/status", "etcdserverpb.Maintenance", "Status"),
     ("maintenance/defragment", "etcdserverpb.Maintenance", "Defragment"),
     ("maintenance/hash", "etcdserverpb.Maintenance", "Hash"),
+    ("maintenance/hashkv", "etcdserverpb.Maintenance", "HashKV"),
     ("maintenance/snapshot", "etcdserverpb.Maintenance", "Snapshot"),
     ("maintenance/transfer-leadership", "etcdserverpb.Maintenance", "MoveLeader"),
     ("maintenance/downgrade", "etcdserverpb.Maintenance", "Downgrade"),
     ("auth/enable", "etcdserverpb.Auth", "AuthEnable"),
     ("auth/disable", "etcdserverpb.Auth", "AuthDisable"),
+    ("auth/status", "etcdserverpb.Auth", "AuthStatus"),
     ("auth/authenticate", "etcdserverpb.Auth", "Authenticate"),
     ("auth/user/add", "etcdserverpb.Auth", "UserAdd"),
     ("auth/user/get", "etcdserverpb.Auth", "UserGet"),
