@@ -128,6 +128,26 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     for flag in &config.unhonoured {
         tracing::warn!(flag = %flag, "flag accepted for etcd compatibility but not honoured by hub yet");
     }
+    // etcd's start-up line with the configuration it runs with (a subset of
+    // its fields; etcd's e2e tests look for "v2-deprecation" here).
+    tracing::info!(
+        etcd_version = %hub_etcdserver::version::ETCD_VERSION,
+        name = %config.name,
+        data_dir = %config.data_dir.display(),
+        heartbeat_interval = ?Duration::from_millis(config.heartbeat_interval_ms),
+        election_timeout = ?Duration::from_millis(config.election_timeout_ms),
+        snapshot_count = config.snapshot_count,
+        max_learners = config.max_learners,
+        listen_client_urls = ?config.listen_client_urls,
+        initial_cluster_state = %config.initial_cluster_state,
+        quota_backend_bytes = config.quota_backend_bytes,
+        max_request_bytes = config.max_request_bytes,
+        auto_compaction_mode = %config.auto_compaction_mode,
+        auto_compaction_retention = %config.auto_compaction_retention,
+        // etcd 3.6 enforces its default whatever --v2-deprecation says.
+        v2_deprecation = "write-only",
+        "starting an etcd server"
+    );
     let member_dir = config.data_dir.join("member");
     std::fs::create_dir_all(&member_dir).with_context(|| format!("create {}", member_dir.display()))?;
     migrate::import_etcd_backend(&member_dir).context("import the backend of `etcdctl snapshot restore`")?;
