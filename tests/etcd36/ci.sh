@@ -8,13 +8,14 @@
 #
 # Both suites share E2E_JOBS (default 2) workers, each test in a network
 # namespace of its own; a failed test runs once more, and passing then is
-# printed "passed on retry" (a flaky test does not turn CI red at random, and is
-# named). E2E_TIMEOUT (default 3m) bounds a test: the slowest reference test
-# takes about 2 minutes on etcd and on hub. E2E_OUT keeps results and logs
-# (see e2e.sh).
+# printed "passed on retry" (a flaky test, e.g. the TestWatchDelayFor* ones,
+# whose deadlines a loaded machine misses now and then, does not turn CI red at
+# random, and is named). E2E_TIMEOUT stays e2e.sh's 5m: the slowest reference
+# test, common's TestMemberAdd, takes 2.5 to 3 minutes on hub and on etcd.
+# E2E_OUT keeps results and logs (see e2e.sh).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-[[ $# -eq 1 ]] || { sed -n '2,14p' "$0" >&2; exit 2; }
+[[ $# -eq 1 ]] || { sed -n '2,15p' "$0" >&2; exit 2; }
 
 names() { sed 's/#.*//; s/[[:space:]]//g; /^$/d' "$@" | sort; }
 reference=$(mktemp)
@@ -26,6 +27,5 @@ names "$here/reference-e2e.txt" "$here/reference-common.txt" >"$reference"
 stale=$(names "$here/hub-gaps.txt" | comm -23 - "$reference")
 [[ -z $stale ]] || { echo "tests/etcd36/hub-gaps.txt names tests not in a reference list:" $stale >&2; exit 1; }
 
-E2E_LIST=$reference E2E_EXCLUDE=$here/hub-gaps.txt E2E_RETRY=1 \
-  E2E_JOBS=${E2E_JOBS:-2} E2E_TIMEOUT=${E2E_TIMEOUT:-3m} \
+E2E_LIST=$reference E2E_EXCLUDE=$here/hub-gaps.txt E2E_RETRY=1 E2E_JOBS=${E2E_JOBS:-2} \
   "$here/e2e.sh" "$1" e2e common

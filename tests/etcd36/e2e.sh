@@ -17,8 +17,9 @@
 #
 # Prints each failure as it happens and "SUITE: N passed, N failed, N skipped"
 # at the end; exits 1 if a test failed. Writes each test's result ("PASS
-# TestName") to $E2E_OUT/SUITE.results, all logs to SUITE.log, and a failed
-# test's log to SUITE/TestName.log.
+# TestName") to $E2E_OUT/SUITE.results, all logs to SUITE.log, a failed test's
+# log to SUITE/TestName.log (and the failed first run of a test that passed on
+# retry to SUITE/TestName.first.log).
 #   E2E_RUN      a -test.run regex (default: every test)
 #   E2E_LIST     a file of test names, one a line (`#` starts a comment): run
 #                only the suite's tests it names
@@ -122,13 +123,13 @@ run_test() {
     mv "$dir/$t.log" "$dir/$t.first.log"
     result=$(run_once "$suite" "$t" "$netns-${n}r" "$dir/$t.log")
     if [[ $result == PASS ]]; then
-      echo "$suite: $t passed on retry (first run: $dir/$t.first.log)"
+      echo "$suite: $t passed on retry (the failed run's log: $dir/$t.first.log)"
       result="PASS retry"
     else
       cat "$dir/$t.first.log" "$dir/$t.log" >"$dir/$t.both.log"
       mv "$dir/$t.both.log" "$dir/$t.log"
+      rm "$dir/$t.first.log"
     fi
-    rm -f "$dir/$t.first.log"
   fi
   [[ $result != FAIL ]] || echo "$suite: FAIL $t (log: $dir/$t.log)"
   echo "$result" >"$dir/$t.result"
