@@ -94,7 +94,9 @@ cleanup() {
 ((use_netns == 0)) || trap cleanup EXIT
 
 # Runs test $2 of suite $1 once (in namespace $3 when namespaces work), its log
-# to $4; prints PASS, FAIL or SKIP.
+# to $4; prints PASS, FAIL or SKIP. One process per test: a goroutine one test
+# leaks makes the framework skip every later test of the same process ("leaked
+# goroutines BEFORE test").
 run_once() {
   local suite=$1 t=$2 ns=$3 log=$4 run_in=() result
   if ((use_netns)); then
@@ -140,12 +142,11 @@ queue=()
 for suite in "${suites[@]}"; do
   rm -rf "${out:?}/$suite"
   mkdir -p "$out/$suite"
-  (cd "$cache/tests-src/$suite" && "$cache/$suite.test" -test.list "${E2E_RUN:-.}") >"$out/$suite/tests"
-  [[ -z ${E2E_LIST:-} ]] || grep -Fxf <(names "$E2E_LIST") "$out/$suite/tests" >"$out/$suite/tests.tmp" || true
-  [[ -z ${E2E_LIST:-} ]] || mv "$out/$suite/tests.tmp" "$out/$suite/tests"
-  [[ -z ${E2E_EXCLUDE:-} ]] || grep -vFxf <(names "$E2E_EXCLUDE") "$out/$suite/tests" >"$out/$suite/tests.tmp" || true
-  [[ -z ${E2E_EXCLUDE:-} ]] || mv "$out/$suite/tests.tmp" "$out/$suite/tests"
-  for t in $(cat "$out/$suite/tests"); do queue+=("$suite $t"); done
+  tests=$(cd "$cache/tests-src/$suite" && "$cache/$suite.test" -test.list "${E2E_RUN:-.}")
+  [[ -z ${E2E_LIST:-} ]] || tests=$(grep -Fxf <(names "$E2E_LIST") <<<"$tests" || true)
+  [[ -z ${E2E_EXCLUDE:-} ]] || tests=$(grep -vFxf <(names "$E2E_EXCLUDE") <<<"$tests" || true)
+  echo "$tests" >"$out/$suite/tests"
+  for t in $tests; do queue+=("$suite $t"); done
 done
 
 n=0 running=0
@@ -171,7 +172,7 @@ for suite in "${suites[@]}"; do
     [[ ! -f $out/$suite/$t.result ]] || read -r result retry <"$out/$suite/$t.result"
     echo "$result $t" >>"$out/$suite.results"
     [[ -z $retry ]] || retried+=("$t")
-    cat "$out/$suite/$t.log" >>"$out/$suite.log"
+    [[ ! -f $out/$suite/$t.log ]] || cat "$out/$suite/$t.log" >>"$out/$suite.log"
     # A failed test's log stays for reading; the others are in SUITE.log.
     [[ $result == FAIL ]] || rm -f "$out/$suite/$t.log"
     rm -f "$out/$suite/$t.result"
