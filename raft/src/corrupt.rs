@@ -14,7 +14,8 @@
 //! - [`Node::monitor_compact_hash`] (the `CompactHashCheck` gate,
 //!   `--compact-hash-check-time`): the leader compares the hash each member
 //!   took when it compacted, at the same revision; members outside a
-//!   majority that agrees get CORRUPT (every member, when none agrees).
+//!   majority that agrees get CORRUPT (member 0, the whole cluster, when
+//!   none agrees).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -223,30 +224,30 @@ impl Node {
         let mut groups: Vec<(u32, Vec<u64>)> = vec![(leader.hash, vec![me])];
         let mut peers_checked = 0;
         for (id, answer) in peers {
-            let skipped = match answer {
-                Err(_) => Some("no response".to_string()),
-                Ok(p) if p.compact_revision != leader.compact_revision => Some(format!(
-                    "the peer's CompactRevision {} doesn't match leader's CompactRevision {}",
-                    p.compact_revision, leader.compact_revision
-                )),
-                Ok(_) => None,
-            };
-            match (skipped, answer) {
-                (Some(reason), _) => tracing::warn!(
-                    number_of_peers = peers.len(),
-                    leader_id = %format_args!("{me:x}"),
-                    peer_id = %format_args!("{id:x}"),
-                    reason,
-                    "Skipped peer's hash"
-                ),
-                (None, Ok(p)) => {
-                    peers_checked += 1;
-                    match groups.iter_mut().find(|(hash, _)| *hash == p.hash) {
-                        Some((_, ids)) => ids.push(*id),
-                        None => groups.push((p.hash, vec![*id])),
-                    }
+            let p = match answer {
+                Ok(p) if p.compact_revision == leader.compact_revision => p,
+                other => {
+                    let reason = match other {
+                        Ok(p) => format!(
+                            "the peer's CompactRevision {} doesn't match leader's CompactRevision {}",
+                            p.compact_revision, leader.compact_revision
+                        ),
+                        Err(_) => "no response".to_string(),
+                    };
+                    tracing::warn!(
+                        number_of_peers = peers.len(),
+                        leader_id = %format_args!("{me:x}"),
+                        peer_id = %format_args!("{id:x}"),
+                        reason,
+                        "Skipped peer's hash"
+                    );
+                    continue;
                 }
-                (None, Err(_)) => {}
+            };
+            peers_checked += 1;
+            match groups.iter_mut().find(|(hash, _)| *hash == p.hash) {
+                Some((_, ids)) => ids.push(*id),
+                None => groups.push((p.hash, vec![*id])),
             }
         }
         if groups.len() == 1 {

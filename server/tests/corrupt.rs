@@ -118,15 +118,22 @@ fn wait_for_corrupt(m: &Member, id: u64) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn compaction_hash_check_raises_corrupt_for_the_odd_member() {
-    let flags = ["--feature-gates=CompactHashCheck=true", "--compact-hash-check-time", "500ms"];
-    let mut members = start_cluster_with(&hubd_bin(), 3, &flags);
+/// A 3-member cluster started with `flags` whose follower `i` (member ID
+/// `id`) was stopped, had its values corrupted and was started again.
+async fn cluster_with_a_corrupt_follower(flags: &[&str]) -> (Vec<Member>, usize, u64) {
+    let mut members = start_cluster_with(&hubd_bin(), 3, flags);
     fill_everywhere(&members).await;
     let (i, id) = follower(&members).await;
     members[i].terminate();
     corrupt_values(&members[i]);
     members[i].spawn();
+    (members, i, id)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compaction_hash_check_raises_corrupt_for_the_odd_member() {
+    let flags = ["--feature-gates=CompactHashCheck=true", "--compact-hash-check-time", "500ms"];
+    let (members, i, id) = cluster_with_a_corrupt_follower(&flags).await;
     // Nothing checks a backend until it compacts: each member hashes what it
     // compacts away and keeps, and the leader compares those.
     let other = &members[(i + 1) % 3];
@@ -140,13 +147,7 @@ async fn compaction_hash_check_raises_corrupt_for_the_odd_member() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn periodic_check_raises_corrupt() {
-    let mut members = start_cluster_with(&hubd_bin(), 3, &["--experimental-corrupt-check-time", "500ms"]);
-    fill_everywhere(&members).await;
-    let (i, id) = follower(&members).await;
-    members[i].terminate();
-    corrupt_values(&members[i]);
-    members[i].spawn();
-
+    let (members, i, id) = cluster_with_a_corrupt_follower(&["--experimental-corrupt-check-time", "500ms"]).await;
     let other = &members[(i + 1) % 3];
     wait_for_corrupt(other, id);
     let mut c = client(other).await;

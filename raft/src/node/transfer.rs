@@ -62,10 +62,9 @@ impl Node {
         // lease (openraft's: the longest election timeout). Once that has run
         // out the transferee is told to campaign at once, and again every
         // election timeout, rather than left to its own timer, which the
-        // leader's appends keep resetting.
+        // leader's appends keep resetting. A transferee that cannot be reached
+        // (it is stopping too, say) ends the transfer at once, not at the timeout.
         let config = self.raft.config();
-        // A transferee that cannot be reached (it is stopping too, say) ends
-        // the transfer at once rather than at the timeout.
         let campaign = async {
             tokio::time::sleep(Duration::from_millis(config.election_timeout_max)).await;
             loop {
