@@ -23,10 +23,16 @@ impl EtcdServer {
         if !r.serializable {
             self.read_index().await?;
         }
-        let mut resp = {
+        // The values are read after the state machine's lock is released
+        // (`PlannedRange`): a large range does not hold up the applies.
+        let planned = {
             let sm = self.node.state().lock();
             sm.authorize(who, Command::Range(&r))?;
-            sm.range(&r)?
+            sm.plan_range(r.clone())?
+        };
+        let mut resp = match planned.run()? {
+            Some(resp) => resp,
+            None => self.node.state().lock().range(&r)?,
         };
         resp.header = self.fill(resp.header);
         Ok(resp)

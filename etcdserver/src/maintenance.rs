@@ -113,20 +113,30 @@ impl EtcdServer {
         Ok((file, duration))
     }
 
-    /// etcd's `/health`: false while an alarm is raised that `excluded`
-    /// does not name (`NOSPACE`, `CORRUPT`); then, unless `serializable`
-    /// (etcd 3.6: this member's own state only), without a leader or when a
-    /// linearizable read does not succeed within `timeout`.
-    pub async fn healthy(&self, timeout: std::time::Duration, excluded: &[String], serializable: bool) -> bool {
+    /// etcd 3.6's `/health` checks (`etcdhttp/health.go`), in its order:
+    /// no alarm raised that `excluded` does not name (`NOSPACE`, `CORRUPT`);
+    /// then, unless `serializable` (this member's own state only), a leader
+    /// and a linearizable read that succeeds. Err: etcd's reason, the
+    /// `reason` of its answer (`ALARM NOSPACE`, `RAFT NO LEADER`,
+    /// `RANGE ERROR:...`), each logged in etcd's words.
+    pub async fn health(&self, excluded: &[String], serializable: bool) -> std::result::Result<(), String> {
         let alarms = self.node.state().lock().alarms();
         let name = |a: &AlarmMember| AlarmType::try_from(a.alarm).map_or("UNKNOWN", |t| t.as_str_name());
         if let Some(a) = alarms.iter().find(|a| !excluded.iter().any(|e| e == name(a))) {
-            tracing::warn!(alarm = %alarm_text(a), "/health error due to an alarm");
-            return false;
+            tracing::warn!(alarm = %alarm_text(a), "serving /health false due to an alarm");
+            return Err(format!("ALARM {}", name(a)));
         }
-        serializable
-            || (self.node.leader_id() != 0
-                && matches!(tokio::time::timeout(timeout, self.node.read_index()).await, Ok(Ok(()))))
+        if serializable {
+            return Ok(());
+        }
+        if self.node.leader_id() == 0 {
+            tracing::warn!("serving /health false; no leader");
+            return Err("RAFT NO LEADER".to_string());
+        }
+        self.node.read_index().await.map_err(|e| {
+            tracing::warn!(error = %e, "serving /health false; Range fails");
+            format!("RANGE ERROR:{e}")
+        })
     }
 
     pub async fn move_leader(&self, target: u64) -> Result<MoveLeaderResponse> {

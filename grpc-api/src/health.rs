@@ -1,5 +1,5 @@
-//! etcd's health endpoints (`etcdhttp/health.go`): `/health` (etcd 3.4's
-//! answer, `{"health":"true"}`, with `?exclude=<alarm>` and 3.6's
+//! etcd's health endpoints (`etcdhttp/health.go`): `/health` (etcd 3.6's
+//! answer, `{"health":"true","reason":""}`, with `?exclude=<alarm>` and
 //! `?serializable=true`), and etcd 3.6's `/livez` and `/readyz`, each a list
 //! of named checks run in turn, with a path per check
 //! (`/readyz/linearizable_read`), `?exclude=<check>` and `?verbose` (the
@@ -9,16 +9,11 @@
 //! etcd runs the checks in its map's (random) order; hub runs them in the
 //! order etcd registers them.
 
-use std::time::Duration;
-
 use axum::body::Body;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hub_proto::etcdserverpb::AlarmType;
 
 use crate::Context;
-
-/// How long `/health` waits for a linearizable read, as etcd's health check.
-const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// One check of `/livez` or `/readyz`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,10 +106,18 @@ pub(crate) async fn serve(ctx: &Context, req: Request<Body>) -> Response<Body> {
     };
     if path == "/health" {
         let serializable = query.iter().any(|(k, v)| k == "serializable" && v == "true");
-        let healthy = ctx.server().healthy(HEALTH_TIMEOUT, &values("exclude"), serializable).await;
-        ctx.metrics().health_checked(healthy);
-        let body = format!(r#"{{"health":"{healthy}"}}"#);
-        return if healthy { text(StatusCode::OK, body) } else { error(StatusCode::SERVICE_UNAVAILABLE, body) };
+        let health = ctx.server().health(&values("exclude"), serializable).await;
+        ctx.metrics().health_checked(health.is_ok());
+        let (healthy, reason) = match &health {
+            Ok(()) => (true, ""),
+            Err(reason) => (false, reason.as_str()),
+        };
+        let body = serde_json::json!({ "health": healthy.to_string(), "reason": reason }).to_string();
+        if healthy {
+            return text(StatusCode::OK, body);
+        }
+        tracing::warn!(output = %body, status_code = 503, "/health error");
+        return error(StatusCode::SERVICE_UNAVAILABLE, body);
     }
     let Some((kind, checks, only)) = endpoint(&path) else {
         return crate::http::not_found();

@@ -132,7 +132,7 @@ fn metrics_move_with_a_workload() {
     assert_eq!(sample(&after, put), Some(3.0));
     let started = r#"grpc_server_started_total{grpc_method="Range",grpc_service="etcdserverpb.KV",grpc_type="unary"}"#;
     assert_eq!(sample(&after, started), Some(1.0));
-    assert_eq!(get(&format!("{metrics_url}/health")), r#"{"health":"true"}"#);
+    assert_eq!(get(&format!("{metrics_url}/health")), r#"{"health":"true","reason":""}"#);
 }
 
 #[test]

@@ -76,9 +76,9 @@ async fn nospace_refuses_growth_until_compacted_defragmented_and_disarmed() {
     assert_eq!(errors, vec![format!("memberID:{id} alarm:NOSPACE ")]);
     // 503 with Go's http.Error text, unless the alarm is excluded (as etcd).
     let health = reqwest_health(&m).await;
-    assert_eq!(health, "{\"health\":\"false\"}\n");
+    assert_eq!(health, "{\"health\":\"false\",\"reason\":\"ALARM NOSPACE\"}\n");
     let excluded = curl_get(&format!("http://{}/health?exclude=NOSPACE", m.endpoint()));
-    assert_eq!(excluded, r#"{"health":"true"}"#);
+    assert_eq!(excluded, r#"{"health":"true","reason":""}"#);
 
     // What grows the store is refused, however small.
     assert_nospace(c.put("tiny", "x", None).await);
@@ -115,7 +115,7 @@ async fn nospace_refuses_growth_until_compacted_defragmented_and_disarmed() {
     assert_eq!(stdout(&m.etcdctl(&["alarm", "list"])), "");
     c.put("after", "a", None).await.expect("a put after disarming");
     c.lease_grant(60, None).await.expect("a lease after disarming");
-    assert_eq!(reqwest_health(&m).await, r#"{"health":"true"}"#);
+    assert_eq!(reqwest_health(&m).await, r#"{"health":"true","reason":""}"#);
 }
 
 /// `/health` on the client port.

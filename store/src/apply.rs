@@ -29,7 +29,8 @@ use crate::key_index::RangeEnd;
 use crate::lease::{Lease, Lessor};
 use crate::metrics::{OpTally, StoreMetrics};
 use crate::mvcc::{KvHash, Mvcc, WriteTxn, ETCD_META_KEYS};
-use crate::txn::{apply_txn_ops, compare_path, delete_range, header, put, range};
+use crate::planned_range::PlannedRange;
+use crate::txn::{apply_txn_ops, compare_path, delete_range, header, put, range, range_limit};
 
 /// Makes the backend durable: every commit made before [`Syncer::sync`] runs
 /// (see [`StateMachine::syncer`]).
@@ -531,6 +532,21 @@ impl StateMachine {
         self.metrics.ranged(result.is_ok(), started);
         self.metrics.count(OpTally::range());
         result
+    }
+
+    /// A Range up to reading its values, which [`PlannedRange::run`] does
+    /// without this state machine (its lock released meanwhile).
+    pub fn plan_range(&self, r: RangeRequest) -> Result<PlannedRange, StoreError> {
+        let started = Instant::now();
+        let planned = self.mvcc.range_unloaded(&r.key, RangeEnd::from_request(&r.range_end), r.revision, range_limit(&r), r.count_only);
+        match planned {
+            Ok(unloaded) => Ok(PlannedRange::new(r, self.mvcc.current_revision(), unloaded, self.metrics.clone(), started)),
+            Err(e) => {
+                self.metrics.ranged(false, started);
+                self.metrics.count(OpTally::range());
+                Err(e)
+            }
+        }
     }
 
     /// A Txn without writes, answered from local state without a log entry.

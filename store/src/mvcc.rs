@@ -74,6 +74,46 @@ fn decode_kv(bytes: &[u8]) -> Result<KeyValue, StoreError> {
     KeyValue::decode(bytes).map_err(|e| StoreError::Corrupt(format!("key value: {e}")))
 }
 
+/// Values of `revs`, from `pending` (a write txn's own) or the backend; the
+/// inner Err names a revision the backend does not hold.
+fn load(
+    backend: &dyn Backend,
+    revs: &[Revision],
+    pending: &HashMap<Revision, KeyValue>,
+) -> Result<Result<Vec<KeyValue>, Revision>, StoreError> {
+    let missing: Vec<Vec<u8>> = revs.iter().filter(|r| !pending.contains_key(r)).map(|r| r.to_bytes(false)).collect();
+    let mut stored = if missing.is_empty() { Vec::new() } else { backend.get_many(Table::Key, &missing)? }.into_iter();
+    let mut kvs = Vec::with_capacity(revs.len());
+    for r in revs {
+        match pending.get(r) {
+            Some(kv) => kvs.push(kv.clone()),
+            None => match stored.next().flatten() {
+                Some(bytes) => kvs.push(decode_kv(&bytes)?),
+                None => return Ok(Err(*r)),
+            },
+        }
+    }
+    Ok(Ok(kvs))
+}
+
+/// A range whose revisions the key index named ([`Mvcc::range_unloaded`]),
+/// their values not read yet. A revision's value never changes, so they can
+/// be read once the store is free for writes again; only a compaction
+/// applied in between can remove one.
+pub(crate) struct Unloaded {
+    revs: Vec<Revision>,
+    count: usize,
+    backend: Arc<dyn Backend>,
+}
+
+impl Unloaded {
+    /// Reads the values: None when a compaction removed one of them since
+    /// the range was planned (run the range again).
+    pub(crate) fn load(self) -> Result<Option<RangeResult>, StoreError> {
+        Ok(load(&*self.backend, &self.revs, &HashMap::new())?.ok().map(|kvs| RangeResult { kvs, count: self.count }))
+    }
+}
+
 fn read_u64(b: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(b.get(..8)?.try_into().ok()?))
 }
@@ -215,33 +255,44 @@ impl Mvcc {
         count_only: bool,
         pending: &HashMap<Revision, KeyValue>,
     ) -> Result<RangeResult, StoreError> {
-        let revs: Vec<Revision> = self.index.range_at(key, end, at).map(|(_, s)| s.modified).collect();
-        let count = revs.len();
-        if count_only || count == 0 {
-            return Ok(RangeResult { kvs: Vec::new(), count });
-        }
-        let take = if limit == 0 { count } else { limit.min(count) };
-        let kvs = self.load(&revs[..take], pending)?;
+        let (revs, count) = self.range_revs(key, end, at, limit, count_only);
+        let kvs = self.load(&revs, pending)?;
         Ok(RangeResult { kvs, count })
+    }
+
+    /// The revisions a range at `at` loads (at most `limit`, none when
+    /// `count_only`) and how many keys it holds.
+    fn range_revs(&self, key: &[u8], end: RangeEnd<'_>, at: i64, limit: usize, count_only: bool) -> (Vec<Revision>, usize) {
+        let mut revs: Vec<Revision> = self.index.range_at(key, end, at).map(|(_, s)| s.modified).collect();
+        let count = revs.len();
+        if count_only {
+            revs.clear();
+        } else if limit != 0 {
+            revs.truncate(limit);
+        }
+        (revs, count)
+    }
+
+    /// A range at `rev` (0 = current) up to where its values are read: the key
+    /// index names the revisions now; [`Unloaded::load`] reads them later,
+    /// without this store (etcd's range over a concurrent read transaction).
+    pub(crate) fn range_unloaded(
+        &self,
+        key: &[u8],
+        end: RangeEnd<'_>,
+        rev: i64,
+        limit: usize,
+        count_only: bool,
+    ) -> Result<Unloaded, StoreError> {
+        let at = self.check_read_revision(rev)?;
+        let (revs, count) = self.range_revs(key, end, at, limit, count_only);
+        Ok(Unloaded { revs, count, backend: self.backend.clone() })
     }
 
     /// Values of live revisions, from the pending writes or the backend.
     fn load(&self, revs: &[Revision], pending: &HashMap<Revision, KeyValue>) -> Result<Vec<KeyValue>, StoreError> {
-        let missing: Vec<Vec<u8>> = revs
-            .iter()
-            .filter(|r| !pending.contains_key(r))
-            .map(|r| r.to_bytes(false))
-            .collect();
-        let mut stored = self.backend.get_many(Table::Key, &missing)?.into_iter();
-        revs.iter()
-            .map(|r| match pending.get(r) {
-                Some(kv) => Ok(kv.clone()),
-                None => match stored.next().flatten() {
-                    Some(bytes) => decode_kv(&bytes),
-                    None => Err(StoreError::Corrupt(format!("revision {r:?} in index but not in backend"))),
-                },
-            })
-            .collect()
+        load(&*self.backend, revs, pending)?
+            .map_err(|r| StoreError::Corrupt(format!("revision {r:?} in index but not in backend")))
     }
 
     /// The key's value as of main revision `at`, if it existed then.

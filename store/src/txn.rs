@@ -86,16 +86,30 @@ pub(crate) fn delete_range(txn: &mut WriteTxn<'_>, lessor: &mut Lessor, r: &Dele
 }
 
 pub(crate) fn range(view: &impl ReadView, r: &RangeRequest) -> Result<RangeResponse, StoreError> {
-    let sort_order = SortOrder::try_from(r.sort_order).unwrap_or(SortOrder::None);
-    let sort_target = SortTarget::try_from(r.sort_target).unwrap_or(SortTarget::Key);
+    let rr = view.range_kvs(&r.key, RangeEnd::from_request(&r.range_end), r.revision, range_limit(r), r.count_only)?;
+    Ok(range_response(r, rr, view.rev()))
+}
+
+/// How many keys a range loads: all of them when it sorts or filters (the
+/// limit applies after), else one over its limit (it tells whether there are more).
+pub(crate) fn range_limit(r: &RangeRequest) -> usize {
+    let sorted = SortOrder::try_from(r.sort_order).unwrap_or(SortOrder::None) != SortOrder::None;
     let filtered = r.min_mod_revision != 0
         || r.max_mod_revision != 0
         || r.min_create_revision != 0
         || r.max_create_revision != 0;
-    // Sorting or filtering needs every key before the limit applies; one extra
-    // key tells whether there are more.
-    let limit = if sort_order != SortOrder::None || filtered || r.limit <= 0 { 0 } else { r.limit as usize + 1 };
-    let rr = view.range_kvs(&r.key, RangeEnd::from_request(&r.range_end), r.revision, limit, r.count_only)?;
+    if sorted || filtered || r.limit <= 0 {
+        0
+    } else {
+        r.limit as usize + 1
+    }
+}
+
+/// The answer to `r` from the keys it loaded (`rr`) at store revision `rev`:
+/// filtered, sorted and limited as etcd does.
+pub(crate) fn range_response(r: &RangeRequest, rr: RangeResult, rev: i64) -> RangeResponse {
+    let sort_order = SortOrder::try_from(r.sort_order).unwrap_or(SortOrder::None);
+    let sort_target = SortTarget::try_from(r.sort_target).unwrap_or(SortTarget::Key);
     let mut kvs = rr.kvs;
     kvs.retain(|kv| {
         (r.max_mod_revision == 0 || kv.mod_revision <= r.max_mod_revision)
@@ -128,7 +142,7 @@ pub(crate) fn range(view: &impl ReadView, r: &RangeRequest) -> Result<RangeRespo
     if r.keys_only {
         kvs.iter_mut().for_each(|kv| kv.value.clear());
     }
-    Ok(RangeResponse { header: header(view.rev()), kvs, more, count: rr.count as i64 })
+    RangeResponse { header: header(rev), kvs, more, count: rr.count as i64 }
 }
 
 /// Evaluates the compares of the txn and of every nested txn on the chosen

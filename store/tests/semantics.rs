@@ -196,3 +196,32 @@ fn range_limit_sort_and_count() {
     let resp = h.sm.range(&count).unwrap();
     assert_eq!((resp.kvs.len(), resp.count), (0, 3));
 }
+
+/// A planned range (the key index read under the state machine's lock, the
+/// values after it) answers as of when it was planned, whatever was applied
+/// in between; a compaction in between that removed its values makes it ask
+/// to be run again (None), and the range run again answers as the store now is.
+#[test]
+fn planned_ranges_answer_as_of_their_planning() {
+    let mut h = Harness::new();
+    h.put("a", "1");
+    let planned_rev = h.put("b", "1");
+    let all = range("a", "z");
+    let planned = h.sm.plan_range(all.clone()).unwrap();
+    let at_revision = h.sm.plan_range(RangeRequest { revision: planned_rev, ..all.clone() }).unwrap();
+    h.put("a", "2");
+    h.put("c", "2");
+    let answer = planned.run().unwrap().expect("no compaction in between");
+    let values: Vec<(&[u8], &[u8])> = answer.kvs.iter().map(|kv| (&kv.key[..], &kv.value[..])).collect();
+    assert_eq!(values, [(&b"a"[..], &b"1"[..]), (b"b", b"1")]);
+    assert_eq!((answer.count, answer.header.unwrap().revision), (2, planned_rev));
+
+    let compact = CompactionRequest { revision: h.sm.current_revision(), physical: true };
+    h.apply(InternalRaftRequest { compaction: Some(compact), ..Default::default() }).unwrap();
+    match at_revision.run().unwrap() {
+        // The compaction removed a's value at the planned revision.
+        None => assert_eq!(h.get(RangeRequest { revision: planned_rev, ..all }), Err(EtcdError::Compacted)),
+        // (Or its deletions had not reached the backend yet.)
+        Some(answer) => assert_eq!(answer.kvs.len(), 2),
+    }
+}

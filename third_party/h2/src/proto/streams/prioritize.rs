@@ -7,6 +7,10 @@ use crate::codec::UserError;
 use crate::codec::UserError::*;
 
 use bytes::buf::Take;
+
+/// hub: the most connection capacity one stream is assigned per turn while
+/// others wait for capacity too (one default-sized frame).
+const CAPACITY_TURN: WindowSize = 16_384;
 use std::{
     cmp::{self, Ordering},
     fmt, io, mem,
@@ -397,17 +401,29 @@ impl Prioritize {
                 continue;
             }
 
+            // hub: while other streams wait too, each gets at most a frame's
+            // worth per turn and goes to the back of the queue, so connection
+            // capacity is shared round-robin (as Go's HTTP/2 server shares it)
+            // instead of first come, first served: a small answer no longer
+            // waits until the large ones queued before it got all they asked for.
+            let turn = if self.pending_capacity.is_empty() { WindowSize::MAX } else { CAPACITY_TURN };
             counts.transition(stream, |_, stream| {
                 // Try to assign capacity to the stream. This will also re-queue the
                 // stream if there isn't enough connection level capacity to fulfill
                 // the capacity request.
-                self.try_assign_capacity(stream);
+                self.try_assign_capacity_upto(stream, turn);
             })
         }
     }
 
     /// Request capacity to send data
     fn try_assign_capacity(&mut self, stream: &mut store::Ptr) {
+        self.try_assign_capacity_upto(stream, WindowSize::MAX)
+    }
+
+    /// `try_assign_capacity`, assigning at most `turn` now (hub: see
+    /// `assign_connection_capacity`); a stream that wants more is queued again.
+    fn try_assign_capacity_upto(&mut self, stream: &mut store::Ptr, turn: WindowSize) {
         // Streams over the max concurrent count should not have capacity assign to avoid starving the connection
         // capacity for open streams
         if stream.is_pending_open {
@@ -454,7 +470,7 @@ impl Prioritize {
         if conn_available > 0 {
             // The amount of capacity to assign to the stream
             // TODO: Should prioritization factor into this?
-            let assign = cmp::min(conn_available, additional);
+            let assign = cmp::min(cmp::min(conn_available, additional), turn);
 
             tracing::trace!(capacity = assign, "assigning");
 
