@@ -116,6 +116,15 @@ impl Peer for PeerService {
         reply(&self.leases.time_to_live(id))
     }
 
+    async fn removed(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        // The removed member's ID: a member started since on the same peer URL is not it.
+        let id: u64 = decode(req.get_ref()).map_err(bad_request)?;
+        if id == self.node.member_id() {
+            self.node.removal().mark();
+        }
+        reply(&())
+    }
+
     async fn hash_kv(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
         let rev: i64 = decode(req.get_ref()).map_err(bad_request)?;
         reply(&self.node.hash_kv_here(rev).await)
