@@ -1,10 +1,20 @@
 //! etcd's KV operations: Range, Put, DeleteRange, Txn and Compact.
+//!
+//! A range or a read-only txn slower than `--warning-apply-duration` is
+//! reported as etcd reports it, "apply request took too long" with the prefix
+//! `read-only range ` or `read-only txn ` (`hub_raft::SlowApply`); writes are
+//! reported where they are applied.
+
+use std::fmt::Display;
+use std::time::Instant;
 
 use hub_proto::etcdserverpb::{
-    request_op::Request, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
+    request_op::Request, response_op, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
     InternalRaftRequest, PutRequest, PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
+use hub_proto::{loggable, text::compact_text};
 use hub_store::{validate, AuthInfo, Command, Response};
+use prost::Message;
 
 use crate::{quota, unexpected, EtcdServer, Result};
 
@@ -17,9 +27,42 @@ fn is_serializable(r: &TxnRequest) -> bool {
     r.success.iter().chain(&r.failure).all(|op| matches!(&op.request, Some(Request::RequestRange(q)) if q.serializable))
 }
 
+/// A read-only txn's answer as etcd's slow-apply warning gives it: each
+/// range's count of keys, and the size.
+fn read_only_txn_response(resp: &TxnResponse) -> String {
+    let counts: Vec<String> = resp
+        .responses
+        .iter()
+        .filter_map(|op| match &op.response {
+            Some(response_op::Response::ResponseRange(r)) => Some(format!("range_response_count:{}", r.kvs.len())),
+            _ => None,
+        })
+        .collect();
+    format!("responses:<{}> size:{}", counts.join(" "), resp.encoded_len())
+}
+
 impl EtcdServer {
     pub async fn range(&self, who: &AuthInfo, r: RangeRequest) -> Result<RangeResponse> {
         validate::check_range(&r)?;
+        // etcd times a range from its ReadIndex on.
+        let started = Instant::now();
+        let result = self.read_range(who, &r).await;
+        self.node.slow_apply().check(
+            started,
+            "read-only range ",
+            || compact_text(&r),
+            || match &result {
+                Ok(resp) => format!("range_response_count:{} size:{}", resp.kvs.len(), resp.encoded_len()),
+                Err(_) => String::new(),
+            },
+            result.as_ref().err().map(|e| e as &dyn Display),
+        );
+        let mut resp = result?;
+        resp.header = self.fill(resp.header);
+        Ok(resp)
+    }
+
+    async fn read_range(&self, who: &AuthInfo, r: &RangeRequest) -> Result<RangeResponse> {
         if !r.serializable {
             self.read_index().await?;
         }
@@ -27,15 +70,13 @@ impl EtcdServer {
         // (`PlannedRange`): a large range does not hold up the applies.
         let planned = {
             let sm = self.node.state().lock();
-            sm.authorize(who, Command::Range(&r))?;
+            sm.authorize(who, Command::Range(r))?;
             sm.plan_range(r.clone())?
         };
-        let mut resp = match planned.run()? {
-            Some(resp) => resp,
-            None => self.node.state().lock().range(&r)?,
-        };
-        resp.header = self.fill(resp.header);
-        Ok(resp)
+        match planned.run()? {
+            Some(resp) => Ok(resp),
+            None => Ok(self.node.state().lock().range(r)?),
+        }
     }
 
     pub async fn put(&self, who: &AuthInfo, r: PutRequest) -> Result<PutResponse> {
@@ -68,9 +109,17 @@ impl EtcdServer {
             if !is_serializable(&r) {
                 self.read_index().await?;
             }
-            let sm = self.node.state().lock();
-            sm.authorize(who, Command::Txn(&r))?;
-            sm.read_only_txn(&r)?
+            // etcd times a read-only txn from after its ReadIndex.
+            let started = Instant::now();
+            let result = self.read_txn(who, &r);
+            self.node.slow_apply().check(
+                started,
+                "read-only txn ",
+                || loggable::txn_request(&r),
+                || result.as_ref().map(read_only_txn_response).unwrap_or_default(),
+                result.as_ref().err().map(|e| e as &dyn Display),
+            );
+            result?
         } else {
             match self.propose(who, InternalRaftRequest { txn: Some(r), ..Default::default() }).await? {
                 Response::Txn(resp) => resp,
@@ -81,6 +130,12 @@ impl EtcdServer {
         // ops just a revision.
         resp.header = self.fill(resp.header);
         Ok(resp)
+    }
+
+    fn read_txn(&self, who: &AuthInfo, r: &TxnRequest) -> Result<TxnResponse> {
+        let sm = self.node.state().lock();
+        sm.authorize(who, Command::Txn(r))?;
+        Ok(sm.read_only_txn(r)?)
     }
 
     pub async fn compact(&self, who: &AuthInfo, r: CompactionRequest) -> Result<CompactionResponse> {

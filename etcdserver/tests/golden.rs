@@ -58,6 +58,7 @@ async fn member(dir: &Path) -> Arc<EtcdServer> {
         strict_reconfig_check: true,
         max_learners: 1,
         force_new_cluster: false,
+        warning_apply_duration: std::time::Duration::from_millis(100),
     };
     let node = Node::start(config, state).await.expect("start raft");
     node.wait_for_leader().await;

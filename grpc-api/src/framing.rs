@@ -1,11 +1,18 @@
 //! gRPC's message framing on the wire: each message is a 5-byte prefix (a
-//! compression flag and a big-endian u32 length) and its bytes. The body
-//! wrappers that look at messages as they stream by (the size limit in
-//! `limit.rs`, the message counters in `metrics/grpc.rs`) follow it here, however
-//! the HTTP/2 frames split it.
+//! compression flag and a big-endian u32 length) and its bytes, and the call's
+//! status in the trailers. The body wrappers that look at messages as they
+//! stream by (the size limit in `limit.rs`, the message counters in
+//! `metrics/grpc.rs`, the request log in `request_stats.rs`) follow it here,
+//! however the HTTP/2 frames split it.
 
 /// The bytes before each gRPC message.
 pub const PREFIX_LEN: usize = 5;
+
+/// The status a response's headers (a refusal, alone) or trailers carry.
+pub fn status_of(headers: &http::HeaderMap) -> Option<tonic::Code> {
+    let code = headers.get("grpc-status")?.to_str().ok()?.parse::<i32>().ok()?;
+    Some(tonic::Code::from(code))
+}
 
 /// Where a body stands in its stream of messages.
 #[derive(Default)]

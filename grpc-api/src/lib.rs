@@ -22,6 +22,7 @@
 //!   `--listen-client-http-urls`).
 //! - [`metrics`]: etcd's Prometheus metrics.
 //! - [`limit`]: gRPC's received-message limit, in Go's words.
+//! - [`request_stats`]: etcd's "request stats" log line of slow unary calls.
 //! - [`status`]: the one mapping from hub errors to gRPC statuses.
 //!
 //! Who sends a request ([`Context::caller`]: a token, else the client
@@ -47,6 +48,7 @@ pub mod limit;
 pub mod lock;
 pub mod metrics;
 pub mod maintenance;
+pub mod request_stats;
 pub mod status;
 pub mod watch;
 
@@ -79,6 +81,9 @@ pub struct ServiceConfig {
     pub max_concurrent_streams: u32,
     /// `--metrics extensive`: gRPC handling-time histograms too.
     pub metrics_extensive: bool,
+    /// `--warning-unary-request-duration`: a unary call slower than this is
+    /// logged ([`request_stats`]).
+    pub warning_unary_request_duration: Duration,
     /// etcd 3.6's server feature gates, `(name, stage, enabled)`, for
     /// `etcd_server_feature_enabled`.
     pub feature_gates: Vec<(&'static str, &'static str, bool)>,
@@ -90,6 +95,7 @@ pub struct Context {
     server: Arc<EtcdServer>,
     config: Arc<ServiceConfig>,
     metrics: Arc<metrics::Metrics>,
+    request_stats: Arc<request_stats::RequestStats>,
 }
 
 /// gRPC adds this much around a request; etcd allows it on top of
@@ -103,7 +109,10 @@ impl Context {
         let server = EtcdServer::new(node, config.server.clone(), server_metrics);
         let metrics = metrics::Metrics::new(&config, &server);
         let metrics = Arc::new(metrics.expect("every metric name is registered once"));
-        Context { server, config: Arc::new(config), metrics }
+        // hub_proto's own descriptors: only a broken build fails to read them.
+        let request_stats = request_stats::RequestStats::new(config.warning_unary_request_duration)
+            .expect("hub_proto's descriptors decode");
+        Context { server, config: Arc::new(config), metrics, request_stats: Arc::new(request_stats) }
     }
 
     pub fn metrics(&self) -> &Arc<metrics::Metrics> {
@@ -162,9 +171,11 @@ impl Context {
         Ok(Credentials { token, common_name })
     }
 
-    /// Every service of the API, ready to mount on a tonic server.
+    /// Every service of the API, ready to mount on a tonic server: each call
+    /// logged if slow ([`request_stats`]), its messages held to the size limit.
     pub fn routes(&self) -> tonic::service::Routes {
         let max = self.config.server.max_request_bytes + GRPC_OVERHEAD_BYTES;
+        let stats = self.request_stats.clone();
         tonic::service::Routes::new(KvServer::new(kv::KvService::new(self.clone())).max_decoding_message_size(max))
             .add_service(WatchServer::new(watch::WatchService::new(self.clone())).max_decoding_message_size(max))
             .add_service(LeaseServer::new(lease::LeaseService::new(self.clone())).max_decoding_message_size(max))
@@ -177,6 +188,7 @@ impl Context {
             .add_service(LockServer::new(lock::LockService::new(self.clone())).max_decoding_message_size(max))
             .into_axum_router()
             .layer(axum::middleware::from_fn(move |req, next| limit::layer(max, req, next)))
+            .layer(axum::middleware::from_fn(move |req, next| request_stats::layer(stats.clone(), req, next)))
             .into()
     }
 }

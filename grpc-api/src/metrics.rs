@@ -30,6 +30,7 @@ use prometheus::core::Collector;
 use prometheus::{Encoder, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 pub use grpc::grpc_layer;
+pub(crate) use grpc::SERVED;
 
 use crate::{Context, ServiceConfig};
 

@@ -3,12 +3,15 @@
 //! Bottom of the request path: every other crate speaks these messages. The files
 //! keep etcd 3.4's packages, message names and field numbers (gogoproto and
 //! grpc-gateway annotations removed), so any etcd client talks to hub unchanged.
-//! This crate only defines types and the one convention on them every side
-//! computes (a prefix's range end, `range`); it owns no behaviour.
+//! This crate only defines types and the conventions on them every side
+//! computes (a prefix's range end, `range`; the text form etcd logs requests
+//! in, `text` and `loggable`); it owns no behaviour.
 
 #![allow(clippy::all)]
 
+pub mod loggable;
 pub mod range;
+pub mod text;
 
 pub mod mvccpb {
     tonic::include_proto!("mvccpb");

@@ -20,6 +20,7 @@
 //! - [`node`]: a member, wiring it all together.
 //! - [`wait`]: proposers waiting for their entry's apply (etcd's request IDs).
 //! - [`metrics`]: etcd's WAL, peer-network and apply metrics.
+//! - [`slow_apply`]: etcd's "apply request took too long" warning and count.
 //! - [`corrupt`]: etcd's corruption checks, HashKV compared across members.
 //! - `chaos` (feature `failpoints`): bugs injected on purpose for the chaos suite.
 //! - `failpoints` (feature `failpoints`): pauses and faults at named places, for
@@ -38,6 +39,7 @@ pub mod network;
 pub mod node;
 pub mod peer_service;
 mod prober;
+pub mod slow_apply;
 pub mod snapshot;
 pub mod state_machine;
 pub mod wait;
@@ -49,6 +51,7 @@ use hub_proto::mvccpb::Event;
 pub use membership::{MemberChange, MemberChangeError};
 pub use node::{LeaderLeases, LeaseTtl, MoveLeaderError, Node, NodeConfig, NodeError};
 pub use peer_service::PeerService;
+pub use slow_apply::SlowApply;
 pub use types::Member;
 
 /// The changes one applied command made, published to watchers in log order.

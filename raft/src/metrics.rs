@@ -21,9 +21,6 @@ use prometheus::{
     IntGaugeVec, Opts, Registry,
 };
 
-/// etcd counts an apply slower than this as slow (`warnApplyDuration`).
-pub const SLOW_APPLY: Duration = Duration::from_millis(100);
-
 /// What the WAL writer updates (wal/metrics.go).
 #[derive(Clone, Debug)]
 pub struct WalMetrics {
@@ -351,11 +348,10 @@ impl RaftMetrics {
         *reachable = took.is_some();
     }
 
-    /// Counts an apply that started at `started` if it was slow.
-    pub(crate) fn applied(&self, started: Instant) {
-        if started.elapsed() > SLOW_APPLY {
-            self.slow_applies.inc();
-        }
+    /// The warning and count of requests slower to apply than `threshold`
+    /// (`--warning-apply-duration`), counted in `etcd_server_slow_apply_total`.
+    pub(crate) fn slow_apply(&self, threshold: Duration) -> crate::SlowApply {
+        crate::SlowApply::new(threshold, self.slow_applies.clone())
     }
 
     /// A linearizable read's ReadIndex ended: a failure counts as failed,

@@ -33,7 +33,7 @@ use parking_lot::{Mutex, MutexGuard};
 use prost::Message;
 use tokio::sync::{broadcast, watch, Notify};
 
-use crate::metrics::RaftMetrics;
+use crate::slow_apply::SlowApply;
 use crate::types::{ApplyOutput, Entry, LogId, Member, StorageError, TypeConfig};
 use crate::wait::Wait;
 use crate::wal::Wal;
@@ -50,7 +50,7 @@ fn io_err(e: impl std::fmt::Display) -> StorageError {
 pub struct HubStateMachine {
     pub(crate) state: Arc<Mutex<StateMachine>>,
     committed: broadcast::Sender<Arc<Committed>>,
-    metrics: RaftMetrics,
+    slow_apply: SlowApply,
     /// The newest snapshot point and the newest snapshot file.
     snapshots: Arc<Mutex<Snapshots>>,
     /// Wakes [`sync_backend`] after each applied batch.
@@ -100,7 +100,7 @@ impl HubStateMachine {
         wal: Arc<Wal>,
         committed: broadcast::Sender<Arc<Committed>>,
         wait: Arc<Wait>,
-        metrics: RaftMetrics,
+        slow_apply: SlowApply,
     ) -> Self {
         // The WAL holds every committed entry durably, so the backend need only
         // be durable after the fact (and before the WAL is purged).
@@ -116,7 +116,7 @@ impl HubStateMachine {
         let this = HubStateMachine {
             state,
             committed,
-            metrics,
+            slow_apply,
             snapshots: Arc::default(),
             sync_wanted,
             wal,
@@ -143,6 +143,10 @@ impl HubStateMachine {
             sm.commit_meta(index).map_err(io_err)?;
         }
         Ok(())
+    }
+
+    pub(crate) fn slow_apply(&self) -> &SlowApply {
+        &self.slow_apply
     }
 
     /// How far the backend is durable, as it changes.
@@ -221,7 +225,7 @@ impl HubStateMachine {
         };
         let started = Instant::now();
         let result = sm.apply(index, &req, started);
-        self.metrics.applied(started);
+        self.slow_apply.applied(started, &req, &result);
         let (answer, events) = match result {
             Ok(applied) => (Ok(applied.response), applied.events),
             Err(HubStoreError::Etcd(e)) => {

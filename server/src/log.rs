@@ -106,7 +106,7 @@ where
         event.record(&mut fields);
         let line = Line {
             level: level_name(meta),
-            ts: &timestamp(chrono::Local::now().fixed_offset()),
+            ts: &hub_go::time::format(chrono::Local::now().fixed_offset()),
             caller: &caller(meta.file(), meta.line()),
             msg: &fields.msg,
             fields: &fields.pairs,
@@ -237,12 +237,6 @@ fn level_name(meta: &Metadata<'_>) -> &'static str {
         Level::INFO => "info",
         Level::DEBUG | Level::TRACE => "debug",
     }
-}
-
-/// etcd's timestamp layout, `2006-01-02T15:04:05.000000Z0700`.
-fn timestamp(t: chrono::DateTime<chrono::FixedOffset>) -> String {
-    let zone = if t.offset().local_minus_utc() == 0 { "Z".to_string() } else { t.format("%z").to_string() };
-    format!("{}{zone}", t.format("%Y-%m-%dT%H:%M:%S%.6f"))
 }
 
 /// zap's short caller: the file's directory and name, and the line. Rust's
@@ -431,18 +425,6 @@ mod tests {
         });
         assert!(got[0].starts_with(r#"{"level":"warn","#), "{got:?}");
         assert!(got[1].starts_with(r#"{"level":"error","#), "{got:?}");
-    }
-
-    #[test]
-    fn timestamps_are_etcds_layout() {
-        use chrono::TimeZone;
-        let utc = chrono::FixedOffset::east_opt(0).unwrap();
-        let t = utc.with_ymd_and_hms(2026, 12, 7, 1, 2, 3).unwrap() + chrono::Duration::microseconds(456_780);
-        assert_eq!(timestamp(t), "2026-12-07T01:02:03.456780Z");
-        let cet = chrono::FixedOffset::east_opt(3600).unwrap();
-        assert_eq!(timestamp(t.with_timezone(&cet)), "2026-12-07T02:02:03.456780+0100");
-        let nst = chrono::FixedOffset::west_opt(3 * 3600 + 1800).unwrap();
-        assert_eq!(timestamp(t.with_timezone(&nst)), "2026-12-06T21:32:03.456780-0330");
     }
 
     #[test]

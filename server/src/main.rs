@@ -221,6 +221,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
             strict_reconfig_check: config.strict_reconfig_check,
             max_learners: config.max_learners,
             force_new_cluster: config.force_new_cluster,
+            warning_apply_duration: config.warning_apply_duration,
         },
         state,
     )
@@ -267,6 +268,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
             client_cert_auth: config.client_cert_auth,
             max_concurrent_streams: config.max_concurrent_streams,
             metrics_extensive: config.metrics_extensive,
+            warning_unary_request_duration: config.warning_unary_request_duration,
             feature_gates: config.feature_gates.all(),
         },
     );

@@ -230,3 +230,171 @@ async fn publishing_at_start_logs_no_error() {
         }
     }
 }
+
+/// The calls whose slow-request lines are compared, as etcdctl makes them:
+/// a put, a range, a txn with a put, a read-only txn, a range refused (a
+/// future revision), a lease grant, a member list, a delete.
+const SLOW_CALLS: &[(&[&str], Option<&str>)] = &[
+    (&["put", "foo", "bar"], None),
+    (&["get", "foo"], None),
+    (&["txn"], Some("value(\"foo\") = \"bar\"\n\nput foo baz\nget foo\n\ndel nothing\n\n")),
+    (&["txn"], Some("mod(\"foo\") > \"0\"\n\nget foo --prefix\n\nget zz\n\n")),
+    (&["get", "foo", "--rev", "100"], None),
+    (&["lease", "grant", "60"], None),
+    (&["member", "list"], None),
+    (&["del", "foo"], None),
+];
+
+/// What a member logged of [`SLOW_CALLS`] (and a range through the JSON
+/// gateway) with every request slower than 1µs reported: its "request stats"
+/// and its "apply request took too long" lines, and its
+/// `etcd_server_slow_apply_total`.
+struct SlowLog {
+    stats: Vec<String>,
+    applies: Vec<String>,
+    slow_applies: u64,
+}
+
+fn slow_log(bin: &Path) -> SlowLog {
+    let who = bin.display().to_string();
+    let mut m = common::Member::start_with(bin, &["--warning-unary-request-duration=1us", "--warning-apply-duration=1us"]);
+    for (args, stdin) in SLOW_CALLS {
+        // Only the range at a future revision fails.
+        let out = m.etcdctl_stdin(args, *stdin);
+        assert_eq!(out.status.success(), !args.contains(&"--rev"), "{who}: etcdctl {args:?}: {out:?}");
+    }
+    let (code, _) = common::curl_post(&m, "/v3/kv/range", r#"{"key":"Zm9v"}"#);
+    assert_eq!(code, 200, "{who}: the gateway's range");
+    let metrics = common::curl_get(&format!("http://{}/metrics", m.endpoint()));
+    let slow_applies = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("etcd_server_slow_apply_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{who}: no etcd_server_slow_apply_total"));
+    m.terminate();
+    std::thread::sleep(Duration::from_millis(200));
+    let lines = m.log_lines();
+    // Every line is zap's JSON, the slow requests' too.
+    json_lines(&lines.join("\n"), &who);
+    let with = |msg: &str| lines.iter().filter(|l| l.contains(&format!(",\"msg\":\"{msg}\""))).cloned().collect();
+    SlowLog { stats: with("request stats"), applies: with("apply request took too long"), slow_applies }
+}
+
+fn parse(line: &str) -> serde_json::Value {
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+}
+
+/// The keys of a JSON line, in the order they are written.
+fn keys(line: &str) -> Vec<String> {
+    let mut keys: Vec<String> = parse(line).as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+    keys.sort_by_key(|k| line.find(&format!("\"{k}\":")));
+    keys
+}
+
+/// A "request stats" line without what differs by nature: times, ports, the
+/// response's size (its header carries the member's IDs) but not its sign.
+fn stats_compared(line: &str) -> serde_json::Value {
+    let line = parse(line);
+    let size = line["response size"].as_i64().unwrap_or(-2);
+    serde_json::json!({
+        "level": line["level"],
+        "response type": line["response type"],
+        "request count": line["request count"],
+        "request size": line["request size"],
+        "response count": line["response count"],
+        "response size": size.signum(),
+        "request content": line["request content"],
+    })
+}
+
+/// An "apply request took too long" line of a client's request, without the
+/// request ID, the lease ID and the error's wording; none for a member's own
+/// entries (etcd publishes its member and cluster version through raft).
+fn apply_compared(line: &str) -> Option<serde_json::Value> {
+    let line = parse(line);
+    let request = line["request"].as_str().unwrap_or_default();
+    if request.contains("cluster_member_attr_set:<") || request.contains("cluster_version_set:<") {
+        return None;
+    }
+    let mask = |text: &str, after: &str, end: char| match text.split_once(after) {
+        Some((head, tail)) => format!("{head}{after}N{}", &tail[tail.find(end).unwrap_or(tail.len())..]),
+        None => text.to_string(),
+    };
+    let request = mask(&mask(request, "header:<ID:", ' '), " id:", '>');
+    let response = line["response"].as_str().unwrap_or_default();
+    // A lease grant's answer carries the lease ID, of the member's making.
+    let response = if request.contains("lease_grant:<") { mask(response, "size:", ' ') } else { response.to_string() };
+    Some(serde_json::json!({
+        "prefix": line["prefix"],
+        "request": request,
+        "response": response,
+        "expected-duration": line["expected-duration"],
+        "error": line.get("error").is_some(),
+    }))
+}
+
+/// `--warning-unary-request-duration` and `--warning-apply-duration`: every
+/// unary call slower is logged as "request stats", every request slower to
+/// apply as "apply request took too long" and counted, as etcd 3.6.16 logs
+/// and counts the same calls: same fields in the same order, same request
+/// texts (values as sizes), counts and sizes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_requests_are_logged_as_etcd_logs_them() {
+    let hub = slow_log(&hubd_bin());
+    let stats_keys = [
+        "level", "ts", "caller", "msg", "start time", "time spent", "remote", "response type", "request count",
+        "request size", "response count", "response size", "request content",
+    ];
+    for line in &hub.stats {
+        assert_eq!(keys(line), stats_keys, "{line}");
+        assert_eq!(parse(line)["level"], "warn", "{line}");
+    }
+    let types: Vec<serde_json::Value> = hub.stats.iter().map(|l| parse(l)["response type"].clone()).collect();
+    for method in ["KV/Put", "KV/Range", "KV/Txn", "KV/DeleteRange", "Lease/LeaseGrant", "Cluster/MemberList"] {
+        assert!(types.iter().any(|t| *t == format!("/etcdserverpb.{method}")), "no {method}: {types:?}");
+    }
+    let put = parse(&hub.stats[0]);
+    assert_eq!(put["request content"], r#"key:"foo" value_size:3 "#, "{put}");
+    assert!(put["remote"].as_str().is_some_and(|r| r.starts_with("127.0.0.1:")), "{put}");
+    let apply_keys = ["level", "ts", "caller", "msg", "took", "expected-duration", "prefix", "request", "response"];
+    for line in &hub.applies {
+        let mut want = apply_keys.map(String::from).to_vec();
+        if parse(line).get("error").is_some() {
+            want.push("error".into());
+        }
+        assert_eq!(keys(line), want, "{line}");
+    }
+    // The put, the txn, the lease grant and the delete applied; the three
+    // ranges and the read-only txn answered without the log.
+    assert!(hub.applies.len() >= 8, "{:#?}", hub.applies);
+    assert!(hub.slow_applies >= hub.applies.len() as u64, "{} counted, {} logged", hub.slow_applies, hub.applies.len());
+
+    let Some(etcd) = etcd36_bin() else { return };
+    let etcd = slow_log(&etcd);
+    let compared = |log: &SlowLog| log.stats.iter().map(|l| stats_compared(l)).collect::<Vec<_>>();
+    assert_eq!(compared(&hub), compared(&etcd));
+    let compared = |log: &SlowLog| log.applies.iter().filter_map(|l| apply_compared(l)).collect::<Vec<_>>();
+    assert_eq!(compared(&hub), compared(&etcd));
+    for (h, e) in hub.stats.iter().zip(&etcd.stats) {
+        assert_eq!(keys(h), keys(e));
+    }
+    assert!(etcd.slow_applies >= etcd.applies.len() as u64);
+}
+
+/// At `--log-level debug`, every unary call is logged at debug, slow or
+/// not, and none as a warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_debug_level_every_call_has_request_stats() {
+    for bin in [Some(hubd_bin()), etcd36_bin()].into_iter().flatten() {
+        let who = bin.display().to_string();
+        let mut m = common::Member::start_with(&bin, &["--log-level", "debug"]);
+        assert!(m.etcdctl(&["put", "foo", "bar"]).status.success(), "{who}");
+        m.terminate();
+        std::thread::sleep(Duration::from_millis(200));
+        let lines = json_lines(&m.log_lines().join("\n"), &who);
+        let stats: Vec<_> = lines.iter().filter(|l| l["msg"] == "request stats").collect();
+        let put = stats.iter().find(|l| l["response type"] == "/etcdserverpb.KV/Put").expect("the put's line");
+        assert_eq!((&put["level"], &put["request content"]), (&"debug".into(), &r#"key:"foo" value_size:3 "#.into()), "{who}");
+        assert!(stats.iter().all(|l| l["level"] == "debug"), "{who}: {stats:?}");
+    }
+}

@@ -28,13 +28,13 @@ use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterV
 use prost_reflect::{DescriptorPool, MethodDescriptor};
 use tonic::Code;
 
-use crate::framing::Framing;
+use crate::framing::{status_of, Framing};
 
 /// The services whose rows exist before their first call (etcd registers
 /// go-grpc-prometheus after these and before Election and Lock).
 const PREREGISTERED: &str = "etcdserverpb.";
 /// The packages of the services hub serves to clients.
-const SERVED: [&str; 3] = ["etcdserverpb.", "v3electionpb.", "v3lockpb."];
+pub(crate) const SERVED: [&str; 3] = ["etcdserverpb.", "v3electionpb.", "v3lockpb."];
 
 /// Every gRPC code, in go-grpc-prometheus's spelling, by number.
 const CODES: [&str; 17] = [
@@ -238,11 +238,6 @@ impl Call {
             }
         }
     }
-}
-
-fn status_of(headers: &http::HeaderMap) -> Option<Code> {
-    let code = headers.get("grpc-status")?.to_str().ok()?.parse::<i32>().ok()?;
-    Some(Code::from(code))
 }
 
 /// Middleware counting every gRPC call started and handled, by its code,

@@ -65,6 +65,8 @@ pub struct NodeConfig {
     pub max_learners: usize,
     /// `--force-new-cluster`: restart as the one voter of the cluster.
     pub force_new_cluster: bool,
+    /// `--warning-apply-duration`: an apply slower than this is logged and counted.
+    pub warning_apply_duration: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,7 +149,8 @@ impl Node {
         let (committed, _) = broadcast::channel(WATCH_BACKLOG);
         let state = Arc::new(Mutex::new(state));
         let wait = Arc::new(Wait::default());
-        let machine = HubStateMachine::new(state.clone(), wal.clone(), committed.clone(), wait.clone(), metrics.clone());
+        let slow_apply = metrics.slow_apply(config.warning_apply_duration);
+        let machine = HubStateMachine::new(state.clone(), wal.clone(), committed.clone(), wait.clone(), slow_apply);
         machine.members_in_step().map_err(|e| NodeError::Raft(e.to_string()))?;
         let mut log_store = LogStore::new(config.id, wal.clone(), machine.durable());
         if config.force_new_cluster && !fresh {
@@ -266,6 +269,11 @@ impl Node {
     /// This member's WAL, peer and apply metrics, for `/metrics`.
     pub fn metrics(&self) -> &RaftMetrics {
         &self.metrics
+    }
+
+    /// The slow-apply warning, for the reads answered without the log.
+    pub fn slow_apply(&self) -> &crate::SlowApply {
+        self.machine.slow_apply()
     }
 
     pub fn member_id(&self) -> u64 {

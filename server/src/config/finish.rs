@@ -10,6 +10,8 @@ pub(super) const MAX_ELECTION_MS: u64 = 50_000;
 /// What etcd does with a watch progress interval of 0, and its floor.
 pub(super) const DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL: Duration = Duration::from_secs(600);
 pub(super) const MIN_WATCH_PROGRESS_NOTIFY_INTERVAL: Duration = Duration::from_millis(100);
+/// etcd's `DefaultWarningUnaryRequestDuration`, for neither flag set (0s).
+pub(super) const DEFAULT_WARNING_UNARY_REQUEST_DURATION: Duration = Duration::from_millis(300);
 
 /// Builds the [`Config`] from parsed flags, with etcd's checks (in etcd
 /// 3.6's order) and derived defaults.
@@ -174,13 +176,27 @@ pub(super) fn finish(
     }
     let (tls_min_version, tls_max_version) =
         tls_versions(&v36.tls_min_version, &v36.tls_max_version, !f.cipher_suites.is_empty()).map_err(invalid)?;
-    if v36.warning_unary_request_duration != Duration::ZERO && v36.experimental_warning_unary_request_duration != Duration::ZERO {
-        return Err(invalid(
-            "both --experimental-warning-unary-request-duration and --warning-unary-request-duration flags are set. \
-             Use only --warning-unary-request-duration"
-                .to_string(),
-        ));
-    }
+    // etcd's parseWarningUnaryRequestDuration: set means not 0s.
+    let warning_unary_request_duration =
+        match (v36.warning_unary_request_duration, v36.experimental_warning_unary_request_duration) {
+            (Duration::ZERO, Duration::ZERO) => DEFAULT_WARNING_UNARY_REQUEST_DURATION,
+            (Duration::ZERO, experimental) => {
+                warnings.push(
+                    "--experimental-warning-unary-request-duration is deprecated, and will be decommissioned in v3.7. \
+                     Use --warning-unary-request-duration instead."
+                        .to_string(),
+                );
+                experimental
+            }
+            (_, Duration::ZERO) => v36.warning_unary_request_duration,
+            _ => {
+                return Err(invalid(
+                    "both --experimental-warning-unary-request-duration and --warning-unary-request-duration flags are set. \
+                     Use only --warning-unary-request-duration"
+                        .to_string(),
+                ))
+            }
+        };
     // Checked by etcd when it binds its listeners.
     if let Some(url) = listen_client_http_urls.iter().find(|u| listen_client_urls.iter().any(|c| same_address(c, u))) {
         return Err(invalid(format!(
@@ -274,6 +290,12 @@ pub(super) fn finish(
         max_concurrent_streams: f.max_concurrent_streams,
         report_etcd_version: f.report_etcd_version,
         watch_progress_notify_interval: watch_interval,
+        warning_unary_request_duration,
+        warning_apply_duration: renamed(
+            is_set("experimental-warning-apply-duration"),
+            f.experimental_warning_apply_duration,
+            v36.warning_apply_duration,
+        ),
         cert_file: path(f.cert_file),
         key_file: path(f.key_file),
         trusted_ca_file: path(f.trusted_ca_file),

@@ -182,6 +182,13 @@ pub struct Config {
     /// etcd uses it: 0 means its default of 10 minutes, and anything shorter
     /// than 100ms is raised to 100ms.
     pub watch_progress_notify_interval: Duration,
+    /// `--warning-unary-request-duration` (or its `--experimental-` name):
+    /// a unary call slower than this is logged ("request stats"); 300ms when
+    /// neither is set.
+    pub warning_unary_request_duration: Duration,
+    /// `--warning-apply-duration` (or its `--experimental-` name): an apply
+    /// slower than this is logged ("apply request took too long") and counted.
+    pub warning_apply_duration: Duration,
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
     pub trusted_ca_file: Option<PathBuf>,

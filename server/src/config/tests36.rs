@@ -159,6 +159,22 @@ fn renamed_experimental_flags_are_one_setting() {
     assert_eq!(ok(&["--experimental-corrupt-check-time=6s"]).corrupt_check_time, Duration::from_secs(6));
     assert!(ok(&["--peer-skip-client-san-verification"]).peer_skip_client_san_verification);
     assert!(ok(&["--experimental-peer-skip-client-san-verification"]).peer_skip_client_san_verification);
+    let apply = |args: &[&str]| ok(args).warning_apply_duration;
+    assert_eq!(apply(&[]), Duration::from_millis(100));
+    assert_eq!(apply(&["--warning-apply-duration=1us"]), Duration::from_micros(1));
+    assert_eq!(apply(&["--experimental-warning-apply-duration=2ms"]), Duration::from_millis(2));
+    // Not renamed in etcd's table: 0s is unset, and the old name warns.
+    let unary = |args: &[&str]| ok(args).warning_unary_request_duration;
+    assert_eq!(unary(&[]), Duration::from_millis(300));
+    assert_eq!(unary(&["--warning-unary-request-duration=0s"]), Duration::from_millis(300));
+    assert_eq!(unary(&["--warning-unary-request-duration=1us"]), Duration::from_micros(1));
+    let c = ok(&["--experimental-warning-unary-request-duration=2ms", "--warning-unary-request-duration=0s"]);
+    assert_eq!(c.warning_unary_request_duration, Duration::from_millis(2));
+    assert!(c.unhonoured.is_empty(), "{:?}", c.unhonoured);
+    assert_eq!(
+        c.warnings,
+        ["--experimental-warning-unary-request-duration is deprecated, and will be decommissioned in v3.7. Use --warning-unary-request-duration instead."]
+    );
     for (old, new) in RENAMED {
         let value = if old.contains("address") || old.contains("instance") { "x" } else if old.ends_with("tracing") || old.contains("mlock") || old.contains("verification") { "true" } else if old.contains("time") || old.contains("interval") || old.contains("duration") { "1s" } else { "1" };
         assert_eq!(
