@@ -1,5 +1,7 @@
 //! etcd's KV operations: Range, Put, DeleteRange, Txn and Compact.
 
+use std::time::Duration;
+
 use hub_proto::etcdserverpb::{
     request_op::Request, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
     InternalRaftRequest, PutRequest, PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
@@ -7,6 +9,9 @@ use hub_proto::etcdserverpb::{
 use hub_store::{validate, AuthInfo, Command, Response};
 
 use crate::{quota, unexpected, EtcdServer, Result};
+
+/// How often a physical compaction looks whether the backend is done.
+const PHYSICAL_COMPACTION_POLL: Duration = Duration::from_millis(10);
 
 /// etcd answers a txn whose ops are all ranges without the log.
 fn is_read_only(r: &TxnRequest) -> bool {
@@ -77,9 +82,18 @@ impl EtcdServer {
         Ok(resp)
     }
 
+    /// A physical compaction is answered once this member's backend no
+    /// longer holds what it dropped (the deletions go on in the background).
     pub async fn compact(&self, who: &AuthInfo, r: CompactionRequest) -> Result<CompactionResponse> {
+        let (revision, physical) = (r.revision, r.physical);
         match self.propose(who, InternalRaftRequest { compaction: Some(r), ..Default::default() }).await? {
             Response::Compaction(mut resp) => {
+                if physical {
+                    let progress = self.node.state().lock().compaction_progress();
+                    while !progress.done(revision) {
+                        tokio::time::sleep(PHYSICAL_COMPACTION_POLL).await;
+                    }
+                }
                 resp.header = self.fill(resp.header);
                 Ok(resp)
             }
