@@ -4,28 +4,13 @@
 //! `time.Duration.String`, go-humanize's byte sizes, and its flags parse with
 //! `strconv.ParseBool`, `strconv.ParseInt` and `time.ParseDuration`. Matching
 //! etcdctl byte for byte means reproducing exactly those: here, and in `hub-go`
-//! for what hubd shares (quoting, durations).
+//! for what hubd shares (quoting, durations, byte sizes).
 
 pub use hub_go::duration::format as duration;
 /// `time.ParseDuration` of a flag that takes no negative duration.
 pub use hub_go::duration::parse_unsigned as parse_duration;
+pub use hub_go::humanize::bytes as humanize_bytes;
 pub use hub_go::quote;
-
-/// go-humanize's `Bytes`: SI units, one decimal below 10 (`20 kB`, `1.5 MB`).
-pub fn humanize_bytes(size: u64) -> String {
-    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
-    if size < 10 {
-        return format!("{size} B");
-    }
-    let exp = ((size as f64).ln() / 1000f64.ln()).floor() as usize;
-    let exp = exp.min(UNITS.len() - 1);
-    let value = (size as f64 / 1000f64.powi(exp as i32) * 10.0 + 0.5).floor() / 10.0;
-    if value < 10.0 {
-        format!("{value:.1} {}", UNITS[exp])
-    } else {
-        format!("{value:.0} {}", UNITS[exp])
-    }
-}
 
 /// etcdctl's `--hex` rendering: every byte as `\xNN`.
 pub fn hex_escaped(bytes: &[u8]) -> String {
@@ -103,16 +88,6 @@ pub fn parse_uint(s: &str, base: u32) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn byte_sizes_read_as_humanize() {
-        assert_eq!(humanize_bytes(0), "0 B");
-        assert_eq!(humanize_bytes(9), "9 B");
-        assert_eq!(humanize_bytes(20480), "20 kB");
-        assert_eq!(humanize_bytes(1500), "1.5 kB");
-        assert_eq!(humanize_bytes(2_500_000), "2.5 MB");
-        assert_eq!(humanize_bytes(999), "999 B");
-    }
 
     #[test]
     fn os_errors_read_as_go_prints_them() {

@@ -6,7 +6,7 @@
 //! reported where they are applied.
 
 use std::fmt::Display;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hub_proto::etcdserverpb::{
     request_op::Request, response_op, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
@@ -17,6 +17,9 @@ use hub_store::{validate, AuthInfo, Command, Response};
 use prost::Message;
 
 use crate::{quota, unexpected, EtcdServer, Result};
+
+/// How often a physical compaction looks whether the backend is done.
+const PHYSICAL_COMPACTION_POLL: Duration = Duration::from_millis(10);
 
 /// etcd answers a txn whose ops are all ranges without the log.
 fn is_read_only(r: &TxnRequest) -> bool {
@@ -138,9 +141,18 @@ impl EtcdServer {
         Ok(sm.read_only_txn(r)?)
     }
 
+    /// A physical compaction is answered once this member's backend no
+    /// longer holds what it dropped (the deletions go on in the background).
     pub async fn compact(&self, who: &AuthInfo, r: CompactionRequest) -> Result<CompactionResponse> {
+        let (revision, physical) = (r.revision, r.physical);
         match self.propose(who, InternalRaftRequest { compaction: Some(r), ..Default::default() }).await? {
             Response::Compaction(mut resp) => {
+                if physical {
+                    let progress = self.node.state().lock().compaction_progress();
+                    while !progress.done(revision) {
+                        tokio::time::sleep(PHYSICAL_COMPACTION_POLL).await;
+                    }
+                }
                 resp.header = self.fill(resp.header);
                 Ok(resp)
             }

@@ -25,7 +25,7 @@ use hub_etcdserver::ServerConfig;
 use hub_grpc_api::{Context, ServiceConfig};
 use hub_proto::hubpeer::peer_server::PeerServer;
 use hub_raft::{Member, Node, NodeConfig, PeerService};
-use hub_store::StateMachine;
+use hub_store::{CompactionConfig, StateMachine};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -189,7 +189,8 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "failed to create token provider");
         anyhow::anyhow!("auth: invalid auth options")
     })?;
-    let mut state = StateMachine::open(&member_dir, min_lease_ttl(config.election_timeout_ms))
+    let compaction = CompactionConfig::background(config.compaction_batch_limit, config.compaction_sleep_interval);
+    let mut state = StateMachine::open_compacting(&member_dir, min_lease_ttl(config.election_timeout_ms), compaction)
         .context("open the backend")?;
     state.auth_mut().set_token_ttl(config.auth_token_ttl);
     if config.bootstrap_defrag_threshold_bytes != 0 {

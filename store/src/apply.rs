@@ -24,6 +24,7 @@ use crate::auth::{AuthInfo, AuthStore};
 use crate::backend::{open_bolt, Backend, Table, WriteBatch};
 use crate::write_buffer::WriteBuffer;
 use crate::command::{AuthCommand, Command};
+use crate::compaction::{CompactionConfig, CompactionProgress};
 use crate::error::{EtcdError, StoreError};
 use crate::key_index::RangeEnd;
 use crate::lease::{Lease, Lessor};
@@ -86,23 +87,36 @@ pub struct StateMachine {
     dir: PathBuf,
     /// Kept across [`StateMachine::reload`] and snapshot installs.
     metrics: StoreMetrics,
+    compaction: CompactionConfig,
 }
 
 /// The backend file inside a member's data directory.
 pub const BACKEND_FILE: &str = "snap/db";
 
 impl StateMachine {
-    /// Opens (or creates) the backend in `dir` and rebuilds the index and leases.
+    /// Opens (or creates) the backend in `dir` and rebuilds the index and
+    /// leases; compactions finish inside the call that applies them.
     pub fn open(dir: &Path, min_lease_ttl: i64) -> Result<Self, StoreError> {
+        Self::open_compacting(dir, min_lease_ttl, CompactionConfig::default())
+    }
+
+    /// [`StateMachine::open`], compactions done as `compaction` says (hubd's
+    /// in the background, etcd's `--compaction-*` flags).
+    pub fn open_compacting(dir: &Path, min_lease_ttl: i64, compaction: CompactionConfig) -> Result<Self, StoreError> {
         crate::durable_fs::create_dir_all(dir).map_err(|e| StoreError::Corrupt(format!("create {}: {e}", dir.display())))?;
         // Constant names and buckets: only a bug makes this fail, and every test would catch it.
         let metrics = StoreMetrics::new().expect("etcd's store metric options are valid");
-        Self::open_with(dir, min_lease_ttl, metrics)
+        Self::open_with(dir, min_lease_ttl, metrics, compaction)
     }
 
-    fn open_with(dir: &Path, min_lease_ttl: i64, metrics: StoreMetrics) -> Result<Self, StoreError> {
+    fn open_with(
+        dir: &Path,
+        min_lease_ttl: i64,
+        metrics: StoreMetrics,
+        compaction: CompactionConfig,
+    ) -> Result<Self, StoreError> {
         let backend: Arc<dyn Backend> = Arc::new(WriteBuffer::new(open_bolt(&dir.join(BACKEND_FILE))?));
-        Self::from_backend(backend, min_lease_ttl, dir.to_path_buf(), metrics)
+        Self::from_backend(backend, min_lease_ttl, dir.to_path_buf(), metrics, compaction)
     }
 
     fn from_backend(
@@ -110,9 +124,10 @@ impl StateMachine {
         min_lease_ttl: i64,
         dir: PathBuf,
         metrics: StoreMetrics,
+        compaction: CompactionConfig,
     ) -> Result<Self, StoreError> {
         crate::schema::migrate(backend.as_ref())?;
-        let restored = Mvcc::restore(backend.clone())?;
+        let restored = Mvcc::restore(backend.clone(), compaction, Some(metrics.clone()))?;
         let mut records = Vec::new();
         backend.scan(Table::Lease, &[], None, &mut |k, v| {
             records.push((k.to_vec(), v.to_vec()));
@@ -132,6 +147,7 @@ impl StateMachine {
             staged: Vec::new(),
             dir,
             metrics,
+            compaction,
         })
     }
 
@@ -139,8 +155,11 @@ impl StateMachine {
     /// command failed after it had started changing the index, so that nothing
     /// of it survives.
     fn reload(&mut self) -> Result<(), StoreError> {
+        // The reloaded store resumes the compaction in progress.
+        self.mvcc.stop_compaction();
         let backend = self.mvcc.backend().clone();
-        let reloaded = Self::from_backend(backend, self.min_lease_ttl, self.dir.clone(), self.metrics.clone())?;
+        let reloaded =
+            Self::from_backend(backend, self.min_lease_ttl, self.dir.clone(), self.metrics.clone(), self.compaction)?;
         let old = std::mem::replace(self, reloaded);
         self.auth.keep_tokens_of(old.auth);
         Ok(())
@@ -166,10 +185,12 @@ impl StateMachine {
         let mut reader = crate::snapshot::SnapshotReader::open(&file, false)?;
         let restored = work.join("restored");
         crate::snapshot::restore_into(&mut reader, &restored, &crate::snapshot::RestoreOptions::default())?;
+        // Nothing may write to the backend that is about to be replaced.
+        self.mvcc.stop_compaction();
         // The rename and the fsync of `snap/`, where it lands, timed as etcd's snapshot db fsync.
         let install = || crate::durable_fs::rename(&restored.join(BACKEND_FILE), &self.dir.join(BACKEND_FILE));
         self.metrics.snapshot_synced(install).map_err(|e| io("move the restored backend into place", e))?;
-        let reopened = Self::open_with(&self.dir, self.min_lease_ttl, self.metrics.clone())?;
+        let reopened = Self::open_with(&self.dir, self.min_lease_ttl, self.metrics.clone(), self.compaction)?;
         let old = std::mem::replace(self, reopened);
         self.auth.keep_tokens_of(old.auth);
         std::fs::remove_dir_all(&work).map_err(|e| io("remove the work directory", e))?;
@@ -235,6 +256,17 @@ impl StateMachine {
 
     pub fn compact_revision(&self) -> i64 {
         self.mvcc.compact_revision()
+    }
+
+    /// Tells when a compaction is done in the backend (etcd's physical compaction waits for it).
+    pub fn compaction_progress(&self) -> CompactionProgress {
+        self.mvcc.compaction_progress()
+    }
+
+    /// Stops the compaction in progress, which resumes when the backend is
+    /// opened again: at shutdown.
+    pub fn stop_compaction(&mut self) {
+        self.mvcc.stop_compaction();
     }
 
     pub fn db_size(&self) -> u64 {
@@ -486,17 +518,12 @@ impl StateMachine {
         walk(self, r, &mut path.iter().copied())
     }
 
+    /// The compaction is answered once scheduled: its deletions in the
+    /// backend may still be going on (see [`StateMachine::compaction_progress`]).
     fn apply_compaction(&mut self, index: u64, r: &CompactionRequest) -> Result<Applied, StoreError> {
-        let started = Instant::now();
-        let batch = self.mvcc.compact(r.revision)?;
-        let keys = batch.deletes();
-        let indexed = started.elapsed();
         let mut txn = self.mvcc.write();
-        *txn.batch_mut() = batch;
+        txn.compact(r.revision)?;
         commit(txn, &mut self.staged, index)?;
-        self.metrics.compacted(indexed, started.elapsed() - indexed, keys);
-        // etcd's words (mvcc's scheduled compaction), which operators and its tests look for.
-        tracing::info!(compact_revision = r.revision, took = ?started.elapsed(), "finished scheduled compaction");
         let resp = CompactionResponse { header: header(self.mvcc.current_revision()) };
         Ok(Applied { response: Response::Compaction(resp), events: Vec::new() })
     }

@@ -100,11 +100,6 @@ impl WriteBatch {
     pub fn into_ops(self) -> Vec<(Table, Vec<u8>, Option<Vec<u8>>)> {
         self.ops
     }
-
-    /// How many deletes the batch holds.
-    pub fn deletes(&self) -> usize {
-        self.ops.iter().filter(|(_, _, v)| v.is_none()).count()
-    }
 }
 
 /// A consistent read-only view of everything committed when it was taken

@@ -4,8 +4,10 @@
 //! Place in the request path: below raft. Raft hands committed commands to
 //! [`StateMachine::apply`] in log order; services read through
 //! [`StateMachine::range`] (after a ReadIndex for linearizable reads). This crate
-//! is synchronous and deterministic given its inputs (the clock is passed in);
-//! it knows nothing of gRPC, networking or consensus.
+//! is synchronous and deterministic given its inputs (the clock is passed in),
+//! but for one thread of its own, hubd's compactor deleting compacted
+//! revisions in the background; it knows nothing of gRPC, networking or
+//! consensus.
 //!
 //! - [`revision`]: revision numbers and their on-disk bytes.
 //! - [`key_index`]: the in-memory index of each key's generations.
@@ -15,6 +17,7 @@
 //! - [`bolt`]: bbolt's file format: the live engine, and the one-pass writer
 //!   and reader of snapshots.
 //! - [`mvcc`]: ranges, write transactions and compaction over index + backend.
+//! - [`compaction`]: a compaction's deletions in the backend, in batches, resumable.
 //! - [`lease`]: leases and their attached keys.
 //! - [`validate`]: etcd's request checks before proposing.
 //! - [`apply`]: the one apply path (Put, DeleteRange, Txn, Compaction, leases, auth, alarms).
@@ -35,6 +38,7 @@ pub mod auth;
 pub mod backend;
 pub mod bolt;
 pub mod command;
+pub mod compaction;
 pub mod durable_fs;
 pub mod error;
 pub mod hash;
@@ -56,6 +60,7 @@ pub mod write_buffer;
 pub use apply::{Applied, Response, StateMachine, Syncer};
 pub use auth::AuthInfo;
 pub use command::Command;
+pub use compaction::{CompactionConfig, CompactionProgress};
 pub use error::{EtcdError, StoreError};
 pub use members::EtcdMember;
 pub use mvcc::KvHash;

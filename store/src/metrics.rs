@@ -103,6 +103,11 @@ fn micros(took: Duration) -> f64 {
     took.as_micros() as f64 / 1e6
 }
 
+/// As etcd observes its compaction pauses: whole milliseconds.
+fn millis(took: Duration) -> f64 {
+    took.as_millis() as f64
+}
+
 /// What etcd's `metricsTxnWrite` counts for one request: the ranges (a
 /// compare and a `prev_kv` lookup are ranges too), puts and deletes of the
 /// one MVCC transaction that serves it.
@@ -426,15 +431,20 @@ impl StoreMetrics {
         row.observe(micros(started.elapsed()));
     }
 
-    /// A compaction: `index` is the time spent on the in-memory index (and
-    /// picking what to delete), `db` the backend commit that deleted `keys`
-    /// revisions (hub deletes them in one commit; etcd in batches, whose
-    /// pauses it observes one by one).
-    pub(crate) fn compacted(&self, index: Duration, db: Duration, keys: usize) {
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        self.index_compaction_pause.observe(ms(index));
-        self.db_compaction_pause.observe(ms(db));
-        self.db_compaction_total.observe(ms(index + db));
+    /// A compaction's pause of the in-memory index, `d` long.
+    pub(crate) fn index_compacted(&self, d: Duration) {
+        self.index_compaction_pause.observe(millis(d));
+    }
+
+    /// One batch of a compaction's deletes, read and committed in `d`.
+    pub(crate) fn compaction_batch(&self, d: Duration) {
+        self.db_compaction_pause.observe(millis(d));
+    }
+
+    /// A compaction's work in the backend ended (done or interrupted), `total`
+    /// after its first batch, having deleted `keys` revisions.
+    pub(crate) fn compaction_ended(&self, total: Duration, keys: usize) {
+        self.db_compaction_total.observe(millis(total));
         self.db_compaction_keys.inc_by(keys as u64);
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         self.db_compaction_last.set(now.as_secs() as i64);

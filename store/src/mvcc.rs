@@ -4,15 +4,19 @@
 //! Mirrors etcd's `mvcc/kvstore*.go`. Reads name a revision (0 = current); writes
 //! go through a [`WriteTxn`] that creates at most one main revision, however many
 //! keys it changes. The store starts at revision 1 with nothing in it, as etcd
-//! does. This module knows nothing of requests or leases' lifetimes; `apply` does.
+//! does. A compaction compacts the index here and leaves the backend's
+//! deletions to the [`Compactor`]. This module knows nothing of requests or
+//! leases' lifetimes; `apply` does.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Instant;
 
 use hub_proto::mvccpb::{event::EventType, Event, KeyValue};
 use prost::Message;
 
 use crate::backend::{Backend, Table, WriteBatch};
+use crate::compaction::{CompactionConfig, CompactionProgress, Compactor, Job};
 use crate::error::{EtcdError, StoreError};
 use crate::hash::KvHasher;
 use crate::key_index::{KeyIndexTree, RangeEnd};
@@ -51,16 +55,11 @@ pub struct Mvcc {
     index: KeyIndexTree,
     /// Revision of the last completed write transaction.
     current_rev: i64,
-    /// Main revision of the last compaction (-1 when never compacted).
+    /// Main revision of the last compaction (-1 when never compacted); the
+    /// backend may still hold some of what it dropped.
     compact_rev: i64,
-    /// The hashes the last compactions took of their revision, oldest first;
-    /// each `revision` field is the compacted (hashed) revision.
-    compaction_hashes: VecDeque<KvHash>,
+    compactor: Compactor,
 }
-
-/// How many compactions' hashes [`Mvcc::hash_kv`] answers from (etcd's
-/// `hashStorageMaxSize`).
-pub const KEPT_COMPACTION_HASHES: usize = 10;
 
 /// What was read from the backend at open.
 pub struct Restored {
@@ -118,18 +117,27 @@ fn read_u64(b: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(b.get(..8)?.try_into().ok()?))
 }
 
+/// The main revision of a compaction mark in `meta` (-1: none).
+fn compaction_mark(value: Option<&[u8]>) -> i64 {
+    value.and_then(Revision::from_bytes).map_or(-1, |(r, _)| r.main)
+}
+
 impl Mvcc {
-    /// Rebuilds the index from every stored revision.
-    pub fn restore(backend: Arc<dyn Backend>) -> Result<Restored, StoreError> {
+    /// Rebuilds the index from every stored revision, and resumes a
+    /// compaction that was scheduled but did not finish (as etcd's `restore`).
+    /// `metrics` observe the compactions, if given.
+    pub fn restore(
+        backend: Arc<dyn Backend>,
+        compaction: CompactionConfig,
+        metrics: Option<crate::metrics::StoreMetrics>,
+    ) -> Result<Restored, StoreError> {
         let meta = backend.get_many(
             Table::Meta,
-            &[META_CONSISTENT_INDEX.to_vec(), META_FINISHED_COMPACT.to_vec()],
+            &[META_CONSISTENT_INDEX.to_vec(), META_FINISHED_COMPACT.to_vec(), META_SCHEDULED_COMPACT.to_vec()],
         )?;
         let consistent_index = meta[0].as_deref().and_then(read_u64).unwrap_or(0);
-        let compact_rev = meta[1]
-            .as_deref()
-            .and_then(Revision::from_bytes)
-            .map_or(-1, |(r, _)| r.main);
+        let compact_rev = compaction_mark(meta[1].as_deref());
+        let scheduled = compaction_mark(meta[2].as_deref());
 
         let mut index = KeyIndexTree::default();
         let mut current_rev = 1;
@@ -164,8 +172,19 @@ impl Mvcc {
         if let Some(e) = failure {
             return Err(e);
         }
-        current_rev = current_rev.max(compact_rev);
-        let mvcc = Mvcc { backend, index, current_rev, compact_rev, compaction_hashes: VecDeque::new() };
+        // The newest revisions may have been compacted away (a tombstone at
+        // the compacted revision: etcd before 3.5.15 deleted it, and a resumed
+        // compaction may, etcd-io/etcd#17780): the store's revision is never
+        // below a compaction's, finished or not.
+        current_rev = current_rev.max(compact_rev).max(scheduled);
+        let compactor = Compactor::start(backend.clone(), compaction, metrics, compact_rev)?;
+        let mut mvcc = Mvcc { backend, index, current_rev, compact_rev, compactor };
+        if scheduled > compact_rev {
+            let mut txn = mvcc.write();
+            txn.compact(scheduled)?;
+            txn.commit(consistent_index)?;
+            tracing::info!(scheduled_compact_revision = scheduled, "resume scheduled compaction");
+        }
         Ok(Restored { mvcc, consistent_index, leased_keys: leases.into_iter().collect() })
     }
 
@@ -189,22 +208,35 @@ impl Mvcc {
         Ok(at)
     }
 
+    /// The hashes taken by the last compactions (etcd's `HashStorage.Hashes`),
+    /// each at the revision compacted to: see [`Compactor::hashes`].
+    pub fn compaction_hashes(&self) -> Vec<KvHash> {
+        self.compactor.hashes()
+    }
+
+    /// Tells when compactions are done in the backend.
+    pub fn compaction_progress(&self) -> CompactionProgress {
+        self.compactor.progress()
+    }
+
+    /// Stops the compaction in progress (see [`Compactor`]): before the
+    /// backend is replaced, or the member stops.
+    pub fn stop_compaction(&mut self) {
+        self.compactor.stop();
+    }
+
     /// etcd's `HashByRev`: the [`KvHasher`] hash of revision `rev` (0 =
     /// current) under the current compaction. As etcd 3.6, the hash each
     /// compaction took of its revision is remembered (the last
-    /// [`KEPT_COMPACTION_HASHES`], in memory) and answers for that revision,
-    /// with the compaction before it: the corruption check compares members
-    /// at those revisions.
-    /// The hashes taken by the last compactions (etcd's `HashStorage.Hashes`),
-    /// each at the revision compacted to.
-    pub fn compaction_hashes(&self) -> Vec<KvHash> {
-        self.compaction_hashes.iter().copied().collect()
-    }
-
+    /// [`KEPT_COMPACTION_HASHES`](crate::compaction::KEPT_COMPACTION_HASHES),
+    /// in memory) and answers for that revision, with the compaction before
+    /// it: the corruption check compares members at those revisions. The
+    /// hash of a revision whose compaction is still deleting is the same as
+    /// after: the hasher skips what the compaction drops.
     pub fn hash_kv(&self, rev: i64) -> Result<KvHash, StoreError> {
         let (compact_revision, revision) = (self.compact_rev, self.current_rev);
-        if let Some(h) = self.compaction_hashes.iter().find(|h| h.revision == rev) {
-            return Ok(KvHash { revision, ..*h });
+        if let Some(h) = self.compactor.hash_at(rev) {
+            return Ok(KvHash { revision, ..h });
         }
         if rev > 0 && rev < compact_revision {
             return Err(EtcdError::Compacted.into());
@@ -345,47 +377,22 @@ impl Mvcc {
     /// Starts a write transaction; it must be finished with [`WriteTxn::commit`].
     pub fn write(&mut self) -> WriteTxn<'_> {
         let begin_rev = self.current_rev;
-        WriteTxn { mvcc: self, begin_rev, changes: Vec::new(), pending: HashMap::new(), batch: WriteBatch::default() }
+        WriteTxn {
+            mvcc: self,
+            begin_rev,
+            changes: Vec::new(),
+            pending: HashMap::new(),
+            batch: WriteBatch::default(),
+            compaction: None,
+        }
     }
 
-    /// Compacts away every revision older than `rev` that is not the newest
-    /// version of a live key (nor a tombstone at `rev`, see
-    /// [`KeyIndex::compact`](crate::key_index::KeyIndex::compact)), and takes
-    /// the hash of `rev` on the way, as etcd does. Returns the batch that
-    /// records it, for the caller to commit with its consistent index.
-    pub fn compact(&mut self, rev: i64) -> Result<WriteBatch, StoreError> {
-        if rev <= self.compact_rev {
-            return Err(EtcdError::Compacted.into());
-        }
-        if rev > self.current_rev {
-            return Err(EtcdError::FutureRev.into());
-        }
-        let keep = self.index.compact(rev);
-        let mut batch = WriteBatch::default();
-        let end = Revision::new(rev.saturating_add(1), 0).to_bytes(false);
-        let mut failure = None;
-        let mut hasher = KvHasher::new(self.compact_rev, rev, &keep);
-        self.backend.view()?.scan_bulk(Table::Key, &[], Some(&end), &mut |k, v| {
-            let kept = Revision::from_bytes(k).is_some_and(|(r, _)| keep.contains(&r));
-            if !kept {
-                batch.delete(Table::Key, k.to_vec());
-            }
-            failure = hasher.write(k, v).err();
-            failure.is_none()
-        })?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        let mark = Revision::new(rev, 0).to_bytes(false);
-        batch.put(Table::Meta, META_SCHEDULED_COMPACT.to_vec(), mark.clone());
-        batch.put(Table::Meta, META_FINISHED_COMPACT.to_vec(), mark);
-        let hash = KvHash { hash: hasher.hash(), compact_revision: self.compact_rev, revision: rev };
-        if self.compaction_hashes.len() == KEPT_COMPACTION_HASHES {
-            self.compaction_hashes.pop_front();
-        }
-        self.compaction_hashes.push_back(hash);
-        self.compact_rev = rev;
-        Ok(batch)
+    /// etcd's `checkPrevCompactionCompleted`: the last compaction scheduled
+    /// is done in the backend (or there was none).
+    fn previous_compaction_finished(&self) -> Result<bool, StoreError> {
+        let marks =
+            self.backend.get_many(Table::Meta, &[META_SCHEDULED_COMPACT.to_vec(), META_FINISHED_COMPACT.to_vec()])?;
+        Ok(marks[0] == marks[1])
     }
 
     /// etcd's `prev_kv` of a watch event: the key as of the revision before
@@ -416,6 +423,8 @@ pub struct WriteTxn<'a> {
     changes: Vec<Event>,
     pending: HashMap<Revision, KeyValue>,
     batch: WriteBatch,
+    /// A compaction, handed to the compactor once its mark is committed.
+    compaction: Option<Job>,
 }
 
 impl WriteTxn<'_> {
@@ -486,6 +495,30 @@ impl WriteTxn<'_> {
         keys
     }
 
+    /// Compacts at `rev`: every revision older than `rev` that is not the
+    /// newest version of a live key (nor a tombstone at `rev`, see
+    /// [`KeyIndex::compact`](crate::key_index::KeyIndex::compact)) is gone
+    /// from the index at once, and from the backend once the
+    /// [`Compactor`] deleted it, after this transaction committed
+    /// `scheduledCompactRev`.
+    pub fn compact(&mut self, rev: i64) -> Result<(), StoreError> {
+        let mvcc = &mut *self.mvcc;
+        if rev <= mvcc.compact_rev {
+            return Err(EtcdError::Compacted.into());
+        }
+        if rev > mvcc.current_rev {
+            return Err(EtcdError::FutureRev.into());
+        }
+        let keeps_hash = mvcc.previous_compaction_finished()?;
+        let started = Instant::now();
+        let keep = mvcc.index.compact(rev);
+        mvcc.compactor.index_compacted(started.elapsed());
+        self.batch.put(Table::Meta, META_SCHEDULED_COMPACT.to_vec(), Revision::new(rev, 0).to_bytes(false));
+        self.compaction = Some(Job { revision: rev, previous: mvcc.compact_rev, keep, keeps_hash });
+        mvcc.compact_rev = rev;
+        Ok(())
+    }
+
     /// Adds other writes (leases, meta) to the same atomic commit.
     pub fn batch_mut(&mut self) -> &mut WriteBatch {
         &mut self.batch
@@ -496,15 +529,19 @@ impl WriteTxn<'_> {
         self.read_rev()
     }
 
-    /// Durably commits the changes together with `consistent_index`; returns the
-    /// events in order. On a backend failure the in-memory index is ahead of the
-    /// disk, so the caller must stop serving (as etcd panics).
+    /// Durably commits the changes together with `consistent_index`, then
+    /// hands a compaction to the compactor; returns the events in order. On a
+    /// backend failure the in-memory index is ahead of the disk, so the
+    /// caller must stop serving (as etcd panics).
     pub fn commit(self, consistent_index: u64) -> Result<Vec<Event>, StoreError> {
         let mut batch = self.batch;
         batch.put(Table::Meta, META_CONSISTENT_INDEX.to_vec(), consistent_index.to_be_bytes().to_vec());
         self.mvcc.backend.commit(batch)?;
         if !self.changes.is_empty() {
             self.mvcc.current_rev = self.begin_rev + 1;
+        }
+        if let Some(job) = self.compaction {
+            self.mvcc.compactor.schedule(job)?;
         }
         Ok(self.changes)
     }

@@ -371,6 +371,9 @@ impl Node {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }
+        // A compaction in progress resumes at the next start, as etcd's.
+        let state = self.state_arc();
+        let _ = tokio::task::spawn_blocking(move || state.lock().stop_compaction()).await;
         // What was applied last may not have been synced yet.
         if let Err(e) = self.machine.sync().await {
             tracing::warn!(error = %e, "backend sync at shutdown");

@@ -271,6 +271,16 @@ pub(super) fn finish(
         election_timeout_ms: election,
         auto_compaction_mode: f.auto_compaction_mode,
         auto_compaction_retention: f.auto_compaction_retention,
+        compaction_batch_limit: renamed(
+            is_set("experimental-compaction-batch-limit"),
+            f.experimental_compaction_batch_limit,
+            v36.compaction_batch_limit,
+        ),
+        compaction_sleep_interval: renamed(
+            is_set("experimental-compaction-sleep-interval"),
+            v36.experimental_compaction_sleep_interval,
+            v36.compaction_sleep_interval,
+        ),
         log_level: if f.debug { "debug".to_string() } else { f.log_level },
         logger: f.logger,
         log_outputs,

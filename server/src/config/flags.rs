@@ -22,6 +22,10 @@ pub(super) const HONOURED: &[&str] = &[
     "feature-gates",
     "experimental-txn-mode-write-with-shared-buffer",
     "experimental-compact-hash-check-enabled",
+    "experimental-compaction-batch-limit",
+    "compaction-batch-limit",
+    "experimental-compaction-sleep-interval",
+    "compaction-sleep-interval",
     "experimental-compact-hash-check-time",
     "compact-hash-check-time",
     // etcd 3.6 enforces its default whatever is given; hub has no v2 store.

@@ -155,6 +155,12 @@ pub struct Config {
     /// As given; checked to parse the way etcd parses it for the mode
     /// (hours or a Go duration for periodic, a count for revision).
     pub auto_compaction_retention: String,
+    /// `--compaction-batch-limit` (or `--experimental-compaction-batch-limit`):
+    /// revisions deleted per backend commit of a compaction (0: etcd's 1000).
+    pub compaction_batch_limit: i64,
+    /// `--compaction-sleep-interval` (or its `--experimental-` name): the
+    /// pause between two of those commits (zero: etcd's 10ms).
+    pub compaction_sleep_interval: Duration,
     /// One of debug, info, warn, error, dpanic, panic, fatal; `--debug` makes it debug.
     pub log_level: String,
     /// `--logger`: `"capnslog"` (etcd 3.4's default) or `"zap"`.

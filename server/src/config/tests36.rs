@@ -175,6 +175,17 @@ fn renamed_experimental_flags_are_one_setting() {
         c.warnings,
         ["--experimental-warning-unary-request-duration is deprecated, and will be decommissioned in v3.7. Use --warning-unary-request-duration instead."]
     );
+    let compaction = |args: &[&str]| {
+        let c = ok(args);
+        assert!(c.unhonoured.is_empty(), "{:?}", c.unhonoured);
+        (c.compaction_batch_limit, c.compaction_sleep_interval)
+    };
+    let slow = compaction(&["--compaction-batch-limit=1", "--compaction-sleep-interval=1h"]);
+    assert_eq!(slow, (1, Duration::from_secs(3600)));
+    assert_eq!(compaction(&["--experimental-compaction-batch-limit=2"]).0, 2);
+    assert_eq!(compaction(&["--experimental-compaction-sleep-interval=5ms"]).1, Duration::from_millis(5));
+    // Unset: etcd's defaults, which the store applies to 0.
+    assert_eq!(compaction(&[]), (0, Duration::ZERO));
     for (old, new) in RENAMED {
         let value = if old.contains("address") || old.contains("instance") { "x" } else if old.ends_with("tracing") || old.contains("mlock") || old.contains("verification") { "true" } else if old.contains("time") || old.contains("interval") || old.contains("duration") { "1s" } else { "1" };
         assert_eq!(

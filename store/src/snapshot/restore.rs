@@ -21,6 +21,7 @@ use super::reader::SnapshotReader;
 use crate::apply::BACKEND_FILE;
 use crate::backend::{open_bolt, Backend, Table, WriteBatch};
 use crate::error::StoreError;
+use crate::compaction::CompactionConfig;
 use crate::mvcc::{Mvcc, META_CONSISTENT_INDEX, META_FINISHED_COMPACT, META_SCHEDULED_COMPACT};
 use crate::revision::Revision;
 
@@ -213,15 +214,10 @@ fn fill_backend(
     loader.flush()?;
 
     let mut compact_revision = finished.unwrap_or(-1);
-    if let Some(scheduled) = scheduled.filter(|&s| s > compact_revision) {
-        // etcd resumes a compaction that was scheduled but not finished when
-        // the snapshot was taken; hub's compaction is one atomic commit.
-        let mut mvcc = Mvcc::restore(backend.clone())?.mvcc;
-        let mut batch = mvcc.compact(scheduled)?;
-        batch.put(Table::Meta, META_CONSISTENT_INDEX.to_vec(), consistent_index.to_be_bytes().to_vec());
-        backend.commit(batch)?;
-        compact_revision = scheduled;
-        tracing::info!(revision = scheduled, "finished the compaction the snapshot had scheduled");
+    if scheduled.is_some_and(|s| s > compact_revision) {
+        // A compaction scheduled but not finished when the snapshot was
+        // taken: opening the store resumes it, here to the end.
+        compact_revision = Mvcc::restore(backend.clone(), CompactionConfig::default(), None)?.mvcc.compact_revision();
     }
     Ok(RestoreSummary {
         revisions,
