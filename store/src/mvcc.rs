@@ -274,10 +274,8 @@ impl Mvcc {
         limit: usize,
         count_only: bool,
     ) -> Result<RangeResult, StoreError> {
-        // Under the store's lock, nothing can remove a revision the index names.
-        self.range_unloaded(key, end, rev, limit, count_only)?
-            .load()?
-            .ok_or_else(|| StoreError::Corrupt("a revision in the index is not in the backend".to_string()))
+        let at = self.check_read_revision(rev)?;
+        self.range_at(key, end, at, limit, count_only, &HashMap::new())
     }
 
     fn range_at(
