@@ -6,8 +6,16 @@ use hub_proto::hubpeer::propose_answer::{AlreadyApplied, Answer};
 use hub_proto::hubpeer::ProposeAnswer;
 use hub_store::{EtcdError, Response};
 
-pub fn answer_of(result: Result<Response, EtcdError>) -> ProposeAnswer {
-    let answer = match result {
+use crate::types::ApplyOutput;
+
+/// The leader's answer to one forwarded write: what the entry at its log
+/// index answered, or the error it was not proposed with.
+pub fn answer_of(proposed: Result<ApplyOutput, EtcdError>) -> ProposeAnswer {
+    let output = match proposed {
+        Ok(output) => output,
+        Err(e) => return ProposeAnswer { answer: Some(Answer::NotProposed(e.to_string())), request_id: 0 },
+    };
+    let answer = output.result.map(|result| match result {
         Ok(Response::Put(m)) => Answer::Put(m),
         Ok(Response::DeleteRange(m)) => Answer::DeleteRange(m),
         Ok(Response::Txn(m)) => Answer::Txn(m),
@@ -19,25 +27,30 @@ pub fn answer_of(result: Result<Response, EtcdError>) -> ProposeAnswer {
         Ok(Response::Alarm(m)) => Answer::Alarm(m),
         Ok(Response::AlreadyApplied) => Answer::AlreadyApplied(AlreadyApplied {}),
         Err(e) => Answer::Refused(e.to_string()),
-    };
-    ProposeAnswer { answer: Some(answer) }
+    });
+    ProposeAnswer { answer, request_id: output.request_id }
 }
 
-/// The leader's answer as a result; `Err(text)` when it is unreadable.
-pub fn result_of(answer: ProposeAnswer) -> Result<Result<Response, EtcdError>, String> {
-    Ok(Ok(match answer.answer.ok_or("an empty answer")? {
-        Answer::Refused(text) => return Ok(Err(EtcdError::from_message(&text).ok_or(text)?)),
-        Answer::AlreadyApplied(_) => Response::AlreadyApplied,
-        Answer::Put(m) => Response::Put(m),
-        Answer::DeleteRange(m) => Response::DeleteRange(m),
-        Answer::Txn(m) => Response::Txn(m),
-        Answer::Compaction(m) => Response::Compaction(m),
-        Answer::LeaseGrant(m) => Response::LeaseGrant(m),
-        Answer::LeaseRevoke(m) => Response::LeaseRevoke(m),
-        Answer::Range(m) => Response::Range(m),
-        Answer::Auth(m) => Response::Auth(m),
-        Answer::Alarm(m) => Response::Alarm(m),
-    }))
+/// The leader's answer as [`answer_of`] took it; `Err(text)` when it is
+/// unreadable.
+pub fn result_of(answer: ProposeAnswer) -> Result<Result<ApplyOutput, EtcdError>, String> {
+    let etcd_error = |text: String| EtcdError::from_message(&text).ok_or(text);
+    let response = match answer.answer {
+        None => None,
+        Some(Answer::NotProposed(text)) => return Ok(Err(etcd_error(text)?)),
+        Some(Answer::Refused(text)) => Some(Err(etcd_error(text)?)),
+        Some(Answer::AlreadyApplied(_)) => Some(Ok(Response::AlreadyApplied)),
+        Some(Answer::Put(m)) => Some(Ok(Response::Put(m))),
+        Some(Answer::DeleteRange(m)) => Some(Ok(Response::DeleteRange(m))),
+        Some(Answer::Txn(m)) => Some(Ok(Response::Txn(m))),
+        Some(Answer::Compaction(m)) => Some(Ok(Response::Compaction(m))),
+        Some(Answer::LeaseGrant(m)) => Some(Ok(Response::LeaseGrant(m))),
+        Some(Answer::LeaseRevoke(m)) => Some(Ok(Response::LeaseRevoke(m))),
+        Some(Answer::Range(m)) => Some(Ok(Response::Range(m))),
+        Some(Answer::Auth(m)) => Some(Ok(Response::Auth(m))),
+        Some(Answer::Alarm(m)) => Some(Ok(Response::Alarm(m))),
+    };
+    Ok(Ok(ApplyOutput { request_id: answer.request_id, result: response }))
 }
 
 #[cfg(test)]
@@ -49,11 +62,15 @@ mod tests {
     #[test]
     fn answers_cross_the_wire_unchanged() {
         let put = PutResponse { header: Some(ResponseHeader { revision: 7, ..Default::default() }), prev_kv: None };
-        let cross = |a: ProposeAnswer| ProposeAnswer::decode(a.encode_to_vec().as_slice()).unwrap();
-        let answer = cross(answer_of(Ok(Response::Put(put.clone()))));
-        assert!(matches!(result_of(answer), Ok(Ok(Response::Put(p))) if p == put));
-        let answer = cross(answer_of(Err(EtcdError::Compacted)));
-        assert!(matches!(result_of(answer), Ok(Err(EtcdError::Compacted))));
-        assert!(result_of(ProposeAnswer::default()).is_err());
+        let cross = |a: ProposeAnswer| result_of(ProposeAnswer::decode(a.encode_to_vec().as_slice()).unwrap());
+        let applied = |result| Ok(ApplyOutput { request_id: 9, result });
+        let answer = cross(answer_of(applied(Some(Ok(Response::Put(put.clone()))))));
+        assert!(matches!(answer, Ok(Ok(ApplyOutput { request_id: 9, result: Some(Ok(Response::Put(p))) })) if p == put));
+        let answer = cross(answer_of(applied(Some(Err(EtcdError::Compacted)))));
+        assert!(matches!(answer, Ok(Ok(ApplyOutput { request_id: 9, result: Some(Err(EtcdError::Compacted)) }))));
+        let answer = cross(answer_of(applied(None)));
+        assert!(matches!(answer, Ok(Ok(ApplyOutput { request_id: 9, result: None }))));
+        let answer = cross(answer_of(Err(EtcdError::LeaderChanged)));
+        assert!(matches!(answer, Ok(Err(EtcdError::LeaderChanged))));
     }
 }

@@ -223,6 +223,15 @@ impl HubStateMachine {
             sm.commit_meta(index).map_err(io_err)?;
             return Ok(ApplyOutput::default());
         };
+        let request_id = req.header.as_ref().map_or(0, |h| h.id);
+        if index <= sm.applied_index() {
+            // In the backend already (replayed after a restart): it was
+            // answered when it was first applied.
+            if request_id != 0 && self.wait.waits_for(request_id) {
+                tracing::warn!(index, applied_index = sm.applied_index(), request_id, "an entry awaited here was applied before");
+            }
+            return Ok(ApplyOutput::default());
+        }
         let started = Instant::now();
         let result = sm.apply(index, &req, started);
         self.slow_apply.applied(started, &req, &result);
@@ -237,16 +246,16 @@ impl HubStateMachine {
         };
         // The proposer first (if it waits here), then the watchers: its answer
         // does not queue behind the entry's watch fan-out.
-        let answer = match req.header.as_ref().map(|h| h.id) {
-            Some(id) if id != 0 => self.wait.trigger(id, answer),
-            _ => Some(answer),
+        let answer = match request_id {
+            0 => Some(answer),
+            id => self.wait.trigger(id, answer),
         };
         if !events.is_empty() {
             let revision = sm.current_revision();
             // Nobody watching is not an error.
             let _ = self.committed.send(Arc::new(Committed { revision, events }));
         }
-        Ok(ApplyOutput { result: answer })
+        Ok(ApplyOutput { request_id, result: answer })
     }
 }
 

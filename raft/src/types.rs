@@ -24,11 +24,20 @@ impl fmt::Display for Command {
     }
 }
 
-/// What applying a command gave, for the member that proposed it. It never
-/// crosses the network (a forwarded proposal's answer is re-encoded by the
-/// peer service), so it is not serialized.
+/// What applying an entry gave, for the member that proposed it: openraft
+/// hands it to whoever proposed at that log index. It never crosses the
+/// network (a forwarded proposal's answer is re-encoded by the peer service),
+/// so it is not serialized.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ApplyOutput {
+    /// The request ID in the applied entry's header (0: none, or not a
+    /// command). A proposer takes the answer only if this is its own request's
+    /// ID: the entry at the index it was given may be another (etcd, too,
+    /// answers a proposer by request ID alone).
+    #[serde(skip)]
+    pub request_id: u64,
+    /// The answer; none when it went to the proposer's waiter on this member
+    /// (`crate::wait`) or the entry was not a command.
     #[serde(skip)]
     pub result: Option<Result<Response, EtcdError>>,
 }

@@ -34,6 +34,11 @@ impl Wait {
         Waiter { wait: self, id, rx }
     }
 
+    /// Whether the proposer of request `id` waits on this member.
+    pub fn waits_for(&self, id: u64) -> bool {
+        self.waiting.lock().contains_key(&id)
+    }
+
     /// Hands `applied` to the proposer of request `id` if it waits on this
     /// member; else gives it back (for openraft's answer).
     pub fn trigger(&self, id: u64, applied: Applied) -> Option<Applied> {

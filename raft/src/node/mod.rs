@@ -25,7 +25,7 @@ use crate::network::{decode, encode, peer_channel, PeerActivity, PeerNetwork};
 use crate::state_machine::HubStateMachine;
 use hub_tls::Tls;
 use crate::metrics::RaftMetrics;
-use crate::types::{Command, Member, Raft};
+use crate::types::{ApplyOutput, Command, Member, Raft};
 use crate::wait::{RequestIds, Wait};
 use crate::wal::{Wal, WalOptions};
 use crate::Committed;

@@ -19,8 +19,9 @@ use super::*;
 /// Forward requests a follower has out at once.
 const FORWARDS_IN_FLIGHT: usize = 2;
 
-/// What the leader answered a forwarded write.
-type Forwarded = Result<Result<Response, EtcdError>, StoreError>;
+/// What the entry at the log index a proposal was given answered: on the
+/// leader openraft's answer, on a follower the leader's to its forward.
+type Forwarded = Result<ApplyOutput, StoreError>;
 
 /// A write waiting to be forwarded to the leader: the encoded request and
 /// where its answer goes.
@@ -31,7 +32,9 @@ impl Node {
     /// follower forwards it to the leader. The answer is the first of: this
     /// member's own apply of the entry (`crate::wait`, found by the request ID
     /// given here, as etcd's), openraft's answer on the leader, or the
-    /// leader's answer to a forward.
+    /// leader's answer to a forward; the last two only if the entry they
+    /// answer for is this request (a leader change may have put another at
+    /// its index).
     pub async fn propose(&self, mut req: InternalRaftRequest) -> Result<Response, StoreError> {
         // A request without a header is the server's own (lease expiry, an
         // alarm), which the apply does not authorize: it stays without one,
@@ -40,6 +43,7 @@ impl Node {
             h.id = self.request_ids.next();
             self.wait.register(h.id)
         });
+        let id = req.header.as_ref().map_or(0, |h| h.id);
         let proposed = self.propose_inner(req);
         tokio::pin!(proposed);
         let answered = async {
@@ -48,7 +52,24 @@ impl Node {
                 // handed over before the apply returned to openraft).
                 biased;
                 Some(Ok(applied)) = async { Some((&mut waiter.as_mut()?.rx).await) } => Ok(applied),
-                answer = &mut proposed => answer,
+                answer = &mut proposed => match answer? {
+                    ApplyOutput { request_id, result: Some(result) } if request_id == id => Ok(result),
+                    other => {
+                        if other.request_id != id {
+                            tracing::warn!(
+                                request_id = id,
+                                answered_for = other.request_id,
+                                "a proposal's log index holds another entry; waiting for its own apply"
+                            );
+                        }
+                        // Only its own apply (if any) answers it now; else it
+                        // is lost, as etcd's proposals lost in a leader change.
+                        match waiter.as_mut() {
+                            Some(w) => (&mut w.rx).await.map_err(|_| StoreError::from(EtcdError::Stopped)),
+                            None => Err(EtcdError::Timeout.into()),
+                        }
+                    }
+                },
             }
         };
         match tokio::time::timeout(self.timeout, answered).await {
@@ -60,7 +81,7 @@ impl Node {
     async fn propose_inner(&self, req: InternalRaftRequest) -> Forwarded {
         let bytes = req.encode_to_vec();
         match self.raft.client_write(Command(bytes)).await {
-            Ok(resp) => Ok(resp.data.result.unwrap_or(Ok(Response::AlreadyApplied))),
+            Ok(resp) => Ok(resp.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
                 let bytes = req.encode_to_vec();
                 let (tx, rx) = oneshot::channel();
@@ -73,9 +94,9 @@ impl Node {
     }
 
     /// Proposes on this member only (for a follower's forward).
-    pub(crate) async fn propose_here(&self, bytes: Vec<u8>) -> Result<Response, EtcdError> {
+    pub(crate) async fn propose_here(&self, bytes: Vec<u8>) -> Result<ApplyOutput, EtcdError> {
         match self.raft.client_write(Command(bytes)).await {
-            Ok(resp) => resp.data.result.unwrap_or(Ok(Response::AlreadyApplied)),
+            Ok(resp) => Ok(resp.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(EtcdError::LeaderChanged),
             Err(_) => Err(EtcdError::Stopped),
         }
@@ -89,7 +110,11 @@ impl Node {
         match self.send_to_leader(requests).await {
             Ok(answers) if answers.len() == n => {
                 for (waiter, answer) in waiters.into_iter().zip(answers) {
-                    let _ = waiter.send(answer.map_err(StoreError::Corrupt));
+                    let _ = waiter.send(match answer {
+                        Ok(Ok(output)) => Ok(output),
+                        Ok(Err(not_proposed)) => Err(not_proposed.into()),
+                        Err(unreadable) => Err(StoreError::Corrupt(unreadable)),
+                    });
                 }
             }
             Ok(answers) => {
@@ -109,7 +134,7 @@ impl Node {
     async fn send_to_leader(
         &self,
         requests: Vec<Vec<u8>>,
-    ) -> Result<Vec<Result<Result<Response, EtcdError>, String>>, StoreError> {
+    ) -> Result<Vec<Result<Result<ApplyOutput, EtcdError>, String>>, StoreError> {
         let (leader, node) = self.leader()?;
         if leader == self.id {
             // Elected meanwhile.
