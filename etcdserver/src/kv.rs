@@ -6,7 +6,7 @@
 //! reported where they are applied.
 
 use std::fmt::Display;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use hub_proto::etcdserverpb::{
     request_op::Request, response_op, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
@@ -17,9 +17,6 @@ use hub_store::{validate, AuthInfo, Command, Response};
 use prost::Message;
 
 use crate::{quota, unexpected, EtcdServer, Result};
-
-/// How often a physical compaction looks whether the backend is done.
-const PHYSICAL_COMPACTION_POLL: Duration = Duration::from_millis(10);
 
 /// etcd answers a txn whose ops are all ranges without the log.
 fn is_read_only(r: &TxnRequest) -> bool {
@@ -149,8 +146,9 @@ impl EtcdServer {
             Response::Compaction(mut resp) => {
                 if physical {
                     let progress = self.node.state().lock().compaction_progress();
-                    while !progress.done(revision) {
-                        tokio::time::sleep(PHYSICAL_COMPACTION_POLL).await;
+                    if !progress.done(revision) {
+                        // Ends with the compaction, or when the backend stops.
+                        let _ = tokio::task::spawn_blocking(move || progress.wait(revision)).await;
                     }
                 }
                 resp.header = self.fill(resp.header);

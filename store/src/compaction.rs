@@ -122,8 +122,9 @@ struct Progress {
 }
 
 struct ProgressState {
-    /// The newest compaction done in the backend (-1: none).
-    finished: i64,
+    /// The newest compaction that ended in the backend, done or failed
+    /// (-1: none).
+    ended: i64,
     stopping: bool,
 }
 
@@ -148,7 +149,7 @@ impl Compactor {
             metrics,
             hashes: Mutex::new(VecDeque::new()),
             progress: Arc::new(Progress {
-                state: Mutex::new(ProgressState { finished, stopping: false }),
+                state: Mutex::new(ProgressState { ended: finished, stopping: false }),
                 changed: Condvar::new(),
             }),
         });
@@ -237,11 +238,23 @@ impl Drop for Compactor {
 pub struct CompactionProgress(Arc<Progress>);
 
 impl CompactionProgress {
-    /// True once the compaction at `revision` (or a later one) is done in
-    /// the backend, or the compactor stopped (its backend is no longer used).
+    /// True once the compaction at `revision` (or a later one) ended in the
+    /// backend (done, or failed: etcd's physical compaction answers then
+    /// too), or the compactor stopped (its backend is no longer used).
     pub fn done(&self, revision: i64) -> bool {
-        let p = self.0.state.lock();
-        p.finished >= revision || p.stopping
+        self.0.state.lock().done(revision)
+    }
+
+    /// Blocks until [`CompactionProgress::done`] holds for `revision`.
+    pub fn wait(&self, revision: i64) {
+        let mut p = self.0.state.lock();
+        self.0.changed.wait_while(&mut p, |p| !p.done(revision));
+    }
+}
+
+impl ProgressState {
+    fn done(&self, revision: i64) -> bool {
+        self.ended >= revision || self.stopping
     }
 }
 
@@ -261,6 +274,17 @@ impl Shared {
     /// batches, hashing each one on the way, and records the compaction as
     /// finished with the last batch.
     fn compact(&self, job: Job) -> Result<(), Unfinished> {
+        let revision = job.revision;
+        let outcome = self.compact_in_batches(job);
+        if !matches!(outcome, Err(Unfinished::Stopped)) {
+            let mut progress = self.progress.state.lock();
+            progress.ended = progress.ended.max(revision);
+            self.progress.changed.notify_all();
+        }
+        outcome
+    }
+
+    fn compact_in_batches(&self, job: Job) -> Result<(), Unfinished> {
         let started = Instant::now();
         let mut deleted = 0;
         let outcome = self.delete_batches(&job, &mut deleted);
@@ -289,7 +313,6 @@ impl Shared {
         } else {
             tracing::info!("previous compaction was interrupted, skip storing compaction hash value");
         }
-        self.progress.state.lock().finished = job.revision;
         Ok(())
     }
 
@@ -440,7 +463,7 @@ mod tests {
         let mut sm = open(dir.path(), CompactionConfig::background(1, Duration::from_millis(1)));
         fill(&mut sm);
         compact(&mut sm, 20);
-        wait_until("the compaction finished", || sm.compaction_progress().done(20));
+        sm.compaction_progress().wait(20);
         assert_eq!(backend_state(&sm), backend_state(&want));
         assert_eq!(
             sm.mvcc().compaction_hashes(),
@@ -477,8 +500,9 @@ mod tests {
         // Stopped mid-compaction (as at shutdown; a crash stops it at some
         // commit too), then opened again: it resumes and finishes.
         let progress = sm.compaction_progress();
+        let waiting = std::thread::spawn(move || progress.wait(20));
         drop(sm);
-        assert!(progress.done(20), "a stopped compactor keeps no one waiting");
+        waiting.join().unwrap(); // a stopped compactor keeps no one waiting
         let sm = open(dir.path(), CompactionConfig::default());
         assert_eq!(backend_state(&sm), backend_state(&want));
         assert_eq!(sm.compact_revision(), 20);
