@@ -320,3 +320,32 @@ async fn restart_keeps_revision_and_compaction() {
         }
     }
 }
+
+/// A db file copied back from before the newest snapshot cannot be brought up
+/// to date (the log it needs is purged): the member refuses to start, in
+/// etcd 3.6's words (TestBreakConsistentIndexNewerThanSnapshot), as etcd does.
+#[test]
+fn a_backend_older_than_the_purged_log_refuses_to_start_as_etcd() {
+    let mut bins = vec![hubd_bin()];
+    bins.extend(common::etcd36_bin());
+    for bin in bins {
+        let mut m = Member::start_with(&bin, &["--snapshot-count", "50"]);
+        m.terminate();
+        let db = m.data_dir.join("member/snap/db");
+        let old = m.data_dir.with_file_name("old-db");
+        std::fs::copy(&db, &old).unwrap();
+        m.spawn();
+        for i in 0..120 {
+            assert!(m.etcdctl(&["put", &format!("k{i}"), "v"]).status.success(), "put {i} on {bin:?}");
+        }
+        assert!(m.wait_for_log("saved snapshot", Duration::from_secs(10)), "no snapshot on {bin:?}");
+        m.terminate();
+        std::fs::copy(&old, &db).unwrap();
+        let (status, printed) = m.run_to_exit(&[], Duration::from_secs(20));
+        assert!(!status.success(), "{bin:?} started on an old db:\n{printed}");
+        assert!(
+            printed.contains("failed to find database snapshot file (snap: snapshot file doesn't exist)"),
+            "{bin:?} printed:\n{printed}"
+        );
+    }
+}

@@ -77,7 +77,16 @@ pub enum NodeError {
     Wal(#[from] crate::wal::WalError),
     #[error("raft: {0}")]
     Raft(String),
+    /// The backend was applied only up to a point the log has purged since
+    /// (a db file copied back from before the newest snapshot): nothing can
+    /// bring it up to date. etcd's words: it finds no db for the snapshot.
+    #[error("failed to recover v3 backend from snapshot: {BACKEND_BEHIND_SNAPSHOT} (backend applied to {applied}, log purged to {purged})")]
+    BackendBehindSnapshot { applied: u64, purged: u64 },
 }
+
+/// etcd's error when its backend is older than its newest snapshot and no
+/// database file for that snapshot exists.
+const BACKEND_BEHIND_SNAPSHOT: &str = "failed to find database snapshot file (snap: snapshot file doesn't exist)";
 
 /// How many applied commands a slow watch stream may fall behind before it
 /// resynchronizes from the store.
@@ -140,6 +149,13 @@ impl Node {
         let wal_options = WalOptions { metrics: Some(metrics.wal.clone()), ..WalOptions::default() };
         let wal = Wal::open(&config.wal_dir, wal_options)?;
         let fresh = wal.last_entry().is_none() && wal.purged().is_none() && wal.vote().is_none();
+        // The log is purged only up to what the backend holds durably, so
+        // only a backend put back from an older copy is behind it.
+        if let Some(purged) = wal.purged().filter(|p| p.index > state.applied_index()) {
+            let (applied, purged) = (state.applied_index(), purged.index);
+            tracing::error!(error = BACKEND_BEHIND_SNAPSHOT, applied, purged, "failed to recover v3 backend from snapshot");
+            return Err(NodeError::BackendBehindSnapshot { applied, purged });
+        }
         if fresh && config.bootstrap {
             bootstrap(&wal, &config).await?;
         }
