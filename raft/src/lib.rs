@@ -14,7 +14,8 @@
 //! - [`snapshot`]: state-machine snapshots in etcd's format.
 //! - [`network`], [`peer_service`], [`forward`]: the peer transport (tonic on
 //!   `--listen-peer-urls`, TLS from `hub-tls`) and what followers forward to the leader;
-//!   `prober` times round trips to every peer and keeps how long each has been up.
+//!   `prober` times round trips to every peer and keeps how long each has been up;
+//!   [`cluster_id`]: etcd's cluster ID on every peer request, another cluster's refused.
 //! - [`membership`]: etcd's member add/remove/update/promote on openraft, with
 //!   etcd's strict reconfiguration checks; how a removed member learns it is.
 //! - [`node`]: a member, wiring it all together.
@@ -30,6 +31,7 @@
 pub mod chaos;
 #[cfg(feature = "failpoints")]
 pub mod failpoints;
+pub mod cluster_id;
 pub mod corrupt;
 pub mod forward;
 pub mod log_store;

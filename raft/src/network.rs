@@ -13,7 +13,7 @@ use hyper_util::rt::TokioIo;
 use hub_tls::net::{Address, Url};
 use hub_tls::Tls;
 
-use hub_proto::hubpeer::{peer_client::PeerClient, Payload};
+use hub_proto::hubpeer::{peer_client, Payload};
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -22,7 +22,10 @@ use openraft::raft::{
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+
+use crate::cluster_id::NameCluster;
 
 use crate::membership::Removal;
 use crate::metrics::RaftMetrics;
@@ -36,6 +39,15 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Payload, bincode::Error> {
 /// Decodes a peer message.
 pub fn decode<T: DeserializeOwned>(payload: &Payload) -> Result<T, bincode::Error> {
     bincode::deserialize(&payload.data)
+}
+
+/// A client of a member's peer service; its requests name this member's
+/// cluster (`crate::cluster_id`).
+pub type PeerClient = peer_client::PeerClient<InterceptedService<Channel, NameCluster>>;
+
+/// A peer client over `channel`, for a member of cluster `cluster_id`.
+pub fn peer_client(channel: Channel, cluster_id: u64) -> PeerClient {
+    peer_client::PeerClient::with_interceptor(channel, NameCluster::new(cluster_id)).max_decoding_message_size(usize::MAX)
 }
 
 /// A lazily connected gRPC channel to a member's first peer URL: TCP or a
@@ -102,6 +114,7 @@ pub struct PeerNetwork {
     activity: Arc<PeerActivity>,
     removal: Arc<Removal>,
     heartbeats: Arc<HeartbeatGaps>,
+    cluster_id: u64,
     /// One channel per member and peer URL, shared by every connection openraft
     /// asks for: it asks for a new one for each linearizable read's heartbeat
     /// round, and a fresh TCP + HTTP/2 handshake per read would often not fit in
@@ -115,6 +128,7 @@ impl PeerNetwork {
     /// `activity` and `removal` are the node's: what the messages tell of
     /// each peer, and a peer's answer that this member was removed.
     pub fn new(
+        cluster_id: u64,
         tls: Option<Arc<Tls>>,
         metrics: RaftMetrics,
         heartbeat_interval: Duration,
@@ -122,7 +136,7 @@ impl PeerNetwork {
         removal: Arc<Removal>,
     ) -> PeerNetwork {
         let heartbeats = Arc::new(HeartbeatGaps { max: 2 * heartbeat_interval, last: Default::default() });
-        PeerNetwork { tls, metrics, activity, removal, heartbeats, channels: Arc::default() }
+        PeerNetwork { tls, metrics, activity, removal, heartbeats, cluster_id, channels: Arc::default() }
     }
 
     fn channel(&self, target: u64, node: &Member) -> Result<Channel, String> {
@@ -162,7 +176,7 @@ impl HeartbeatGaps {
 
 pub struct PeerConnection {
     target: u64,
-    client: Result<PeerClient<Channel>, String>,
+    client: Result<PeerClient, String>,
     metrics: RaftMetrics,
     activity: Arc<PeerActivity>,
     removal: Arc<Removal>,
@@ -173,7 +187,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: u64, node: &Member) -> Self::Network {
-        let client = self.channel(target, node).map(|c| PeerClient::new(c).max_decoding_message_size(usize::MAX));
+        let client = self.channel(target, node).map(|c| peer_client(c, self.cluster_id));
         PeerConnection {
             target,
             client,
@@ -197,7 +211,7 @@ impl PeerConnection {
         &mut self,
         req: &Req,
         option: &RPCOption,
-        rpc: fn(&mut PeerClient<Channel>, tonic::Request<Payload>) -> RpcFuture<'_>,
+        rpc: fn(&mut PeerClient, tonic::Request<Payload>) -> RpcFuture<'_>,
     ) -> RpcResult<Resp, Err>
     where
         Req: Serialize,
@@ -287,6 +301,7 @@ mod tests {
     #[tokio::test]
     async fn one_channel_per_member() {
         let mut net = PeerNetwork::new(
+            1,
             None,
             RaftMetrics::new().unwrap(),
             Duration::from_millis(100),

@@ -24,7 +24,9 @@ use std::collections::BTreeMap;
 use hub_etcdserver::ServerConfig;
 use hub_grpc_api::{Context, ServiceConfig};
 use hub_proto::hubpeer::peer_server::PeerServer;
+use hub_raft::cluster_id::CheckCluster;
 use hub_raft::{Member, Node, NodeConfig, PeerService};
+use tonic::service::interceptor::InterceptedService;
 use hub_store::{CompactionConfig, StateMachine};
 
 #[global_allocator]
@@ -277,6 +279,8 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     let mut servers = Vec::new();
     for (spec, listener) in peer_listeners {
         let peer = PeerServer::new(PeerService::new(node.clone(), ctx.server().clone())).max_decoding_message_size(usize::MAX);
+        // Another cluster's members on the same peer URLs are refused, as etcd's rafthttp refuses them.
+        let peer = InterceptedService::new(peer, CheckCluster::new(node.cluster_id()));
         let incoming = hub_tls::net::incoming(listener, &spec, tls.as_deref());
         let mut shutdown = shutdown_rx.clone();
         servers.push(tokio::spawn(async move {

@@ -9,19 +9,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hub_proto::etcdserverpb::InternalRaftRequest;
-use hub_proto::hubpeer::{peer_client::PeerClient, Payload};
+use hub_proto::hubpeer::Payload;
 use hub_store::{EtcdError, Response, StateMachine, StoreError};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{Config, ServerState, SnapshotPolicy};
 use parking_lot::Mutex;
 use prost::Message;
 use tokio::sync::broadcast;
-use tonic::transport::Channel;
 
 use crate::forward;
 use crate::log_store::LogStore;
 use crate::membership::{self, MemberChange, MemberChangeError, Removal};
-use crate::network::{decode, encode, peer_channel, PeerActivity, PeerNetwork};
+use crate::network::{decode, encode, peer_channel, peer_client, PeerActivity, PeerClient, PeerNetwork};
 use crate::state_machine::HubStateMachine;
 use hub_tls::Tls;
 use crate::metrics::RaftMetrics;
@@ -104,7 +103,7 @@ pub struct Node {
     state: Arc<Mutex<StateMachine>>,
     machine: HubStateMachine,
     committed: broadcast::Sender<Arc<Committed>>,
-    peers: Mutex<HashMap<u64, PeerClient<Channel>>>,
+    peers: Mutex<HashMap<u64, PeerClient>>,
     tls: Option<Arc<Tls>>,
     timeout: Duration,
     /// Whether this member has been removed from the cluster.
@@ -174,7 +173,7 @@ impl Node {
         }
         let heartbeat = Duration::from_millis(config.heartbeat_interval_ms);
         let (removal, activity) = (Arc::new(Removal::default()), Arc::new(PeerActivity::default()));
-        let network = PeerNetwork::new(config.tls.clone(), metrics.clone(), heartbeat, activity.clone(), removal.clone());
+        let network = PeerNetwork::new(config.cluster_id, config.tls.clone(), metrics.clone(), heartbeat, activity.clone(), removal.clone());
         // Re-applies the log up to the saved committed index before it returns.
         let raft = Raft::new(config.id, raft_config, network, log_store, machine.clone())
             .await
@@ -235,13 +234,13 @@ impl Node {
         &self.raft
     }
 
-    pub(crate) fn peer(&self, id: u64, node: &Member) -> Result<PeerClient<Channel>, StoreError> {
+    pub(crate) fn peer(&self, id: u64, node: &Member) -> Result<PeerClient, StoreError> {
         let mut peers = self.peers.lock();
         if let Some(c) = peers.get(&id) {
             return Ok(c.clone());
         }
         let channel = peer_channel(node, self.tls.as_deref()).map_err(StoreError::Corrupt)?;
-        let client = PeerClient::new(channel).max_decoding_message_size(usize::MAX);
+        let client = peer_client(channel, self.cluster_id);
         peers.insert(id, client.clone());
         Ok(client)
     }
