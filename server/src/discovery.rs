@@ -105,10 +105,10 @@ impl Registry {
     fn initial_cluster(&self, size: usize) -> Result<String, DiscoveryError> {
         let cluster: Vec<&str> = self.members.iter().take(size).map(|m| m.peers.as_str()).collect();
         let cluster = cluster.join(",");
-        let valid = cluster.split(',').all(|pair| {
-            pair.split_once('=').is_some_and(|(_, url)| crate::config::parse_initial_cluster(&format!("x={url}")).is_ok())
-        });
-        if valid { Ok(cluster) } else { Err(DiscoveryError::InvalidUrl) }
+        match crate::config::parse_initial_cluster(&cluster) {
+            Ok(_) => Ok(cluster),
+            Err(_) => Err(DiscoveryError::InvalidUrl),
+        }
     }
 }
 
@@ -119,8 +119,12 @@ pub async fn join_cluster(settings: &Settings, member_id: u64, me: &str) -> Resu
     let endpoints = settings.endpoints.join(",");
     let result = Discovery::new(settings, member_id)?.join(me).await;
     match &result {
-        Ok(cluster) => tracing::info!(discovery_token = %settings.token, discovery_endpoints = %endpoints, cluster = %cluster, "discovery joined cluster successfully"),
-        Err(e) => tracing::error!(discovery_token = %settings.token, discovery_endpoints = %endpoints, cluster = "", error = %e, "discovery failed to join cluster"),
+        Ok(cluster) => {
+            tracing::info!(discovery_token = %settings.token, discovery_endpoints = %endpoints, cluster = %cluster, "discovery joined cluster successfully")
+        }
+        Err(e) => {
+            tracing::error!(discovery_token = %settings.token, discovery_endpoints = %endpoints, cluster = "", error = %e, "discovery failed to join cluster")
+        }
     }
     result
 }
@@ -200,11 +204,8 @@ impl<'a> Discovery<'a> {
     /// The members registered, and the revision the service answered at.
     async fn cluster_members(&mut self) -> Option<(Registry, i64)> {
         let prefix = self.members_prefix.clone().into_bytes();
-        let request = RangeRequest {
-            range_end: hub_proto::range::prefix_end(&prefix),
-            key: prefix,
-            ..Default::default()
-        };
+        let request =
+            RangeRequest { range_end: hub_proto::range::prefix_end(&prefix), key: prefix, ..Default::default() };
         let response = match self.range(request).await {
             Ok(r) => r,
             Err(e) => {
@@ -232,7 +233,8 @@ impl<'a> Discovery<'a> {
         loop {
             let result = match self.client.channel().await {
                 Ok(channel) => {
-                    let request = PutRequest { key: self.self_key.clone().into_bytes(), value: me.into(), ..Default::default() };
+                    let request =
+                        PutRequest { key: self.self_key.clone().into_bytes(), value: me.into(), ..Default::default() };
                     let mut kv = KvClient::new(channel);
                     let call = kv.put(self.client.request(request));
                     let answer = tokio::time::timeout(self.settings.request_timeout, call).await;
@@ -255,13 +257,21 @@ impl<'a> Discovery<'a> {
     /// etcd's `waitPeers`: watches the members' prefix from `revision + 1`
     /// until `size` members registered or the watch breaks.
     async fn wait_peers(&mut self, registry: &mut Registry, size: usize, revision: i64) {
-        tracing::info!(clusterSize = size, found_peers = registry.members.len(), "waiting for peers from discovery service");
+        tracing::info!(
+            clusterSize = size,
+            found_peers = registry.members.len(),
+            "waiting for peers from discovery service"
+        );
         if let Err(e) = self.watch(registry, size, revision).await {
             tracing::warn!(error = %e, "discovery watch failed");
             tokio::time::sleep(Duration::from_secs(1)).await;
             return;
         }
-        tracing::info!(clusterSize = size, found_peers = registry.members.len(), "found all needed peers from discovery service");
+        tracing::info!(
+            clusterSize = size,
+            found_peers = registry.members.len(),
+            "found all needed peers from discovery service"
+        );
     }
 
     async fn watch(&mut self, registry: &mut Registry, size: usize, revision: i64) -> Result<(), String> {
@@ -340,7 +350,8 @@ impl Client {
                 None if wants_tls => format!("https://{address}"),
                 None => format!("http://{address}"),
             };
-            let url = Url::parse(&url).map_err(|e| DiscoveryError::Client(format!("invalid endpoint {address}: {e}")))?;
+            let url =
+                Url::parse(&url).map_err(|e| DiscoveryError::Client(format!("invalid endpoint {address}: {e}")))?;
             let authority = match &url.address {
                 Address::Tcp(host_port) => host_port.clone(),
                 Address::Unix(_) => url.host.clone(),
@@ -365,7 +376,7 @@ impl Client {
         if let Some(channel) = &self.channel {
             return Ok(channel.clone());
         }
-        let (endpoint, url) = &self.targets[self.current % self.targets.len()];
+        let (endpoint, url) = &self.targets[self.current];
         let (url, tls) = (url.clone(), self.tls.clone());
         let channel = endpoint
             .connect_with_connector(tower::service_fn(move |_: tonic::codegen::http::Uri| {
@@ -373,12 +384,13 @@ impl Client {
                 async move { hub_tls::net::dial(&url, Some(&tls)).await.map(TokioIo::new) }
             }))
             .await
-            .map_err(|e| format!("{}: {e}", self.targets[self.current % self.targets.len()].1.host))?;
+            .map_err(|e| format!("{}: {e}", self.targets[self.current].1.host))?;
         if let Some((name, password)) = &self.credentials {
             let request = AuthenticateRequest { name: name.clone(), password: password.clone() };
             match AuthClient::new(channel.clone()).authenticate(request).await {
                 Ok(response) => {
-                    self.token = Some(AsciiMetadataValue::try_from(response.into_inner().token).map_err(|e| e.to_string())?)
+                    self.token =
+                        Some(AsciiMetadataValue::try_from(response.into_inner().token).map_err(|e| e.to_string())?)
                 }
                 Err(status) if status.message() == "etcdserver: authentication is not enabled" => self.token = None,
                 Err(status) => return Err(status.message().to_string()),
@@ -443,6 +455,9 @@ mod tests {
         assert_eq!(r.members.len(), 3);
         assert_eq!(r.initial_cluster(2), Ok("a=http://h:1,b=http://h:2".to_string()));
         assert_eq!(r.initial_cluster(5), Ok("a=http://h:1,b=http://h:2,c=http://h:3".to_string()));
-        assert_eq!(registry(&[("/_etcd/registry/t/members/a", "a=ftp://h:1", 1)]).initial_cluster(1), Err(DiscoveryError::InvalidUrl));
+        assert_eq!(
+            registry(&[("/_etcd/registry/t/members/a", "a=ftp://h:1", 1)]).initial_cluster(1),
+            Err(DiscoveryError::InvalidUrl)
+        );
     }
 }

@@ -122,27 +122,34 @@ fn initial_members(config: &config::Config) -> (BTreeMap<u64, Member>, u64, u64)
     (members, mine, identity::cluster_id(&ids))
 }
 
-/// The initial cluster found by v3 discovery (etcd's `bootstrapNewClusterNoWAL`);
-/// empty for the discovery flags hub does not implement.
-async fn discover(config: &config::Config) -> Result<Vec<(String, String)>, String> {
-    let Some(settings) = &config.discovery_v3 else { return Ok(Vec::new()) };
+/// The initial cluster found by v3 discovery (etcd's `bootstrapNewClusterNoWAL`).
+/// A member the discovery service does not take exits as etcd's does.
+async fn discover(config: &config::Config, settings: &discovery::Settings) -> anyhow::Result<Vec<(String, String)>> {
     tracing::info!("Bootstrapping cluster using v3 discovery.");
     let my_id = identity::member_id(&config.initial_advertise_peer_urls, &config.initial_cluster_token);
     // etcd's `URLsMap.String()` of this member alone: `name=url` pairs, sorted.
     let mut me: Vec<String> = config.initial_advertise_peer_urls.iter().map(|u| format!("{}={u}", config.name)).collect();
     me.sort();
-    let failed = |e: &dyn std::fmt::Display| format!("failed to join discovery cluster ({e})");
-    let cluster = discovery::join_cluster(settings, my_id, &me.join(",")).await.map_err(|e| failed(&e))?;
-    let members = config::parse_initial_cluster(&cluster).map_err(|e| failed(&e))?;
+    let cluster = match discovery::join_cluster(settings, my_id, &me.join(",")).await {
+        Ok(cluster) => cluster,
+        Err(e) => {
+            // etcdmain's words for a failed discovery; etcd exits without a fatal line.
+            let error = format!("failed to join discovery cluster ({e})");
+            tracing::warn!(discovery_token = "", error = %error, "failed to bootstrap; discovery token was already used");
+            tracing::warn!("do not reuse discovery token; generate a new one to bootstrap a cluster");
+            std::process::exit(1);
+        }
+    };
+    let members = config::parse_initial_cluster(&cluster).map_err(|e| anyhow::anyhow!(e))?;
     let mut urls: Vec<&str> = members.iter().map(|(_, u)| u.as_str()).collect();
     urls.sort_unstable();
     if urls.windows(2).any(|w| w[0] == w[1]) {
-        return Err(format!("discovery cluster {cluster} has duplicate url"));
+        anyhow::bail!("discovery cluster {cluster} has duplicate url");
     }
     Ok(members)
 }
 
-async fn run(config: config::Config) -> anyhow::Result<()> {
+async fn run(mut config: config::Config) -> anyhow::Result<()> {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -185,21 +192,18 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         transport::bind(&config.listen_client_http_urls, "--listen-client-http-urls", client_tls.as_deref()).await?;
     let metrics_listeners =
         transport::bind(&config.listen_metrics_urls, "--listen-metrics-urls", client_tls.as_deref()).await?;
-    let mut config = config;
     if let Some(flag) = config.discovery.filter(|_| !identity::exists(&member_dir)) {
-        config.initial_cluster = discover(&config).await.unwrap_or_else(|e| {
-            // etcdmain's words for a failed discovery; etcd exits without a fatal line.
-            tracing::warn!(discovery_token = "", error = %e, "failed to bootstrap; discovery token was already used");
-            tracing::warn!("do not reuse discovery token; generate a new one to bootstrap a cluster");
-            std::process::exit(1)
-        });
-        if config.initial_cluster.is_empty() {
+        let Some(settings) = &config.discovery_v3 else {
             // Alone, this member would make a cluster of its own beside the
             // members it was meant to find: refuse rather than split.
             anyhow::bail!("bootstrapping by --{flag} is not implemented by hub; bootstrap with --initial-cluster");
-        }
+        };
+        config.initial_cluster = discover(&config, settings).await?;
     } else if config.discovery_v3.is_some() {
-        tracing::warn!(wal_dir = %member_dir.display(), "discovery token is ignored since cluster already initialized; valid logs are found");
+        tracing::warn!(
+            data_dir = %config.data_dir.display(),
+            "discovery token is ignored since cluster already initialized; valid logs are found"
+        );
     }
     let (members, mut my_id, mut cluster_id) = initial_members(&config);
     let joining = config.initial_cluster_state == "existing";

@@ -15,7 +15,9 @@ use hub_proto::etcdserverpb::{DeleteRangeRequest, MemberListRequest, PutRequest,
 use tonic::transport::Channel;
 
 async fn kv(m: &Member) -> KvClient<Channel> {
-    KvClient::new(Channel::from_shared(format!("http://{}", m.endpoint())).expect("uri").connect().await.expect("connect"))
+    KvClient::new(
+        Channel::from_shared(format!("http://{}", m.endpoint())).expect("uri").connect().await.expect("connect"),
+    )
 }
 
 async fn put(m: &Member, key: &str, value: &str) {
@@ -59,7 +61,11 @@ async fn members_bootstrap_through_a_discovery_service_until_it_is_full() {
 
     // One cluster of the three, each registered under its member ID.
     let list = ClusterClient::new(
-        Channel::from_shared(format!("http://{}", members[0].endpoint())).expect("uri").connect().await.expect("connect"),
+        Channel::from_shared(format!("http://{}", members[0].endpoint()))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect"),
     )
     .member_list(MemberListRequest {})
     .await
