@@ -10,6 +10,7 @@
 #[cfg(feature = "failpoints")]
 mod chaos;
 mod config;
+mod discovery;
 mod gateway;
 mod identity;
 mod log;
@@ -123,7 +124,34 @@ fn initial_members(config: &config::Config) -> (BTreeMap<u64, Member>, u64, u64)
     (members, mine, identity::cluster_id(&ids))
 }
 
-async fn run(config: config::Config) -> anyhow::Result<()> {
+/// The initial cluster found by v3 discovery (etcd's `bootstrapNewClusterNoWAL`).
+/// A member the discovery service does not take exits as etcd's does.
+async fn discover(config: &config::Config, settings: &discovery::Settings) -> anyhow::Result<Vec<(String, String)>> {
+    tracing::info!("Bootstrapping cluster using v3 discovery.");
+    let my_id = identity::member_id(&config.initial_advertise_peer_urls, &config.initial_cluster_token);
+    // etcd's `URLsMap.String()` of this member alone: `name=url` pairs, sorted.
+    let mut me: Vec<String> = config.initial_advertise_peer_urls.iter().map(|u| format!("{}={u}", config.name)).collect();
+    me.sort();
+    let cluster = match discovery::join_cluster(settings, my_id, &me.join(",")).await {
+        Ok(cluster) => cluster,
+        Err(e) => {
+            // etcdmain's words for a failed discovery; etcd exits without a fatal line.
+            let error = format!("failed to join discovery cluster ({e})");
+            tracing::warn!(discovery_token = "", error = %error, "failed to bootstrap; discovery token was already used");
+            tracing::warn!("do not reuse discovery token; generate a new one to bootstrap a cluster");
+            std::process::exit(1);
+        }
+    };
+    let members = config::parse_initial_cluster(&cluster).map_err(|e| anyhow::anyhow!(e))?;
+    let mut urls: Vec<&str> = members.iter().map(|(_, u)| u.as_str()).collect();
+    urls.sort_unstable();
+    if urls.windows(2).any(|w| w[0] == w[1]) {
+        anyhow::bail!("discovery cluster {cluster} has duplicate url");
+    }
+    Ok(members)
+}
+
+async fn run(mut config: config::Config) -> anyhow::Result<()> {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -167,9 +195,17 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     let metrics_listeners =
         transport::bind(&config.listen_metrics_urls, "--listen-metrics-urls", client_tls.as_deref()).await?;
     if let Some(flag) = config.discovery.filter(|_| !identity::exists(&member_dir)) {
-        // Alone, this member would make a cluster of its own beside the
-        // members it was meant to find: refuse rather than split.
-        anyhow::bail!("bootstrapping by --{flag} is not implemented by hub; bootstrap with --initial-cluster");
+        let Some(settings) = &config.discovery_v3 else {
+            // Alone, this member would make a cluster of its own beside the
+            // members it was meant to find: refuse rather than split.
+            anyhow::bail!("bootstrapping by --{flag} is not implemented by hub; bootstrap with --initial-cluster");
+        };
+        config.initial_cluster = discover(&config, settings).await?;
+    } else if config.discovery_v3.is_some() {
+        tracing::warn!(
+            data_dir = %config.data_dir.display(),
+            "discovery token is ignored since cluster already initialized; valid logs are found"
+        );
     }
     let (members, mut my_id, mut cluster_id) = initial_members(&config);
     let joining = config.initial_cluster_state == "existing";

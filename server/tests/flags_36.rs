@@ -129,16 +129,12 @@ fn assert_refused_alike(etcd: &Path, cases: Vec<Vec<String>>) {
     assert!(wrong.is_empty(), "hubd refuses unlike etcd 3.6.16:\n{}", wrong.join("\n"));
 }
 
-/// hub has no discovery: a new member asked to find its cluster so refuses
-/// to start, rather than make a cluster of its own beside the others.
+/// hub has no v2 discovery: a new member asked to find its cluster so
+/// refuses to start, rather than make a cluster of its own beside the others.
+/// (v3 discovery, `--discovery-endpoints`, is tests/discovery.rs.)
 #[test]
-fn hubd_refuses_to_bootstrap_by_discovery() {
-    for (args, flag) in [
-        (&["--discovery-endpoints=http://127.0.0.1:9", "--discovery-token=t"][..], "discovery-endpoints"),
-        (&["--discovery=http://127.0.0.1:9/x"], "discovery"),
-    ] {
-        let (status, text) = run(&hubd_bin(), args);
-        assert_eq!(status, 1, "{args:?}: {text}");
-        assert!(text.contains(&format!("bootstrapping by --{flag} is not implemented by hub")), "{text}");
-    }
+fn hubd_refuses_to_bootstrap_by_v2_discovery() {
+    let (status, text) = run(&hubd_bin(), &["--discovery=http://127.0.0.1:9/x"]);
+    assert_eq!(status, 1, "{text}");
+    assert!(text.contains("bootstrapping by --discovery is not implemented by hub"), "{text}");
 }

@@ -101,6 +101,22 @@ pub(super) fn finish(
     ]
     .into_iter()
     .find_map(|(flag, set)| (set && initial_cluster.is_empty()).then_some(flag));
+    let v36 = &f.v36;
+    let discovery_v3 = (discovery_flag == Some("discovery-endpoints")).then(|| crate::discovery::Settings {
+        token: v36.discovery_token.clone(),
+        endpoints: discovery_endpoints.clone(),
+        dial_timeout: v36.discovery_dial_timeout,
+        request_timeout: v36.discovery_request_timeout,
+        keepalive_time: v36.discovery_keepalive_time,
+        keepalive_timeout: v36.discovery_keepalive_timeout,
+        insecure_transport: v36.discovery_insecure_transport,
+        insecure_skip_tls_verify: v36.discovery_insecure_skip_tls_verify,
+        cert: v36.discovery_cert.clone(),
+        key: v36.discovery_key.clone(),
+        cacert: v36.discovery_cacert.clone(),
+        user: v36.discovery_user.clone(),
+        password: v36.discovery_password.clone(),
+    });
 
     // Raft timing.
     let (tick, election) = (f.heartbeat_interval, f.election_timeout);
@@ -140,7 +156,6 @@ pub(super) fn finish(
         go_duration(retention).map_err(|e| invalid(format!("error parsing CompactionRetention: {e}")))?;
     }
 
-    let v36 = &f.v36;
     let tracing = renamed(
         is_set("experimental-enable-distributed-tracing"),
         v36.experimental_enable_distributed_tracing,
@@ -242,8 +257,10 @@ pub(super) fn finish(
         initial_advertise_peer_urls,
         initial_cluster,
         discovery: discovery_flag,
+        // etcd's `PeerURLsMapAndToken`: member and cluster IDs come from the discovery token.
+        initial_cluster_token: discovery_v3.as_ref().map_or(f.initial_cluster_token, |d| d.token.clone()),
+        discovery_v3,
         initial_cluster_state: f.initial_cluster_state,
-        initial_cluster_token: f.initial_cluster_token,
         max_request_bytes: f.max_request_bytes,
         max_txn_ops: f.max_txn_ops,
         quota_backend_bytes: f.quota_backend_bytes,
@@ -457,7 +474,7 @@ pub(super) fn sorted_unique(mut v: Vec<String>) -> Vec<String> {
 }
 
 /// `a=http://h:1,b=http://h:2` → pairs, each URL checked.
-pub(super) fn parse_initial_cluster(s: &str) -> Result<Vec<(String, String)>, String> {
+pub(crate) fn parse_initial_cluster(s: &str) -> Result<Vec<(String, String)>, String> {
     s.split(',')
         .filter(|item| !item.is_empty())
         .map(|item| {

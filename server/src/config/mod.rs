@@ -53,6 +53,7 @@ mod tests;
 mod tests36;
 
 pub use features::FeatureGates;
+pub(crate) use finish::parse_initial_cluster;
 use features::*;
 use finish::*;
 use flags::*;
@@ -118,9 +119,12 @@ pub struct Config {
     /// URLs appears once per URL. Empty when bootstrapping by discovery.
     pub initial_cluster: Vec<(String, String)>,
     /// The flag that asks a new member to find its cluster by discovery
-    /// (`discovery`, `discovery-endpoints` or `discovery-srv`), which hub does
-    /// not implement; none with `--initial-cluster`.
+    /// (`discovery`, `discovery-endpoints` or `discovery-srv`); none with
+    /// `--initial-cluster`. hub implements v3 discovery only ([`Config::discovery_v3`]).
     pub discovery: Option<&'static str>,
+    /// `--discovery-endpoints` and the other `--discovery-*` flags of etcd's v3
+    /// discovery; with it, `initial_cluster_token` is the discovery token (as etcd).
+    pub discovery_v3: Option<crate::discovery::Settings>,
     /// `"new"` or `"existing"`.
     pub initial_cluster_state: String,
     pub initial_cluster_token: String,

@@ -240,11 +240,16 @@ fn etcd36_checks() {
     ] {
         assert_eq!(err(args), text, "{args:?}");
     }
-    // A v3 discovery replaces the default initial cluster (and hubd then
-    // refuses to bootstrap: it has no discovery).
-    let c = ok(&["--discovery-endpoints=http://d:1", "--discovery-token=t"]);
+    // A v3 discovery replaces the default initial cluster, and its token
+    // the cluster token (member IDs derive from it, as etcd's).
+    let c = ok(&["--discovery-endpoints=http://d:1", "--discovery-token=t", "--discovery-user=u"]);
     assert!(c.initial_cluster.is_empty());
     assert_eq!(c.discovery, Some("discovery-endpoints"));
+    assert_eq!(c.initial_cluster_token, "t");
+    let d = c.discovery_v3.expect("v3 discovery settings");
+    assert_eq!((d.endpoints, d.user, d.request_timeout), (vec!["http://d:1".to_string()], "u".to_string(), Duration::from_secs(5)));
+    assert!(d.insecure_transport);
+    assert_eq!(ok(&[]).discovery_v3, None);
     assert_eq!(ok(&["--discovery=https://d.example/x"]).discovery, Some("discovery"));
     assert_eq!(ok(&[]).discovery, None);
     assert!(ok(&["--logger=zap", "--enable-log-rotation", "--log-outputs=/tmp/a.log"]).unhonoured.contains(&"enable-log-rotation".into()));

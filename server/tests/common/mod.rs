@@ -80,8 +80,9 @@ pub struct Member {
     _tmp: Option<tempfile::TempDir>,
     extra: Vec<String>,
     pub name: String,
-    /// `--initial-cluster`; empty means this member alone.
-    initial_cluster: String,
+    /// `--initial-cluster`; empty means this member alone, `None` none at all
+    /// (the member bootstraps by discovery).
+    initial_cluster: Option<String>,
     /// Environment variables of the next start (e.g. `HUB_FAILPOINTS`).
     pub env: Vec<(String, String)>,
     /// Every line the running process printed.
@@ -125,7 +126,7 @@ impl Member {
             _tmp: Some(tmp),
             extra,
             name: name.to_string(),
-            initial_cluster,
+            initial_cluster: Some(initial_cluster),
             env: Vec::new(),
             log: Arc::default(),
         }
@@ -139,15 +140,18 @@ impl Member {
     fn command(&self) -> Command {
         let client = format!("http://127.0.0.1:{}", self.client_port);
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
-        let initial_cluster =
-            if self.initial_cluster.is_empty() { format!("{}={peer}", self.name) } else { self.initial_cluster.clone() };
+        let initial_cluster = match &self.initial_cluster {
+            Some(c) if c.is_empty() => vec!["--initial-cluster".to_string(), format!("{}={peer}", self.name)],
+            Some(c) => vec!["--initial-cluster".to_string(), c.clone()],
+            None => Vec::new(),
+        };
         let mut command = Command::new(&self.bin);
         command
             .args(["--name", &self.name])
             .args(["--data-dir", &self.data_dir.to_string_lossy()])
             .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &initial_cluster])
+            .args(&initial_cluster)
             .args(&self.extra)
             .envs(self.env.iter().map(|(k, v)| (k, v)));
         command
@@ -173,6 +177,11 @@ impl Member {
         };
         let out = out.expect("member output");
         (out.status, text(&out))
+    }
+
+    /// Runs `bin` from the next start on (the same member by another server).
+    pub fn set_bin(&mut self, bin: &Path) {
+        self.bin = bin.to_path_buf();
     }
 
     /// Adds flags to every later start.
@@ -302,6 +311,15 @@ impl Member {
 pub fn joining_member(bin: &Path, name: &str, client_port: u16, peer_port: u16, initial_cluster: &str) -> Member {
     let extra = vec!["--initial-cluster-state".into(), "existing".into()];
     Member::unstarted(bin, name, client_port, peer_port, initial_cluster.to_string(), extra)
+}
+
+/// A member of a new cluster that finds the others by v3 discovery
+/// (`--discovery-token`, `--discovery-endpoints`); not started yet.
+pub fn discovering_member(bin: &Path, name: &str, token: &str, endpoints: &str) -> Member {
+    let extra = vec![format!("--discovery-token={token}"), format!("--discovery-endpoints={endpoints}")];
+    let mut m = Member::unstarted(bin, name, free_port(), free_port(), String::new(), extra);
+    m.initial_cluster = None;
+    m
 }
 
 /// Restarts stopped members together (each waits for a quorum to be ready).
