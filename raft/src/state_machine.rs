@@ -224,7 +224,7 @@ impl HubStateMachine {
             return Ok(ApplyOutput::default());
         };
         let request_id = req.header.as_ref().map_or(0, |h| h.id);
-        if index <= sm.applied_index() {
+        if sm.has_applied(index) {
             // In the backend already (replayed after a restart): it was
             // answered when it was first applied.
             if request_id != 0 && self.wait.waits_for(request_id) {

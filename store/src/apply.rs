@@ -250,6 +250,12 @@ impl StateMachine {
         self.applied_index
     }
 
+    /// Whether the command at log `index` is applied already (in the backend
+    /// when the store opened, or since): applying it again changes nothing.
+    pub fn has_applied(&self, index: u64) -> bool {
+        index != 0 && index <= self.applied_index
+    }
+
     pub fn current_revision(&self) -> i64 {
         self.mvcc.current_revision()
     }
@@ -373,7 +379,7 @@ impl StateMachine {
     /// Applies the command at log `index`. An `Err(StoreError::Etcd)` is the
     /// request's answer and changed nothing; any other error is fatal.
     pub fn apply(&mut self, index: u64, req: &InternalRaftRequest, now: Instant) -> Result<Applied, StoreError> {
-        if index != 0 && index <= self.applied_index {
+        if self.has_applied(index) {
             return Ok(Applied { response: Response::AlreadyApplied, events: Vec::new() });
         }
         let started = Instant::now();
