@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use hub_proto::etcdserverpb::{auth_client::AuthClient, AuthenticateRequest};
 use hub_tls::net::{Address, Url};
-use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::service::interceptor::{InterceptedService, Interceptor};
@@ -243,13 +242,7 @@ struct Target {
 
 impl Target {
     async fn connect(&self, tls: &Arc<rustls::ClientConfig>) -> Result<Channel, tonic::transport::Error> {
-        let (url, tls) = (self.url.clone(), tls.clone());
-        self.endpoint
-            .connect_with_connector(tower::service_fn(move |_: tonic::codegen::http::Uri| {
-                let (url, tls) = (url.clone(), tls.clone());
-                async move { hub_tls::net::dial(&url, Some(&tls)).await.map(TokioIo::new) }
-            }))
-            .await
+        hub_tls::net::connect(&self.endpoint, &self.url, tls).await
     }
 }
 

@@ -19,7 +19,6 @@ use hub_proto::etcdserverpb::{
     AuthenticateRequest, PutRequest, RangeRequest, RangeResponse, WatchCreateRequest, WatchRequest,
 };
 use hub_tls::net::{Address, Url};
-use hyper_util::rt::TokioIo;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Channel, Endpoint};
 
@@ -377,14 +376,7 @@ impl Client {
             return Ok(channel.clone());
         }
         let (endpoint, url) = &self.targets[self.current];
-        let (url, tls) = (url.clone(), self.tls.clone());
-        let channel = endpoint
-            .connect_with_connector(tower::service_fn(move |_: tonic::codegen::http::Uri| {
-                let (url, tls) = (url.clone(), tls.clone());
-                async move { hub_tls::net::dial(&url, Some(&tls)).await.map(TokioIo::new) }
-            }))
-            .await
-            .map_err(|e| format!("{}: {e}", self.targets[self.current].1.host))?;
+        let channel = hub_tls::net::connect(endpoint, url, &self.tls).await.map_err(|e| format!("{}: {e}", url.host))?;
         if let Some((name, password)) = &self.credentials {
             let request = AuthenticateRequest { name: name.clone(), password: password.clone() };
             match AuthClient::new(channel.clone()).authenticate(request).await {

@@ -350,6 +350,22 @@ impl AsyncWrite for Prefixed {
     }
 }
 
+/// A tonic channel over `endpoint`'s settings, dialed by [`dial`] to `url`
+/// (its TLS, or none, as the URL's scheme says).
+pub async fn connect(
+    endpoint: &tonic::transport::Endpoint,
+    url: &Url,
+    tls: &Arc<ClientConfig>,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    let (url, tls) = (url.clone(), tls.clone());
+    endpoint
+        .connect_with_connector(tower::service_fn(move |_: tonic::codegen::http::Uri| {
+            let (url, tls) = (url.clone(), tls.clone());
+            async move { dial(&url, Some(&tls)).await.map(hyper_util::rt::TokioIo::new) }
+        }))
+        .await
+}
+
 /// Dials `url` (TCP or Unix), with TLS when it is `https`/`unixs`. TLS
 /// failures come back worded as Go's (`remote error: tls: bad certificate`).
 pub async fn dial(url: &Url, tls: Option<&Arc<ClientConfig>>) -> io::Result<Box<dyn Io>> {
