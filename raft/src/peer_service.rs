@@ -101,8 +101,14 @@ impl Peer for PeerService {
     }
 
     async fn set_election(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
-        let enabled: bool = decode(req.get_ref()).map_err(bad_request)?;
+        // `(enabled, transferee)`; a leader before hub had transfers sends `enabled` alone.
+        let (enabled, transferee): (bool, Option<u64>) =
+            decode(req.get_ref()).or_else(|_| decode(req.get_ref()).map(|e| (e, None))).map_err(bad_request)?;
         self.node.raft().runtime_config().elect(enabled);
+        if let Some(candidate) = transferee {
+            let until = tokio::time::Instant::now() + self.node.request_timeout();
+            self.node.raft().trigger().waive_leader_lease(candidate, until).await.map_err(|e| Status::unavailable(e.to_string()))?;
+        }
         reply(&())
     }
 

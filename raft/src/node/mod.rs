@@ -234,6 +234,11 @@ impl Node {
         &self.raft
     }
 
+    /// How long a request may wait for raft (etcd's request timeout).
+    pub fn request_timeout(&self) -> Duration {
+        self.timeout
+    }
+
     pub(crate) fn peer(&self, id: u64, node: &Member) -> Result<PeerClient, StoreError> {
         let mut peers = self.peers.lock();
         if let Some(c) = peers.get(&id) {

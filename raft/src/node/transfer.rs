@@ -47,7 +47,13 @@ impl Node {
         );
         let others: Vec<(u64, Member)> =
             members.into_iter().filter(|(id, _, _)| *id != target && *id != self.id).map(|(id, m, _)| (id, m)).collect();
-        self.set_elections(&others, false).await;
+        // Every voter (this one too) grants the transferee's vote inside its
+        // leader lease for the transfer's time, as etcd's campaignTransfer.
+        self.set_elections(&others, false, Some(target)).await;
+        let until = tokio::time::Instant::now() + self.timeout;
+        if let Err(e) = self.raft.trigger().waive_leader_lease(target, until).await {
+            tracing::debug!(error = %e, "could not waive the leader lease");
+        }
         self.raft.runtime_config().elect(false);
         self.raft.runtime_config().heartbeat(false);
         let mut metrics = self.raft.metrics();
@@ -58,15 +64,13 @@ impl Node {
                 }
             }
         };
-        // Voters refuse a candidate while they heard from the leader within its
-        // lease (openraft's: the longest election timeout). Once that has run
-        // out the transferee is told to campaign at once, and again every
-        // election timeout, rather than left to its own timer, which the
-        // leader's appends keep resetting. A transferee that cannot be reached
-        // (it is stopping too, say) ends the transfer at once, not at the timeout.
+        // The transferee is told to campaign at once (the voters waived their
+        // leader lease for it), and again every election timeout, rather than
+        // left to its own timer, which the leader's appends keep resetting. A
+        // transferee that cannot be reached (it is stopping too, say) ends the
+        // transfer at once, not at the timeout.
         let config = self.raft.config();
         let campaign = async {
-            tokio::time::sleep(Duration::from_millis(config.election_timeout_max)).await;
             loop {
                 let Ok(mut client) = self.peer(target, &transferee) else { return };
                 if let Err(e) = client.campaign(Payload { data: Vec::new() }).await {
@@ -87,7 +91,7 @@ impl Node {
         .await;
         self.raft.runtime_config().heartbeat(true);
         self.raft.runtime_config().elect(true);
-        self.set_elections(&others, true).await;
+        self.set_elections(&others, true, None).await;
         match moved {
             Ok(()) if self.raft.metrics().borrow().current_leader == Some(target) => {
                 tracing::info!(
@@ -103,10 +107,13 @@ impl Node {
         }
     }
 
-    async fn set_elections(&self, members: &[(u64, Member)], enabled: bool) {
+    /// Switches the members' elections; with a transferee, they also grant
+    /// its vote inside their leader lease (`hubpeer.Peer/SetElection` carries
+    /// `(enabled, transferee)`; a member before this reads the first alone).
+    async fn set_elections(&self, members: &[(u64, Member)], enabled: bool, transferee: Option<u64>) {
         for (id, m) in members {
             let Ok(mut client) = self.peer(*id, m) else { continue };
-            let Ok(data) = bincode::serialize(&enabled) else { continue };
+            let Ok(data) = bincode::serialize(&(enabled, transferee)) else { continue };
             if let Err(e) = client.set_election(Payload { data }).await {
                 tracing::warn!(member = format_args!("{id:x}"), error = %e, enabled, "could not switch elections");
             }

@@ -1281,6 +1281,9 @@ where
                 tracing::info!(cmd = debug(&cmd), "received RaftMsg::ExternalCommand: {}", func_name!());
 
                 match cmd {
+                    ExternalCommand::WaiveLeaderLease { candidate, until } => {
+                        self.engine.lease_waived_for = Some((candidate, until));
+                    }
                     ExternalCommand::Elect => {
                         if self.engine.leader.is_some() {
                             // A Leader can not win a campaign it starts: its own heartbeats keep

@@ -92,6 +92,10 @@ where C: RaftTypeConfig
 
     /// Output entry for the runtime.
     pub(crate) output: EngineOutput<C>,
+
+    /// hub: a candidate whose vote requests are granted inside the leader
+    /// lease, until when (a leadership transfer, as etcd's campaignTransfer).
+    pub(crate) lease_waived_for: Option<(C::NodeId, <C::AsyncRuntime as AsyncRuntime>::Instant)>,
 }
 
 impl<C> Engine<C>
@@ -108,6 +112,7 @@ where C: RaftTypeConfig
             leader: None,
             candidate: None,
             output: EngineOutput::new(4096),
+            lease_waived_for: None,
         }
     }
 
@@ -302,7 +307,12 @@ where C: RaftTypeConfig
             vote_utime + lease - now
         );
 
-        if vote.is_committed() {
+        // hub: a transfer's candidate is not held off by the lease.
+        let waived = match &self.lease_waived_for {
+            Some((candidate, until)) => now <= *until && req.vote.leader_id().voted_for().as_ref() == Some(candidate),
+            None => false,
+        };
+        if vote.is_committed() && !waived {
             // Current leader lease has not yet expired, reject voting request
             if now <= vote_utime + lease {
                 tracing::info!(

@@ -46,6 +46,19 @@ where C: RaftTypeConfig
         self.raft_inner.send_external_command(ExternalCommand::Elect, "trigger_elect").await
     }
 
+    /// hub: grant `candidate`'s vote requests until `until`, even while this
+    /// node's leader lease runs (a leadership transfer's candidate, as etcd's
+    /// campaignTransfer). Returns at once.
+    pub async fn waive_leader_lease(
+        &self,
+        candidate: C::NodeId,
+        until: crate::type_config::alias::InstantOf<C>,
+    ) -> Result<(), Fatal<C::NodeId>> {
+        self.raft_inner
+            .send_external_command(ExternalCommand::WaiveLeaderLease { candidate, until }, "waive_leader_lease")
+            .await
+    }
+
     /// Trigger a heartbeat at once and return at once.
     ///
     /// Returns error when RaftCore has [`Fatal`] error, e.g. shut down or having storage error.

@@ -3,6 +3,7 @@
 use std::fmt;
 
 use crate::core::raft_msg::ResultSender;
+use crate::type_config::alias::InstantOf;
 use crate::RaftTypeConfig;
 use crate::Snapshot;
 
@@ -31,6 +32,10 @@ pub(crate) enum ExternalCommand<C: RaftTypeConfig> {
     ///
     /// [`max_in_snapshot_log_to_keep`]: `crate::Config::max_in_snapshot_log_to_keep`
     PurgeLog { upto: u64 },
+
+    /// hub: grant `candidate`'s vote requests until `until` even inside the
+    /// leader lease (a leadership transfer: etcd's campaignTransfer).
+    WaiveLeaderLease { candidate: C::NodeId, until: InstantOf<C> },
 }
 
 impl<C> fmt::Debug for ExternalCommand<C>
@@ -60,6 +65,9 @@ where C: RaftTypeConfig
             }
             ExternalCommand::PurgeLog { upto } => {
                 write!(f, "PurgeLog[..={}]", upto)
+            }
+            ExternalCommand::WaiveLeaderLease { candidate, .. } => {
+                write!(f, "WaiveLeaderLease[{}]", candidate)
             }
         }
     }
