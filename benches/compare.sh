@@ -84,18 +84,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# N loopback ports free right now: bound all at once (so they are distinct), then released.
-free_ports() {
-  python3 - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-}
+source "$root/scripts/free-ports.sh"
 
 # start_cluster KIND BINARY: starts 3 members; sets $endpoints (comma-separated client URLs).
 start_cluster() {

@@ -44,15 +44,14 @@ stop() {
 trap stop EXIT
 trap 'exit 0' INT TERM
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+source "$repo/scripts/free-ports.sh"
 
 # --- hub: three members -------------------------------------------------------------
 declare -a client_port peer_port
+read -r -a ports <<<"$(free_ports 7)"
 for i in 1 2 3; do
-  client_port[i]=$(free_port)
-  peer_port[i]=$(free_port)
+  client_port[i]=${ports[$((2 * i - 2))]}
+  peer_port[i]=${ports[$((2 * i - 1))]}
 done
 initial=""
 for i in 1 2 3; do initial+="${initial:+,}m$i=http://127.0.0.1:${peer_port[i]}"; done
@@ -92,7 +91,7 @@ cert controller-manager "/CN=system:kube-controller-manager" "extendedKeyUsage=c
 openssl_q genrsa -out "$pki/sa.key" 2048
 openssl_q rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub"
 
-api_port=$(free_port)
+api_port=${ports[6]}
 server=https://127.0.0.1:$api_port
 kubeconfig() { # $1: client certificate name
   local f=$dir/$1.kubeconfig

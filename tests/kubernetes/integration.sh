@@ -31,9 +31,7 @@ if [[ $which != etcd ]]; then
   (cd "$repo" && cargo build --release --bin hubd -q)
 fi
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+source "$repo/scripts/free-ports.sh"
 
 run_against() { # $1: name, $2: binary
   local name=$1 work
@@ -44,8 +42,7 @@ run_against() { # $1: name, $2: binary
   # gates on 3.6 (progress requests, consistent reads from its watch cache).
   local env=()
   local port peer
-  port=$(free_port)
-  peer=$(free_port)
+  read -r port peer <<<"$(free_ports 2)"
   env "${env[@]}" "$work/bin/etcd" --data-dir "$work/data" --listen-client-urls "http://127.0.0.1:$port" \
     --advertise-client-urls "http://127.0.0.1:$port" --listen-peer-urls "http://127.0.0.1:$peer" \
     --initial-advertise-peer-urls "http://127.0.0.1:$peer" --initial-cluster "default=http://127.0.0.1:$peer" \
