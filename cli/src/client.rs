@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use hub_proto::etcdserverpb::{auth_client::AuthClient, AuthenticateRequest};
-use hub_tls::net::{Address, Url};
+use hub_tls::net::Url;
 use tokio::time::Instant;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::service::interceptor::{InterceptedService, Interceptor};
@@ -210,20 +210,9 @@ impl Connector {
     /// Where `address` is: TCP or a Unix socket, TLS or not, as its scheme
     /// (or, without one, the TLS flags) say.
     fn target(&self, address: &str) -> Result<Target, CtlError> {
-        let invalid = |e: &dyn std::fmt::Display| CtlError::error(format!("invalid endpoint {address}: {e}"));
-        let url = match address.split_once("://") {
-            Some(_) => address.to_string(),
-            None if self.tls_for_bare_endpoints => format!("https://{address}"),
-            None => format!("http://{address}"),
-        };
-        let url = Url::parse(&url).map_err(|e| invalid(&e))?;
-        // The URI only names the server in requests (`:authority`); the connector dials.
-        let authority = match &url.address {
-            Address::Tcp(host_port) => host_port.clone(),
-            Address::Unix(_) => url.host.clone(),
-        };
-        let endpoint = Endpoint::from_shared(format!("http://{authority}"))
-            .map_err(|e| invalid(&e))?
+        let (url, endpoint) =
+            hub_tls::net::client_endpoint(address, self.tls_for_bare_endpoints).map_err(CtlError::error)?;
+        let endpoint = endpoint
             .connect_timeout(self.dial_timeout)
             // grpc-go raises keepalive times below 10s to 10s, and etcd's server
             // hangs up on clients that ping more often than every 5s.

@@ -112,12 +112,7 @@ pub(crate) async fn serve(ctx: &Context, req: Request<Body>) -> Response<Body> {
             Ok(()) => (true, ""),
             Err(reason) => (false, reason.as_str()),
         };
-        let body = serde_json::json!({ "health": healthy.to_string(), "reason": reason }).to_string();
-        if healthy {
-            return text(StatusCode::OK, body);
-        }
-        tracing::warn!(output = %body, status_code = 503, "/health error");
-        return error(StatusCode::SERVICE_UNAVAILABLE, body);
+        return json_answer(healthy, reason);
     }
     let Some((kind, checks, only)) = endpoint(&path) else {
         return crate::http::not_found();
@@ -156,6 +151,17 @@ pub(crate) async fn serve(ctx: &Context, req: Request<Body>) -> Response<Body> {
         text(StatusCode::OK, if query.iter().any(|(k, _)| k == "verbose") { format!("{reason}ok\n") } else { "ok\n".into() });
     resp.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     resp
+}
+
+/// etcd's `/health` answer, `{"health":"true","reason":""}`: 200 when
+/// healthy, else 503 (with the reason) and a warning in the log.
+pub fn json_answer(healthy: bool, reason: &str) -> Response<Body> {
+    let body = serde_json::json!({ "health": healthy.to_string(), "reason": reason }).to_string();
+    if healthy {
+        return text(StatusCode::OK, body);
+    }
+    tracing::warn!(output = %body, status_code = 503, "/health error");
+    error(StatusCode::SERVICE_UNAVAILABLE, body)
 }
 
 /// A plain-text answer (Go's `net/http` finds etcd's JSON `/health` body

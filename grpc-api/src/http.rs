@@ -61,7 +61,7 @@ pub fn metrics_only(ctx: Context) -> Routes {
 }
 
 /// Go's `http.NotFound`.
-pub(crate) fn not_found() -> Response<Body> {
+pub fn not_found() -> Response<Body> {
     let mut resp = Response::new(Body::from("404 page not found\n"));
     *resp.status_mut() = StatusCode::NOT_FOUND;
     let headers = resp.headers_mut();

@@ -113,6 +113,8 @@ impl HubStateMachine {
         };
         let durable = Arc::new(watch::Sender::new(Ok(on_disk)));
         let sync_wanted = Arc::new(Notify::new());
+        let wake = sync_wanted.clone();
+        state.lock().on_background_commit(Arc::new(move || wake.notify_one()));
         let this = HubStateMachine {
             state,
             committed,

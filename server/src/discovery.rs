@@ -18,7 +18,7 @@ use hub_proto::etcdserverpb::{
     auth_client::AuthClient, kv_client::KvClient, watch_client::WatchClient, watch_request::RequestUnion,
     AuthenticateRequest, PutRequest, RangeRequest, RangeResponse, WatchCreateRequest, WatchRequest,
 };
-use hub_tls::net::{Address, Url};
+use hub_tls::net::Url;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Channel, Endpoint};
 
@@ -344,19 +344,8 @@ impl Client {
             .map_err(|e| DiscoveryError::Client(e.to_string()))?;
         let mut targets = Vec::new();
         for address in &s.endpoints {
-            let url = match address.split_once("://") {
-                Some(_) => address.clone(),
-                None if wants_tls => format!("https://{address}"),
-                None => format!("http://{address}"),
-            };
-            let url =
-                Url::parse(&url).map_err(|e| DiscoveryError::Client(format!("invalid endpoint {address}: {e}")))?;
-            let authority = match &url.address {
-                Address::Tcp(host_port) => host_port.clone(),
-                Address::Unix(_) => url.host.clone(),
-            };
-            let endpoint = Endpoint::from_shared(format!("http://{authority}"))
-                .map_err(|e| DiscoveryError::Client(format!("invalid endpoint {address}: {e}")))?
+            let (url, endpoint) = hub_tls::net::client_endpoint(address, wants_tls).map_err(DiscoveryError::Client)?;
+            let endpoint = endpoint
                 .connect_timeout(s.dial_timeout)
                 // grpc-go raises keepalive times below 10s to 10s.
                 .http2_keep_alive_interval(s.keepalive_time.max(Duration::from_secs(10)))

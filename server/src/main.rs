@@ -12,6 +12,7 @@ mod chaos;
 mod config;
 mod discovery;
 mod gateway;
+mod grpc_proxy;
 mod identity;
 mod log;
 mod migrate;
@@ -54,6 +55,13 @@ fn main() {
             eprintln!("hubd: {e}");
         }
         std::process::exit(gateway::main(args));
+    }
+    if grpc_proxy::requested(&args) {
+        let level = if grpc_proxy::debug(&args) { "debug" } else { "info" };
+        if let Err(e) = log::init(level, log::Format::Json, &["default".to_string()]) {
+            eprintln!("hubd: {e}");
+        }
+        std::process::exit(grpc_proxy::main(args));
     }
     let config = match config::parse() {
         Ok(c) => c,

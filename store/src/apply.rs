@@ -203,6 +203,13 @@ impl StateMachine {
         self.mvcc.backend().defer_durability(deferred);
     }
 
+    /// Calls `wake` whenever the backend takes a commit of its own, outside
+    /// any apply (a compaction's batches): with durability deferred, the
+    /// caller's sync is what brings it to the engine and the disk.
+    pub fn on_background_commit(&self, wake: crate::compaction::BackgroundCommit) {
+        self.mvcc.on_background_commit(wake);
+    }
+
     /// Makes everything applied so far durable in the backend: with
     /// durability deferred, this is the commit that reaches the disk, timed as
     /// etcd times its backend's commits.

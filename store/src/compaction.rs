@@ -111,7 +111,12 @@ struct Shared {
     /// The hashes the last compactions took, oldest first.
     hashes: Mutex<VecDeque<KvHash>>,
     progress: Arc<Progress>,
+    /// Told after each batch's commit (see [`Compactor::on_commit`]).
+    on_commit: Mutex<Option<BackgroundCommit>>,
 }
+
+/// Wakes whoever makes the backend durable: a background commit landed.
+pub type BackgroundCommit = Arc<dyn Fn() + Send + Sync>;
 
 /// How far compactions got, shared with those who wait for them (without
 /// the backend, which they must not keep open).
@@ -152,6 +157,7 @@ impl Compactor {
                 state: Mutex::new(ProgressState { ended: finished, stopping: false }),
                 changed: Condvar::new(),
             }),
+            on_commit: Mutex::new(None),
         });
         let worker = if config.background {
             let (queue, jobs) = mpsc::channel::<Job>();
@@ -185,6 +191,16 @@ impl Compactor {
                 Err(Unfinished::Failed(e)) => Err(e),
             },
         }
+    }
+
+    /// Calls `wake` after each batch the compaction commits. With durability
+    /// deferred, a commit waits in the backend's write buffer for the next
+    /// sync, which raft's applies ask for; a compaction commits after the
+    /// apply that scheduled it, so it asks too, or its deletions would wait
+    /// for the next write (etcd's backend commits them within its batch
+    /// interval).
+    pub(crate) fn on_commit(&self, wake: BackgroundCommit) {
+        *self.shared.on_commit.lock() = Some(wake);
     }
 
     /// Observes the pause of a compaction of the in-memory index.
@@ -348,6 +364,9 @@ impl Shared {
                 batch.put(Table::Meta, META_FINISHED_COMPACT.to_vec(), Revision::new(job.revision, 0).to_bytes(false));
             }
             self.backend.commit(batch)?;
+            if let Some(wake) = self.on_commit.lock().clone() {
+                wake();
+            }
             if let Some(m) = &self.metrics {
                 m.compaction_batch(batch_started.elapsed());
             }

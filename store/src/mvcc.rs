@@ -16,7 +16,7 @@ use hub_proto::mvccpb::{event::EventType, Event, KeyValue};
 use prost::Message;
 
 use crate::backend::{Backend, Table, WriteBatch};
-use crate::compaction::{CompactionConfig, CompactionProgress, Compactor, Job};
+use crate::compaction::{BackgroundCommit, CompactionConfig, CompactionProgress, Compactor, Job};
 use crate::error::{EtcdError, StoreError};
 use crate::hash::KvHasher;
 use crate::key_index::{KeyIndexTree, RangeEnd};
@@ -217,6 +217,11 @@ impl Mvcc {
     /// Tells when compactions are done in the backend.
     pub fn compaction_progress(&self) -> CompactionProgress {
         self.compactor.progress()
+    }
+
+    /// See [`Compactor::on_commit`].
+    pub fn on_background_commit(&self, wake: BackgroundCommit) {
+        self.compactor.on_commit(wake);
     }
 
     /// Stops the compaction in progress (see [`Compactor`]): before the

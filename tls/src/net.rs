@@ -350,6 +350,26 @@ impl AsyncWrite for Prefixed {
     }
 }
 
+/// An etcd client endpoint as clientv3 reads one: a URL, or a bare
+/// `host:port` (TLS when `tls_for_bare`, as a client with TLS flags dials
+/// it). The tonic endpoint only names the server in requests (`:authority`);
+/// [`connect`] dials the URL. Callers add their timeouts.
+pub fn client_endpoint(address: &str, tls_for_bare: bool) -> Result<(Url, tonic::transport::Endpoint), String> {
+    let invalid = |e: &dyn std::fmt::Display| format!("invalid endpoint {address}: {e}");
+    let url = match address.split_once("://") {
+        Some(_) => address.to_string(),
+        None if tls_for_bare => format!("https://{address}"),
+        None => format!("http://{address}"),
+    };
+    let url = Url::parse(&url).map_err(|e| invalid(&e))?;
+    let authority = match &url.address {
+        Address::Tcp(host_port) => host_port.clone(),
+        Address::Unix(_) => url.host.clone(),
+    };
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{authority}")).map_err(|e| invalid(&e))?;
+    Ok((url, endpoint))
+}
+
 /// A tonic channel over `endpoint`'s settings, dialed by [`dial`] to `url`
 /// (its TLS, or none, as the URL's scheme says).
 pub async fn connect(

@@ -423,7 +423,7 @@ fn check_sampling_rate(rate: i64) -> Result<(), String> {
 
 /// `--tls-min-version` and `--tls-max-version` as etcd reads them (an
 /// empty value leaves the choice to Go: TLS 1.2 to 1.3).
-fn tls_versions(min: &str, max: &str, cipher_suites: bool) -> Result<(TlsVersion, Option<TlsVersion>), String> {
+pub(crate) fn tls_versions(min: &str, max: &str, cipher_suites: bool) -> Result<(TlsVersion, Option<TlsVersion>), String> {
     let parse = |v: &str| match v {
         "" => Ok(None),
         "TLS1.2" => Ok(Some(TlsVersion::Tls12)),

@@ -53,7 +53,7 @@ mod tests;
 mod tests36;
 
 pub use features::FeatureGates;
-pub(crate) use finish::parse_initial_cluster;
+pub(crate) use finish::{parse_initial_cluster, tls_versions};
 use features::*;
 use finish::*;
 use flags::*;

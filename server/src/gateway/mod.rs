@@ -9,7 +9,7 @@
 //! ([`tcp_proxy`]). It never looks inside a connection: TLS, gRPC and HTTP go
 //! through unchanged, end to end between the client and the member.
 
-mod srv;
+pub(crate) mod srv;
 mod tcp_proxy;
 
 use std::collections::HashSet;
