@@ -16,6 +16,7 @@ mod grpc_proxy;
 mod identity;
 mod log;
 mod migrate;
+mod subcommand;
 mod transport;
 
 use std::time::Duration;
@@ -51,16 +52,9 @@ fn main() {
     }
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if gateway::requested(&args) {
-        if let Err(e) = log::init("info", log::Format::Json, &["default".to_string()]) {
-            eprintln!("hubd: {e}");
-        }
         std::process::exit(gateway::main(args));
     }
     if grpc_proxy::requested(&args) {
-        let level = if grpc_proxy::debug(&args) { "debug" } else { "info" };
-        if let Err(e) = log::init(level, log::Format::Json, &["default".to_string()]) {
-            eprintln!("hubd: {e}");
-        }
         std::process::exit(grpc_proxy::main(args));
     }
     let config = match config::parse() {

@@ -72,30 +72,10 @@ struct StartFlags {
 
 /// Runs `hubd gateway ...` to the end of the process: the exit code.
 pub fn main(args: Vec<OsString>) -> i32 {
-    // argv[0] "hubd", argv[1] "gateway": clap sees "hubd gateway <rest>".
-    let gateway = match Gateway::try_parse_from(args.into_iter().skip(1)) {
-        Ok(g) => g,
-        Err(e) => {
-            let _ = e.print();
-            return e.exit_code();
-        }
-    };
-    let GatewayCommand::Start = gateway.command;
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("hubd gateway: cannot start the runtime: {e}");
-            return 1;
-        }
-    };
-    match runtime.block_on(start(gateway.flags)) {
-        Ok(()) => 0,
-        Err(e) => {
-            // In the log only, as hubd's own fatal errors.
-            tracing::error!("{e:#}");
-            1
-        }
-    }
+    crate::subcommand::run(args, "info", |gateway: Gateway| {
+        let GatewayCommand::Start = gateway.command;
+        start(gateway.flags)
+    })
 }
 
 /// etcd's `startGateway`: endpoints from DNS or the flag, checks, then proxy.

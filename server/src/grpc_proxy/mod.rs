@@ -39,12 +39,6 @@ pub fn requested(args: &[OsString]) -> bool {
     args.get(1).is_some_and(|a| a == "grpc-proxy")
 }
 
-/// Whether `--debug` is among the arguments (the log level is set before
-/// the flags are parsed, so that parse errors are logged as the rest).
-pub fn debug(args: &[OsString]) -> bool {
-    args.iter().any(|a| a == "--debug" || a == "--debug=true")
-}
-
 #[derive(Parser, Debug)]
 #[command(name = "hubd grpc-proxy", about = "grpc-proxy related command", subcommand_required = true, arg_required_else_help = true)]
 struct GrpcProxy {
@@ -192,28 +186,12 @@ struct StartFlags {
 
 /// Runs `hubd grpc-proxy ...` to the end of the process: the exit code.
 pub fn main(args: Vec<OsString>) -> i32 {
-    let proxy = match GrpcProxy::try_parse_from(args.into_iter().skip(1)) {
-        Ok(p) => p,
-        Err(e) => {
-            let _ = e.print();
-            return e.exit_code();
-        }
-    };
-    let Command::Start = proxy.command;
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("hubd grpc-proxy: cannot start the runtime: {e}");
-            return 1;
-        }
-    };
-    match runtime.block_on(start(proxy.flags)) {
-        Ok(()) => 0,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            1
-        }
-    }
+    // `--debug` is etcd's log level flag; the log starts before the flags are parsed.
+    let debug = args.iter().any(|a| a == "--debug" || a == "--debug=true");
+    crate::subcommand::run(args, if debug { "debug" } else { "info" }, |proxy: GrpcProxy| {
+        let Command::Start = proxy.command;
+        start(proxy.flags)
+    })
 }
 
 /// etcd's `checkArgs` and the options hub's proxy does not have.
