@@ -279,6 +279,23 @@ impl Trusted {
     }
 }
 
+/// etcd's `TLSInfo.EmptyCN` check of a certificate a proxy dials members
+/// with: one whose Common Name is set is refused (a member taking client
+/// certificates would run every proxied call as that user).
+pub fn require_empty_cn(cert_file: &Path) -> Result<(), TlsError> {
+    let pem = read(cert_file, "--cert")?;
+    let cert = CertificateDer::pem_slice_iter(&pem)
+        .next()
+        .ok_or_else(|| TlsError(format!("--cert: no certificate found in {}", cert_file.display())))?
+        .map_err(|e| err("parse --cert", e))?;
+    match verify::common_name(&cert) {
+        Some(cn) if !cn.is_empty() => {
+            Err(TlsError(format!("cert has non empty Common Name ({cn}): {}", cert_file.display())))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A TLS client config as etcdctl builds one from `--cacert`, `--cert`,
 /// `--key` and `--insecure-skip-tls-verify` (hubctl's connections).
 pub fn client_config(

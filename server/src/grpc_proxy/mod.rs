@@ -222,6 +222,9 @@ fn check(flags: &StartFlags) -> anyhow::Result<()> {
 /// etcd's `startGRPCProxy`.
 async fn start(flags: StartFlags) -> anyhow::Result<()> {
     check(&flags)?;
+    if !flags.cert.is_empty() {
+        hub_tls::require_empty_cn(std::path::Path::new(&flags.cert))?;
+    }
     let listen_tls = listen_tls(&flags)?;
     let backends = Arc::new(Backends::new(&endpoints(&flags).await?, &backend_dial(&flags))?);
 
