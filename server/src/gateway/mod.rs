@@ -72,7 +72,7 @@ struct StartFlags {
 
 /// Runs `hubd gateway ...` to the end of the process: the exit code.
 pub fn main(args: Vec<OsString>) -> i32 {
-    crate::subcommand::run(args, "info", |gateway: Gateway| {
+    crate::subcommand::run(args, |_| "info", |gateway: Gateway| {
         let GatewayCommand::Start = gateway.command;
         start(gateway.flags)
     })
@@ -148,7 +148,7 @@ fn strip_scheme(endpoint: &str) -> String {
 }
 
 /// Go's `net.SplitHostPort`: `host:port` or `[v6]:port`.
-fn split_host_port(s: &str) -> Option<(&str, &str)> {
+pub(crate) fn split_host_port(s: &str) -> Option<(&str, &str)> {
     if let Some(rest) = s.strip_prefix('[') {
         let (host, port) = rest.split_once("]:")?;
         return Some((host, port));

@@ -186,9 +186,8 @@ struct StartFlags {
 
 /// Runs `hubd grpc-proxy ...` to the end of the process: the exit code.
 pub fn main(args: Vec<OsString>) -> i32 {
-    // `--debug` is etcd's log level flag; the log starts before the flags are parsed.
-    let debug = args.iter().any(|a| a == "--debug" || a == "--debug=true");
-    crate::subcommand::run(args, if debug { "debug" } else { "info" }, |proxy: GrpcProxy| {
+    let level = |proxy: &GrpcProxy| if proxy.flags.debug { "debug" } else { "info" };
+    crate::subcommand::run(args, level, |proxy: GrpcProxy| {
         let Command::Start = proxy.command;
         start(proxy.flags)
     })
@@ -235,7 +234,7 @@ async fn start(flags: StartFlags) -> anyhow::Result<()> {
 
     // The proxy checks itself (`/proxy/health`) over its own port, as a client.
     let scheme = if listen_tls.is_some() { "https" } else { "http" };
-    let own_tls = own_client_tls(&flags)?;
+    let own_tls = own_client_tls(&flags);
     let myself = Arc::new(Backends::new(&[format!("{scheme}://{}", flags.listen_addr)], &own_tls)?);
     let routes = routes::Routes::new(backends.clone(), myself, flags.grpc_logging);
 
@@ -313,9 +312,9 @@ fn backend_dial(flags: &StartFlags) -> Dial {
 
 /// How `/proxy/health` dials the proxy itself: with the proxy's own
 /// certificate and CA (etcd's `newProxyHealthClient`).
-fn own_client_tls(flags: &StartFlags) -> anyhow::Result<Dial> {
+fn own_client_tls(flags: &StartFlags) -> Dial {
     let auto = flags.auto_tls && flags.cert_file.is_empty();
-    Ok(Dial {
+    Dial {
         cert: if auto { Some(auto_tls_dir(flags).join("cert.pem")) } else { path(&flags.cert_file) },
         key: if auto { Some(auto_tls_dir(flags).join("key.pem")) } else { path(&flags.key_file) },
         ca: path(&flags.trusted_ca_file),
@@ -324,7 +323,7 @@ fn own_client_tls(flags: &StartFlags) -> anyhow::Result<Dial> {
         keepalive_time: Duration::ZERO,
         keepalive_timeout: Duration::from_secs(20),
         keepalive_while_idle: false,
-    })
+    }
 }
 
 fn path(p: &str) -> Option<PathBuf> {
@@ -346,7 +345,7 @@ fn listen_tls(flags: &StartFlags) -> anyhow::Result<Option<Arc<Tls>>> {
     let (min_version, max_version) =
         crate::config::tls_versions(&flags.tls_min_version, &flags.tls_max_version, !flags.listen_cipher_suites.is_empty())
             .map_err(|e| anyhow!(e))?;
-    let host = flags.listen_addr.rsplit_once(':').map_or(flags.listen_addr.as_str(), |(h, _)| h);
+    let host = crate::gateway::split_host_port(&flags.listen_addr).map_or(flags.listen_addr.as_str(), |(h, _)| h);
     let tls = TlsFlags {
         side: "client",
         cert_file: path(&flags.cert_file),
@@ -355,7 +354,7 @@ fn listen_tls(flags: &StartFlags) -> anyhow::Result<Option<Arc<Tls>>> {
         client_cert_auth: !flags.trusted_ca_file.is_empty(),
         auto_tls: flags.auto_tls,
         auto_tls_dir: auto_tls_dir(flags),
-        hosts: vec![host.trim_matches(['[', ']']).to_string()],
+        hosts: vec![host.to_string()],
         crl_file: path(&flags.client_crl_file),
         allowed_cn: Vec::new(),
         allowed_hostname: Vec::new(),
