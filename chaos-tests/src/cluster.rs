@@ -236,7 +236,7 @@ impl Cluster {
         let via = via.ok_or_else(|| anyhow::anyhow!("no member to ask"))?;
         let mut cc = ClusterClient::new(self.channel(via));
         let t = Duration::from_secs(10);
-        let list = tokio::time::timeout(t, cc.member_list(MemberListRequest {})).await??.into_inner();
+        let list = tokio::time::timeout(t, cc.member_list(MemberListRequest { linearizable: true })).await??.into_inner();
         let peer = url(self.members[i].peer_proxy);
         let id = list.members.iter().find(|m| m.peer_ur_ls.contains(&peer)).map(|m| m.id);
         if let Some(id) = id {

@@ -243,14 +243,17 @@ pub fn request<T>(message: T, deadline: Instant) -> tonic::Request<T> {
 }
 
 /// Awaits an RPC until `deadline`; errors come back worded as etcdctl's.
+/// An RPC that fails once the deadline has passed (tonic's own timer for the
+/// request's `grpc-timeout` may fire first) failed by it, as clientv3's
+/// `ContextError` reports the context's error.
 pub async fn call<T>(
     deadline: Instant,
     rpc: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
 ) -> Result<T, CtlError> {
     match tokio::time::timeout_at(deadline, rpc).await {
         Ok(Ok(response)) => Ok(response.into_inner()),
-        Ok(Err(status)) => Err(CtlError::from_status(&status)),
-        Err(_) => Err(CtlError::deadline_exceeded()),
+        Ok(Err(status)) if Instant::now() < deadline => Err(CtlError::from_status(&status)),
+        Ok(Err(_)) | Err(_) => Err(CtlError::deadline_exceeded()),
     }
 }
 

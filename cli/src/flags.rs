@@ -154,6 +154,16 @@ pub fn go_int64(s: &str) -> Result<i64, String> {
     gofmt::parse_int(s, 10)
 }
 
+/// etcdctl's `IsSerializable`: `--consistency` is `l` (linearizable) or `s`
+/// (serializable).
+pub fn serializable(consistency: &str) -> Result<bool, CtlError> {
+    match consistency {
+        "s" => Ok(true),
+        "l" => Ok(false),
+        other => Err(CtlError::bad_feature(format!("unknown consistency flag {}", gofmt::quote(other.as_bytes())))),
+    }
+}
+
 /// Global settings after flags, environment and defaults are merged.
 #[derive(Debug, Clone)]
 pub struct GlobalOptions {

@@ -4,7 +4,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hub_proto::etcdserverpb::{
-    Member, MemberAddRequest, MemberAddResponse, MemberListResponse, MemberPromoteResponse, MemberRemoveResponse,
+    Member, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse, MemberPromoteResponse, MemberRemoveResponse,
     MemberUpdateRequest, MemberUpdateResponse, ResponseHeader,
 };
 use hub_raft::membership::etcd_member_id;
@@ -69,8 +69,14 @@ impl EtcdServer {
         Ok(MemberUpdateResponse { header: self.cluster_header(), members: self.members() })
     }
 
-    pub fn member_list(&self) -> MemberListResponse {
-        MemberListResponse { header: self.cluster_header(), members: self.members() }
+    /// The members as this member knows them; with `linearizable` (etcd
+    /// 3.5's field, clientv3's default) after a linearizable read, so no
+    /// change committed before the call is missing.
+    pub async fn member_list(&self, r: MemberListRequest) -> Result<MemberListResponse> {
+        if r.linearizable {
+            self.read_index().await?;
+        }
+        Ok(MemberListResponse { header: self.cluster_header(), members: self.members() })
     }
 
     pub async fn member_promote(&self, id: u64) -> Result<MemberPromoteResponse> {

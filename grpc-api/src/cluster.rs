@@ -43,7 +43,8 @@ impl Cluster for ClusterService {
 
     async fn member_list(&self, req: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
         self.ctx.caller(&req).await?;
-        Ok(Response::new(self.ctx.server.member_list()))
+        let resp = self.ctx.server.member_list(req.into_inner()).await.map_err(status::from_server)?;
+        Ok(Response::new(resp))
     }
 
     async fn member_promote(

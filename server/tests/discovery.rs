@@ -67,7 +67,7 @@ async fn members_bootstrap_through_a_discovery_service_until_it_is_full() {
             .await
             .expect("connect"),
     )
-    .member_list(MemberListRequest {})
+    .member_list(MemberListRequest { linearizable: true })
     .await
     .expect("member list")
     .into_inner();

@@ -4,7 +4,8 @@
 //! `--force-new-cluster` restarts a member alone with its data, and the
 //! strict reconfiguration checks refuse what etcd refuses, with etcd's codes
 //! and texts (compared with etcd 3.6.16 where it is installed), and a stopped
-//! member's backend holds the members where etcd 3.6.16 keeps them.
+//! member's backend holds the members where etcd 3.6.16 keeps them; a
+//! linearizable member list needs a quorum.
 
 mod common;
 
@@ -80,7 +81,7 @@ async fn changes_through_followers_while_the_leader_is_removed() {
     let status = members[l].wait_for_exit(Duration::from_secs(10)).expect("the removed leader stops");
     assert!(status.success(), "{status:?}");
     assert!(members[l].log_lines().iter().any(|l| l.contains("the member has been permanently removed from the cluster")));
-    let list = cluster(&members[f1]).await.member_list(MemberListRequest {}).await.expect("list");
+    let list = cluster(&members[f1]).await.member_list(MemberListRequest { linearizable: true }).await.expect("list");
     assert_eq!(list.get_ref().members.len(), 3, "two of the first three and the learner");
 }
 
@@ -126,7 +127,7 @@ async fn force_new_cluster_keeps_the_data_of_one_member() {
     let mut m = members.remove(0);
     m.add_flags(&["--force-new-cluster"]);
     m.spawn();
-    let list = cluster(&m).await.member_list(MemberListRequest {}).await.expect("member list");
+    let list = cluster(&m).await.member_list(MemberListRequest { linearizable: true }).await.expect("member list");
     assert_eq!(list.get_ref().members.len(), 1);
     let mut kv = KvClient::new(channel(&m).await);
     let all = RangeRequest { key: b"k".to_vec(), range_end: b"l".to_vec(), ..Default::default() };
@@ -213,6 +214,38 @@ async fn strict_reconfig_checks_with_a_member_down_answer_as_etcd() {
     assert_eq!(one_of_three_down_refusals(&hubd_bin()).await, expected);
     if let Some(etcd) = etcd36_bin() {
         assert_eq!(one_of_three_down_refusals(&etcd).await, expected, "etcd 3.6.16");
+    }
+}
+
+/// Three members, two killed: a linearizable member list (clientv3's and
+/// etcdctl's default since 3.5) gets no answer without a quorum, a
+/// serializable one answers from the member's own view.
+async fn member_list_without_a_quorum(bin: &std::path::Path) -> (&'static str, usize) {
+    let mut members = start_cluster(bin, 3);
+    let mut c = cluster(&members[2]).await;
+    let list = |linearizable| {
+        let mut request = tonic::Request::new(MemberListRequest { linearizable });
+        request.set_timeout(Duration::from_secs(2));
+        request
+    };
+    assert_eq!(c.member_list(list(true)).await.expect("with a quorum").get_ref().members.len(), 3);
+    members[0].kill9();
+    members[1].kill9();
+    let linearizable = match tokio::time::timeout(Duration::from_secs(3), c.member_list(list(true))).await {
+        Ok(Ok(_)) => "answered",
+        // hub says "no leader" (Unavailable, which clientv3 retries until its
+        // deadline) once it knows; etcd lets the call wait.
+        Ok(Err(_)) | Err(_) => "no answer",
+    };
+    let serializable = c.member_list(list(false)).await.expect("serializable list").into_inner();
+    (linearizable, serializable.members.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_linearizable_member_list_needs_a_quorum() {
+    assert_eq!(member_list_without_a_quorum(&hubd_bin()).await, ("no answer", 3));
+    if let Some(etcd) = etcd36_bin() {
+        assert_eq!(member_list_without_a_quorum(&etcd).await, ("no answer", 3), "etcd 3.6.16");
     }
 }
 

@@ -63,7 +63,7 @@ pub async fn endpoints(connector: &Connector, cluster: bool) -> Result<Vec<Strin
     let deadline = connector.command_deadline();
     let fetch = async {
         let mut client = ClusterClient::new(connector.connect(deadline).await?);
-        call(deadline, client.member_list(request(MemberListRequest {}, deadline))).await
+        call(deadline, client.member_list(request(MemberListRequest { linearizable: true }, deadline))).await
     };
     let members = fetch
         .await

@@ -14,7 +14,7 @@ use hub_proto::range::prefix_end;
 use super::Ctx;
 use crate::client::{call, request};
 use crate::error::CtlError;
-use crate::flags::{go_bool, go_int64};
+use crate::flags::{self, go_bool, go_int64};
 use crate::gofmt;
 use crate::output::Format;
 
@@ -136,13 +136,7 @@ pub fn range_request(a: &GetArgs) -> Result<RangeRequest, CtlError> {
     if a.keys_only && a.count_only {
         return Err(CtlError::bad_args("`--keys-only` and `--count-only` cannot be set at the same time, choose one"));
     }
-    let serializable = match a.consistency.as_str() {
-        "s" => true,
-        "l" => false,
-        other => {
-            return Err(CtlError::bad_feature(format!("unknown consistency flag {}", gofmt::quote(other.as_bytes()))))
-        }
-    };
+    let serializable = flags::serializable(&a.consistency)?;
     let range_end = range_end_arg(&a.args, a.prefix, a.from_key)?;
     let mut order = match a.order.to_uppercase().as_str() {
         "ASCEND" => SortOrder::Ascend,

@@ -14,7 +14,7 @@ use crate::client::Conn;
 use super::Ctx;
 use crate::client::{call, request};
 use crate::error::CtlError;
-use crate::flags::go_bool;
+use crate::flags::{self, go_bool};
 use crate::gofmt::{self, quote};
 use crate::output::Format;
 
@@ -27,7 +27,7 @@ pub enum MemberCommand {
     /// Updates a member in the cluster
     Update(UpdateArgs),
     /// Lists all members in the cluster
-    List,
+    List(ListArgs),
     /// Promotes a non-voting member in the cluster
     Promote(IdArgs),
 }
@@ -42,6 +42,13 @@ pub struct AddArgs {
     pub learner: bool,
     #[arg(value_name = "NAME")]
     pub args: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// Linearizable(l) or Serializable(s)
+    #[arg(long, default_value = "l")]
+    pub consistency: String,
 }
 
 #[derive(Args, Debug)]
@@ -79,9 +86,10 @@ pub async fn run(cmd: MemberCommand, ctx: &Ctx, out: &mut dyn Write) -> Result<(
                 .await?;
             ctx.printer.member_changed(out, id, "updated in", &resp.header, &resp.members, &resp)
         }
-        MemberCommand::List => {
+        MemberCommand::List(a) => {
+            let linearizable = !flags::serializable(&a.consistency)?;
             let (mut cluster, deadline) = client(ctx).await?;
-            let resp = call(deadline, cluster.member_list(request(MemberListRequest {}, deadline))).await?;
+            let resp = call(deadline, cluster.member_list(request(MemberListRequest { linearizable }, deadline))).await?;
             ctx.printer.member_list(out, &resp)
         }
         MemberCommand::Promote(a) => {

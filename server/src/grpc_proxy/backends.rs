@@ -182,7 +182,7 @@ impl Backends {
     /// clientv3's `Sync`.
     async fn sync(&self) -> Result<(), String> {
         let pinned = self.pinned().await?;
-        let request = MemberListRequest {};
+        let request = MemberListRequest { linearizable: true };
         let answer = tokio::time::timeout(DIAL_TIMEOUT, ClusterClient::new(pinned.channel).member_list(request)).await;
         let members = match answer {
             Ok(Ok(response)) => response.into_inner().members,
