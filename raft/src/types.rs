@@ -8,9 +8,12 @@ use hub_store::{EtcdError, Response};
 use serde::{Deserialize, Serialize};
 
 /// A command in the log: an etcd `InternalRaftRequest`, protobuf-encoded (the
-/// same bytes etcd puts in its own log entries).
+/// same bytes etcd puts in its own log entries). Encoded as bytes: bincode
+/// writes them as it writes a sequence of `u8` (length, then the bytes), so
+/// WALs and peers of either form read each other, but copies them as one
+/// slice where serde's `Vec<u8>` visits every byte.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Command(pub Vec<u8>);
+pub struct Command(#[serde(with = "serde_bytes")] pub Vec<u8>);
 
 impl fmt::Debug for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -70,3 +73,19 @@ pub type Raft = openraft::Raft<TypeConfig>;
 pub type Entry = openraft::Entry<TypeConfig>;
 pub type LogId = openraft::LogId<u64>;
 pub type StorageError = openraft::StorageError<u64>;
+
+#[cfg(test)]
+mod tests {
+    use super::Command;
+
+    /// The byte form reads and writes what the sequence form wrote before it.
+    #[test]
+    fn a_command_encodes_as_the_sequence_of_bytes_did() {
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct AsSequence(Vec<u8>);
+        let bytes: Vec<u8> = (0..=255).collect();
+        let old = bincode::serialize(&AsSequence(bytes.clone())).expect("encode");
+        assert_eq!(bincode::serialize(&Command(bytes.clone())).expect("encode"), old);
+        assert_eq!(bincode::deserialize::<Command>(&old).expect("decode"), Command(bytes));
+    }
+}
