@@ -10,7 +10,8 @@
 //! - framing and checksums: `[u32 LE length][u32 LE crc32][payload]` records
 //!   (`record.rs`);
 //! - segment files `<seq>-<first index>.wal`, rolled past [`WalOptions::segment_bytes`]
-//!   and deleted whole once purged (`segment.rs`);
+//!   and deleted whole once purged (`segment.rs`); the newest is zero-filled ahead
+//!   of its records so an fsync changes no metadata (`writer.rs`);
 //! - group commit: one writer thread writes everything queued with one fsync, then
 //!   completes the callers in submission order (`writer.rs`);
 //! - repair at open: a torn record at the end of the newest segment is cut off with a

@@ -4,7 +4,8 @@
 //! files); `seq` counts up from 0 without gaps, and the first index is the index the
 //! next entry was expected to have when the file was created — a hint for people
 //! reading a directory listing, since a later truncation can append lower indexes
-//! into the same file. Every segment opens with a `Header` record.
+//! into the same file. Every segment opens with a `Header` record; its records end
+//! where only zeros follow (the writer zero-fills the newest segment ahead of them).
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -20,7 +21,8 @@ const SUFFIX: &str = ".wal";
 pub(crate) struct Segment {
     pub seq: u64,
     pub path: PathBuf,
-    /// File length, counting bytes written but not yet synced.
+    /// Where its records end, counting bytes written but not yet synced (the
+    /// newest segment's file holds zeros after them, see `writer.rs`).
     pub bytes: u64,
     /// Length of the header record that opens it: a segment holding only its
     /// header is never rolled past, however small the size limit.
@@ -97,7 +99,8 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<Segment>, WalError> {
 #[derive(Debug)]
 pub(crate) struct SegmentContents {
     pub records: Vec<(u64, Record)>,
-    /// File length after any repair.
+    /// Where the records end (after any repair): the file's length, less the
+    /// zeros after the last record.
     pub bytes: u64,
     /// Length of the opening header record (0 if the file is empty).
     pub header_bytes: u64,
@@ -128,6 +131,9 @@ pub(crate) fn read(path: &Path, newest: bool) -> Result<SegmentContents, WalErro
                 records.push((at as u64, record));
                 at = next;
             }
+            // The zeros the writer keeps ahead of the records (or that a crash left
+            // after extending the file): the records end here.
+            Err(_) if buf[at..].iter().all(|&b| b == 0) => break,
             Err(_) if newest && !valid_record_after(&buf, at + 1) => {
                 repair_torn_tail(path, at as u64, buf.len() as u64)?;
                 break;
@@ -166,7 +172,7 @@ fn repair_torn_tail(path: &Path, offset: u64, file_len: u64) -> Result<(), WalEr
 pub(crate) fn create(dir: &Path, seq: u64, first_index: u64) -> Result<(Segment, File), WalError> {
     let path = dir.join(file_name(seq, first_index));
     let file =
-        OpenOptions::new().create_new(true).append(true).open(&path).map_err(io_error("create segment", &path))?;
+        OpenOptions::new().create_new(true).write(true).open(&path).map_err(io_error("create segment", &path))?;
     sync_dir(dir)?;
     Ok((Segment { seq, path, bytes: 0, header_bytes: 0, max_index: None }, file))
 }

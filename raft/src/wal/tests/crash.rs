@@ -1,18 +1,19 @@
 //! Crash consistency, checked against a model: run random operations, pretend a
 //! crash hit while the last few were still being written — cut the bytes written
-//! after the last acknowledged one anywhere, dropping the segments created after
-//! the cut — and reopen. The WAL must come back as the model stood after every
+//! after the last acknowledged one anywhere (cut off, or zeros where the writer had
+//! zero-filled ahead), dropping the segments created after the cut — and reopen. The WAL must come back as the model stood after every
 //! acknowledged operation plus some prefix of the unacknowledged records.
 
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::FileFailurePersistence;
 
-use super::{append, open, segment_files};
+use super::{append, open, records_end, segment_files};
 use crate::wal::{LogEntry, LogId, Wal};
 
 const META_KEYS: [&str; 3] = ["committed", "applied", "cluster"];
@@ -145,6 +146,7 @@ proptest! {
         acked in prop::collection::vec(op(true), 0..40),
         in_flight in prop::collection::vec(op(false), 0..8),
         cut in any::<Index>(),
+        zeros_stay in any::<bool>(),
     ) {
         let dir = tempfile::tempdir().unwrap();
         let wal = open(dir.path(), segment_bytes);
@@ -155,7 +157,7 @@ proptest! {
         }
         prop_assert_eq!(observe(&wal), model.state.clone());
         let durable: BTreeMap<PathBuf, u64> =
-            segment_files(dir.path()).into_iter().map(|p| { let n = fs::metadata(&p).unwrap().len(); (p, n) }).collect();
+            segment_files(dir.path()).into_iter().map(|p| { let n = records_end(&p); (p, n) }).collect();
 
         // Segments are synced before the next one is created (so a crash never tears
         // an older one), and purges are excluded here, which delete files only after
@@ -171,7 +173,7 @@ proptest! {
         let written: Vec<(PathBuf, u64, u64)> = segment_files(dir.path())
             .into_iter()
             .filter(|p| *p >= newest_durable)
-            .map(|p| { let start = durable.get(&p).copied().unwrap_or(0); let end = fs::metadata(&p).unwrap().len(); (p, start, end) })
+            .map(|p| { let start = durable.get(&p).copied().unwrap_or(0); let end = records_end(&p); (p, start, end) })
             .collect();
         let total: u64 = written.iter().map(|(_, start, end)| end - start).sum();
         let mut left = cut.index(total as usize + 1) as u64;
@@ -180,7 +182,13 @@ proptest! {
             if cut_done {
                 fs::remove_file(path).unwrap();
             } else if left <= end - start {
-                OpenOptions::new().write(true).open(path).unwrap().set_len(start + left).unwrap();
+                let file = OpenOptions::new().write(true).open(path).unwrap();
+                if zeros_stay {
+                    // The file's length reached the disk, the data after the cut did not.
+                    file.write_all_at(&vec![0; (end - start - left) as usize], start + left).unwrap();
+                } else {
+                    file.set_len(start + left).unwrap();
+                }
                 cut_done = true;
             } else {
                 left -= end - start;

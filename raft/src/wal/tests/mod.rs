@@ -48,6 +48,17 @@ fn segment_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// Where a segment file's records end: its length less the zeros after them
+/// (the writer keeps the newest segment zero-filled ahead of its records).
+fn records_end(path: &Path) -> u64 {
+    let buf = fs::read(path).unwrap();
+    let mut at = 0;
+    while buf[at..].iter().any(|&b| b != 0) {
+        at = super::record::frame_at(&buf, at).unwrap().1;
+    }
+    at as u64
+}
+
 fn copy_dir(from: &Path) -> TempDir {
     let to = tempfile::tempdir().unwrap();
     for file in fs::read_dir(from).unwrap() {

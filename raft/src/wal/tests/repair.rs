@@ -3,10 +3,11 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use super::super::record::{frame_at, Record};
-use super::{append, copy_dir, entries, ids, open, segment_files};
+use super::{append, copy_dir, entries, ids, open, records_end, segment_files};
 use crate::wal::{LogId, Wal, WalError, WalOptions};
 
 /// The frames of a segment file: (start, end, record).
@@ -14,7 +15,7 @@ fn frames(path: &Path) -> Vec<(usize, usize, Record)> {
     let buf = fs::read(path).unwrap();
     let mut frames = Vec::new();
     let mut at = 0;
-    while at < buf.len() {
+    while buf[at..].iter().any(|&b| b != 0) {
         let (payload, next) = frame_at(&buf, at).unwrap();
         frames.push((at, next, Record::decode(payload).unwrap()));
         at = next;
@@ -140,16 +141,51 @@ fn damage_in_an_older_segment_is_corruption_even_at_its_end() {
 }
 
 #[test]
-fn a_zero_filled_tail_is_a_torn_tail() {
-    // What ext4 and others can leave when a crash persisted a file's new size but
-    // not its data.
+fn the_newest_segment_is_zero_filled_ahead_and_older_ones_end_at_their_records() {
+    let (sample, _) = sample_wal();
+    let files = segment_files(sample.path());
+    let (newest, older) = files.split_last().unwrap();
+    let end = frames(newest).last().unwrap().1 as u64;
+    assert!(fs::metadata(newest).unwrap().len() > end, "zeros written ahead");
+    assert_eq!(records_end(newest), end);
+    for path in older {
+        assert_eq!(fs::metadata(path).unwrap().len(), frames(path).last().unwrap().1 as u64, "{}", path.display());
+    }
+}
+
+#[test]
+fn zeros_after_the_records_end_them_without_a_repair() {
+    // The writer's own zeros, or what ext4 and others leave when a crash persisted
+    // a file's new size but not its data; in an older segment too (a crash before
+    // a finished segment was cut to its records).
     let (sample, last) = sample_wal();
-    let newest = newest_segment(sample.path());
-    let len = fs::metadata(&newest).unwrap().len();
-    OpenOptions::new().append(true).open(&newest).unwrap().write_all(&[0; 4096]).unwrap();
+    let files = segment_files(sample.path());
+    let newest = files.last().unwrap();
+    let newest_len = fs::metadata(newest).unwrap().len();
+    OpenOptions::new().append(true).open(&files[0]).unwrap().write_all(&[0; 4096]).unwrap();
     let wal = open(sample.path(), 200);
     assert_eq!(wal.last_entry(), Some(LogId { index: last, term: 1 }));
-    assert_eq!(fs::metadata(&newest).unwrap().len(), len);
+    assert_eq!(fs::metadata(newest).unwrap().len(), newest_len, "nothing cut off");
+    // The next records go where the old ones end, not after the zeros.
+    append(&wal, entries(last + 1..=last + 1, 2)).unwrap();
+    drop(wal);
+    let wal = open(sample.path(), 200);
+    assert_eq!(wal.last_entry(), Some(LogId { index: last + 1, term: 2 }));
+    assert_eq!(ids(&wal).len() as u64, last + 1);
+}
+
+#[test]
+fn a_torn_record_before_the_zeros_is_cut_off() {
+    let (sample, last) = sample_wal();
+    let newest = newest_segment(sample.path());
+    let (start, end, _) = *frames(&newest).last().unwrap();
+    // The record's second half never reached the disk; the zeros after it did.
+    let mut bytes = fs::read(&newest).unwrap();
+    bytes[(start + end) / 2..end].fill(0);
+    fs::write(&newest, bytes).unwrap();
+    let wal = open(sample.path(), 200);
+    assert_eq!(wal.last_entry(), Some(LogId { index: last - 1, term: 1 }));
+    assert_eq!(fs::metadata(&newest).unwrap().len(), start as u64);
 }
 
 #[test]
@@ -157,12 +193,12 @@ fn a_record_with_a_valid_crc_but_unknown_kind_is_corruption() {
     // Written whole, so not a torn write: a bug or a newer format. Never cut it off.
     let (sample, _) = sample_wal();
     let newest = newest_segment(sample.path());
-    let len = fs::metadata(&newest).unwrap().len();
+    let len = records_end(&newest);
     let payload = [0x7f, 1, 2, 3];
     let mut frame = (payload.len() as u32).to_le_bytes().to_vec();
     frame.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
     frame.extend_from_slice(&payload);
-    OpenOptions::new().append(true).open(&newest).unwrap().write_all(&frame).unwrap();
+    OpenOptions::new().write(true).open(&newest).unwrap().write_all_at(&frame, len).unwrap();
     assert!(matches!(
         Wal::open(sample.path(), WalOptions::default()),
         Err(WalError::Corrupt { offset, .. }) if offset == len
